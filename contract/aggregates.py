@@ -1,0 +1,317 @@
+"""The aggregates topic: the record format between the processor and the API.
+
+Every record on ``<prefix>.aggregates`` (compacted, written in the processor's
+transactions, read ``read_committed``) has a UTF-8 key of ``|``-separated parts whose
+first part names the kind, and a JSON value (``null`` never occurs; values are
+replaced whole, so compaction keeps exactly the latest state of each key):
+
+``r|<partition>|<day>|<agency>|<service>|<municipality>|<channel>|<life_situation>``
+    :class:`Rollup` - cumulative counters and histograms of one event-time day and one
+    cell, contributed by one input partition. Only the owner of the partition writes
+    it, so the latest value is the whole truth for that partition; readers sum the
+    partitions. ``service`` and ``life_situation`` are ``""`` where they do not apply
+    (appeals, office visits). ``day`` is ISO ``YYYY-MM-DD`` in the catalog time zone.
+
+``g|<partition>|<agency>|<service>|<municipality>|<channel>``
+    :class:`Gauges` - live counts now (open journeys, pending and overdue
+    applications, open and overdue appeals) held by one partition's state.
+
+``s|<partition>|<day>|<agency>``
+    :class:`Restatement` - the log of late changes to a day that the partition's
+    watermark had already closed.
+
+``w|<partition>``
+    :class:`Watermark` - the event-time watermark of one input partition.
+
+Numbers are exact: counts are integers and duration sums are integer milliseconds, so
+the same events give byte-identical totals however they were batched or replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+import msgspec
+
+from contract.metrics import BUCKETS
+
+SEP: Final = "|"
+
+
+class Hist(msgspec.Struct, omit_defaults=True):
+    """A histogram: per-bucket (non-cumulative) counts, the last one being +Inf.
+
+    ``sum_ms`` is the sum of observations in integer milliseconds.
+    """
+
+    counts: list[int]
+    sum_ms: int = 0
+
+    @classmethod
+    def empty(cls, name: str) -> Hist:
+        """A zeroed histogram with the buckets of metric family ``name``."""
+        return cls([0] * (len(BUCKETS[name]) + 1))
+
+    @property
+    def count(self) -> int:
+        """Number of observations."""
+        return sum(self.counts)
+
+    def observe(self, name: str, seconds: float) -> None:
+        """Add one observation (seconds) to this histogram of family ``name``."""
+        bounds = BUCKETS[name]
+        i = 0
+        n = len(bounds)
+        while i < n and seconds > bounds[i]:
+            i += 1
+        self.counts[i] += 1
+        self.sum_ms += round(seconds * 1000)
+
+    def add(self, other: Hist) -> None:
+        """Add another histogram of the same family into this one."""
+        if len(self.counts) < len(other.counts):
+            self.counts.extend([0] * (len(other.counts) - len(self.counts)))
+        for i, c in enumerate(other.counts):
+            self.counts[i] += c
+        self.sum_ms += other.sum_ms
+
+
+#: The counter fields of :class:`Rollup` that are plain integers.
+INT_FIELDS: Final = (
+    "events",
+    "started",
+    "started_digital",
+    "submitted",
+    "abandoned",
+    "abandoned_timeout",
+    "resolved",
+    "resolved_with_errors",
+    "skipped_steps",
+    "appeals_received",
+    "interagency_requested",
+    "cases_started",
+    "cases_completed",
+    "duplicates",
+)
+#: The counter fields of :class:`Rollup` that map a bounded label value to a count.
+MAP_FIELDS: Final = (
+    "steps",
+    "errors",
+    "decisions",
+    "feedback",
+    "visits",
+    "appeals_answered",
+    "interagency_responded",
+    "late",
+)
+#: The histogram fields of :class:`Rollup`, each named after its metric family in BUCKETS.
+HIST_FIELDS: Final = (
+    "form_seconds",
+    "decision_seconds",
+    "wait_seconds",
+    "interagency_seconds",
+    "case_seconds",
+    "skew_seconds",
+)
+
+
+class Rollup(msgspec.Struct, omit_defaults=True):
+    """Counters of one day and one cell from one partition (all cumulative).
+
+    Map keys: ``steps`` step code; ``errors`` catalog error code or ``other``;
+    ``decisions`` ``"<outcome>:<timeliness>"`` with timeliness ``on_time``, ``late`` or
+    ``unknown``; ``feedback`` score ``"1"``..``"5"``; ``visits`` ``"true"``/``"false"``
+    (within the office wait standard); ``appeals_answered`` ``on_time``/``late``;
+    ``interagency_responded`` ``within``/``over`` (PT48H); ``late`` the reason a
+    lifecycle event was counted late (``after_abandoned``, ``after_decided``, ...).
+    """
+
+    events: int = 0
+    started: int = 0
+    started_digital: int = 0
+    submitted: int = 0
+    abandoned: int = 0
+    abandoned_timeout: int = 0
+    resolved: int = 0
+    resolved_with_errors: int = 0
+    skipped_steps: int = 0
+    appeals_received: int = 0
+    interagency_requested: int = 0
+    cases_started: int = 0
+    cases_completed: int = 0
+    duplicates: int = 0
+    steps: dict[str, int] = msgspec.field(default_factory=dict)
+    errors: dict[str, int] = msgspec.field(default_factory=dict)
+    decisions: dict[str, int] = msgspec.field(default_factory=dict)
+    feedback: dict[str, int] = msgspec.field(default_factory=dict)
+    visits: dict[str, int] = msgspec.field(default_factory=dict)
+    appeals_answered: dict[str, int] = msgspec.field(default_factory=dict)
+    interagency_responded: dict[str, int] = msgspec.field(default_factory=dict)
+    late: dict[str, int] = msgspec.field(default_factory=dict)
+    form_seconds: Hist | None = None
+    decision_seconds: Hist | None = None
+    wait_seconds: Hist | None = None
+    interagency_seconds: Hist | None = None
+    case_seconds: Hist | None = None
+    skew_seconds: Hist | None = None
+
+    def hist(self, name: str) -> Hist:
+        """The histogram field ``name``, created empty on first use."""
+        h: Hist | None = getattr(self, name)
+        if h is None:
+            h = Hist.empty(name)
+            setattr(self, name, h)
+        return h
+
+    def add(self, other: Rollup) -> None:
+        """Add every counter of ``other`` into this rollup."""
+        for f in INT_FIELDS:
+            v = getattr(other, f)
+            if v:
+                setattr(self, f, getattr(self, f) + v)
+        for f in MAP_FIELDS:
+            src: dict[str, int] = getattr(other, f)
+            if src:
+                dst: dict[str, int] = getattr(self, f)
+                for k, v in src.items():
+                    dst[k] = dst.get(k, 0) + v
+        for f in HIST_FIELDS:
+            h: Hist | None = getattr(other, f)
+            if h is not None:
+                self.hist(f).add(h)
+
+
+class Gauges(msgspec.Struct, omit_defaults=True):
+    """Live counts of one partition and cell, replaced whole on every change."""
+
+    open_journeys: int = 0
+    pending: int = 0
+    overdue: int = 0
+    appeals_open: int = 0
+    appeals_overdue: int = 0
+    interagency_open: int = 0
+
+
+class RestatementEntry(msgspec.Struct, omit_defaults=True):
+    """One late change to a closed day: which counters moved, when it was processed."""
+
+    at: str
+    event_type: str
+    fields: list[str]
+
+
+class Restatement(msgspec.Struct, omit_defaults=True):
+    """The restatements of one (partition, day, agency): total count and recent entries."""
+
+    count: int = 0
+    first_at: str = ""
+    last_at: str = ""
+    recent: list[RestatementEntry] = msgspec.field(default_factory=list)
+
+
+#: How many recent entries a :class:`Restatement` keeps.
+RESTATEMENT_RECENT: Final = 20
+
+
+class Watermark(msgspec.Struct):
+    """Event-time progress of one input partition (epoch seconds)."""
+
+    watermark: float
+    max_event_time: float
+    updated_at: float
+
+
+class RollupKey(msgspec.Struct, frozen=True, array_like=True):
+    """The dimensions of a rollup, partition included."""
+
+    partition: int
+    day: str
+    agency: str
+    service: str
+    municipality: str
+    channel: str
+    life_situation: str
+
+    def encode(self) -> bytes:
+        """The record key."""
+        return SEP.join(
+            (
+                "r",
+                str(self.partition),
+                self.day,
+                self.agency,
+                self.service,
+                self.municipality,
+                self.channel,
+                self.life_situation,
+            )
+        ).encode()
+
+
+class GaugeKey(msgspec.Struct, frozen=True, array_like=True):
+    """The dimensions of a gauge record, partition included."""
+
+    partition: int
+    agency: str
+    service: str
+    municipality: str
+    channel: str
+
+    def encode(self) -> bytes:
+        """The record key."""
+        return SEP.join(
+            ("g", str(self.partition), self.agency, self.service, self.municipality, self.channel)
+        ).encode()
+
+
+def restatement_key(partition: int, day: str, agency: str) -> bytes:
+    """Key of the restatement log of one partition, day and agency."""
+    return SEP.join(("s", str(partition), day, agency)).encode()
+
+
+def watermark_key(partition: int) -> bytes:
+    """Key of the watermark record of one input partition."""
+    return f"w{SEP}{partition}".encode()
+
+
+Record = RollupKey | GaugeKey | tuple[str, int, str, str] | tuple[str, int]
+
+_rollup_dec: Final = msgspec.json.Decoder(Rollup)
+_gauges_dec: Final = msgspec.json.Decoder(Gauges)
+_restate_dec: Final = msgspec.json.Decoder(Restatement)
+_wm_dec: Final = msgspec.json.Decoder(Watermark)
+encode: Final = msgspec.json.Encoder().encode
+
+
+def parse_key(key: bytes) -> list[str]:
+    """Split a record key into its parts; the first is the kind (r, g, s, w)."""
+    return key.decode().split(SEP)
+
+
+def decode_rollup(value: bytes) -> Rollup:
+    """Decode the value of an ``r|`` record."""
+    return _rollup_dec.decode(value)
+
+
+def decode_gauges(value: bytes) -> Gauges:
+    """Decode the value of a ``g|`` record."""
+    return _gauges_dec.decode(value)
+
+
+def decode_restatement(value: bytes) -> Restatement:
+    """Decode the value of an ``s|`` record."""
+    return _restate_dec.decode(value)
+
+
+def decode_watermark(value: bytes) -> Watermark:
+    """Decode the value of a ``w|`` record."""
+    return _wm_dec.decode(value)
+
+
+def sum_rollups(rollups: Iterable[Rollup]) -> Rollup:
+    """The sum of rollups (a new object; the inputs are untouched)."""
+    total = Rollup()
+    for r in rollups:
+        total.add(r)
+    return total

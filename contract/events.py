@@ -1,0 +1,434 @@
+"""Event contract, version 1 (DESIGN.md section 3).
+
+One decoder serves every boundary: the API, the producer library, ``events validate``
+and the stream processor. It decodes with msgspec (about 1-2 microseconds per event),
+then applies the rules a JSON decoder cannot express (required fields per type, which
+``attrs`` keys a type allows, the future-timestamp limit). The result of decoding is
+either an :class:`Event` or a list of :class:`Problem`: a bad event is a result, not an
+exception, so the good events beside it are never affected.
+
+Problems never echo the value of ``citizen``: it may be personal data sent by mistake.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+MAX_EVENT_BYTES: Final = 64 * 1024
+MAX_FUTURE: Final = timedelta(minutes=5)
+SCHEMA_VERSION: Final = 1
+
+_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_PSEUDONYM_PATTERN = r"^[0-9a-fA-F]{64}$"
+_CODE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+Id = Annotated[str, msgspec.Meta(pattern=_ID_PATTERN)]
+Code = Annotated[str, msgspec.Meta(pattern=_CODE_PATTERN)]
+
+
+class EventType(enum.StrEnum):
+    """The closed set of event types of contract v1."""
+
+    JOURNEY_STARTED = "journey.started"
+    JOURNEY_STEP = "journey.step"
+    JOURNEY_SUBMITTED = "journey.submitted"
+    JOURNEY_ABANDONED = "journey.abandoned"
+    JOURNEY_ERROR = "journey.error"
+    DECISION_MADE = "decision.made"
+    INTERAGENCY_REQUESTED = "interagency.requested"
+    INTERAGENCY_RESPONDED = "interagency.responded"
+    VISIT_SERVED = "visit.served"
+    FEEDBACK_GIVEN = "feedback.given"
+    APPEAL_RECEIVED = "appeal.received"
+    APPEAL_ANSWERED = "appeal.answered"
+
+
+class Channel(enum.StrEnum):
+    """Where the citizen interacted with the service."""
+
+    PORTAL = "portal"
+    MOBILE = "mobile"
+    MFC = "mfc"
+    OFFICE = "office"
+    PHONE = "phone"
+    PROACTIVE = "proactive"
+
+
+SELF_SERVICE_CHANNELS: Final = frozenset({Channel.PORTAL, Channel.MOBILE})
+DIGITAL_CHANNELS: Final = frozenset({Channel.PORTAL, Channel.MOBILE, Channel.PROACTIVE})
+
+
+class Outcome(enum.StrEnum):
+    """Outcome of ``decision.made``."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Reason(enum.StrEnum):
+    """Why an event was rejected; the ``reason`` label of ``events_rejected_total``."""
+
+    INVALID_JSON = "invalid_json"
+    TOO_LARGE = "too_large"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_FIELD = "unknown_field"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    BAD_FORMAT = "bad_format"
+    OUT_OF_RANGE = "out_of_range"
+    BAD_VALUE = "bad_value"
+    NO_OFFSET = "no_offset"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    NOT_PSEUDONYM = "not_pseudonym"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_AGENCY = "unknown_agency"
+    UNKNOWN_SERVICE = "unknown_service"
+    SERVICE_NOT_OWNED = "service_not_owned"
+    UNKNOWN_MUNICIPALITY = "unknown_municipality"
+    UNKNOWN_STEP = "unknown_step"
+    UNKNOWN_OFFICE = "unknown_office"
+    UNKNOWN_LIFE_SITUATION = "unknown_life_situation"
+    UNKNOWN_REASON_CODE = "unknown_reason_code"
+    FORBIDDEN_AGENCY = "forbidden_agency"
+
+
+class Attrs(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Type-specific fields, flattened: each type allows only its own keys.
+
+    Which keys a type allows and requires is in :data:`ATTRS_RULES`.
+    """
+
+    step: Code | None = None
+    code: Code | None = None
+    outcome: Outcome | None = None
+    reason: Code | None = None
+    request: Id | None = None
+    counterpart: Code | None = None
+    office: Code | None = None
+    wait_seconds: Annotated[int, msgspec.Meta(ge=0, le=86_400)] | None = None
+    score: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
+    appeal: Id | None = None
+
+
+_NO_ATTRS = Attrs()
+
+
+class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One usage event (contract v1). Construct through :func:`decode_event`."""
+
+    event_id: Annotated[str, msgspec.Meta(pattern=_UUID_PATTERN)]
+    type: EventType
+    schema_version: Literal[1]
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    agency: Code
+    municipality: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8,11}$")]
+    channel: Channel
+    attrs: Attrs = _NO_ATTRS
+    service: Code | None = None
+    journey: Id | None = None
+    life_situation: Code | None = None
+    case: Id | None = None
+    citizen: Annotated[str, msgspec.Meta(pattern=_PSEUDONYM_PATTERN)] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttrsRule:
+    """The ``attrs`` keys one event type requires and allows."""
+
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+
+
+def _rule(required: Iterable[str] = (), optional: Iterable[str] = ()) -> AttrsRule:
+    return AttrsRule(frozenset(required), frozenset(optional))
+
+
+ATTRS_RULES: Final[dict[EventType, AttrsRule]] = {
+    EventType.JOURNEY_STARTED: _rule(),
+    EventType.JOURNEY_STEP: _rule(["step"]),
+    EventType.JOURNEY_SUBMITTED: _rule(),
+    EventType.JOURNEY_ABANDONED: _rule(),
+    EventType.JOURNEY_ERROR: _rule(["code"], ["step"]),
+    EventType.DECISION_MADE: _rule(["outcome"], ["reason"]),
+    EventType.INTERAGENCY_REQUESTED: _rule(["request", "counterpart"]),
+    EventType.INTERAGENCY_RESPONDED: _rule(["request", "counterpart"]),
+    EventType.VISIT_SERVED: _rule(["office", "wait_seconds"]),
+    EventType.FEEDBACK_GIVEN: _rule(["score"]),
+    EventType.APPEAL_RECEIVED: _rule(["appeal"]),
+    EventType.APPEAL_ANSWERED: _rule(["appeal"]),
+}
+
+#: Types for which ``service`` and ``journey`` may be absent.
+SERVICE_OPTIONAL: Final = frozenset(
+    {EventType.VISIT_SERVED, EventType.APPEAL_RECEIVED, EventType.APPEAL_ANSWERED}
+)
+JOURNEY_OPTIONAL: Final = SERVICE_OPTIONAL
+LIFECYCLE_TYPES: Final = frozenset(
+    {
+        EventType.JOURNEY_STARTED,
+        EventType.JOURNEY_STEP,
+        EventType.JOURNEY_SUBMITTED,
+        EventType.JOURNEY_ABANDONED,
+        EventType.JOURNEY_ERROR,
+        EventType.DECISION_MADE,
+    }
+)
+_ATTR_NAMES: Final = tuple(Attrs.__struct_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why one event was rejected.
+
+    Attributes:
+        field: dotted path of the offending field (``attrs.score``), or ``""`` for the
+            event as a whole (malformed JSON, too large).
+        reason: a :class:`Reason` code; bounded, safe as a metric label.
+        message: a human sentence naming the field and what was expected.
+    """
+
+    field: str
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An event that failed validation, with its position in the batch (0-based)."""
+
+    index: int
+    problems: tuple[Problem, ...]
+    event_id: str | None = None
+    agency: str | None = None
+
+    @property
+    def reason(self) -> Reason:
+        """The first problem's reason: the one the event is counted under."""
+        return self.problems[0].reason
+
+
+_decoder: Final = msgspec.json.Decoder(Event)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def _problem_from_msgspec(exc: msgspec.ValidationError) -> Problem:
+    """Turn msgspec's message into a field path and a bounded reason code."""
+    text = str(exc)
+    path = ""
+    if " - at `$" in text:
+        text, _, raw_path = text.rpartition(" - at `")
+        path = raw_path.rstrip("`").removeprefix("$").lstrip(".")
+    if text.startswith("Object contains unknown field"):
+        name = text.split("`")[1] if "`" in text else ""
+        field = f"{path}.{name}" if path else name
+        return Problem(field, Reason.UNKNOWN_FIELD, f"unknown field {field!r}")
+    if text.startswith("Object missing required field"):
+        name = text.split("`")[1] if "`" in text else ""
+        field = f"{path}.{name}" if path else name
+        return Problem(field, Reason.MISSING_FIELD, f"required field {field!r} is missing")
+    if path == "schema_version":
+        return Problem(path, Reason.UNSUPPORTED_VERSION, "schema_version must be 1")
+    if path == "citizen":
+        return Problem(
+            path,
+            Reason.NOT_PSEUDONYM,
+            "citizen must be a 64-hex-character HMAC-SHA256 pseudonym made by the producer "
+            "library; raw identifiers (SNILS, phone, e-mail, name) are not accepted",
+        )
+    if path == "occurred_at":
+        if "timezone" in text:
+            return Problem(
+                path,
+                Reason.NO_OFFSET,
+                "occurred_at must be RFC 3339 with a UTC offset, e.g. 2026-11-26T10:15:00+05:00",
+            )
+        return Problem(path, Reason.BAD_FORMAT, f"occurred_at: {text}")
+    if "Invalid enum value" in text:
+        return Problem(path, Reason.BAD_VALUE, f"{path}: {text}")
+    if "matching regex" in text:
+        return Problem(
+            path,
+            Reason.BAD_FORMAT,
+            f"{path}: {text.split(' matching')[0]} of the "
+            f"required form ({_FORMS.get(path.rsplit('.', 1)[-1], 'a code')})",
+        )
+    if ">=" in text or "<=" in text:
+        return Problem(path, Reason.OUT_OF_RANGE, f"{path}: {text}")
+    if text.startswith("Expected"):
+        return Problem(path, Reason.WRONG_TYPE, f"{path}: {text}")
+    return Problem(path, Reason.BAD_VALUE, f"{path}: {text}")
+
+
+_FORMS: Final = {
+    "event_id": "a UUID such as 0b1e4c2a-5f9d-4c51-9a8e-2f6c8d7e1a3b",
+    "municipality": "an OKTMO code of 8 or 11 digits",
+    "journey": "1..128 characters of A-Z a-z 0-9 . _ : -",
+    "case": "1..128 characters of A-Z a-z 0-9 . _ : -",
+    "request": "1..128 characters of A-Z a-z 0-9 . _ : -",
+    "appeal": "1..128 characters of A-Z a-z 0-9 . _ : -",
+}
+
+
+def _semantic_problems(event: Event, now: datetime | None) -> list[Problem]:
+    """Rules msgspec cannot express: per-type fields and the future limit."""
+    problems: list[Problem] = []
+    etype = event.type
+    rule = ATTRS_RULES[etype]
+    attrs = event.attrs
+    if attrs is not _NO_ATTRS or rule.required:
+        for name in _ATTR_NAMES:
+            present = getattr(attrs, name) is not None
+            if present and name not in rule.required and name not in rule.optional:
+                problems.append(
+                    Problem(
+                        f"attrs.{name}",
+                        Reason.UNKNOWN_FIELD,
+                        f"attrs.{name} is not allowed for type {etype.value}",
+                    )
+                )
+            elif not present and name in rule.required:
+                problems.append(
+                    Problem(
+                        f"attrs.{name}",
+                        Reason.MISSING_FIELD,
+                        f"attrs.{name} is required for type {etype.value}",
+                    )
+                )
+    if event.service is None and etype not in SERVICE_OPTIONAL:
+        problems.append(
+            Problem("service", Reason.MISSING_FIELD, f"service is required for type {etype.value}")
+        )
+    if event.journey is None and etype not in JOURNEY_OPTIONAL:
+        problems.append(
+            Problem("journey", Reason.MISSING_FIELD, f"journey is required for type {etype.value}")
+        )
+    if now is not None and event.occurred_at > now + MAX_FUTURE:
+        problems.append(
+            Problem(
+                "occurred_at",
+                Reason.FUTURE_TIMESTAMP,
+                "occurred_at is more than 5 minutes ahead of the receiver's clock "
+                f"({event.occurred_at.isoformat()} > {now.isoformat()}); check the sender's clock",
+            )
+        )
+    return problems
+
+
+def decode_event(
+    raw: bytes | memoryview | str, now: datetime | None = None
+) -> Event | list[Problem]:
+    """Decode and validate one JSON event.
+
+    Args:
+        raw: the JSON text of one event (UTF-8).
+        now: the receiver's clock (timezone-aware); events more than 5 minutes after it
+            are rejected. ``None`` skips that check (replaying stored events).
+
+    Returns:
+        The event, or the problems found (at least one). Never raises for bad input.
+    """
+    if len(raw) > MAX_EVENT_BYTES:
+        return [
+            Problem(
+                "",
+                Reason.TOO_LARGE,
+                f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES} bytes (64 KiB)",
+            )
+        ]
+    try:
+        event = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        if str(exc).startswith("Expected `object`"):
+            return [Problem("", Reason.NOT_AN_OBJECT, "an event must be a JSON object")]
+        return [_problem_from_msgspec(exc)]
+    except msgspec.DecodeError as exc:
+        return [Problem("", Reason.INVALID_JSON, f"malformed JSON: {exc}")]
+    problems = _semantic_problems(event, now)
+    return problems if problems else event
+
+
+def encode_event(event: Event) -> bytes:
+    """The canonical JSON of a valid event, as written to Kafka."""
+    return _encoder.encode(event)
+
+
+def event_key(event: Event) -> bytes:
+    """The Kafka key: the case id, else the journey id, else the appeal or event id.
+
+    Keying by case keeps every journey of one life-situation instance on one partition,
+    so the processor can see a case complete. Appeals without a journey are keyed by the
+    appeal id, so received and answered meet on one partition.
+    """
+    if event.case is not None:
+        return f"c:{event.agency}:{event.case}".encode()
+    if event.journey is not None:
+        return f"j:{event.agency}:{event.journey}".encode()
+    if event.attrs.appeal is not None:
+        return f"a:{event.agency}:{event.attrs.appeal}".encode()
+    return f"e:{event.event_id}".encode()
+
+
+def split_batch(body: bytes) -> Iterator[bytes | Problem]:
+    """Split a request body (a JSON array or NDJSON) into the raw text of each event.
+
+    A JSON array that is itself malformed yields one :class:`Problem`; NDJSON is split on
+    newlines, so one malformed line does not affect the others. Blank lines are skipped.
+    """
+    stripped = body.lstrip()
+    if stripped.startswith(b"["):
+        try:
+            items = msgspec.json.decode(stripped, type=list[msgspec.Raw])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            yield Problem("", Reason.INVALID_JSON, f"malformed JSON array: {exc}")
+            return
+        for item in items:
+            yield bytes(item)
+        return
+    for line in body.splitlines():
+        if line.strip():
+            yield line
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema of contract v1, generated from :class:`Event`.
+
+    msgspec renders the envelope; the per-type ``attrs`` rules are added as
+    ``if``/``then`` clauses so the schema says as much as the decoder checks.
+    """
+    schema: dict[str, Any] = msgspec.json.schema(Event)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ServicePulse event, contract v1"
+    schema["description"] = (
+        "One usage event of a public service. UTF-8 JSON, at most 64 KiB. "
+        "occurred_at must not be more than 5 minutes in the future of the receiver's clock."
+    )
+    clauses: list[dict[str, Any]] = []
+    for etype, rule in ATTRS_RULES.items():
+        allowed = sorted(rule.required | rule.optional)
+        then: dict[str, Any] = {
+            "properties": {
+                "attrs": {
+                    "required": sorted(rule.required),
+                    "propertyNames": {"enum": allowed} if allowed else {"not": {}},
+                }
+            }
+        }
+        top_required = []
+        if etype not in SERVICE_OPTIONAL:
+            top_required.append("service")
+        if etype not in JOURNEY_OPTIONAL:
+            top_required.append("journey")
+        if top_required:
+            then["required"] = top_required
+        if rule.required:
+            then["required"] = [*then.get("required", []), "attrs"]
+        clauses.append({"if": {"properties": {"type": {"const": etype.value}}}, "then": then})
+    schema["allOf"] = clauses
+    return schema

@@ -1,0 +1,237 @@
+"""Prometheus metric names, labels and histogram buckets (DESIGN.md section 5).
+
+The API exposes the business families, the rules and dashboards query them, and the
+processor's rollups use the same buckets, so one table here keeps all three in step.
+Label values come only from the catalog (or from the bounded enums of the contract).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+PREFIX: Final = "servicepulse_"
+
+MINUTE: Final = 60.0
+HOUR: Final = 3600.0
+DAY: Final = 86400.0
+
+#: Histogram upper bounds in seconds (the +Inf bucket is implied), by rollup field name.
+BUCKETS: Final[dict[str, tuple[float, ...]]] = {
+    "form_seconds": (30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, DAY),
+    "decision_seconds": (
+        HOUR,
+        4 * HOUR,
+        DAY,
+        2 * DAY,
+        3 * DAY,
+        5 * DAY,
+        7 * DAY,
+        10 * DAY,
+        15 * DAY,
+        20 * DAY,
+        30 * DAY,
+        45 * DAY,
+        60 * DAY,
+    ),
+    "wait_seconds": (60, 300, 600, 900, 1200, 1800, 2700, 3600, 7200),
+    "interagency_seconds": (
+        HOUR,
+        6 * HOUR,
+        12 * HOUR,
+        DAY,
+        2 * DAY,
+        3 * DAY,
+        5 * DAY,
+        10 * DAY,
+    ),
+    "case_seconds": (DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 60 * DAY, 90 * DAY),
+    "skew_seconds": (1, 5, 30, 60, 300, 3600, DAY),
+}
+
+Kind = Literal["counter", "gauge", "histogram"]
+
+#: The dimension labels of business metrics, in order.
+DIMS: Final = ("agency", "service", "municipality", "channel")
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One exposed metric family.
+
+    ``labels`` are the label names in order; the dimension labels first, then the
+    family's own (``step``, ``outcome``, ...). Histograms carry ``agency``, ``service``
+    and ``channel`` only: a municipality label would multiply their series by the
+    number of municipalities for little use (rates per municipality come from the
+    counters).
+    """
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    buckets: str | None = None
+
+    @property
+    def full(self) -> str:
+        """The name as exposed, with the ``servicepulse_`` prefix."""
+        return PREFIX + self.name
+
+
+_HIST_DIMS: Final = ("agency", "service", "channel")
+
+FAMILIES: Final[tuple[Family, ...]] = (
+    Family("journeys_started_total", "counter", "Journeys started", DIMS),
+    Family(
+        "journeys_started_digital_total",
+        "counter",
+        "Journeys started on portal, mobile or proactive channels",
+        DIMS,
+    ),
+    Family("journeys_submitted_total", "counter", "Journeys submitted", DIMS),
+    Family(
+        "journeys_abandoned_total",
+        "counter",
+        "Journeys abandoned (cancelled, or timed out on portal/mobile)",
+        DIMS,
+    ),
+    Family("journeys_resolved_total", "counter", "Journeys submitted or abandoned", DIMS),
+    Family(
+        "journeys_resolved_with_errors_total",
+        "counter",
+        "Resolved journeys that saw at least one journey.error",
+        DIMS,
+    ),
+    Family(
+        "journeys_skipped_steps_total",
+        "counter",
+        "Submitted journeys that skipped steps of the catalog",
+        DIMS,
+    ),
+    Family(
+        "journey_steps_total",
+        "counter",
+        "Journeys that reached a step (once per journey)",
+        (*DIMS, "step"),
+    ),
+    Family(
+        "journey_errors_total", "counter", "journey.error events by catalog code", (*DIMS, "code")
+    ),
+    Family(
+        "decisions_total",
+        "counter",
+        "Decisions by outcome and timeliness",
+        (*DIMS, "outcome", "timeliness"),
+    ),
+    Family(
+        "decision_duration_seconds",
+        "histogram",
+        "Time from submission (else start) to decision",
+        _HIST_DIMS,
+        "decision_seconds",
+    ),
+    Family(
+        "form_duration_seconds",
+        "histogram",
+        "Time from start to submission",
+        _HIST_DIMS,
+        "form_seconds",
+    ),
+    Family(
+        "applications_pending",
+        "gauge",
+        "Applications submitted (or registered off-line) and not yet decided",
+        DIMS,
+    ),
+    Family("applications_overdue", "gauge", "Pending applications past their deadline", DIMS),
+    Family("journeys_open", "gauge", "Journeys started and not yet resolved", DIMS),
+    Family("feedback_total", "counter", "Feedback scores", (*DIMS, "score")),
+    Family(
+        "office_visits_total",
+        "counter",
+        "Office visits by wait within the standard",
+        ("agency", "municipality", "channel", "within_standard"),
+    ),
+    Family(
+        "office_wait_seconds",
+        "histogram",
+        "Office queue waiting time",
+        ("agency", "municipality"),
+        "wait_seconds",
+    ),
+    Family(
+        "appeals_received_total",
+        "counter",
+        "Appeals received",
+        ("agency", "municipality", "channel"),
+    ),
+    Family(
+        "appeals_answered_total",
+        "counter",
+        "Appeals answered by timeliness",
+        ("agency", "municipality", "channel", "timeliness"),
+    ),
+    Family(
+        "appeals_open",
+        "gauge",
+        "Appeals received and not answered",
+        ("agency", "municipality", "channel"),
+    ),
+    Family(
+        "appeals_overdue",
+        "gauge",
+        "Open appeals past their 30-day term",
+        ("agency", "municipality", "channel"),
+    ),
+    Family("interagency_requests_total", "counter", "Interagency requests sent", DIMS),
+    Family(
+        "interagency_responses_total",
+        "counter",
+        "Interagency responses by whether they came within PT48H",
+        (*DIMS, "within_48h"),
+    ),
+    Family(
+        "interagency_response_seconds",
+        "histogram",
+        "Interagency response time",
+        _HIST_DIMS,
+        "interagency_seconds",
+    ),
+    Family(
+        "cases_started_total",
+        "counter",
+        "Life-situation cases started",
+        ("agency", "life_situation"),
+    ),
+    Family(
+        "cases_completed_total",
+        "counter",
+        "Life-situation cases with every journey decided",
+        ("agency", "life_situation"),
+    ),
+    Family(
+        "late_events_total",
+        "counter",
+        "Lifecycle events counted late, by reason",
+        ("agency", "service", "reason"),
+    ),
+    Family(
+        "duplicate_events_total", "counter", "Events seen again with a known event_id", ("agency",)
+    ),
+    Family("events_processed_total", "counter", "Valid events processed", ("agency",)),
+    Family(
+        "events_rejected_total",
+        "counter",
+        "Events rejected, by agency and reason",
+        ("agency", "reason"),
+    ),
+    Family(
+        "clock_skew_seconds",
+        "histogram",
+        "Receive time minus occurred_at",
+        ("agency",),
+        "skew_seconds",
+    ),
+)
+
+FAMILY_BY_NAME: Final = {f.name: f for f in FAMILIES}

@@ -1,0 +1,64 @@
+"""Settings shared by every component, read from ``SERVICEPULSE_*`` environment variables.
+
+Each component subclasses :class:`CommonSettings` with its own fields; the entry point
+(a CLI command or the FastAPI app factory) builds one instance and passes it down.
+Every variable is listed in ``.env.example`` and in the README.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contract.errors import ConfigError
+
+_PLACEHOLDERS = frozenset({"", "changeme", "change-me", "secret", "local-dev-secret"})
+
+
+class CommonSettings(BaseSettings):
+    """What every component needs: where Kafka is, which topics, which catalog."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SERVICEPULSE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    mode: Literal["local", "production"] = Field(
+        "local", description="`local` (development, demo, tests) or `production`"
+    )
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT or SASL_SSL")
+    kafka_sasl_mechanism: str | None = Field(None, description="e.g. SCRAM-SHA-512")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    topic_prefix: str = Field("servicepulse", description="prefix of every topic name")
+    catalog: Path | None = Field(None, description="catalog YAML; default: the demo catalog")
+    methodology: Path | None = Field(None, description="methodology YAML; default: shipped")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+
+    def kafka_config(self) -> dict[str, object]:
+        """Connection settings for the Kafka client, security included."""
+        cfg: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap.split(","),
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            cfg["sasl_mechanism"] = self.kafka_sasl_mechanism
+            cfg["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                cfg["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            cfg["ssl_cafile"] = str(self.kafka_ssl_cafile)
+        return cfg
+
+
+def refuse_placeholder(settings: CommonSettings, name: str, value: SecretStr | None) -> None:
+    """Raise if a secret is missing or a placeholder while not in local mode."""
+    if settings.mode != "local" and (value is None or value.get_secret_value() in _PLACEHOLDERS):
+        raise ConfigError(
+            f"SERVICEPULSE_{name.upper()} is unset or a placeholder; set a real secret "
+            "(placeholders are only accepted with SERVICEPULSE_MODE=local)"
+        )

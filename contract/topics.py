@@ -1,0 +1,65 @@
+"""Kafka topic names and the configuration each topic is created with.
+
+Topic names carry a configurable prefix (default ``servicepulse``) so tests can give
+every test its own set of topics on one broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+EVENTS_PARTITIONS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic the project creates: name, partition count and topic-level configs."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The names of the project's topics under one prefix."""
+
+    prefix: str = "servicepulse"
+
+    @property
+    def events(self) -> str:
+        """Raw usage events, keyed by case id, else journey id."""
+        return f"{self.prefix}.events"
+
+    @property
+    def changelog(self) -> str:
+        """Compacted per-partition processor state (journeys, cases, appeals, dedup)."""
+        return f"{self.prefix}.changelog"
+
+    @property
+    def aggregates(self) -> str:
+        """Compacted daily rollups and live gauges: the interface the API reads."""
+        return f"{self.prefix}.aggregates"
+
+    @property
+    def deadletter(self) -> str:
+        """Events that reached Kafka and failed validation later, with the reason."""
+        return f"{self.prefix}.deadletter"
+
+    def specs(self, events_partitions: int = EVENTS_PARTITIONS) -> list[TopicSpec]:
+        """Every topic with its partition count and configs.
+
+        The changelog is co-partitioned with the events topic: state of input partition
+        *p* lives in changelog partition *p*, so restoring one partition reads one partition.
+        """
+        compacted = {
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": "60000",
+            "segment.ms": "3600000",
+        }
+        return [
+            TopicSpec(self.events, events_partitions, {"retention.ms": str(7 * 86_400_000)}),
+            TopicSpec(self.changelog, events_partitions, dict(compacted)),
+            TopicSpec(self.aggregates, 3, dict(compacted)),
+            TopicSpec(self.deadletter, 3, {"retention.ms": str(30 * 86_400_000)}),
+        ]

@@ -1,0 +1,1 @@
+"""ServicePulse producers."""

@@ -1,0 +1,5 @@
+"""``python -m servicepulse`` runs the console command."""
+
+from servicepulse.cli import main
+
+main()

@@ -1,0 +1,7 @@
+"""Shared fixtures: the real Kafka broker (and, from tests/fixtures, Prometheus)."""
+
+from tests.fixtures.kafka import (  # noqa: F401 - fixtures are found by name
+    kafka_broker,
+    private_broker,
+    topic_factory,
+)
