@@ -1,0 +1,73 @@
+# ServicePulse developer commands. `make up` and `make test` work on a fresh machine:
+# they install what is missing (Debian packages, a virtualenv, the Kafka jars) first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SP := $(VENV)/bin/servicepulse
+APT_PACKAGES := prometheus kcat chromium
+PYTEST_ARGS ?=
+
+.PHONY: help setup deps-system deps-python deps-kafka up demo down status test test-fast lint format typecheck ci bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | column -t -s $$'\t'
+
+setup: deps-system deps-python deps-kafka  ## install everything (Debian packages, venv, Kafka jars)
+
+deps-system:  ## Debian packages: Prometheus (+promtool), kcat, Chromium (report tests)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@command -v java >/dev/null || { echo "a JDK 17+ is required (java not on PATH)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is required (mvn not on PATH)"; exit 1; }
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+deps-python: $(VENV)/.installed  ## virtualenv with the project and its dev tools
+
+deps-kafka: deps-python  ## Apache Kafka broker jars from Maven Central into ~/.cache/servicepulse
+	$(SP) kafka fetch
+
+up: setup  ## start the local stack with demo traffic (Kafka, processors, API, Prometheus, simulator)
+	$(SP) up --demo
+
+demo: up
+
+down:  ## stop the local stack
+	$(SP) down
+
+status:  ## what runs where
+	$(SP) status
+
+test: setup  ## the whole test suite against a real Kafka broker and a real Prometheus
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: deps-python  ## unit tests only (no broker)
+	$(VENV)/bin/pytest -m "not integration and not reliability" $(PYTEST_ARGS)
+
+lint: deps-python  ## ruff, formatting, import contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: deps-python
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: deps-python  ## mypy strict on contract, producers, processors, api
+	$(VENV)/bin/mypy
+
+ci: setup lint typecheck test  ## what .ci/run does
+
+bench: setup  ## benchmarks (see docs/BENCHMARKS.md)
+	$(SP) bench
+
+clean:
+	rm -rf $(VENV) .servicepulse .pytest_cache .mypy_cache .ruff_cache
