@@ -77,7 +77,11 @@ def test_valid_event_decodes_and_round_trips() -> None:
         ("decision.made", {"outcome": "rejected", "reason": "incomplete_docs"}, {}),
         ("interagency.requested", {"request": "r-1", "counterpart": "fns"}, {}),
         ("interagency.responded", {"request": "r-1", "counterpart": "fns"}, {}),
-        ("visit.served", {"office": "mfc-1", "wait_seconds": 0}, {"service": None, "journey": None}),
+        (
+            "visit.served",
+            {"office": "mfc-1", "wait_seconds": 0},
+            {"service": None, "journey": None},
+        ),
         ("feedback.given", {"score": 5}, {}),
         ("appeal.received", {"appeal": "a-1"}, {"service": None, "journey": None}),
         ("appeal.answered", {"appeal": "a-1"}, {"service": None, "journey": None}),
@@ -259,8 +263,14 @@ _printable = st.text(min_size=0, max_size=40)
 @given(
     st.dictionaries(
         st.sampled_from(list(make().keys()) + ["x", "attrs"]),
-        st.one_of(st.none(), st.integers(), _printable, st.booleans(), st.floats(),
-                  st.dictionaries(_printable, st.integers(), max_size=3)),
+        st.one_of(
+            st.none(),
+            st.integers(),
+            _printable,
+            st.booleans(),
+            st.floats(),
+            st.dictionaries(_printable, st.integers(), max_size=3),
+        ),
         max_size=12,
     )
 )
