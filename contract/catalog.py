@@ -186,12 +186,14 @@ class Catalog:
     def __post_init__(self) -> None:
         f = self.file
         setattr_ = object.__setattr__
-        setattr_(self, "agencies", _unique(f.agencies, "agencies", lambda a: a.code))
+        setattr_(self, "agencies", _unique(f.agencies, "agencies", lambda a: a.code, self.source))
         setattr_(
-            self, "municipalities", _unique(f.municipalities, "municipalities", lambda m: m.oktmo)
+            self,
+            "municipalities",
+            _unique(f.municipalities, "municipalities", lambda m: m.oktmo, self.source),
         )
-        setattr_(self, "offices", _unique(f.offices, "offices", lambda o: o.code))
-        services = _unique(f.services, "services", lambda s: s.code)
+        setattr_(self, "offices", _unique(f.offices, "offices", lambda o: o.code, self.source))
+        services = _unique(f.services, "services", lambda s: s.code, self.source)
         setattr_(
             self,
             "services",
@@ -208,7 +210,9 @@ class Catalog:
             },
         )
         setattr_(
-            self, "life_situations", _unique(f.life_situations, "life_situations", lambda x: x.code)
+            self,
+            "life_situations",
+            _unique(f.life_situations, "life_situations", lambda x: x.code, self.source),
         )
         setattr_(
             self,
@@ -251,6 +255,8 @@ class Catalog:
         for i, o in enumerate(self.file.offices):
             if o.municipality not in self.municipalities:
                 problems.append(f"offices[{i}].municipality: unknown OKTMO {o.municipality!r}")
+            if o.agency not in self.agencies:
+                problems.append(f"offices[{i}].agency: unknown agency {o.agency!r} of {o.code!r}")
         for i, ls in enumerate(self.file.life_situations):
             for j, code in enumerate(ls.services):
                 if code not in self.services:
@@ -393,12 +399,12 @@ def _humanise(msg: str) -> str:
     return f"{path.rstrip('`').lstrip('.') or 'top level'}: {text}"
 
 
-def _unique(items: Iterable[_T], what: str, key: Callable[[_T], str]) -> dict[str, _T]:
+def _unique(items: Iterable[_T], what: str, key: Callable[[_T], str], source: str) -> dict[str, _T]:
     out: dict[str, _T] = {}
     for i, item in enumerate(items):
         k = key(item)
         if k in out:
-            raise CatalogError(f"{what}[{i}]: duplicate code {k!r}")
+            raise CatalogError(f"{source}: {what}[{i}]: duplicate code {k!r}")
         out[k] = item
     return out
 
