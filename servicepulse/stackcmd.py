@@ -24,11 +24,18 @@ out = Console()
 
 DEFAULT_RUN_DIR = Path(os.environ.get("SERVICEPULSE_STACK_DIR", ".servicepulse"))
 
-KAFKA_PORT = 9092
-CONTROLLER_PORT = 9093
-API_PORT = 8000
-PROMETHEUS_PORT = 9090
-PROCESSOR_METRICS_PORT = 9400
+
+def _port(name: str, default: int) -> int:
+    # Ports are fixed by DESIGN.md section 8; the environment can move them so a second
+    # stack (a test of `up` itself) can run beside a developer's.
+    return int(os.environ.get(f"SERVICEPULSE_STACK_{name}_PORT", default))
+
+
+KAFKA_PORT = _port("KAFKA", 9092)
+CONTROLLER_PORT = _port("CONTROLLER", 9093)
+API_PORT = _port("API", 8000)
+PROMETHEUS_PORT = _port("PROMETHEUS", 9090)
+PROCESSOR_METRICS_PORT = _port("PROCESSOR", 9400)
 
 
 def _has(module: str) -> bool:
