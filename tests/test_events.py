@@ -262,7 +262,7 @@ _printable = st.text(min_size=0, max_size=40)
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(list(make().keys()) + ["x", "attrs"]),
+        st.sampled_from([*make().keys(), "x", "attrs"]),
         st.one_of(
             st.none(),
             st.integers(),
