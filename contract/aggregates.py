@@ -85,6 +85,7 @@ INT_FIELDS: Final = (
     "submitted",
     "abandoned",
     "abandoned_timeout",
+    "withdrawn",
     "resolved",
     "resolved_with_errors",
     "skipped_steps",
@@ -133,6 +134,8 @@ class Rollup(msgspec.Struct, omit_defaults=True):
     submitted: int = 0
     abandoned: int = 0
     abandoned_timeout: int = 0
+    #: submitted applications cancelled (``journey.abandoned``) before their decision
+    withdrawn: int = 0
     resolved: int = 0
     resolved_with_errors: int = 0
     skipped_steps: int = 0

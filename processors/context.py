@@ -1,0 +1,97 @@
+"""What every partition engine shares: catalog lookups, deadlines, day boundaries.
+
+Times inside the processor are integer epoch milliseconds, so every duration is an
+exact integer and the same events give the same totals on any machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from contract.catalog import Catalog, Deadline
+from contract.deadlines import APPEAL_TERM, DeadlineCalculator
+from contract.methodology import Standards
+
+#: Day boundaries are memoised per 15-minute slot: every UTC offset in use is a
+#: multiple of 15 minutes, so all instants of one slot share their local date.
+_SLOT_MS: Final = 900_000
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """Per-service facts the state machine needs on every event."""
+
+    abandon_ms: int
+    deadline: Deadline
+    step_bits: dict[str, int]
+    all_steps: int
+
+
+@dataclass(slots=True)
+class Context:
+    """Shared, read-only facts for the engines of one processor.
+
+    Args:
+        catalog: the service catalog (time zone, services, calendar).
+        standards: the methodology's standards (office wait, interagency term).
+        lateness: allowed lateness of the watermark.
+        horizon: how long event ids (and closed journeys) are remembered, event time.
+    """
+
+    catalog: Catalog
+    standards: Standards
+    lateness: timedelta = timedelta(minutes=5)
+    horizon: timedelta = timedelta(days=7)
+    calc: DeadlineCalculator = field(init=False)
+    lateness_ms: int = field(init=False)
+    horizon_ms: int = field(init=False)
+    wait_standard_s: int = field(init=False)
+    interagency_ms: int = field(init=False)
+    services: dict[str, ServiceInfo] = field(init=False)
+    _days: dict[int, str] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.calc = DeadlineCalculator(self.catalog)
+        self.lateness_ms = int(self.lateness.total_seconds() * 1000)
+        self.horizon_ms = int(self.horizon.total_seconds() * 1000)
+        self.wait_standard_s = self.standards.office_wait_seconds
+        self.interagency_ms = self.standards.interagency_seconds * 1000
+        self.services = {
+            code: ServiceInfo(
+                abandon_ms=round(idx.abandon_after_s * 1000),
+                deadline=idx.service.deadline,
+                step_bits={s: 1 << i for s, i in idx.step_order.items()},
+                all_steps=(1 << len(idx.step_order)) - 1,
+            )
+            for code, idx in self.catalog.services.items()
+        }
+
+    def day(self, ms: int) -> str:
+        """The ISO local date (catalog time zone) of an instant in epoch ms."""
+        slot = ms // _SLOT_MS
+        d = self._days.get(slot)
+        if d is None:
+            d = (
+                datetime.fromtimestamp(slot * (_SLOT_MS // 1000), self.catalog.tz)
+                .date()
+                .isoformat()
+            )
+            self._days[slot] = d
+        return d
+
+    def deadline_ms(self, term: Deadline, start_ms: int) -> int:
+        """The deadline instant (epoch ms) of ``term`` counted from ``start_ms``."""
+        if term.hours is not None:
+            return start_ms + term.hours * 3_600_000
+        return round(self.calc.deadline(term, start_ms / 1000) * 1000)
+
+    def appeal_deadline_ms(self, received_ms: int) -> int:
+        """The end of the 30-calendar-day appeal term counted from receipt."""
+        return self.deadline_ms(APPEAL_TERM, received_ms)
+
+
+def iso(ms: int) -> str:
+    """An instant (epoch ms) as RFC 3339 in UTC, millisecond precision."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

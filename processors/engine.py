@@ -1,0 +1,400 @@
+"""The pure per-partition core: records in, state and output records out, no I/O.
+
+:meth:`PartitionEngine.process` decodes and validates a batch of input records, applies
+the valid ones in offset order and returns the dead letters; :meth:`flush` returns the
+changelog and aggregate records of everything that changed since the previous flush,
+one record per changed key. Processing is a deterministic function of the restored
+state and the records in offset order (plus the wall clock, for a live partition only),
+so the same events give byte-identical outputs however they are batched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from contract import aggregates as agg
+from contract.events import Event, EventType, Problem, Reason, decode_event
+from processors import state as st
+from processors.appeals import AppealBook
+from processors.context import Context, iso
+from processors.dedup import DedupStore, id_hash
+from processors.journeys import JourneyMachine
+from processors.rollups import GaugeBook, GaugeCell, Records, RollupBook
+from processors.state import Dims
+from processors.watermark import (
+    ABANDON,
+    APPEAL_OVERDUE,
+    EVICT_APPEAL,
+    EVICT_CASE,
+    EVICT_JOURNEY,
+    EVICT_REQUEST,
+    OVERDUE,
+    Timers,
+    Watermark,
+)
+
+_NO_SERVICE: Final = frozenset(
+    {EventType.VISIT_SERVED, EventType.APPEAL_RECEIVED, EventType.APPEAL_ANSWERED}
+)
+_UUID: Final = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+_dlq_encode: Final = msgspec.json.Encoder().encode
+
+
+class InputRecord(Protocol):
+    """What the engine reads of a consumed record (kafka-python's ConsumerRecord fits)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that failed validation: the dead-letter record to write and its reason."""
+
+    key: bytes | None
+    value: bytes
+    reason: str
+
+
+@dataclass(slots=True)
+class Output:
+    """What one flush writes: changelog records (to this partition) and aggregates."""
+
+    changelog: Records = field(default_factory=list)
+    aggregates: Records = field(default_factory=list)
+
+
+class PartitionEngine:
+    """State and rollups of one input partition.
+
+    Args:
+        partition: the input partition number (part of every aggregate key).
+        ctx: shared catalog facts and settings.
+    """
+
+    def __init__(self, partition: int, ctx: Context) -> None:
+        self.partition = partition
+        self.ctx = ctx
+        self.rollups = RollupBook(partition)
+        self.gauges = GaugeBook(partition)
+        self.timers = Timers()
+        self.wm = Watermark()
+        self.dedup = DedupStore(ctx.horizon_ms)
+        self._intern: dict[Dims, Dims] = {}
+        self._gcells: dict[Dims, GaugeCell] = {}
+        self.journeys = JourneyMachine(ctx, self.rollups, self.gauges, self.timers, self._gcells)
+        self.appeals = AppealBook(ctx, self.rollups, self.gauges, self.timers)
+        self._wm_dirty = False
+        self._restore_buf: dict[bytes, bytes | None] = {}
+        #: valid events applied (duplicates included), for metrics
+        self.applied = 0
+        self.duplicates = 0
+        j, a = self.journeys, self.appeals
+        self._dispatch: dict[EventType, Callable[[Event, int, Dims], None]] = {
+            EventType.JOURNEY_STARTED: j.apply,
+            EventType.JOURNEY_STEP: j.apply,
+            EventType.JOURNEY_SUBMITTED: j.apply,
+            EventType.JOURNEY_ABANDONED: j.apply,
+            EventType.JOURNEY_ERROR: j.apply,
+            EventType.DECISION_MADE: j.apply,
+            EventType.INTERAGENCY_REQUESTED: a.requested,
+            EventType.INTERAGENCY_RESPONDED: a.responded,
+            EventType.APPEAL_RECEIVED: a.received,
+            EventType.APPEAL_ANSWERED: a.answered,
+            EventType.VISIT_SERVED: self._visit,
+            EventType.FEEDBACK_GIVEN: self._feedback,
+        }
+        self._timer_handlers: dict[int, Callable[[str, int], None]] = {
+            ABANDON: j.fire_abandon,
+            OVERDUE: j.fire_overdue,
+            APPEAL_OVERDUE: a.fire_overdue,
+            EVICT_JOURNEY: j.fire_evict_journey,
+            EVICT_CASE: j.fire_evict_case,
+            EVICT_APPEAL: a.fire_evict_appeal,
+            EVICT_REQUEST: a.fire_evict_request,
+        }
+
+    # -- input -----------------------------------------------------------------------
+
+    def process(self, records: Iterable[InputRecord]) -> list[DeadLetter]:
+        """Validate and apply records in offset order; returns the dead letters."""
+        catalog = self.ctx.catalog
+        dead: list[DeadLetter] = []
+        for rec in records:
+            raw = rec.value
+            ts = rec.timestamp
+            if raw is None:
+                dead.append(
+                    self._dead(rec, [Problem("", Reason.NOT_AN_OBJECT, "record has no value")])
+                )
+                continue
+            result = decode_event(raw, datetime.fromtimestamp(ts / 1000, UTC))
+            if isinstance(result, list):
+                dead.append(self._dead(rec, result))
+                continue
+            problems = catalog.check(result)
+            if problems:
+                dead.append(self._dead(rec, problems, result))
+                continue
+            self.apply(result, ts)
+        return dead
+
+    def apply(self, ev: Event, received_ms: int) -> None:
+        """Apply one valid, catalog-checked event received at ``received_ms``."""
+        ctx = self.ctx
+        t = round(ev.occurred_at.timestamp() * 1000)
+        etype = ev.type
+        if etype in _NO_SERVICE:
+            dims: Dims = (ev.agency, "", ev.municipality, ev.channel.value, "")
+        else:
+            dims = (
+                ev.agency,
+                ev.service or "",
+                ev.municipality,
+                ev.channel.value,
+                ev.life_situation or "",
+            )
+        dims = self._intern.setdefault(dims, dims)
+        day = ctx.day(t)
+        rollups = self.rollups
+        self.applied += 1
+        if self.dedup.seen(t, id_hash(ev.event_id)):
+            self.duplicates += 1
+            rollups.cell(day, dims, "duplicates").duplicates += 1
+            rollups.end_event(received_ms, etype.value)
+            return
+        r = rollups.cell(day, dims, "events")
+        r.events += 1
+        r.hist("skew_seconds").observe("skew_seconds", max(0, received_ms - t) / 1000)
+        wm = self.wm
+        if wm.watermark_ms is not None and t < wm.watermark_ms:
+            r.late["behind_watermark"] = r.late.get("behind_watermark", 0) + 1
+        self._dispatch[etype](ev, t, dims)
+        rollups.end_event(received_ms, etype.value)
+        if wm.max_event_ms is None or t > wm.max_event_ms:
+            wm.max_event_ms = t
+            wm.updated_ms = received_ms
+            self._wm_dirty = True
+            self._advance(t - ctx.lateness_ms, received_ms)
+
+    def _visit(self, ev: Event, t: int, dims: Dims) -> None:
+        wait = ev.attrs.wait_seconds or 0
+        r = self.rollups.cell(self.ctx.day(t), dims, "visits")
+        k = "true" if wait <= self.ctx.wait_standard_s else "false"
+        r.visits[k] = r.visits.get(k, 0) + 1
+        r.hist("wait_seconds").observe("wait_seconds", wait)
+
+    def _feedback(self, ev: Event, t: int, dims: Dims) -> None:
+        k = str(ev.attrs.score)
+        r = self.rollups.cell(self.ctx.day(t), dims, "feedback")
+        r.feedback[k] = r.feedback.get(k, 0) + 1
+
+    # -- event time --------------------------------------------------------------------
+
+    def _advance(self, new_wm: int, at_ms: int) -> None:
+        wm = self.wm
+        if wm.watermark_ms is not None and new_wm <= wm.watermark_ms:
+            return
+        timers, handlers, rollups = self.timers, self._timer_handlers, self.rollups
+        while (due := timers.pop_due(new_wm)) is not None:
+            handlers[due[1]](due[2], due[0])
+            rollups.end_event(at_ms, "watermark")
+        wm.watermark_ms = new_wm
+        rollups.open_day = self.ctx.day(new_wm)
+        self.dedup.expire(new_wm)
+        self._wm_dirty = True
+
+    def tick(self, now_ms: int) -> bool:
+        """Advance an idle live partition's watermark with the wall clock.
+
+        Does nothing for a partition that is not live (history being replayed).
+        Returns whether the watermark moved.
+        """
+        wm = self.wm
+        if not wm.live or wm.watermark_ms is None:
+            return False
+        new_wm = now_ms - self.ctx.lateness_ms
+        if new_wm <= wm.watermark_ms:
+            return False
+        wm.updated_ms = now_ms
+        self._advance(new_wm, now_ms)
+        return True
+
+    def mark_live(self, now_ms: int) -> None:
+        """After a batch: the partition is live if its newest event is that recent."""
+        wm = self.wm
+        live = wm.max_event_ms is not None and wm.max_event_ms >= now_ms - self.ctx.lateness_ms
+        if live != wm.live:
+            wm.live = live
+            self._wm_dirty = True
+
+    # -- output ----------------------------------------------------------------------
+
+    def flush(self) -> Output:
+        """Records for everything changed since the last flush (one per changed key)."""
+        out = Output(
+            changelog=[*self.journeys.flush(), *self.appeals.flush(), *self.dedup.flush()],
+            aggregates=[*self.rollups.flush(), *self.gauges.flush()],
+        )
+        if self._wm_dirty:
+            wm = self.wm
+            out.changelog.append(
+                (
+                    st.META_KEY,
+                    st.encode(st.Meta(wm.max_event_ms, wm.watermark_ms, wm.live, wm.updated_ms)),
+                )
+            )
+            if wm.watermark_ms is not None and wm.max_event_ms is not None:
+                out.aggregates.append(
+                    (
+                        agg.watermark_key(self.partition),
+                        agg.encode(
+                            agg.Watermark(
+                                watermark=wm.watermark_ms / 1000,
+                                max_event_time=wm.max_event_ms / 1000,
+                                updated_at=wm.updated_ms / 1000,
+                            )
+                        ),
+                    )
+                )
+            self._wm_dirty = False
+        return out
+
+    @property
+    def dirty(self) -> bool:
+        """Whether a flush would write anything."""
+        return bool(
+            self._wm_dirty
+            or self.rollups.dirty
+            or self.gauges.dirty
+            or self.journeys.dirty_journeys
+            or self.journeys.dirty_cases
+            or self.appeals.dirty_appeals
+            or self.appeals.dirty_requests
+        )
+
+    def _dead(
+        self, rec: InputRecord, problems: list[Problem], ev: Event | None = None
+    ) -> DeadLetter:
+        first = problems[0]
+        agency = event_id = ""
+        if ev is not None:
+            agency, event_id = ev.agency, ev.event_id
+        elif rec.value is not None:
+            agency, event_id = _peek(rec.value)
+        if agency not in self.ctx.catalog.agencies:
+            agency = ""
+        if not _UUID.match(event_id):
+            event_id = ""
+        value = {
+            "reason": first.reason.value,
+            "field": first.field,
+            "message": first.message,
+            "problems": [
+                {"field": p.field, "reason": p.reason.value, "message": p.message} for p in problems
+            ],
+            "agency": agency,
+            "event_id": event_id,
+            "source": "processor",
+            "topic": rec.topic,
+            "partition": rec.partition,
+            "offset": rec.offset,
+            "received_at": iso(rec.timestamp),
+            "received_day": self.ctx.day(rec.timestamp),
+        }
+        return DeadLetter(rec.key, _dlq_encode(value), first.reason.value)
+
+    # -- restore ---------------------------------------------------------------------
+
+    def restore_changelog(self, key: bytes, value: bytes | None) -> None:
+        """Load one changelog record (in offset order; later records win)."""
+        self._restore_buf[key] = value
+
+    def restore_aggregate(self, parts: list[str], value: bytes) -> None:
+        """Load one aggregate record of this partition (key split on ``|``)."""
+        kind = parts[0]
+        if kind in ("r", "s"):
+            self.rollups.restore(parts, value, self._intern)
+        elif kind == "g":
+            self.gauges.restore(parts, value)
+
+    def finish_restore(self) -> None:
+        """Build state from the loaded records; recount gauges and timers."""
+        intern = self._intern
+        jm, ab = self.journeys, self.appeals
+        for key, value in self._restore_buf.items():
+            if value is None:
+                continue
+            text = key.decode()
+            kind, _, rest = text.partition("|")
+            if kind == "d":
+                hour, _, block = rest.partition("|")
+                self.dedup.restore(int(hour), int(block), value)
+                continue
+            obj: Any = st.decode(kind, key, value)
+            if isinstance(obj, st.Meta):
+                self.wm.max_event_ms = obj.max_event_ms
+                self.wm.watermark_ms = obj.watermark_ms
+                self.wm.live = obj.live
+                self.wm.updated_ms = obj.updated_ms
+                continue
+            dims = tuple(obj.dims)
+            obj.dims = intern.setdefault(dims, dims)
+            if kind == "j":
+                jm.journeys[rest] = obj
+            elif kind == "c":
+                jm.cases[rest] = obj
+            elif kind == "a":
+                ab.appeals[rest] = obj
+            elif kind == "i":
+                ab.requests[rest] = obj
+        self._restore_buf = {}
+        self.dedup.finish_restore(self.wm.watermark_ms)
+        if self.wm.watermark_ms is not None:
+            self.rollups.open_day = self.ctx.day(self.wm.watermark_ms)
+        self.gauges.reset_counts()
+        self.timers.clear()
+        jm.rebuild()
+        ab.rebuild()
+
+    def state_sizes(self) -> dict[str, int]:
+        """Number of state entries by kind (for metrics)."""
+        return {
+            "journeys": len(self.journeys.journeys),
+            "cases": len(self.journeys.cases),
+            "appeals": len(self.appeals.appeals),
+            "requests": len(self.appeals.requests),
+            "event_ids": len(self.dedup),
+            "rollup_cells": len(self.rollups.cells),
+            "timers": len(self.timers),
+        }
+
+
+def _peek(raw: bytes) -> tuple[str, str]:
+    """Agency and event id of an invalid event, if it is JSON at all (never raises)."""
+    try:
+        obj = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return "", ""
+    if not isinstance(obj, dict):
+        return "", ""
+    agency, eid = obj.get("agency"), obj.get("event_id")
+    return (agency if isinstance(agency, str) else "", eid if isinstance(eid, str) else "")

@@ -1,0 +1,166 @@
+"""Daily rollups, restatements and live gauges of one partition, with dirty tracking.
+
+Every counter lands in the cell of one event-time day (catalog time zone) and one set
+of dimensions. Cells touched since the last flush are written once per transaction,
+whole and cumulative (the format is :mod:`contract.aggregates`). A change to a day the
+watermark had closed before it (day end <= watermark) is also logged as a restatement.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from contract import aggregates as agg
+from contract.aggregates import Gauges, Restatement, RestatementEntry, Rollup
+from processors.context import iso
+from processors.state import Dims
+
+CellKey = tuple[str, Dims]
+GaugeCell = tuple[str, str, str, str]
+
+#: Indexes into a gauge cell's counts, in the order of :class:`contract.aggregates.Gauges`.
+OPEN_JOURNEYS: Final = 0
+PENDING: Final = 1
+OVERDUE: Final = 2
+APPEALS_OPEN: Final = 3
+APPEALS_OVERDUE: Final = 4
+INTERAGENCY_OPEN: Final = 5
+_GAUGE_FIELDS: Final = tuple(Gauges.__struct_fields__)
+
+Records = list[tuple[bytes, bytes | None]]
+
+
+class RollupBook:
+    """The cumulative rollups of one partition, by (day, dims).
+
+    Args:
+        partition: the input partition (part of every record key).
+    """
+
+    __slots__ = (
+        "_noted",
+        "_restate_dirty",
+        "cells",
+        "dirty",
+        "open_day",
+        "partition",
+        "restatements",
+    )
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.cells: dict[CellKey, Rollup] = {}
+        self.dirty: set[CellKey] = set()
+        #: Days before this ISO date are closed (their end is at or before the watermark).
+        self.open_day = ""
+        self.restatements: dict[tuple[str, str], Restatement] = {}
+        self._restate_dirty: set[tuple[str, str]] = set()
+        self._noted: dict[tuple[str, str], set[str]] = {}
+
+    def cell(self, day: str, dims: Dims, field: str) -> Rollup:
+        """The rollup of ``day`` and ``dims``, marked changed in ``field``."""
+        key = (day, dims)
+        r = self.cells.get(key)
+        if r is None:
+            r = self.cells[key] = Rollup()
+        self.dirty.add(key)
+        if day < self.open_day:
+            self._noted.setdefault((day, dims[0]), set()).add(field)
+        return r
+
+    def end_event(self, at_ms: int, event_type: str) -> None:
+        """Close the changes of one event (or timer): log those to closed days."""
+        if not self._noted:
+            return
+        at = iso(at_ms)
+        for key, fields in self._noted.items():
+            rs = self.restatements.get(key)
+            if rs is None:
+                rs = self.restatements[key] = Restatement(first_at=at)
+            rs.count += 1
+            rs.last_at = at
+            rs.recent.append(RestatementEntry(at, event_type, sorted(fields)))
+            if len(rs.recent) > agg.RESTATEMENT_RECENT:
+                del rs.recent[: len(rs.recent) - agg.RESTATEMENT_RECENT]
+            self._restate_dirty.add(key)
+        self._noted = {}
+
+    def flush(self) -> Records:
+        """Aggregate records of the cells and restatement logs changed since last flush."""
+        p = str(self.partition)
+        enc = agg.encode
+        out: Records = [
+            (f"r|{p}|{day}|{'|'.join(dims)}".encode(), enc(self.cells[(day, dims)]))
+            for day, dims in self.dirty
+        ]
+        self.dirty = set()
+        out.extend(
+            (
+                agg.restatement_key(self.partition, day, agency),
+                enc(self.restatements[(day, agency)]),
+            )
+            for day, agency in self._restate_dirty
+        )
+        self._restate_dirty = set()
+        return out
+
+    def restore(self, parts: list[str], value: bytes, intern: dict[Dims, Dims]) -> None:
+        """Load one aggregate record of this partition (key split on ``|``)."""
+        if parts[0] == "r" and len(parts) == 8:
+            dims: Dims = (parts[3], parts[4], parts[5], parts[6], parts[7])
+            dims = intern.setdefault(dims, dims)
+            self.cells[(parts[2], dims)] = agg.decode_rollup(value)
+        elif parts[0] == "s" and len(parts) == 4:
+            self.restatements[(parts[2], parts[3])] = agg.decode_restatement(value)
+
+
+class GaugeBook:
+    """Live counts per gauge cell (agency, service, municipality, channel).
+
+    Records are written for cells whose counts differ from what was last written,
+    including a change back to zero.
+    """
+
+    __slots__ = ("counts", "dirty", "last", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.counts: dict[GaugeCell, list[int]] = {}
+        self.dirty: set[GaugeCell] = set()
+        self.last: dict[GaugeCell, bytes] = {}
+
+    def add(self, cell: GaugeCell, index: int, delta: int) -> None:
+        """Add ``delta`` to gauge ``index`` of ``cell``."""
+        c = self.counts.get(cell)
+        if c is None:
+            c = self.counts[cell] = [0, 0, 0, 0, 0, 0]
+        c[index] += delta
+        self.dirty.add(cell)
+
+    def value(self, cell: GaugeCell) -> Gauges:
+        """The current gauges of one cell."""
+        c = self.counts.get(cell) or [0] * 6
+        return Gauges(*c)
+
+    def flush(self) -> Records:
+        """Gauge records of the cells whose value changed since it was last written."""
+        out: Records = []
+        for cell in self.dirty:
+            value = agg.encode(self.value(cell))
+            if self.last.get(cell) != value:
+                self.last[cell] = value
+                out.append((agg.GaugeKey(self.partition, *cell).encode(), value))
+        self.dirty = set()
+        return out
+
+    def restore(self, parts: list[str], value: bytes) -> None:
+        """Remember a gauge record last written for this partition."""
+        if parts[0] == "g" and len(parts) == 6:
+            cell = (parts[2], parts[3], parts[4], parts[5])
+            self.last[cell] = value
+            self.dirty.add(cell)
+
+    def reset_counts(self) -> None:
+        """Zero every count (before recounting from restored state); keeps ``last``."""
+        self.counts = {}
+        self.dirty = set(self.last)

@@ -1,0 +1,75 @@
+"""Event-time progress of one partition, and the timers it fires (DESIGN.md section 6).
+
+The watermark is the newest ``occurred_at`` seen minus the allowed lateness, advanced
+after every event in offset order, so the same events fire the same timers at the same
+points however they are split into batches. Only a *live* partition (its newest event
+was within the allowed lateness of the wall clock when it was processed) that has gone
+idle advances with the wall clock; a partition replaying history never does.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Final
+
+#: Timer kinds, in the order timers of one instant fire.
+ABANDON: Final = 0
+OVERDUE: Final = 1
+APPEAL_OVERDUE: Final = 2
+EVICT_JOURNEY: Final = 3
+EVICT_CASE: Final = 4
+EVICT_APPEAL: Final = 5
+EVICT_REQUEST: Final = 6
+
+Timer = tuple[int, int, str]
+
+
+class Timers:
+    """A min-heap of ``(due_ms, kind, key)`` with lazy deletion.
+
+    A timer that no longer applies (the journey moved on) stays in the heap and is
+    checked and dropped by its handler when due; the total order of the tuples makes
+    the firing order deterministic.
+    """
+
+    __slots__ = ("_heap",)
+
+    def __init__(self) -> None:
+        self._heap: list[Timer] = []
+
+    def add(self, due_ms: int, kind: int, key: str) -> None:
+        """Schedule ``kind`` for ``key`` when the watermark passes ``due_ms``."""
+        heapq.heappush(self._heap, (due_ms, kind, key))
+
+    def pop_due(self, watermark_ms: int) -> Timer | None:
+        """The earliest timer due strictly before ``watermark_ms``, removed; else None."""
+        h = self._heap
+        if h and h[0][0] < watermark_ms:
+            return heapq.heappop(h)
+        return None
+
+    def clear(self) -> None:
+        """Drop every timer (before a rebuild from state)."""
+        self._heap.clear()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+class Watermark:
+    """Newest event time and the watermark of one partition (epoch ms).
+
+    Attributes:
+        max_event_ms: newest ``occurred_at`` processed, or None before the first event.
+        watermark_ms: the current watermark, or None before the first event.
+        live: whether the partition was caught up with the wall clock at its last batch.
+        updated_ms: receive time of the record (or the wall clock) that last moved it.
+    """
+
+    __slots__ = ("live", "max_event_ms", "updated_ms", "watermark_ms")
+
+    def __init__(self) -> None:
+        self.max_event_ms: int | None = None
+        self.watermark_ms: int | None = None
+        self.live = False
+        self.updated_ms = 0
