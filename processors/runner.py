@@ -1,0 +1,456 @@
+"""The Kafka loop: consume events, apply them, commit outputs and offsets atomically.
+
+One transaction per batch (at most ``commit_interval_ms`` or ``max_batch`` events):
+dead letters, changelog records, aggregate records and the input offsets
+(``send_offsets_to_transaction`` with the consumer's group metadata, so a fenced
+generation cannot commit) are committed together, so after a crash, a rebalance or a
+broker restart every output equals one clean pass over the same events.
+
+On assignment the state of each new partition is restored before any of its records is
+processed: its changelog partition, and this partition's records of the aggregates topic
+(the cumulative rollups, gauges and restatement logs it last wrote: they are state too,
+so they are not written twice). Both are read ``read_committed`` up to their high
+watermark taken at the start, which waits out any transaction still open. Any failure
+ends the session: state is dropped, clients are closed and a new session restores.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from contract import bus
+from contract.catalog import Catalog
+from contract.errors import BusError
+from contract.methodology import Standards
+from contract.topics import Topics
+from processors.context import Context
+from processors.engine import PartitionEngine
+from processors.errors import RestoreError, SessionError
+from processors.metrics import ProcessorMetrics
+from processors.settings import ProcessorSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunStats:
+    """What a run processed, for benchmarks and logs."""
+
+    events: int = 0
+    transactions: int = 0
+    records_out: int = 0
+    deadletters: int = 0
+    restore_seconds: float = 0.0
+    first_event_at: float | None = None
+    last_commit_at: float | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def processing_seconds(self) -> float:
+        """From the first record polled to the last commit."""
+        if self.first_event_at is None or self.last_commit_at is None:
+            return 0.0
+        return self.last_commit_at - self.first_event_at
+
+    @property
+    def events_per_second(self) -> float:
+        """Events processed per second of processing time (transactions included)."""
+        s = self.processing_seconds
+        return self.events / s if s > 0 else 0.0
+
+
+class _Listener(bus.ConsumerRebalanceListener):  # type: ignore[misc]
+    """Forwards rebalance callbacks to the session (kafka-python swallows their errors)."""
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._session.on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._session.on_assigned(assigned)
+
+
+class _Session:
+    """One consumer, one transactional producer and the engines of assigned partitions."""
+
+    def __init__(self, proc: Processor) -> None:
+        self.p = proc
+        s = proc.settings
+        self.topics = proc.topics
+        self.engines: dict[int, PartitionEngine] = {}
+        self.to_restore: set[int] = set()
+        self.in_txn = False
+        self.offsets: dict[Any, Any] = {}
+        self.next_offset: dict[int, int] = {}
+        self.fatal: BaseException | None = None
+        self.discard = False
+        self.last_tick = 0.0
+        self.last_sizes = 0.0
+        self.producer = bus.producer(
+            s,
+            transactional_id=s.transactional_id,
+            transaction_timeout_ms=s.transaction_timeout_ms,
+            linger_ms=20,
+            batch_size=256 * 1024,
+            client_id=f"servicepulse-processor-{s.instance_id}",
+        )
+        self.consumer: Any = None
+        self.restore_consumer: Any = None
+        self.hw_consumer: Any = None
+        try:
+            # fences an earlier incarnation with this id and aborts its open transaction
+            self.producer.init_transactions()
+            self.restore_consumer = bus.consumer(s, client_id="servicepulse-restore")
+            self.hw_consumer = bus.consumer(
+                s, isolation_level="read_uncommitted", client_id="servicepulse-restore-hw"
+            )
+            self.consumer = bus.consumer(
+                s,
+                group_id=s.group_id,
+                max_poll_records=s.poll_records,
+                session_timeout_ms=s.session_timeout_ms,
+                heartbeat_interval_ms=max(1000, s.session_timeout_ms // 4),
+                client_id=f"servicepulse-processor-{s.instance_id}",
+            )
+            self.consumer.subscribe([self.topics.events], listener=_Listener(self))
+        except Exception:
+            self.close(error=True)
+            raise
+
+    # -- rebalance -------------------------------------------------------------------
+
+    def on_revoked(self, revoked: Any) -> None:
+        try:
+            if not self.discard and (self.in_txn or any(e.dirty for e in self.engines.values())):
+                self.commit()
+        except Exception as exc:  # kafka-python would swallow it
+            logger.exception("commit on revocation failed; the session restarts")
+            self.fatal = exc
+        finally:
+            for tp in revoked:
+                if tp.topic == self.topics.events:
+                    self.engines.pop(tp.partition, None)
+                    self.next_offset.pop(tp.partition, None)
+                    self.to_restore.discard(tp.partition)
+            self.p.metrics.lag.clear()
+            self.p.metrics.watermark_delay.clear()
+            self.p.metrics.assigned_partitions.set(len(self.engines))
+
+    def on_assigned(self, assigned: Any) -> None:
+        new = {tp.partition for tp in assigned if tp.topic == self.topics.events}
+        self.to_restore |= new - set(self.engines)
+        logger.info("assigned partitions %s", sorted(new))
+
+    # -- restore -----------------------------------------------------------------------
+
+    def restore(self) -> None:
+        parts = sorted(self.to_restore)
+        self.to_restore = set()
+        started = time.monotonic()
+        ctx = self.p.ctx
+        engines = {p: PartitionEngine(p, ctx) for p in parts}
+        tp_ = bus.TopicPartition
+        cl = [tp_(self.topics.changelog, p) for p in parts]
+        agg_parts = self.hw_consumer.partitions_for_topic(self.topics.aggregates) or set()
+        ag = [tp_(self.topics.aggregates, q) for q in sorted(agg_parts)]
+        ends = self.hw_consumer.end_offsets(cl + ag)
+        begins = self.restore_consumer.beginning_offsets(cl + ag)
+        todo = {tp: ends[tp] for tp in cl + ag if ends[tp] > begins[tp]}
+        rc = self.restore_consumer
+        rc.assign(list(todo))
+        for tp in todo:
+            rc.seek(tp, begins[tp])
+        deadline = started + self.p.settings.restore_timeout_s
+        n = 0
+        changelog, aggregates = self.topics.changelog, self.topics.aggregates
+        while todo:
+            if time.monotonic() > deadline:
+                behind = {
+                    f"{tp.topic}[{tp.partition}]": (rc.position(tp), e) for tp, e in todo.items()
+                }
+                raise RestoreError(
+                    f"restoring partitions {parts} took over "
+                    f"{self.p.settings.restore_timeout_s}s; still behind (position, end): {behind}"
+                )
+            batch = rc.poll(timeout_ms=200, max_records=20_000)
+            for tp, recs in batch.items():
+                n += len(recs)
+                if tp.topic == changelog:
+                    eng = engines[tp.partition]
+                    for r in recs:
+                        eng.restore_changelog(r.key, r.value)
+                elif tp.topic == aggregates:
+                    for r in recs:
+                        if r.key is None or r.value is None:
+                            continue
+                        key_parts = r.key.decode().split("|")
+                        if len(key_parts) > 1 and key_parts[1].isdigit():
+                            e = engines.get(int(key_parts[1]))
+                            if e is not None:
+                                e.restore_aggregate(key_parts, r.value)
+            for tp in [tp for tp, end in todo.items() if rc.position(tp) >= end]:
+                del todo[tp]
+        rc.assign([])
+        for e in engines.values():
+            e.finish_restore()
+        self.engines.update(engines)
+        took = time.monotonic() - started
+        self.p.stats.restore_seconds += took
+        self.p.metrics.restore_seconds.observe(took)
+        self.p.metrics.assigned_partitions.set(len(self.engines))
+        logger.info("restored partitions %s from %d records in %.2fs", parts, n, took)
+
+    # -- processing ------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One transaction: poll until the commit interval or batch limit; commit."""
+        s = self.p.settings
+        deadline = time.monotonic() + s.commit_interval_ms / 1000
+        n = 0
+        touched: set[int] = set()
+        busy = 0.0
+        metrics = self.p.metrics
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            batch = self.consumer.poll(
+                timeout_ms=int(remaining * 1000), max_records=min(s.poll_records, s.max_batch - n)
+            )
+            if self.fatal is not None:
+                raise SessionError(f"rebalance commit failed: {self.fatal}") from self.fatal
+            if self.to_restore:
+                self.restore()
+            if batch:
+                t0 = time.monotonic()
+                if self.p.stats.first_event_at is None:
+                    self.p.stats.first_event_at = t0
+                for tp, recs in batch.items():
+                    eng = self.engines.get(tp.partition)
+                    if eng is None:
+                        raise SessionError(f"records for partition {tp.partition} with no state")
+                    if not self.in_txn:
+                        self.producer.begin_transaction()
+                        self.in_txn = True
+                    for d in eng.process(recs):
+                        self.producer.send(self.topics.deadletter, key=d.key, value=d.value)
+                        metrics.deadletters.labels(d.reason).inc()
+                        self.p.stats.deadletters += 1
+                    nxt = recs[-1].offset + 1
+                    self.offsets[tp] = bus.commit_offset(nxt)
+                    self.next_offset[tp.partition] = nxt
+                    touched.add(tp.partition)
+                    n += len(recs)
+                busy += time.monotonic() - t0
+            if n >= s.max_batch or time.monotonic() >= deadline or self.p.stopping:
+                break
+            if not batch:
+                break
+        now = self.p.clock()
+        now_ms = int(now * 1000)
+        for p in touched:
+            self.engines[p].mark_live(now_ms)
+        if now - self.last_tick >= s.idle_tick_ms / 1000:
+            self.last_tick = now
+            for p, eng in self.engines.items():
+                if p not in touched and eng.wm.live and self._caught_up(p):
+                    eng.tick(now_ms)
+        if n:
+            metrics.batch_seconds.observe(busy)
+            metrics.events.inc(n)
+            self.p.stats.events += n
+        if self.in_txn or any(e.dirty for e in self.engines.values()):
+            self.commit()
+        self._gauges(now)
+        return n
+
+    def _caught_up(self, p: int) -> bool:
+        tp = bus.TopicPartition(self.topics.events, p)
+        hw = self.consumer.highwater(tp)
+        nxt = self.next_offset.get(p)
+        if nxt is None:
+            try:
+                nxt = self.consumer.position(tp)
+            except bus.KafkaError:
+                return False
+        return hw is not None and nxt is not None and nxt >= hw
+
+    def commit(self) -> None:
+        """Write every engine's changes and the offsets; commit the transaction."""
+        t0 = time.monotonic()
+        prod = self.producer
+        if not self.in_txn:
+            prod.begin_transaction()
+            self.in_txn = True
+        out = 0
+        metrics = self.p.metrics
+        for p, eng in self.engines.items():
+            o = eng.flush()
+            for k, v in o.changelog:
+                prod.send(self.topics.changelog, key=k, value=v, partition=p)
+            for k, v in o.aggregates:
+                prod.send(self.topics.aggregates, key=k, value=v)
+            metrics.records_out.labels("changelog").inc(len(o.changelog))
+            metrics.records_out.labels("aggregates").inc(len(o.aggregates))
+            out += len(o.changelog) + len(o.aggregates)
+        if self.offsets:
+            prod.send_offsets_to_transaction(self.offsets, self.consumer.group_metadata())
+        prod.commit_transaction()
+        self.in_txn = False
+        self.offsets = {}
+        took = time.monotonic() - t0
+        metrics.commit_seconds.observe(took)
+        metrics.transactions.labels("committed").inc()
+        stats = self.p.stats
+        stats.transactions += 1
+        stats.records_out += out
+        stats.last_commit_at = time.monotonic()
+
+    def _gauges(self, now: float) -> None:
+        metrics = self.p.metrics
+        for p, eng in self.engines.items():
+            if eng.wm.watermark_ms is not None:
+                metrics.watermark_delay.labels(str(p)).set(now - eng.wm.watermark_ms / 1000)
+            hw = self.consumer.highwater(bus.TopicPartition(self.topics.events, p))
+            nxt = self.next_offset.get(p)
+            if hw is not None and nxt is not None:
+                metrics.lag.labels(str(p)).set(max(0, hw - nxt))
+        if now - self.last_sizes >= 10:
+            self.last_sizes = now
+            totals: dict[str, int] = {}
+            for eng in self.engines.values():
+                for k, v in eng.state_sizes().items():
+                    totals[k] = totals.get(k, 0) + v
+            for k, v in totals.items():
+                metrics.state_entries.labels(k).set(v)
+
+    def close(self, *, error: bool = False) -> None:
+        """Close the clients; on error, abort the open transaction and drop state first."""
+        if error:
+            self.discard = True
+            self.engines.clear()
+            if self.in_txn:
+                try:
+                    self.producer.abort_transaction()
+                except Exception:  # closing anyway
+                    logger.warning("could not abort the open transaction; it times out")
+                self.in_txn = False
+        for c in (self.consumer, self.restore_consumer, self.hw_consumer):
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:  # closing anyway
+                    logger.warning("closing a consumer failed", exc_info=True)
+        try:
+            self.producer.close(timeout=5)
+        except Exception:  # closing anyway
+            logger.warning("closing the producer failed", exc_info=True)
+
+
+class Processor:
+    """The stream processor of one instance.
+
+    Args:
+        settings: processor settings (Kafka, topics, group, timings).
+        catalog: the service catalog.
+        standards: the methodology's standards (office wait, interagency term).
+        metrics: operational metrics holder.
+        clock: the wall clock (epoch seconds); replaced in tests.
+    """
+
+    def __init__(
+        self,
+        settings: ProcessorSettings,
+        catalog: Catalog,
+        standards: Standards,
+        metrics: ProcessorMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.ctx = Context(catalog, standards, settings.allowed_lateness, settings.dedup_horizon)
+        self.metrics = metrics
+        self.clock = clock
+        self.stats = RunStats()
+        self._stop = threading.Event()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Ask the loop to commit what it has and return (safe from a signal handler)."""
+        self._stop.set()
+
+    def run(self, until: Callable[[_Session], bool] | None = None) -> RunStats:
+        """Process until :meth:`stop` (or ``until(session)`` is true after a commit).
+
+        Failures of a session (Kafka errors, fencing, a failed commit) are logged and a
+        new session starts after a pause; state is always rebuilt from Kafka.
+        """
+        backoff = 1.0
+        while not self.stopping:
+            try:
+                session = _Session(self)
+            except (BusError, bus.KafkaError) as exc:
+                logger.warning("cannot start a Kafka session (%s); retrying in %.0fs", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            self.metrics.sessions.inc()
+            try:
+                while not self.stopping:
+                    session.step()
+                    backoff = 1.0
+                    if until is not None and until(session):
+                        self._stop.set()
+                session.close()
+            except (SessionError, RestoreError, bus.KafkaError) as exc:
+                logger.error("session failed (%s); restarting from the changelog", exc)
+                self.metrics.transactions.labels("aborted").inc()
+                session.close(error=True)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except BaseException:
+                session.close(error=True)
+                raise
+        return self.stats
+
+    def run_until_caught_up(self, timeout_s: float = 600.0) -> RunStats:
+        """Process until every input partition is consumed to its current end; return stats.
+
+        Meant for one instance (benchmarks, backfills): it stops once all partitions of
+        the events topic are assigned to it and processed up to the end offsets seen
+        when they were assigned. Raises :class:`SessionError` after ``timeout_s``.
+        """
+        started = time.monotonic()
+        ends: dict[int, int] = {}
+
+        def done(session: _Session) -> bool:
+            if time.monotonic() - started > timeout_s:
+                raise SessionError(f"not caught up with {self.topics.events} in {timeout_s}s")
+            parts = session.consumer.partitions_for_topic(self.topics.events) or set()
+            if not parts or set(session.engines) != parts:
+                return False
+            if not ends:
+                tps = [bus.TopicPartition(self.topics.events, p) for p in parts]
+                ends.update(
+                    {tp.partition: o for tp, o in session.consumer.end_offsets(tps).items()}
+                )
+            for p, end in ends.items():
+                if end == 0:
+                    continue
+                nxt = session.next_offset.get(p)
+                if nxt is None:
+                    nxt = session.consumer.position(bus.TopicPartition(self.topics.events, p))
+                if nxt < end:
+                    return False
+            return not session.in_txn
+
+        return self.run(until=done)
