@@ -1,0 +1,1 @@
+"""Example scenarios of the traffic simulator (YAML files beside this one)."""
