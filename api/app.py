@@ -1,0 +1,462 @@
+"""The FastAPI app factory: wiring of settings, Kafka clients, read model and routes.
+
+``create_app(settings)`` builds everything without I/O; the Kafka producer and the
+read-model consumer are opened in the lifespan (in background threads, so the API
+answers ``/healthz`` even while Kafka is still starting) and closed on shutdown. The
+same app runs under uvicorn (``servicepulse serve``) and in-process (tests, benchmarks).
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the annotations of the
+# route functions defined inside create_app, which refer to local dependencies.
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import errors
+from api.errors import Forbidden, PayloadTooLarge, Unauthorized, error_responses
+from api.exposition import ApiMetrics, BusinessCollector, build_metrics
+from api.ingest import Ingestor, IngestResponse, ProducerLink
+from api.readmodel import ReadModel
+from api.reports import Report, build_report, render
+from api.scorecard import Scope as ScopeName
+from api.scorecard import Scorecard, Scorer, period_bounds
+from api.settings import ApiSettings
+from api.tokens import Kind, TokenInfo, TokenStore
+from contract.catalog import Catalog, load_catalog
+from contract.events import Event, json_schema
+from contract.methodology import Methodology, load_methodology
+from contract.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+VERSION = "1.0.0"
+
+DESCRIPTION = """\
+ServicePulse API: agencies push usage events of public services; inspectors read the
+client-centricity index as scorecards and period reports; Prometheus scrapes `/metrics`.
+
+**Authentication**: `Authorization: Bearer <token>`. Agency tokens (`servicepulse tokens
+create --agency CODE`) may push events of their own agency only; inspector tokens
+(`--inspector`) are read-only and see every agency.
+
+**Ingest guarantees**: an event reported `accepted` was acknowledged by Kafka
+(`acks=all`). On 503 nothing of the batch was accepted: retry the same batch after
+`Retry-After` seconds; event ids already written are answered `duplicate` or counted once
+by the processor.
+"""
+
+_EVENT_EXAMPLE = {
+    "event_id": "0b1e4c2a-5f9d-4c51-9a8e-2f6c8d7e1a3b",
+    "type": "journey.started",
+    "schema_version": 1,
+    "occurred_at": "2026-11-26T10:15:00+05:00",
+    "agency": "minsoc",
+    "service": "large_family_status",
+    "municipality": "75701000",
+    "channel": "portal",
+    "journey": "j-20261126-000123",
+}
+
+
+class MetricsMiddleware:
+    """Counts requests by route template, method and status, and times them."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(path, method, str(status)).inc()
+            self.metrics.latency.labels(path, method).observe(time.perf_counter() - start)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"the body is {int(length)} bytes; the limit is {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(
+    settings: ApiSettings | None = None,
+    *,
+    registry: CollectorRegistry | None = None,
+    catalog: Catalog | None = None,
+    methodology: Methodology | None = None,
+    tokens: TokenStore | None = None,
+) -> FastAPI:
+    """Build the API. No I/O happens until the app's lifespan starts.
+
+    Args:
+        settings: defaults to :class:`ApiSettings` read from the environment.
+        registry: where the metrics go; defaults to a fresh registry with the process
+            and platform collectors (pass ``prometheus_client.REGISTRY`` from a CLI).
+        catalog: defaults to ``settings.catalog`` (else the demo catalog).
+        methodology: defaults to ``settings.methodology`` (else the shipped one).
+        tokens: defaults to the SQLite store at ``settings.token_db``.
+    """
+    settings = settings or ApiSettings()
+    if registry is None:
+        registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+    catalog = catalog or load_catalog(str(settings.catalog) if settings.catalog else None)
+    methodology = methodology or load_methodology(
+        str(settings.methodology) if settings.methodology else None
+    )
+    tokens = tokens or TokenStore(settings.token_db, settings.token_cache_seconds)
+    topics = Topics(settings.topic_prefix)
+    metrics = build_metrics(registry)
+    link = ProducerLink(settings, topics)
+    ingestor = Ingestor(settings, catalog, topics, link, metrics)
+    model = ReadModel(
+        settings,
+        topics,
+        catalog,
+        snapshot=settings.readmodel_snapshot,
+        snapshot_interval=settings.snapshot_interval_seconds,
+    )
+    scorer = Scorer(model, catalog, methodology)
+    registry.register(BusinessCollector(model, catalog, metrics.unknown_cells))
+    metrics.inflight.set_function(lambda: ingestor.inflight)
+    metrics.readmodel_ready.set_function(lambda: 1.0 if model.status.ready else 0.0)
+    metrics.readmodel_lag.set_function(lambda: model.status.lag)
+    metrics.readmodel_records.set_function(lambda: model.status.records)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        logger.info(
+            "API starting: kafka=%s topics=%s.* catalog=%s",
+            settings.kafka_bootstrap,
+            topics.prefix,
+            catalog.source,
+        )
+        link.start()
+        model.start()
+        try:
+            yield
+        finally:
+            model.stop()
+            link.close()
+            tokens.close()
+            logger.info("API stopped")
+
+    app = FastAPI(
+        title="ServicePulse API",
+        version=VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.ingestor = ingestor
+    app.state.model = model
+    app.state.scorer = scorer
+    app.state.tokens = tokens
+    app.state.link = link
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    bearer = HTTPBearer(auto_error=False, description="an agency or inspector token")
+
+    def authenticate(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> TokenInfo:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized("send Authorization: Bearer <token>")
+        info = tokens.verify(credentials.credentials)
+        if info is None:
+            raise Unauthorized("unknown or revoked token")
+        return info
+
+    def agency_token(info: Annotated[TokenInfo, Depends(authenticate)]) -> TokenInfo:
+        if info.kind is not Kind.AGENCY or not info.agency:
+            raise Forbidden(f"token {info.id} is an inspector token: it cannot push events")
+        return info
+
+    def inspector_token(info: Annotated[TokenInfo, Depends(authenticate)]) -> TokenInfo:
+        if info.kind is not Kind.INSPECTOR:
+            raise Forbidden(f"token {info.id} is an agency token: scorecards need an inspector")
+        return info
+
+    # -- operations ---------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        """200 while the process serves requests (Kafka may still be unreachable)."""
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness",
+        responses={503: {"description": "not ready yet (body says why)"}},
+    )
+    async def readyz() -> JSONResponse:
+        """200 once the read model caught up with Kafka and the producer is connected."""
+        st = model.status
+        ready = st.ready and link.connected
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "readmodel": {
+                "ready": st.ready,
+                "connected": st.connected,
+                "lag": st.lag,
+                "records": st.records,
+                "restored_from_snapshot": st.restored_from_snapshot,
+                "error": st.error,
+            },
+            "producer": {"connected": link.connected},
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus exposition",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    def prometheus_metrics() -> Response:
+        """Business metrics from the read model and the API's own metrics."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/schema/event", tags=["ingest"], summary="JSON Schema of an event")
+    async def event_schema() -> dict[str, Any]:
+        """The JSON Schema of event contract v1 (what every event of a batch must be)."""
+        return json_schema()
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/events",
+        tags=["ingest"],
+        summary="Push a batch of events",
+        response_class=Response,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": (
+                    f"Up to {settings.max_events} events and {settings.max_body_bytes} bytes: "
+                    "a JSON array, or NDJSON (one event per line)."
+                ),
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Event"},
+                            "maxItems": settings.max_events,
+                        },
+                        "example": [_EVENT_EXAMPLE],
+                    },
+                    "application/x-ndjson": {
+                        "schema": {"type": "string"},
+                        "example": msgspec.json.encode(_EVENT_EXAMPLE).decode() + "\n",
+                    },
+                },
+            }
+        },
+        responses={
+            200: {
+                "description": (
+                    "The batch was processed: one result per event, in order. `accepted` "
+                    "events were acknowledged by Kafka; `rejected` ones carry code 403 "
+                    "(another agency's event) or 422 (invalid) with field and reason."
+                ),
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/IngestResponse"},
+                        "example": {
+                            "accepted": 1,
+                            "duplicates": 0,
+                            "rejected": 1,
+                            "results": [
+                                {
+                                    "index": 0,
+                                    "status": "accepted",
+                                    "event_id": "0b1e4c2a-5f9d-4c51-9a8e-2f6c8d7e1a3b",
+                                },
+                                {
+                                    "index": 1,
+                                    "status": "rejected",
+                                    "event_id": "5d0c9a1e-3b7f-4e2a-8c6d-1f2e3a4b5c6d",
+                                    "code": 422,
+                                    "problems": [
+                                        {
+                                            "field": "attrs.score",
+                                            "reason": "out_of_range",
+                                            "message": "attrs.score: Expected `int` <= 5",
+                                        }
+                                    ],
+                                },
+                            ],
+                        },
+                    }
+                },
+            },
+            **error_responses(400, 401, 403, 413, 429, 503),
+        },
+    )
+    async def post_events(
+        request: Request, token: Annotated[TokenInfo, Depends(agency_token)]
+    ) -> Response:
+        """Validate every event, write the valid ones to Kafka, answer per event.
+
+        Idempotent by `event_id`: a repeat of an id this API wrote recently is answered
+        `duplicate` and not written again.
+        """
+        body = await _read_body(request, settings.max_body_bytes)
+        outcome = await ingestor.ingest(body, token)
+        return Response(outcome.body, media_type="application/json")
+
+    # -- scorecards and reports ------------------------------------------------------------------
+
+    ScopeQ = Annotated[ScopeName, Query(description="region, agency, service or life_situation")]
+    CodeQ = Annotated[
+        str | None,
+        Query(
+            description="catalog code of the agency, service or life situation",
+            examples=["minsoc"],
+            max_length=64,
+        ),
+    ]
+    FromQ = Annotated[
+        date | None,
+        Query(alias="from", description="first day (YYYY-MM-DD); default: 29 days before `to`"),
+    ]
+    ToQ = Annotated[
+        date | None,
+        Query(alias="to", description="last day, inclusive (YYYY-MM-DD); default: today"),
+    ]
+
+    @app.get(
+        "/v1/scorecard",
+        tags=["scorecards"],
+        summary="Client-centricity index of a scope and period",
+        response_model=Scorecard,
+        response_model_by_alias=True,
+        responses=error_responses(400, 401, 403, 404),
+    )
+    def get_scorecard(
+        _token: Annotated[TokenInfo, Depends(inspector_token)],
+        scope: ScopeQ = "region",
+        code: CodeQ = None,
+        date_from: FromQ = None,
+        date_to: ToQ = None,
+    ) -> Scorecard:
+        """Each component with numerator, denominator and value; the index and its level.
+
+        Components with a denominator below the small-cell threshold are suppressed and
+        left out of the index. Days restated after they closed are listed.
+        """
+        start, end = period_bounds(catalog, date_from, date_to)
+        return scorer.scorecard(scope, code, start, end)
+
+    @app.get(
+        "/v1/reports/period",
+        tags=["reports"],
+        summary="Period report as JSON, CSV or printable HTML",
+        response_model=Report,
+        response_model_by_alias=True,
+        responses={
+            200: {
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "text/html": {"schema": {"type": "string"}},
+                },
+                "description": "The report in the requested format",
+            },
+            **error_responses(400, 401, 403, 404),
+        },
+    )
+    def get_report(
+        _token: Annotated[TokenInfo, Depends(inspector_token)],
+        scope: ScopeQ = "region",
+        code: CodeQ = None,
+        date_from: FromQ = None,
+        date_to: ToQ = None,
+        fmt: Annotated[
+            Literal["json", "csv", "html"], Query(alias="format", description="json, csv or html")
+        ] = "json",
+    ) -> Response:
+        """Ranking of agencies, per-service table, funnel drop-offs, overdue applications,
+        data quality per source and the methodology: the report an inspector prints and
+        signs. The same numbers as `/v1/scorecard`."""
+        start, end = period_bounds(catalog, date_from, date_to)
+        report = build_report(scorer, scope, code, start, end, datetime.now(UTC))
+        body, media = render(report, fmt)
+        filename = f"servicepulse-{scope}-{start.isoformat()}-{end.isoformat()}.{fmt}"
+        disposition = "inline" if fmt != "csv" else "attachment"
+        return Response(
+            body,
+            media_type=media,
+            headers={"Content-Disposition": f'{disposition}; filename="{filename}"'},
+        )
+
+    _install_openapi(app)
+    return app
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Add the msgspec-defined schemas (events, ingest results) to the OpenAPI document."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        _, components = msgspec.json.schema_components(
+            [Event, IngestResponse], ref_template="#/components/schemas/{name}"
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,584 @@
+"""Batched event ingest: ``POST /v1/events`` (DESIGN.md section 7).
+
+One pass over the batch: split the body (JSON array or NDJSON), decode and validate each
+event once, check it against the catalog and the token's agency, encode it once and hand
+it to the idempotent ``acks=all`` producer keyed by :func:`contract.events.event_key`.
+The answer is sent only after Kafka acknowledged every record of the batch; when it did
+not (broker down, timeout) the whole batch is answered 503 with Retry-After and nothing is
+reported accepted. A retry is safe: event ids are deduplicated here (recent ids) and,
+authoritatively, by the processor.
+
+Rejections are counted by agency and reason and written to the dead-letter topic as
+small records without the event body (it may hold personal data sent by mistake).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import msgspec
+
+from api.errors import BadRequest, PayloadTooLarge, RateLimited, Unavailable
+from api.exposition import ApiMetrics
+from api.settings import ApiSettings
+from api.tokens import TokenInfo
+from contract import bus
+from contract.catalog import Catalog
+from contract.errors import BusError
+from contract.events import (
+    Event,
+    Problem,
+    Reason,
+    decode_event,
+    encode_event,
+    event_key,
+    split_batch,
+)
+from contract.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["accepted", "duplicate", "rejected"]
+
+
+class ProblemOut(msgspec.Struct):
+    """One problem of a rejected event, as answered."""
+
+    field: str
+    reason: str
+    message: str
+
+
+class EventResult(msgspec.Struct, omit_defaults=True):
+    """The result of one event of the batch (``index`` is 0-based)."""
+
+    index: int
+    status: Status
+    event_id: str | None = None
+    #: HTTP-like status of this event: 202 accepted, 200 duplicate, 403 another
+    #: agency's event, 422 invalid.
+    code: int = 202
+    problems: list[ProblemOut] | None = None
+
+
+class IngestResponse(msgspec.Struct):
+    """The answer to one batch."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[EventResult]
+
+
+class DeadLetter(msgspec.Struct, omit_defaults=True):
+    """A rejection as written to the dead-letter topic: never the event body."""
+
+    reason: str
+    field: str
+    message: str
+    agency: str
+    source: str
+    received_at: str
+    event_id: str | None = None
+
+
+class _IdOnly(msgspec.Struct):
+    event_id: Any = None
+
+
+_id_decoder: Final = msgspec.json.Decoder(_IdOnly)
+_response_encoder: Final = msgspec.json.Encoder()
+_dead_letter_encoder: Final = msgspec.json.Encoder()
+
+
+def _event_id_of(raw: bytes) -> str | None:
+    """The event id of a rejected event, if it has a readable string one."""
+    try:
+        value = _id_decoder.decode(raw).event_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return value if isinstance(value, str) and len(value) <= 64 else None
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket of events per API token.
+
+    Each token may send ``burst`` events at once and ``rate`` events per second after
+    that. A rate of 0 disables the limit.
+    """
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str, n: int, now: float | None = None) -> float:
+        """Take ``n`` events from ``key``'s bucket; returns 0, or seconds to wait if refused."""
+        if self._rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        level, last = self._buckets.get(key, (self._burst, now))
+        level = min(self._burst, level + (now - last) * self._rate)
+        if level >= n:
+            self._buckets[key] = (level - n, now)
+            return 0.0
+        self._buckets[key] = (level, now)
+        return (n - level) / self._rate
+
+
+class InflightLimiter:
+    """Bounds the events produced and not yet acknowledged, over all requests.
+
+    A request waits up to ``wait`` seconds for room; past that it is refused, so memory
+    never grows with the load (backpressure, not buffering).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.inflight = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, n: int, wait: float) -> bool:
+        """Reserve room for ``n`` events; ``False`` if none came within ``wait`` seconds."""
+        if self.inflight + n <= self.limit:
+            self.inflight += n
+            return True
+        async with self._cond:
+            try:
+                await asyncio.wait_for(
+                    self._cond.wait_for(lambda: self.inflight + n <= self.limit), wait
+                )
+            except TimeoutError:
+                return False
+            self.inflight += n
+            return True
+
+    async def release(self, n: int) -> None:
+        """Give back the room of ``n`` events."""
+        self.inflight -= n
+        async with self._cond:
+            self._cond.notify_all()
+
+
+class RecentIds:
+    """A bounded LRU set of event ids this API had acknowledged by Kafka."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add_all(self, ids: Sequence[str]) -> None:
+        """Remember ids, forgetting the oldest beyond the size."""
+        if self._size <= 0:
+            return
+        d = self._ids
+        for i in ids:
+            d[i] = None
+            d.move_to_end(i)
+        while len(d) > self._size:
+            d.popitem(last=False)
+
+
+# -- Kafka -------------------------------------------------------------------------------
+
+
+class _Acks:
+    """Counts the acknowledgements of one batch from kafka-python's sender thread."""
+
+    __slots__ = ("_done", "_failed", "_future", "_loop", "error", "expected")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[None] = loop.create_future()
+        self._done = itertools.count(1)  # next() is atomic in CPython: no lock needed
+        self._failed = itertools.count(1)
+        self.expected = expected
+        self.error: BaseException | None = None
+
+    def ok(self, _metadata: object) -> None:
+        if next(self._done) == self.expected:
+            self._loop.call_soon_threadsafe(self._resolve)
+
+    def fail(self, exc: BaseException) -> None:
+        if next(self._failed) == 1:
+            self.error = exc
+        self.ok(None)
+
+    def _resolve(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    async def wait(self, timeout: float) -> bool:
+        """Whether every record was acknowledged within ``timeout`` seconds."""
+        if self.expected == 0:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._future), timeout)
+        except TimeoutError:
+            return False
+        return self.error is None
+
+
+class ProducerLink:
+    """The API's one Kafka producer, opened in the background so the API starts without Kafka.
+
+    ``get()`` returns the producer, or raises :class:`Unavailable` while none is
+    connected. A producer that keeps failing is replaced.
+    """
+
+    def __init__(self, settings: ApiSettings, topics: Topics) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._producer: bus.KafkaProducer | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._failures = 0
+
+    def start(self) -> None:
+        """Start connecting in a background thread."""
+        self._thread = threading.Thread(target=self._connect_loop, name="api-producer", daemon=True)
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        """Whether a producer is open."""
+        return self._producer is not None
+
+    def _open(self) -> bus.KafkaProducer:
+        timeout_ms = int(self._settings.request_timeout_seconds * 1000)
+        producer = bus.producer(
+            self._settings,
+            client_id="servicepulse-api",
+            linger_ms=2,
+            delivery_timeout_ms=timeout_ms + 10,
+            request_timeout_ms=max(1000, timeout_ms - 10),
+            max_block_ms=1000,
+        )
+        try:
+            # fetch metadata now, so the first request's send() does not block the loop
+            for topic in (self._topics.events, self._topics.deadletter):
+                producer.partitions_for(topic)
+        except bus.KafkaError as exc:
+            producer.close(timeout=1)
+            raise BusError(f"cannot read metadata of topic {topic!r}: {exc}") from exc
+        return producer
+
+    def _connect_loop(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set() and self._producer is None:
+            try:
+                producer = self._open()
+            except BusError as exc:
+                logger.warning("producer not connected yet (retry in %.1fs): %s", delay, exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            with self._lock:
+                if self._stop.is_set():
+                    producer.close(timeout=1)
+                    return
+                self._producer = producer
+            logger.info("producer connected to %s", self._settings.kafka_bootstrap)
+
+    def get(self) -> bus.KafkaProducer:
+        """The open producer. Raises :class:`Unavailable` while there is none."""
+        producer = self._producer
+        if producer is None:
+            raise Unavailable(
+                "not connected to Kafka yet; nothing was accepted",
+                retry_after=self._settings.kafka_retry_after_seconds,
+            )
+        return producer
+
+    def report(self, ok: bool) -> None:
+        """Record the outcome of a batch; after repeated failures the producer is replaced.
+
+        A producer whose batches expired may hold stale idempotence state; a fresh one
+        is the simplest way back once the broker returns.
+        """
+        if ok:
+            self._failures = 0
+            return
+        self._failures += 1
+        if self._failures >= 3 and self._producer is not None:
+            with self._lock:
+                old, self._producer = self._producer, None
+            self._failures = 0
+            logger.warning("replacing the Kafka producer after repeated failures")
+            threading.Thread(target=old.close, kwargs={"timeout": 0}, daemon=True).start()
+            if not self._stop.is_set():
+                self.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush and close the producer; stop connecting."""
+        self._stop.set()
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.flush(timeout=timeout)
+            except bus.KafkaError as exc:
+                logger.warning("producer flush at shutdown failed: %s", exc)
+            producer.close(timeout=timeout)
+
+
+# -- the ingest pipeline -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one batch gave: the encoded response and its counts."""
+
+    body: bytes
+    accepted: int
+    duplicates: int
+    rejected: int
+
+
+class Ingestor:
+    """Validates batches and writes them to Kafka. One per app; used from the event loop.
+
+    Args:
+        settings: limits and timeouts.
+        catalog: the catalog events are checked against.
+        topics: where events and dead letters go.
+        link: the producer.
+        metrics: the API's own metrics.
+        clock: the receiver's clock (UTC), replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        settings: ApiSettings,
+        catalog: Catalog,
+        topics: Topics,
+        link: ProducerLink,
+        metrics: ApiMetrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._topics = topics
+        self._link = link
+        self._metrics = metrics
+        self._clock = clock
+        self._rate = RateLimiter(settings.rate_limit_events_per_second, settings.rate_limit_burst)
+        self._inflight = InflightLimiter(settings.max_inflight_events)
+        self.recent = RecentIds(settings.dedup_cache_size)
+
+    @property
+    def inflight(self) -> int:
+        """Events produced and not yet acknowledged."""
+        return self._inflight.inflight
+
+    async def ingest(self, body: bytes, token: TokenInfo) -> Outcome:
+        """Validate and write one batch; the answer once Kafka acknowledged it.
+
+        Raises:
+            BadRequest: the body is empty or a malformed JSON array.
+            PayloadTooLarge: more than ``max_events`` events.
+            RateLimited: over the token's rate (nothing was written).
+            Unavailable: Kafka did not acknowledge in time, or the API is saturated.
+        """
+        agency = token.agency or ""
+        now = self._clock()
+        items = list(split_batch(body))
+        if not items:
+            raise BadRequest("the body holds no events: send a JSON array or NDJSON lines")
+        if len(items) == 1 and isinstance(items[0], Problem) and body.lstrip()[:1] == b"[":
+            self._count_rejected(agency, Reason.INVALID_JSON, 1)
+            raise BadRequest(items[0].message)
+        if len(items) > self._settings.max_events:
+            raise PayloadTooLarge(
+                f"the batch holds {len(items)} events; the limit is "
+                f"{self._settings.max_events} per request"
+            )
+        wait = self._rate.take(token.id, len(items))
+        if wait > 0:
+            self._metrics.rate_limited.inc()
+            raise RateLimited(
+                f"token {token.id} is over its rate of "
+                f"{self._settings.rate_limit_events_per_second:g} events/s; retry after "
+                f"{math.ceil(wait)} s",
+                retry_after=wait,
+            )
+
+        catalog_check = self._catalog.check
+        recent = self.recent
+        results: list[EventResult] = []
+        append = results.append
+        sends: list[tuple[bytes, bytes]] = []
+        ids: list[str] = []
+        batch_ids: set[str] = set()
+        dead: list[DeadLetter] = []
+        duplicates = 0
+        received_at = now.isoformat()
+        for index, item in enumerate(items):
+            if isinstance(item, Problem):
+                append(self._reject(index, None, [item], 422, agency, received_at, dead))
+                continue
+            decoded = decode_event(item, now)
+            if not isinstance(decoded, Event):
+                eid = _event_id_of(item)
+                append(self._reject(index, eid, decoded, 422, agency, received_at, dead))
+                continue
+            eid = decoded.event_id
+            if decoded.agency != agency:
+                problem = Problem(
+                    "agency",
+                    Reason.FORBIDDEN_AGENCY,
+                    f"this token may send events of agency {agency!r} only, not {decoded.agency!r}",
+                )
+                append(self._reject(index, eid, [problem], 403, agency, received_at, dead))
+                continue
+            problems = catalog_check(decoded)
+            if problems:
+                append(self._reject(index, eid, problems, 422, agency, received_at, dead))
+                continue
+            if eid in recent or eid in batch_ids:
+                duplicates += 1
+                append(EventResult(index, "duplicate", eid, 200))
+                continue
+            batch_ids.add(eid)
+            ids.append(eid)
+            sends.append((event_key(decoded), encode_event(decoded)))
+            append(EventResult(index, "accepted", eid))
+
+        await self._write(sends, dead, agency)
+        recent.add_all(ids)
+        accepted = len(sends)
+        rejected = len(results) - accepted - duplicates
+        m = self._metrics
+        if accepted:
+            m.ingest_events.labels("accepted").inc(accepted)
+        if duplicates:
+            m.ingest_events.labels("duplicate").inc(duplicates)
+        if rejected:
+            m.ingest_events.labels("rejected").inc(rejected)
+        body_out = _response_encoder.encode(IngestResponse(accepted, duplicates, rejected, results))
+        return Outcome(body_out, accepted, duplicates, rejected)
+
+    def _reject(
+        self,
+        index: int,
+        event_id: str | None,
+        problems: Sequence[Problem],
+        code: int,
+        agency: str,
+        received_at: str,
+        dead: list[DeadLetter],
+    ) -> EventResult:
+        first = problems[0]
+        self._count_rejected(agency, first.reason, 1)
+        dead.append(
+            DeadLetter(
+                reason=first.reason.value,
+                field=first.field,
+                message=first.message[:500],
+                agency=agency,
+                source="api",
+                received_at=received_at,
+                event_id=event_id,
+            )
+        )
+        return EventResult(
+            index,
+            "rejected",
+            event_id,
+            code,
+            [ProblemOut(p.field, p.reason.value, p.message) for p in problems],
+        )
+
+    def _count_rejected(self, agency: str, reason: Reason, n: int) -> None:
+        self._metrics.rejected.labels(agency, reason.value).inc(n)
+
+    async def _write(
+        self, sends: list[tuple[bytes, bytes]], dead: list[DeadLetter], agency: str
+    ) -> None:
+        """Produce the batch and wait for every acknowledgement of the events."""
+        settings = self._settings
+        if not sends:
+            # nothing to acknowledge: the answer does not depend on Kafka
+            if dead and self._link.connected:
+                with contextlib.suppress(bus.KafkaError, Unavailable):
+                    self._send_dead_letters(self._link.get(), dead, agency)
+            return
+        producer = self._link.get()
+        n = len(sends)
+        if not await self._inflight.acquire(n, settings.backpressure_wait_seconds):
+            self._metrics.saturated.inc()
+            raise Unavailable(
+                f"the API has {self._inflight.inflight} events in flight to Kafka (limit "
+                f"{settings.max_inflight_events}); nothing was accepted",
+                retry_after=1,
+            )
+        try:
+            loop = asyncio.get_running_loop()
+            acks = _Acks(loop, n)
+            events_topic = self._topics.events
+            send = producer.send
+            try:
+                for key, value in sends:
+                    send(events_topic, value=value, key=key).add_callback(acks.ok).add_errback(
+                        acks.fail
+                    )
+                if dead:
+                    self._send_dead_letters(producer, dead, agency)
+            except bus.KafkaError as exc:
+                self._link.report(False)
+                raise Unavailable(
+                    f"Kafka refused the batch ({type(exc).__name__}); nothing was accepted",
+                    retry_after=settings.kafka_retry_after_seconds,
+                ) from exc
+            ok = await acks.wait(settings.request_timeout_seconds)
+        finally:
+            await self._inflight.release(n)
+        self._link.report(ok)
+        if not ok:
+            reason = type(acks.error).__name__ if acks.error else "timeout"
+            logger.warning(
+                "batch of %d events not acknowledged by Kafka (%s); answered 503", n, reason
+            )
+            raise Unavailable(
+                f"Kafka did not acknowledge the batch ({reason}); nothing was accepted",
+                retry_after=settings.kafka_retry_after_seconds,
+            )
+
+    def _send_dead_letters(
+        self, producer: bus.KafkaProducer, dead: list[DeadLetter], agency: str
+    ) -> None:
+        """Write rejections to the dead-letter topic; their failure only logs.
+
+        The client has its per-event answer either way; a lost dead letter loses one
+        count of the data-quality report, which the API's own counter still has.
+        """
+        topic = self._topics.deadletter
+        key = agency.encode()
+        encode = _dead_letter_encoder.encode
+        for d in dead:
+            producer.send(topic, value=encode(d), key=key).add_errback(self._dead_letter_failed)
+
+    def _dead_letter_failed(self, exc: BaseException) -> None:
+        self._metrics.dead_letter_failures.inc()
+        logger.debug("dead letter not written: %s", exc)

@@ -1,0 +1,83 @@
+"""Settings of the API service (``SERVICEPULSE_*`` environment variables).
+
+The app factory takes one :class:`ApiSettings`; ``servicepulse serve`` builds it from the
+environment. Defaults suit the local stack: tokens and the read-model snapshot live under
+the stack directory (``SERVICEPULSE_STACK_DIR``, default ``.servicepulse``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from contract.errors import ConfigError
+from contract.settings import CommonSettings
+
+MIB = 1024 * 1024
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("SERVICEPULSE_STACK_DIR", ".servicepulse")) / "api-data"
+
+
+class ApiSettings(CommonSettings):
+    """What the API needs besides Kafka, topics and catalog."""
+
+    api_host: str = Field("127.0.0.1", description="address `servicepulse serve` binds")
+    api_port: int = Field(8000, ge=1, le=65535, description="port `servicepulse serve` binds")
+    token_db: Path = Field(
+        default_factory=lambda: _data_dir() / "tokens.db",
+        description="SQLite file of API tokens (hashed)",
+    )
+    readmodel_snapshot: Path | None = Field(
+        default_factory=lambda: _data_dir() / "readmodel.snapshot",
+        description="file the read model is snapshotted to for cheap restarts; empty: none",
+    )
+    snapshot_interval_seconds: float = Field(30.0, gt=0, description="snapshot period")
+    max_body_bytes: int = Field(MIB, ge=1024, description="largest ingest request body")
+    max_events: int = Field(1000, ge=1, description="most events in one ingest request")
+    rate_limit_events_per_second: float = Field(
+        2000.0, ge=0, description="sustained events/s per agency token; 0 disables the limit"
+    )
+    rate_limit_burst: int = Field(
+        10_000, ge=1, description="events a token may send at once before the rate applies"
+    )
+    max_inflight_events: int = Field(
+        50_000, ge=1, description="events produced and not yet acknowledged, over all requests"
+    )
+    backpressure_wait_seconds: float = Field(
+        1.0, ge=0, description="how long a request waits for in-flight room before a 503"
+    )
+    request_timeout_seconds: float = Field(
+        10.0, gt=0, description="how long ingest waits for Kafka acknowledgements"
+    )
+    kafka_retry_after_seconds: int = Field(
+        5, ge=1, description="Retry-After sent when Kafka is unavailable"
+    )
+    dedup_cache_size: int = Field(
+        200_000, ge=0, description="recent event ids remembered to answer 'duplicate'"
+    )
+    token_cache_seconds: float = Field(
+        2.0, ge=0, description="how long a checked token is trusted before SQLite is asked again"
+    )
+
+    @field_validator("readmodel_snapshot", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", "none", "off") else value
+
+    @model_validator(mode="after")
+    def _check(self) -> ApiSettings:
+        if self.rate_limit_events_per_second and self.rate_limit_burst < self.max_events:
+            raise ConfigError(
+                f"SERVICEPULSE_RATE_LIMIT_BURST={self.rate_limit_burst} is below "
+                f"SERVICEPULSE_MAX_EVENTS={self.max_events}: a full batch could never pass"
+            )
+        if self.max_inflight_events < self.max_events:
+            raise ConfigError(
+                f"SERVICEPULSE_MAX_INFLIGHT_EVENTS={self.max_inflight_events} is below "
+                f"SERVICEPULSE_MAX_EVENTS={self.max_events}: a full batch could never pass"
+            )
+        return self
