@@ -47,7 +47,7 @@ def serve(
     try:
         settings = ApiSettings(**overrides)  # type: ignore[arg-type]
         configure_logging(settings.log_level)
-        prometheus_client.disable_created_metrics()
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         app = create_app(settings, registry=prometheus_client.REGISTRY)
     except ServicePulseError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
