@@ -166,7 +166,7 @@ def funnel_drop(events: list[dict[str, Any]], service: str, step: str, nxt: str)
 
 def test_failing_step_scenario_raises_its_drop_off(catalog: Catalog) -> None:
     scenario = load_scenario("failing-step", catalog)
-    end = MONDAY + timedelta(days=2)
+    end = MONDAY + timedelta(days=1)
     base = list(generate(catalog, 3, MONDAY, end, rate=0.5))
     failing = list(generate(catalog, 3, MONDAY, end, rate=0.5, scenario=scenario))
     before = funnel_drop(base, "housing_subsidy", "documents", "bank")
@@ -184,7 +184,7 @@ def test_failing_step_scenario_raises_its_drop_off(catalog: Catalog) -> None:
 
 def test_slow_office_scenario_lengthens_its_queue(catalog: Catalog) -> None:
     scenario = load_scenario("slow-office", catalog)
-    end = MONDAY + timedelta(days=2)
+    end = MONDAY + timedelta(days=1)
 
     def waits(sc: Scenario | None) -> float:
         return statistics.mean(
