@@ -1,0 +1,124 @@
+"""``servicepulse bench``: the benchmarks of issue 5, each against a baseline of the same run.
+
+The benchmarks wire several components together (processor, API, producer library,
+simulator), so they live here in the composition root. Each is a function
+``(BenchContext) -> list[Figure]`` registered in :data:`BENCHMARKS`; :func:`run` starts
+(or reuses) a broker, runs the chosen ones in order, deletes every topic and group it
+made, and writes ``results.json`` and ``results.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from servicepulse.bench.harness import BenchContext, BenchFn, Figure, broker, loadavg, machine_info
+
+#: Default sizes: events in the throughput data set, full and ``--quick``.
+FULL_EVENTS = 200_000
+QUICK_EVENTS = 20_000
+
+
+def _registry() -> dict[str, tuple[str, BenchFn]]:
+    from servicepulse.bench.ingest import bench_ingest
+    from servicepulse.bench.latency import bench_latency
+    from servicepulse.bench.peer import bench_peer
+    from servicepulse.bench.processor import bench_processor
+    from servicepulse.bench.profiling import bench_profile
+    from servicepulse.bench.statebench import bench_state
+
+    return {
+        "processor": ("processor events/s vs raw consume, 1 and 2 instances", bench_processor),
+        "peer": ("our processor vs a Quix Streams peer on the same topic", bench_peer),
+        "latency": ("produce-to-read-model latency p50/p99 at 2,000 events/s", bench_latency),
+        "ingest": ("API ingest events/s batched and single vs raw producer; p99", bench_ingest),
+        "state": ("bytes per open journey; restore time of 1M open journeys", bench_state),
+        "profile": ("pyinstrument profile of the processor hot path", bench_profile),
+    }
+
+
+#: Benchmark names in the order they run.
+NAMES: tuple[str, ...] = ("processor", "peer", "latency", "ingest", "state", "profile")
+
+
+def describe() -> str:
+    """One line per benchmark, for ``--help``."""
+    return "\n".join(f"{name}: {desc}" for name, (desc, _) in _registry().items())
+
+
+def run(
+    names: Sequence[str],
+    *,
+    events: int | None,
+    quick: bool,
+    bootstrap: str | None,
+    output: Path,
+    command: str,
+    console: Console,
+) -> tuple[dict[str, Any], list[Figure], tuple[Path, Path]]:
+    """Run the benchmarks ``names`` (in :data:`NAMES` order) and write the results.
+
+    Returns the results dict, the figures and the paths of the JSON and Markdown files.
+    """
+    from servicepulse.bench import report
+
+    registry = _registry()
+    chosen = [n for n in NAMES if n in names]
+    started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    t0 = time.monotonic()
+    load_before = loadavg()
+    work_dir = Path(tempfile.mkdtemp(prefix="servicepulse-bench-"))
+    figures: list[Figure] = []
+    with broker(bootstrap, console) as (boot, broker_desc):
+        ctx = BenchContext(
+            bootstrap=boot,
+            events=events or (QUICK_EVENTS if quick else FULL_EVENTS),
+            quick=quick,
+            work_dir=work_dir,
+            console=console,
+        )
+        try:
+            for name in chosen:
+                console.rule(f"[bold]{name}[/]: {registry[name][0]}")
+                try:
+                    figures.extend(registry[name][1](ctx))
+                except Exception as exc:  # one broken benchmark must not lose the others
+                    console.print(f"[red]{name} failed:[/] {exc!r}")
+                    figures.append(Figure(name, name, None, "", note=f"failed: {exc!r}"))
+        finally:
+            ctx.cleanup()
+    ds = ctx.cache.get("dataset")
+    results: dict[str, Any] = {
+        "run_id": ctx.run_id,
+        "command": command,
+        "started_at": started_at.isoformat(),
+        "duration_s": time.monotonic() - t0,
+        "machine": machine_info(),
+        "load_before": load_before,
+        "load_after": loadavg(),
+        "broker": broker_desc,
+        "quick": quick,
+        "events": ctx.events,
+        "dataset": (
+            f"{len(ds.records):,} events from the {ds.source}, {ds.bytes / len(ds.records):.0f} "
+            f"bytes each on average, {ds.started:,} journeys started"
+            if ds
+            else "n/a"
+        ),
+        "benchmarks": chosen,
+        "extra": {k: v for k, v in ctx.cache.items() if k.startswith("extra:")},
+    }
+    paths = report.write(output, results, figures)
+    for name in ("profile.txt", "profile.html"):
+        src = work_dir / name
+        if src.exists():
+            shutil.copy(src, output / name)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return results, figures, paths

@@ -1,0 +1,72 @@
+"""The yardsticks: what plain kafka-python does on the same topic, in the same run.
+
+Every ratio in the benchmarks divides our number by one of these, measured minutes
+apart on the same broker and the same data, so machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from contract import bus
+from contract.settings import CommonSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``records`` in ``seconds``."""
+
+    records: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        """Records per second."""
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+def raw_consume(settings: CommonSettings, topic: str, expected: int) -> Rate:
+    """Read every record of ``topic`` with a bare ``KafkaConsumer``, decoding nothing.
+
+    ``read_committed``, assigned partitions (no group), from the beginning, default
+    fetch sizes; the clock starts before the first poll and stops at the ``expected``-th
+    record. This is the ceiling for any kafka-python consumer of the topic. Raises
+    ``TimeoutError`` if fewer records arrive within a generous deadline.
+    """
+    consumer = bus.consumer(settings, group_id=None, client_id="servicepulse-bench-raw")
+    try:
+        parts = [bus.TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        seen = 0
+        deadline = time.monotonic() + 120 + expected / 2_000
+        t0 = time.perf_counter()
+        while seen < expected:
+            batch = consumer.poll(timeout_ms=500, max_records=10_000)
+            for records in batch.values():
+                seen += len(records)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"raw consume of {topic} saw {seen} of {expected} records")
+        return Rate(seen, time.perf_counter() - t0)
+    finally:
+        consumer.close()
+
+
+def raw_produce(settings: CommonSettings, topic: str, records: list[tuple[bytes, bytes]]) -> Rate:
+    """Produce ``records`` with a bare ``KafkaProducer``: ``acks=all``, idempotent.
+
+    The project's producer settings (``contract.bus.producer``: linger 5 ms, default
+    batch size, no compression); the clock runs from the first ``send`` until ``flush``
+    returns, so every record counted was acknowledged by the broker.
+    """
+    producer = bus.producer(settings, client_id="servicepulse-bench-raw")
+    try:
+        send = producer.send
+        t0 = time.perf_counter()
+        for key, value in records:
+            send(topic, key=key, value=value)
+        producer.flush()
+        return Rate(len(records), time.perf_counter() - t0)
+    finally:
+        producer.close()

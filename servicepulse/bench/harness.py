@@ -1,0 +1,369 @@
+"""What every benchmark shares: figures with goals, the run context, the broker, the machine.
+
+A benchmark is a function ``(ctx: BenchContext) -> list[Figure]``. Each :class:`Figure`
+carries its value, the baseline measured in the same run, the ratio between them, the
+goal and whether it held. A benchmark that cannot run (a component is not built yet,
+an optional dependency is missing) returns figures with ``value=None`` and the reason
+in ``note`` instead of raising, so one missing part never hides the others' numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from contract import bus
+from contract.settings import CommonSettings
+from contract.topics import Topics
+from servicepulse import stack
+
+logger = logging.getLogger(__name__)
+
+GoalOn = Literal["ratio", "value"]
+GoalOp = Literal[">=", "<=", "<"]
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """A pass/fail rule: ``on`` (the value or its ratio to the baseline) ``op`` ``target``."""
+
+    on: GoalOn
+    op: GoalOp
+    target: float
+
+    def holds(self, value: float | None, ratio: float | None) -> bool | None:
+        """Whether the goal holds; ``None`` when the needed number is missing."""
+        x = ratio if self.on == "ratio" else value
+        if x is None:
+            return None
+        if self.op == ">=":
+            return x >= self.target
+        if self.op == "<=":
+            return x <= self.target
+        return x < self.target
+
+    def describe(self, unit: str) -> str:
+        """The goal as a reader would say it, e.g. ``>= 60% of baseline``."""
+        if self.on == "ratio":
+            return f"{self.op} {self.target:.0%} of baseline"
+        return f"{self.op} {_fmt(self.target)} {unit}".rstrip()
+
+
+@dataclass(slots=True)
+class Figure:
+    """One measured number with its baseline, ratio and goal.
+
+    Attributes:
+        benchmark: the benchmark that produced it (``processor``, ``latency``, ...).
+        name: what was measured, e.g. ``processor events/s, 1 instance``.
+        value: the measurement in ``unit``; ``None`` when it could not be measured.
+        unit: ``events/s``, ``s``, ``bytes``, ...
+        baseline_name: what the value is compared with, measured in the same run.
+        baseline: the baseline in ``unit`` (or in ``baseline_unit`` if given).
+        goal: the pass/fail rule, if the figure has one.
+        note: how it was measured, or why it is missing.
+        details: further numbers kept in the JSON results (counts, durations, ...).
+    """
+
+    benchmark: str
+    name: str
+    value: float | None
+    unit: str
+    baseline_name: str = ""
+    baseline: float | None = None
+    goal: Goal | None = None
+    note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        """``value / baseline`` when both are known and the baseline is positive."""
+        if self.value is None or not self.baseline:
+            return None
+        return self.value / self.baseline
+
+    @property
+    def passed(self) -> bool | None:
+        """Whether the goal holds; ``None`` without a goal or without the number."""
+        return None if self.goal is None else self.goal.holds(self.value, self.ratio)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for the results file."""
+        d = asdict(self)
+        d["goal"] = (
+            None
+            if self.goal is None
+            else {**asdict(self.goal), "text": self.goal.describe(self.unit)}
+        )
+        d["ratio"] = self.ratio
+        d["passed"] = self.passed
+        return d
+
+
+def unavailable(
+    benchmark: str, names: list[tuple[str, str, Goal | None]], why: str
+) -> list[Figure]:
+    """Figures for a benchmark that could not run: value ``None`` and the reason."""
+    return [
+        Figure(benchmark, name, None, unit, goal=goal, note=f"not available: {why}")
+        for name, unit, goal in names
+    ]
+
+
+def _fmt(x: float) -> str:
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+def fmt_value(x: float | None, unit: str = "") -> str:
+    """A number for the report: thousands separators, three significant digits below 10."""
+    if x is None:
+        return "—"
+    return f"{_fmt(x)} {unit}".rstrip()
+
+
+# -- the run context -----------------------------------------------------------------
+
+
+@dataclass
+class BenchContext:
+    """Settings of one ``servicepulse bench`` run, shared by every benchmark.
+
+    Attributes:
+        bootstrap: the broker every benchmark uses (ours or the one given).
+        events: events in the throughput data set.
+        quick: small sizes and short durations (development, smoke tests).
+        work_dir: scratch space (state directories, logs of child processes).
+        console: where progress goes (stderr).
+        run_id: a short random id; every topic of the run starts with ``bench-<run_id>``.
+    """
+
+    bootstrap: str
+    events: int
+    quick: bool
+    work_dir: Path
+    console: Console
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self, prefix: str = "servicepulse", **extra: Any) -> CommonSettings:
+        """Common settings pointing at the benchmark broker."""
+        return CommonSettings(kafka_bootstrap=self.bootstrap, topic_prefix=prefix, **extra)
+
+    def topics(self, name: str, events_partitions: int = 12) -> tuple[Topics, CommonSettings]:
+        """A fresh set of the project's topics under ``bench-<run_id>-<name>``.
+
+        Every set is deleted by :meth:`cleanup` at the end of the run.
+        """
+        prefix = f"bench-{self.run_id}-{name}"
+        settings = self.settings(prefix)
+        topics = Topics(prefix)
+        bus.ensure_topics(settings, topics.specs(events_partitions))
+        return topics, settings
+
+    def extra_topic(self, name: str) -> str:
+        """The name of an extra topic of this run (created by whoever uses it)."""
+        return f"bench-{self.run_id}-{name}"
+
+    def group(self, name: str) -> str:
+        """A consumer group id of this run (deleted by :meth:`cleanup`)."""
+        return f"bench-{self.run_id}-{name}"
+
+    def cleanup(self) -> None:
+        """Delete every topic and consumer group whose name carries this run's id."""
+        settings = self.settings()
+        try:
+            client = bus.admin(settings)
+            try:
+                topics = [t for t in client.list_topics() if self.run_id in t]
+                groups = [
+                    g["group_id"] for g in client.list_groups() if self.run_id in g["group_id"]
+                ]
+                if groups:
+                    client.delete_groups(groups)
+            finally:
+                client.close()
+            if topics:
+                bus.delete_topics(settings, topics)
+            logger.info("deleted %d benchmark topics, %d groups", len(topics), len(groups))
+        except Exception as exc:  # clean-up must not hide the results
+            logger.warning("could not delete benchmark topics or groups: %s", exc)
+
+    def progress(self) -> Progress:
+        """A rich progress bar on the run's console."""
+        return Progress(
+            TextColumn("  {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+
+    def say(self, message: str) -> None:
+        """One progress line."""
+        self.console.print(message, highlight=False)
+
+
+@contextlib.contextmanager
+def broker(bootstrap: str | None, console: Console) -> Iterator[tuple[str, str]]:
+    """The broker for the run: the one given, or our own on free ports (stopped after).
+
+    Yields ``(bootstrap, description)``.
+    """
+    if bootstrap:
+        yield bootstrap, f"existing broker at {bootstrap} (Kafka {broker_version(bootstrap)})"
+        return
+    run_dir = Path(tempfile.mkdtemp(prefix="servicepulse-bench-kafka-"))
+    port, controller = stack.free_port(), stack.free_port()
+    proc = stack.kafka_process(run_dir, port, controller, heap="1g")
+    console.print(f"starting a Kafka {stack.KAFKA_VERSION} broker on 127.0.0.1:{port} ...")
+    proc.start()
+    try:
+        yield (
+            f"127.0.0.1:{port}",
+            f"own single-node KRaft broker, Apache Kafka {stack.KAFKA_VERSION}, heap 1 GiB, "
+            "started by the benchmark",
+        )
+    finally:
+        proc.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def broker_version(bootstrap: str) -> str:
+    """The broker's version as kafka-python infers it from the API versions (best effort)."""
+    try:
+        client = bus.admin(CommonSettings(kafka_bootstrap=bootstrap))
+    except Exception:
+        return "unknown"
+    try:
+        version = client.config.get("api_version")
+        return ".".join(str(x) for x in version) + "+" if version else "unknown"
+    finally:
+        client.close()
+
+
+# -- the machine ---------------------------------------------------------------------
+
+
+def _lscpu_model() -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout  # noqa: S607
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _mem_total_gib() -> float:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_commit() -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        proc = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        if proc.returncode == 0:
+            return proc.stdout.strip()
+    return "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model (``lscpu``), cores, memory, OS, Python and library versions."""
+    try:
+        import crc32c  # noqa: F401
+
+        crc = "installed (C)"
+    except ImportError:
+        crc = "missing: kafka-python checks CRCs in pure Python"
+    return {
+        "cpu_model": _lscpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(_mem_total_gib(), 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "kafka_python": _version("kafka-python"),
+        "crc32c": crc,
+        "msgspec": _version("msgspec"),
+        "quixstreams": _version("quixstreams"),
+        "confluent_kafka": _version("confluent-kafka"),
+        "git_commit": _git_commit(),
+    }
+
+
+def loadavg() -> tuple[float, float, float]:
+    """The 1/5/15-minute load averages (other work on the machine shows here)."""
+    return os.getloadavg()
+
+
+def python_child(code: str, *args: str) -> list[str]:
+    """argv running ``code`` in this interpreter (child processes of a benchmark)."""
+    return [sys.executable, "-c", code, *args]
+
+
+class Stopwatch:
+    """``with Stopwatch() as sw: ...`` then ``sw.seconds`` (monotonic, high resolution)."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.seconds = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by the nearest-rank method."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 1))))
+    return ordered[rank - 1]
+
+
+BenchFn = Callable[[BenchContext], list[Figure]]

@@ -1,0 +1,363 @@
+"""Benchmark 3: ``POST /v1/events`` events/s, batched and single, against the raw producer.
+
+The real ``servicepulse serve`` runs as a child process (one uvicorn worker) with an
+agency token and the per-token rate limit switched off; this process is the load
+generator (threads with keep-alive ``http.client`` connections: the cheapest Python
+client, so the server, not the client, is measured). In the same run and on the same
+events topic, a bare kafka-python producer (``acks=all``, idempotent) sends the same
+kind of events as fast as it can: the baseline. Then batched requests are sent at half
+the measured batched rate, open-loop on a fixed schedule, for the p50/p99 request
+latency (from the scheduled send time, so a stalled server cannot hide its queue).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from servicepulse import stack
+from servicepulse.bench import baselines, workload
+from servicepulse.bench.harness import BenchContext, Figure, Goal, percentile, unavailable
+
+GOAL_BATCHED = Goal("ratio", ">=", 0.50)
+BATCH = 1000
+BASELINE = "raw kafka-python producer (acks=all, idempotent)"
+
+
+class _Counts(msgspec.Struct):
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+_counts = msgspec.json.Decoder(_Counts).decode
+
+
+def missing() -> str | None:
+    """Why the API cannot be benchmarked yet, or ``None``."""
+    if importlib.util.find_spec("servicepulse.servecmd") is None:
+        return "`servicepulse serve` is not built yet (servicepulse/servecmd.py missing)"
+    if importlib.util.find_spec("api.tokens") is None:
+        return "the API token store (api/tokens.py) is not built yet"
+    return None
+
+
+@dataclass
+class Server:
+    """A ``servicepulse serve`` child process and the token to talk to it."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    token: str
+
+    def stop(self) -> None:
+        """Stop the child we started (SIGTERM, then SIGKILL)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(ctx: BenchContext, prefix: str, agency: str) -> Server:
+    """Start the API on a free port with a fresh token store; wait for /healthz."""
+    from api.tokens import Kind, TokenStore
+
+    data = ctx.work_dir / "api"
+    data.mkdir(parents=True, exist_ok=True)
+    db = data / "tokens.db"
+    store = TokenStore(db)
+    token, _ = store.create(Kind.AGENCY, agency, name="bench")
+    store.close()
+    port = stack.free_port()
+    env = {
+        **os.environ,
+        "SERVICEPULSE_KAFKA_BOOTSTRAP": ctx.bootstrap,
+        "SERVICEPULSE_TOPIC_PREFIX": prefix,
+        "SERVICEPULSE_API_HOST": "127.0.0.1",
+        "SERVICEPULSE_API_PORT": str(port),
+        "SERVICEPULSE_TOKEN_DB": str(db),
+        "SERVICEPULSE_READMODEL_SNAPSHOT": "",
+        "SERVICEPULSE_RATE_LIMIT_EVENTS_PER_SECOND": "0",
+        "SERVICEPULSE_STACK_DIR": str(data),
+        "SERVICEPULSE_LOG_LEVEL": "WARNING",
+    }
+    log = (ctx.work_dir / "logs").joinpath("api.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "servicepulse", "serve", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    server = Server(proc, port, token)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API exited with {proc.returncode}: {stack.tail(log)}")
+        with contextlib.suppress(OSError):
+            url = f"http://127.0.0.1:{port}/healthz"
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return server
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"the API was not healthy within 60 s: {stack.tail(log)}")
+
+
+@dataclass
+class Load:
+    """What a load phase measured."""
+
+    events: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    not_accepted: int = 0
+
+    @property
+    def rate(self) -> float:
+        """Accepted events per second."""
+        return (self.events - self.not_accepted) / self.seconds if self.seconds else 0.0
+
+
+def _bodies(records: list[tuple[bytes, bytes]], size: int) -> Iterator[tuple[int, bytes]]:
+    for i in range(0, len(records), size):
+        chunk = [v for _, v in records[i : i + size]]
+        yield len(chunk), b"[" + b",".join(chunk) + b"]"
+
+
+def _post(conn: http.client.HTTPConnection, token: str, body: bytes) -> tuple[int, bytes]:
+    conn.request(
+        "POST",
+        "/v1/events",
+        body,
+        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def closed_loop(
+    server: Server,
+    bodies: list[tuple[int, bytes]],
+    threads: int,
+    duration: float | None = None,
+) -> Load:
+    """Send ``bodies`` as fast as ``threads`` connections allow (or for ``duration`` s)."""
+    load = Load()
+    lock = threading.Lock()
+    it = iter(bodies)
+    stop_at = None if duration is None else time.monotonic() + duration
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            while True:
+                with lock:
+                    nxt = next(it, None)
+                if nxt is None or (stop_at is not None and time.monotonic() > stop_at):
+                    return
+                n, body = nxt
+                t = time.perf_counter()
+                status, data = _post(conn, server.token, body)
+                dt = time.perf_counter() - t
+                with lock:
+                    load.requests += 1
+                    load.events += n
+                    load.latencies.append(dt)
+                    if status >= 300:
+                        load.not_accepted += n
+                        if len(load.errors) < 5:
+                            load.errors.append(f"HTTP {status}: {data[:200]!r}")
+                    else:
+                        load.not_accepted += n - _counts(data).accepted
+        finally:
+            conn.close()
+
+    t0 = time.perf_counter()
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    load.seconds = time.perf_counter() - t0
+    return load
+
+
+def open_loop(server: Server, bodies: list[tuple[int, bytes]], rate: float, threads: int) -> Load:
+    """Send ``bodies`` on a fixed schedule of ``rate`` events/s; latency from schedule."""
+    load = Load()
+    lock = threading.Lock()
+    n0 = bodies[0][0] if bodies else 1
+    interval = n0 / rate
+    start = time.perf_counter() + 0.1
+    it = iter(enumerate(bodies))
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            while True:
+                with lock:
+                    nxt = next(it, None)
+                if nxt is None:
+                    return
+                i, (n, body) = nxt
+                due = start + i * interval
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                status, data = _post(conn, server.token, body)
+                dt = time.perf_counter() - due
+                with lock:
+                    load.requests += 1
+                    load.events += n
+                    load.latencies.append(dt)
+                    if status >= 300:
+                        load.not_accepted += n
+                        if len(load.errors) < 5:
+                            load.errors.append(f"HTTP {status}: {data[:200]!r}")
+                    else:
+                        load.not_accepted += n - _counts(data).accepted
+        finally:
+            conn.close()
+
+    t0 = time.perf_counter()
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    load.seconds = time.perf_counter() - t0
+    return load
+
+
+def _records(n: int, seed: int, agency: str) -> list[tuple[bytes, bytes]]:
+    from contract.events import encode_event, event_key
+
+    return [
+        (event_key(ev), encode_event(ev)) for ev in workload.journeys(n, seed=seed, agency=agency)
+    ][:n]
+
+
+def bench_ingest(ctx: BenchContext) -> list[Figure]:
+    """Figures 3a-3c: batched and single ingest events/s over the raw producer; p99 at half."""
+    names = [
+        ("ingest events/s, batched (1000/request)", "events/s", GOAL_BATCHED),
+        ("ingest events/s, single (1/request)", "events/s", None),
+        ("ingest p99 request latency at half the batched rate", "s", None),
+    ]
+    why = missing()
+    if why:
+        return unavailable("ingest", names, why)
+    agency = _busiest_agency()
+    n = ctx.events
+    single_s = 5.0 if ctx.quick else 20.0
+    half_s = 8.0 if ctx.quick else 30.0
+    ctx.say(f"ingest: generating events of agency {agency} ...")
+    raw_records = _records(n, 101, agency)
+    batched_records = _records(n, 102, agency)
+    single_records = _records(min(n, int(single_s * 4_000)), 103, agency)
+    topics, settings = ctx.topics("ing")
+    ctx.say(f"ingest: raw producer baseline, {n:,} events ...")
+    raw = baselines.raw_produce(settings, topics.events, raw_records)
+    ctx.say(f"  raw producer {raw.per_second:,.0f} records/s")
+    server = start_server(ctx, topics.prefix, agency)
+    try:
+        ctx.say(f"ingest: batched, {n:,} events in requests of {BATCH} (4 connections) ...")
+        batched = closed_loop(server, list(_bodies(batched_records, BATCH)), threads=4)
+        ctx.say(f"  batched {batched.rate:,.0f} events/s")
+        ctx.say(f"ingest: single events for {single_s:.0f} s (8 connections) ...")
+        single = closed_loop(server, list(_bodies(single_records, 1)), 8, duration=single_s)
+        ctx.say(f"  single {single.rate:,.0f} events/s")
+        half_rate = batched.rate / 2
+        half_n = int(half_rate * half_s) // BATCH * BATCH or BATCH
+        half_records = _records(half_n, 104, agency)
+        ctx.say(f"ingest: {half_rate:,.0f} events/s (half) for {half_s:.0f} s, open loop ...")
+        half = open_loop(server, list(_bodies(half_records, BATCH)), half_rate, threads=8)
+    finally:
+        server.stop()
+    p50, p99 = percentile(half.latencies, 0.5), percentile(half.latencies, 0.99)
+    ctx.say(f"  at half load: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+
+    def note(load: Load, what: str) -> str:
+        text = f"{what}: {load.requests:,} requests, {load.events:,} events in {load.seconds:.1f} s"
+        if load.not_accepted:
+            text += f"; {load.not_accepted:,} NOT accepted ({'; '.join(load.errors[:2])})"
+        return text
+
+    def details(load: Load) -> dict[str, Any]:
+        return {
+            "requests": load.requests,
+            "events": load.events,
+            "seconds": round(load.seconds, 3),
+            "not_accepted": load.not_accepted,
+            "request_p50_s": round(percentile(load.latencies, 0.5), 4),
+            "request_p99_s": round(percentile(load.latencies, 0.99), 4),
+            "errors": load.errors,
+        }
+
+    raw_d = {"raw_records": raw.records, "raw_seconds": round(raw.seconds, 3)}
+    return [
+        Figure(
+            "ingest",
+            names[0][0],
+            batched.rate if not batched.not_accepted else None,
+            "events/s",
+            BASELINE,
+            raw.per_second,
+            GOAL_BATCHED,
+            note(batched, "1 uvicorn worker, 4 client connections"),
+            {**details(batched), **raw_d},
+        ),
+        Figure(
+            "ingest",
+            names[1][0],
+            single.rate if not single.not_accepted else None,
+            "events/s",
+            BASELINE,
+            raw.per_second,
+            None,
+            note(single, "1 uvicorn worker, 8 client connections"),
+            {**details(single), **raw_d},
+        ),
+        Figure(
+            "ingest",
+            names[2][0],
+            p99 if not half.not_accepted else None,
+            "s",
+            "",
+            None,
+            None,
+            note(half, f"open loop at {half_rate:,.0f} events/s, {BATCH}/request")
+            + f"; p50 {p50 * 1000:.0f} ms",
+            {**details(half), "target_rate": round(half_rate, 1)},
+        ),
+    ]
+
+
+def _busiest_agency() -> str:
+    """The agency with the most catalog services (widest spread of keys and cells)."""
+    from contract.catalog import load_catalog
+
+    counts: dict[str, int] = {}
+    for idx in load_catalog().services.values():
+        counts[idx.service.agency] = counts.get(idx.service.agency, 0) + 1
+    return max(sorted(counts), key=lambda a: counts[a])

@@ -1,0 +1,156 @@
+"""Watching a consumer group catch up, from outside, the same way for every contestant.
+
+The throughput of an exactly-once processor is the rate at which its input offsets are
+*committed*: only then are its outputs visible to ``read_committed`` readers. The
+benchmark observes that with an admin client polling the group's committed offsets, so
+our processor and the peer are timed by one referee that needs nothing from either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from contract import bus
+from contract.settings import CommonSettings
+
+
+def end_offsets(settings: CommonSettings, topic: str) -> dict[bus.TopicPartition, int]:
+    """The log end offset of every partition of ``topic``."""
+    consumer = bus.consumer(settings, group_id=None)
+    try:
+        parts = [bus.TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        return dict(consumer.end_offsets(parts))
+    finally:
+        consumer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """When a group's committed offsets moved, on the ``time.perf_counter`` clock.
+
+    Attributes:
+        group: the consumer group that was watched.
+        started: when watching began (the contestant's processes had just been spawned).
+        first_commit: when the first committed offset was seen.
+        committed_at_first: how many records the first observed commit covered.
+        done: when every partition's committed offset reached the end offset.
+        records: records between the start offsets and the end offsets.
+    """
+
+    group: str
+    started: float
+    first_commit: float
+    committed_at_first: int
+    done: float
+    records: int
+
+    @property
+    def wall_seconds(self) -> float:
+        """From spawn to all committed: start-up, group join and processing."""
+        return self.done - self.started
+
+    @property
+    def steady_seconds(self) -> float:
+        """From the first commit to the last."""
+        return self.done - self.first_commit
+
+    @property
+    def steady_rate(self) -> float:
+        """Records per second between the first and the last commit (start-up excluded)."""
+        n = self.records - self.committed_at_first
+        return n / self.steady_seconds if self.steady_seconds > 0 else 0.0
+
+    @property
+    def wall_rate(self) -> float:
+        """Records per second from spawn to the last commit."""
+        return self.records / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+class ProcessDied(RuntimeError):
+    """A contestant process exited before its group caught up."""
+
+
+def watch(
+    settings: CommonSettings,
+    topic: str,
+    end: dict[bus.TopicPartition, int],
+    *,
+    group: str | None = None,
+    procs: Sequence[subprocess.Popen[bytes]] = (),
+    exited_ok: bool = False,
+    timeout: float = 1800.0,
+    interval: float = 0.05,
+    on_progress: Callable[[int], None] | None = None,
+) -> CatchUp:
+    """Poll until the group (``group``, else the one group committing on ``topic``) is done.
+
+    Args:
+        end: the end offsets to reach (from :func:`end_offsets`).
+        procs: the contestant's processes; if one exits early the watch fails with
+            :class:`ProcessDied` (unless ``exited_ok``: a peer that stops itself).
+        on_progress: called with the number of records committed so far.
+
+    Raises:
+        TimeoutError: not caught up within ``timeout`` seconds.
+    """
+    client = bus.admin(settings)
+    total = sum(end.values())
+    started = time.perf_counter()
+    first: tuple[float, int] | None = None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.perf_counter()
+            gid = group or _find_group(client, topic)
+            committed = _committed(client, gid, topic, end) if gid else 0
+            if committed and first is None:
+                first = (now, committed)
+            if on_progress is not None:
+                on_progress(committed)
+            if gid and first is not None and committed >= total:
+                return CatchUp(gid, started, first[0], first[1], now, total)
+            for p in procs:
+                if p.poll() is not None and not exited_ok:
+                    raise ProcessDied(f"pid {p.pid} exited with code {p.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: committed {committed} of {total} in {timeout:.0f}s")
+            time.sleep(interval)
+    finally:
+        client.close()
+
+
+def _find_group(client: bus.KafkaAdminClient, topic: str) -> str | None:
+    groups = [g["group_id"] for g in client.list_groups()]
+    if not groups:
+        return None
+    with contextlib.suppress(bus.KafkaError):
+        for gid, offsets in client.list_group_offsets(dict.fromkeys(groups)).items():
+            if any(tp.topic == topic for tp in offsets):
+                return str(gid)
+    return None
+
+
+def _committed(
+    client: bus.KafkaAdminClient, group: str, topic: str, end: dict[bus.TopicPartition, int]
+) -> int:
+    try:
+        offsets = client.list_group_offsets({group: list(end)})[group]
+    except bus.KafkaError:
+        return 0
+    return sum(max(0, om.offset) for tp, om in offsets.items() if tp.topic == topic and om)
+
+
+def delete_groups(settings: CommonSettings, marker: str) -> None:
+    """Delete every consumer group whose id contains ``marker`` (benchmark clean-up)."""
+    client = bus.admin(settings)
+    try:
+        mine = [g["group_id"] for g in client.list_groups() if marker in g["group_id"]]
+        if mine:
+            with contextlib.suppress(bus.KafkaError):
+                client.delete_groups(mine)
+    finally:
+        client.close()

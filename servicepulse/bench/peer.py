@@ -1,0 +1,84 @@
+"""Benchmark 5: our processor against the Quix Streams peer, same topic, same broker.
+
+The peer (:mod:`servicepulse.bench.peer_quix`) runs on the events topic our
+1-instance processor run just read, timed by the same group referee; both are checked
+against the same directly computed totals. The figure is our events/s over theirs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from servicepulse.bench import processor, workload
+from servicepulse.bench.harness import BenchContext, Figure, unavailable
+
+NAME = "processor events/s vs a Quix Streams peer (1 instance each)"
+#: The issue sets no goal for the peer; the ratio is reported as measured.
+GOAL = None
+
+
+def bench_peer(ctx: BenchContext) -> list[Figure]:
+    """Figure 5: our steady events/s divided by the peer's, on the same topic."""
+    if importlib.util.find_spec("quixstreams") is None:
+        return unavailable(
+            "peer",
+            [(NAME, "events/s", GOAL)],
+            "quixstreams is not installed (pip install -e '.[bench]')",
+        )
+    why = processor.missing()
+    if why:
+        return unavailable("peer", [(NAME, "events/s", GOAL)], why)
+    from servicepulse.bench import peer_quix
+
+    ours = processor.run_ours(ctx, 1)
+    ds = processor.dataset(ctx)
+    ctx.say("peer: Quix Streams, exactly-once, RocksDB state, same topic ...")
+    with ctx.progress() as bar:
+        task = bar.add_task("quix peer", total=len(ds.records))
+        res = peer_quix.run_peer(
+            ctx.bootstrap,
+            ours.topics.events,
+            ctx.extra_topic("peer-out"),
+            ctx.group("quix"),
+            ctx.work_dir / "quix-state",
+            len(ds.records),
+            log=ctx.work_dir / "logs" / "quix-peer.log",
+            on_progress=lambda n: bar.update(task, completed=n),
+        )
+    theirs = res.catch_up.steady_rate
+    ctx.say(f"  quix peer: {theirs:,.0f} events/s steady, {res.catch_up.wall_rate:,.0f} from spawn")
+    check = processor.compare(
+        peer_quix.read_totals(ctx.bootstrap, ctx.extra_topic("peer-out")),
+        workload.expected_totals(ds.records),
+    )
+    ours_rate = ours.catch_up.steady_rate if ours.check is None else None
+    note = (
+        f"ours {ours.catch_up.steady_rate:,.0f} events/s vs Quix Streams "
+        f"{theirs:,.0f} events/s (exactly-once, commit interval 1 s, RocksDB, group_by "
+        f"service|day), both timed first-to-last commit of the same topic; from spawn: ours "
+        f"{ours.catch_up.wall_rate:,.0f}, Quix {res.catch_up.wall_rate:,.0f} events/s; peer "
+        "totals " + ("match the events" if check is None else f"WRONG: {check}")
+    )
+    return [
+        Figure(
+            "peer",
+            NAME,
+            ours_rate,
+            "events/s",
+            "Quix Streams peer, same topic",
+            theirs if check is None else None,
+            GOAL,
+            note,
+            {
+                "ours_events_per_s": round(ours.catch_up.steady_rate, 1),
+                "quix_events_per_s": round(theirs, 1),
+                "quix_wall_events_per_s": round(res.catch_up.wall_rate, 1),
+                "quix_wall_seconds": round(res.catch_up.wall_seconds, 3),
+                "quix_self_timed_seconds": res.seconds,
+                "quix_seconds_from_first_message": res.seconds_from_first,
+                "quix_message_counts": res.counts,
+                "quix_increments": res.increments,
+                "quix_totals_match": check is None,
+            },
+        )
+    ]

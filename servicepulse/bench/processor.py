@@ -1,0 +1,281 @@
+"""Benchmark 1: processor throughput with transactions, against raw consume of the same topic.
+
+For 1 and 2 instances: a fresh set of topics, the data set produced into the events
+topic, the raw kafka-python consume rate of that topic measured, then the real
+``servicepulse process`` command started as child processes (one consumer group,
+exactly-once) and timed by the group referee (:mod:`servicepulse.bench.offsets`) until
+every input offset is committed. The aggregates it wrote are read back and its
+journeys started/submitted per service and day compared with totals computed directly
+from the events, so a fast but wrong processor cannot pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contract import aggregates, bus
+from contract.settings import CommonSettings
+from contract.topics import Topics
+from servicepulse import stack
+from servicepulse.bench import baselines, offsets, workload
+from servicepulse.bench.harness import BenchContext, Figure, Goal, unavailable
+
+GOAL = Goal("ratio", ">=", 0.60)
+BASELINE = "raw kafka-python consume, same topic"
+
+
+def missing() -> str | None:
+    """Why the processor cannot be benchmarked yet, or ``None``."""
+    if importlib.util.find_spec("servicepulse.processcmd") is None:
+        return "`servicepulse process` is not built yet (servicepulse/processcmd.py missing)"
+    return None
+
+
+def dataset(ctx: BenchContext) -> workload.Dataset:
+    """The run's throughput data set (made once, shared by benchmarks 1 and 5)."""
+    if "dataset" not in ctx.cache:
+        ctx.say(f"generating {ctx.events:,} events ...")
+        ctx.cache["dataset"] = workload.dataset(ctx.events)
+    ds: workload.Dataset = ctx.cache["dataset"]
+    return ds
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used (Linux ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def spawn(
+    settings: CommonSettings,
+    group: str,
+    instances: int,
+    log_dir: Path,
+    *,
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> list[subprocess.Popen[bytes]]:
+    """Start ``instances`` ``servicepulse process`` children in one consumer group.
+
+    ``argv`` replaces the command (e.g. to run it under a profiler); ``env`` adds
+    settings. Output goes to ``<log_dir>/<group>-<n>.log``.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(1, instances + 1):
+        child_env = {
+            **os.environ,
+            "SERVICEPULSE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "SERVICEPULSE_TOPIC_PREFIX": settings.topic_prefix,
+            "SERVICEPULSE_GROUP_ID": group,
+            "SERVICEPULSE_INSTANCE_ID": str(i),
+            "SERVICEPULSE_METRICS_PORT": str(stack.free_port()),
+            "SERVICEPULSE_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        with (log_dir / f"{group}-{i}.log").open("ab") as log:
+            procs.append(
+                subprocess.Popen(  # noqa: S603 - our own CLI (or it under a profiler)
+                    argv or [sys.executable, "-m", "servicepulse", "process"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=child_env,
+                )
+            )
+    return procs
+
+
+def stop(procs: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    """SIGTERM the children we started, SIGKILL what is left after ``grace`` seconds."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def read_rollup_totals(
+    settings: CommonSettings, topic: str
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Journeys started/submitted per (service, day) from the aggregates topic.
+
+    Reads ``read_committed`` from the beginning to the end, keeps the latest value of
+    every ``r|`` key and sums the partitions, as the API's read model does.
+    """
+    end = offsets.end_offsets(settings, topic)
+    consumer = bus.consumer(settings, group_id=None)
+    latest: dict[bytes, aggregates.Rollup] = {}
+    try:
+        consumer.assign(list(end))
+        consumer.seek_to_beginning(*end)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(
+            consumer.position(tp) < off for tp, off in end.items()
+        ):
+            for records in consumer.poll(timeout_ms=500, max_records=5_000).values():
+                for rec in records:
+                    if rec.key and rec.key.startswith(b"r|") and rec.value is not None:
+                        latest[rec.key] = aggregates.decode_rollup(rec.value)
+    finally:
+        consumer.close()
+    totals: dict[tuple[str, str], list[int]] = {}
+    for key, r in latest.items():
+        parts = aggregates.parse_key(key)
+        cell = totals.setdefault((parts[4], parts[2]), [0, 0])
+        cell[0] += r.started
+        cell[1] += r.submitted
+    return {k: (v[0], v[1]) for k, v in totals.items() if v != [0, 0]}
+
+
+def compare(
+    got: dict[tuple[str, str], tuple[int, int]], want: dict[tuple[str, str], tuple[int, int]]
+) -> str | None:
+    """``None`` when the totals agree, else a short description of the first differences."""
+    want = {k: v for k, v in want.items() if v != (0, 0)}
+    if got == want:
+        return None
+    diffs = [
+        f"{k[0]} {k[1]}: got {got.get(k)}, want {want.get(k)}"
+        for k in sorted(set(got) | set(want))
+        if got.get(k) != want.get(k)
+    ]
+    return f"{len(diffs)} (service, day) cells differ, e.g. " + "; ".join(diffs[:3])
+
+
+@dataclass
+class OursRun:
+    """One timed run of our processor on a freshly filled topic."""
+
+    instances: int
+    topics: Topics
+    settings: CommonSettings
+    raw: baselines.Rate
+    catch_up: offsets.CatchUp
+    cpu_seconds: float
+    check: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def run_ours(ctx: BenchContext, instances: int) -> OursRun:
+    """Fill a fresh topic, measure raw consume on it, then time ``instances`` processors.
+
+    Cached per instance count: the peer benchmark reuses the 1-instance run's topic
+    and figure.
+    """
+    key = f"ours-{instances}"
+    if key in ctx.cache:
+        run: OursRun = ctx.cache[key]
+        return run
+    ds = dataset(ctx)
+    topics, settings = ctx.topics(f"p{instances}")
+    ctx.say(f"processor x{instances}: producing {len(ds.records):,} events to {topics.events}")
+    fill_s = workload.fill(settings, topics.events, ds.records)
+    ctx.say(f"processor x{instances}: raw consume baseline ...")
+    raw = baselines.raw_consume(settings, topics.events, len(ds.records))
+    ctx.say(f"  raw consume {raw.per_second:,.0f} records/s")
+    end = offsets.end_offsets(settings, topics.events)
+    group = ctx.group(f"proc{instances}")
+    procs = spawn(settings, group, instances, ctx.work_dir / "logs")
+    cpu = 0.0
+    try:
+        with ctx.progress() as bar:
+            task = bar.add_task(f"processor x{instances}", total=len(ds.records))
+            catch = offsets.watch(
+                settings,
+                topics.events,
+                end,
+                group=group,
+                procs=procs,
+                on_progress=lambda n: bar.update(task, completed=n),
+            )
+        cpu = sum(cpu_seconds(p.pid) for p in procs)
+    finally:
+        stop(procs)
+    ctx.say(
+        f"  processor x{instances}: {catch.steady_rate:,.0f} events/s steady, "
+        f"{catch.wall_rate:,.0f} events/s from spawn"
+    )
+    check = compare(
+        read_rollup_totals(settings, topics.aggregates), workload.expected_totals(ds.records)
+    )
+    run = OursRun(
+        instances,
+        topics,
+        settings,
+        raw,
+        catch,
+        cpu,
+        check,
+        {
+            "events": len(ds.records),
+            "fill_seconds": round(fill_s, 3),
+            "raw_consume_seconds": round(raw.seconds, 3),
+            "wall_seconds": round(catch.wall_seconds, 3),
+            "wall_events_per_s": round(catch.wall_rate, 1),
+            "steady_seconds": round(catch.steady_seconds, 3),
+            "committed_at_first_commit": catch.committed_at_first,
+            "cpu_seconds": round(cpu, 2),
+            "cpu_us_per_event": round(cpu / len(ds.records) * 1e6, 1),
+            "totals_match": check is None,
+        },
+    )
+    ctx.cache[key] = run
+    return run
+
+
+def bench_processor(ctx: BenchContext) -> list[Figure]:
+    """Figures 1a and 1b: processor events/s over raw consume, 1 and 2 instances."""
+    names = [(f"processor events/s, {n} instance{'s' * (n > 1)}", "events/s") for n in (1, 2)]
+    why = missing()
+    if why:
+        return unavailable("processor", [(n, u, GOAL) for n, u in names], why)
+    figures = []
+    for (name, unit), n in zip(names, (1, 2), strict=True):
+        try:
+            run = run_ours(ctx, n)
+        except Exception as exc:
+            figures.append(
+                Figure("processor", name, None, unit, BASELINE, goal=GOAL, note=f"failed: {exc}")
+            )
+            continue
+        note = (
+            f"{n} `servicepulse process` process(es), one group, exactly-once; rate between "
+            f"the first and the last committed input offset (from spawn: "
+            f"{run.catch_up.wall_rate:,.0f} events/s); "
+            f"{run.details['cpu_us_per_event']:.0f} µs CPU per event; started/submitted totals "
+            + ("match the events" if run.check is None else f"WRONG: {run.check}")
+        )
+        figures.append(
+            Figure(
+                "processor",
+                name,
+                run.catch_up.steady_rate if run.check is None else None,
+                unit,
+                BASELINE,
+                run.raw.per_second,
+                GOAL,
+                note,
+                run.details,
+            )
+        )
+    return figures

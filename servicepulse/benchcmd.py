@@ -1,0 +1,110 @@
+"""``servicepulse bench``: run the benchmarks and write their results."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+out = Console()
+
+
+def bench(
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="small sizes and short durations (development, CI smoke)"),
+    ] = False,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated benchmarks to run: processor, peer, latency, ingest, "
+            "state, profile (default: all)",
+            metavar="NAME,...",
+        ),
+    ] = None,
+    events: Annotated[
+        int | None,
+        typer.Option(
+            min=1000, help="events in the throughput data set (default 200,000; --quick 20,000)"
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            help="use this Kafka broker (HOST:PORT) instead of starting a private one",
+            metavar="HOST:PORT",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="directory for results.json, results.md and the profile "
+            "(default .servicepulse/bench/<UTC time>)"
+        ),
+    ] = None,
+) -> None:
+    """Measure ServicePulse against its baselines and goals (issue 5, docs/BENCHMARKS.md).
+
+    Each figure comes with the baseline measured in the same run,
+    the ratio, the goal and pass/fail.
+
+    \b
+    processor  events/s with transactions vs raw kafka-python consume
+               of the same topic, 1 and 2 instances (goal >= 60%)
+    peer       the same aggregation in Quix Streams, same topic:
+               ours over theirs
+    latency    produce -> visible in the API read model at
+               2,000 events/s (goal p99 <= 2 s)
+    ingest     POST /v1/events batched (1000) and single vs the raw
+               producer (goal batched >= 50%); p99 at half that load
+    state      bytes per open journey (goal < 1 KiB); restore of
+               1M open journeys (goal <= 60 s)
+    profile    pyinstrument profile of the processor (top functions)
+
+    A private Kafka broker is started on free ports and stopped at
+    the end unless --bootstrap is given (needs the JDK and the jars:
+    `servicepulse kafka fetch`). Every topic and consumer group the
+    run creates is deleted afterwards. Exit code 0 means the
+    benchmarks ran, not that the goals held: read the table.
+    """
+    from servicepulse import bench as benchmod
+
+    names = list(benchmod.NAMES)
+    if only:
+        names = [n.strip() for n in only.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(benchmod.NAMES))
+        if unknown:
+            console.print(
+                f"[bold red]error:[/] unknown benchmark(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(benchmod.NAMES)}"
+            )
+            raise typer.Exit(2)
+    if output is None:
+        import datetime as dt
+
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        output = Path(".servicepulse") / "bench" / stamp
+    command = "servicepulse " + shlex.join(sys.argv[1:])
+    _, figures, (json_path, md_path) = benchmod.run(
+        names,
+        events=events,
+        quick=quick,
+        bootstrap=bootstrap,
+        output=output,
+        command=command,
+        console=console,
+    )
+    from servicepulse.bench.report import markdown_table
+
+    out.print(markdown_table(figures), markup=False, highlight=False)
+    out.print(f"\nresults: {json_path}\n         {md_path}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``bench``."""
+    app.command("bench")(bench)
