@@ -1,0 +1,647 @@
+"""Prometheus recording and alert rules, generated from the methodology.
+
+One methodology file (``contract/data/methodology.yaml``: weights, level bounds, windows,
+standards) defines the client-centricity index for the reports *and* for Prometheus, so
+the live index and the report index cannot drift apart. This module turns it into rule
+files (``deploy/prometheus/rules/*.yml``, committed; ``servicepulse dashboards build``
+regenerates them and ``servicepulse dashboards check`` fails when they are stale).
+
+How the numbers are computed
+----------------------------
+1. ``<scope>:servicepulse_component_{numerator,denominator}:total`` (group
+   ``servicepulse_totals``): the business counters summed per agency (and per service
+   for completion), one series per component. Summing first and taking ``increase``
+   second is safe here and *more* exact than the other way round: the API exposes exact
+   cumulative totals rebuilt from Kafka that never go backwards (DESIGN.md section 1),
+   and a label combination that appears for the first time with value N adds N to the
+   sum, where ``increase`` of the raw series would miss those N events. It also keeps the
+   30-day windows cheap: they read a few dozen recorded series instead of every
+   (service, municipality, channel) combination. With several API replicas the identical
+   read models are collapsed with ``max without (instance)``.
+2. ``<scope>:servicepulse_component_{numerator,denominator}:increase<w>`` and
+   ``<scope>:servicepulse_component:ratio<w>`` for the methodology windows (1d, 7d, 30d)
+   and the short windows the burn-rate alerts need (5m .. 6h). A ratio exists only where
+   its denominator is positive, so a component without data simply has no series.
+3. ``<scope>:servicepulse_index:<w>`` = 100 * sum(w_i * ratio_i) / sum(w_i) over the
+   components that have a ratio (weights renormalised, as ``contract.methodology.score``
+   does), ``..._index_level:<w>`` (0 basic, 1 satisfactory, 2 advanced: the number of
+   level bounds reached) and ``..._index_components:<w>`` (how many components counted).
+
+Scopes: ``agency`` (label ``agency``), ``region`` (no label) and ``agency_service``
+(completion only, for the completion-drop alert).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import yaml
+
+from contract.methodology import ComponentCode, Methodology, Standards
+from contract.metrics import FAMILY_BY_NAME, PREFIX
+from dashboards import pipeline
+
+#: Windows recorded besides the methodology's: the short windows of burn-rate alerts.
+SHORT_WINDOWS: Final = ("5m", "30m", "1h", "2h", "6h")
+#: Windows of the per-service completion ratio (completion-drop alert).
+SERVICE_WINDOWS: Final = ("1h", "1d")
+#: Windows of the events rejection ratio (source rejection-rate alert).
+REJECTION_WINDOWS: Final = ("5m", "30m", "1h", "6h")
+
+#: Values of the boolean-like labels, as the API exposes them.
+TRUE: Final = "true"
+FALSE: Final = "false"
+ON_TIME: Final = "on_time"
+LATE: Final = "late"
+
+RECORDING_FILE: Final = "servicepulse-recording.yml"
+ALERTS_FILE: Final = "servicepulse-alerts.yml"
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def seconds(window: str) -> int:
+    """Seconds in a Prometheus duration of one unit (``5m``, ``1d``, ...)."""
+    m = _DURATION.match(window)
+    if not m:
+        raise ValueError(f"unsupported duration {window!r} (use e.g. 5m, 6h, 1d)")
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+# -- scopes and components -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A level of aggregation: the rule-name prefix and the labels kept."""
+
+    name: str
+    by: tuple[str, ...]
+
+
+AGENCY: Final = Scope("agency", ("agency",))
+SERVICE: Final = Scope("agency_service", ("agency", "service"))
+REGION: Final = Scope("region", ())
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One business counter (optionally filtered) summed in a component part."""
+
+    family: str
+    matchers: str = ""
+    negative: bool = False
+
+    def selector(self) -> str:
+        """The PromQL selector of the counter."""
+        if self.family not in FAMILY_BY_NAME:
+            raise ValueError(f"unknown metric family {self.family!r}")
+        return PREFIX + self.family + (f"{{{self.matchers}}}" if self.matchers else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Numerator and denominator of a component as sums of counters."""
+
+    numerator: tuple[Term, ...]
+    denominator: tuple[Term, ...]
+
+
+def component_parts(code: ComponentCode, standards: Standards) -> Parts:
+    """The counters behind one index component (mirrors ``contract.methodology.fractions``)."""
+    good = "|".join(str(s) for s in range(standards.csat_good_min_score, 6))
+    timely = f'timeliness=~"{ON_TIME}|{LATE}"'
+    table: dict[str, Parts] = {
+        "completion": Parts(
+            (Term("journeys_submitted_total"),),
+            (Term("journeys_submitted_total"), Term("journeys_abandoned_total")),
+        ),
+        "on_time": Parts(
+            (Term("decisions_total", f'timeliness="{ON_TIME}"'),),
+            (Term("decisions_total", timely),),
+        ),
+        "satisfaction": Parts(
+            (Term("feedback_total", f'score=~"{good}"'),), (Term("feedback_total"),)
+        ),
+        "wait": Parts(
+            (Term("office_visits_total", f'within_standard="{TRUE}"'),),
+            (Term("office_visits_total", f'within_standard=~"{TRUE}|{FALSE}"'),),
+        ),
+        "digital": Parts(
+            (Term("journeys_started_digital_total"),), (Term("journeys_started_total"),)
+        ),
+        "appeals": Parts(
+            (Term("appeals_answered_total", f'timeliness="{ON_TIME}"'),),
+            (Term("appeals_answered_total", timely),),
+        ),
+        "interagency": Parts(
+            (Term("interagency_responses_total", f'within_48h="{TRUE}"'),),
+            (Term("interagency_responses_total", f'within_48h=~"{TRUE}|{FALSE}"'),),
+        ),
+        "error_free": Parts(
+            (
+                Term("journeys_resolved_total"),
+                Term("journeys_resolved_with_errors_total", negative=True),
+            ),
+            (Term("journeys_resolved_total"),),
+        ),
+    }
+    return table[code]
+
+
+def _sum(term: Term, scope: Scope) -> str:
+    family = FAMILY_BY_NAME[term.family]
+    missing = [label for label in scope.by if label not in family.labels]
+    if missing:
+        raise ValueError(f"{family.full} has no label {missing[0]!r} for scope {scope.name!r}")
+    by = ", ".join(scope.by)
+    return f"sum by ({by}) (max without (instance) ({term.selector()}))"
+
+
+def _combine(terms: tuple[Term, ...], scope: Scope) -> str:
+    """Sum or difference of per-scope sums that tolerates a missing series on one side."""
+    pos = [_sum(t, scope) for t in terms if not t.negative]
+    neg = [_sum(t, scope) for t in terms if t.negative]
+    if len(pos) == 1 and not neg:
+        return pos[0]
+    if len(pos) == 2 and not neg:
+        a, b = pos
+        return f"({a} + {b})\nor\n{a}\nor\n{b}"
+    if len(pos) == 1 and len(neg) == 1:
+        a, b = pos[0], neg[0]
+        return f"{a}\n-\n({b} or {a} * 0)"
+    raise ValueError("a component part is one or two counters (or a difference of two)")
+
+
+# -- alert policy ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BurnRate:
+    """A multi-window burn-rate condition (as Sloth and Pyrra generate them).
+
+    Fires when the error ratio over both ``long`` and ``short`` exceeds
+    ``factor * (1 - target)``; the short window makes it resolve soon after a fix.
+    """
+
+    long: str
+    short: str
+    factor: float
+    severity: str
+
+
+@dataclass(frozen=True, slots=True)
+class Objective:
+    """A compliance objective on an index component, alerted on per agency."""
+
+    component: ComponentCode
+    target: float
+    alert: str
+    what: str
+    burn: tuple[BurnRate, ...]
+
+
+def _default_objectives() -> tuple[Objective, ...]:
+    return (
+        Objective(
+            "satisfaction",
+            0.80,
+            "ServicePulseSatisfactionBelowStandard",
+            "удовлетворённость (доля оценок 4-5)",
+            (BurnRate("1h", "5m", 2.0, "critical"), BurnRate("1d", "2h", 1.0, "warning")),
+        ),
+        Objective(
+            "wait",
+            0.90,
+            "ServicePulseOfficeWaitBelowStandard",
+            "доля посетителей, принятых в пределах норматива ожидания",
+            (BurnRate("1h", "5m", 3.0, "critical"), BurnRate("1d", "2h", 1.0, "warning")),
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPolicy:
+    """Objectives and thresholds of the alerts.
+
+    The methodology file has no objectives yet (its struct forbids unknown fields), so
+    they live here; move them to ``methodology.yaml`` when the contract grows them.
+    """
+
+    objectives: tuple[Objective, ...] = field(default_factory=_default_objectives)
+    #: share of valid events per source; its error budget drives the rejection alerts
+    validity_target: float = 0.99
+    validity_burn: tuple[BurnRate, ...] = (
+        BurnRate("1h", "5m", 14.4, "critical"),
+        BurnRate("6h", "30m", 6.0, "warning"),
+    )
+    #: completion over the last hour below the day's by this many points (0..1)
+    completion_drop: float = 0.10
+    completion_min_resolved: int = 20
+    completion_for: str = "15m"
+    silent_after: str = "30m"
+    silent_for: str = "5m"
+    overdue_window: str = "1h"
+    overdue_for: str = "30m"
+    lag_records: int = 10_000
+    lag_for: str = "10m"
+    watermark_delay_seconds: int = 900
+    down_for: str = "2m"
+
+
+# -- rule generation ---------------------------------------------------------------------
+
+
+def _rule(record: str, expr: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    rule: dict[str, Any] = {"record": record, "expr": expr}
+    if labels:
+        rule["labels"] = dict(labels)
+    return rule
+
+
+def _group(name: str, rules: list[dict[str, Any]], interval: str | None = None) -> dict[str, Any]:
+    group: dict[str, Any] = {"name": name}
+    if interval:
+        group["interval"] = interval
+    group["rules"] = rules
+    return group
+
+
+def weight_metric() -> str:
+    """The recorded weight of each component (label ``component``)."""
+    return "servicepulse:methodology_weight"
+
+
+def total(scope: Scope, part: str) -> str:
+    """``<scope>:servicepulse_component_<part>:total`` (part: numerator/denominator)."""
+    return f"{scope.name}:servicepulse_component_{part}:total"
+
+
+def increase(scope: Scope, part: str, window: str) -> str:
+    """``<scope>:servicepulse_component_<part>:increase<window>``."""
+    return f"{scope.name}:servicepulse_component_{part}:increase{window}"
+
+
+def ratio(scope: Scope, window: str) -> str:
+    """``<scope>:servicepulse_component:ratio<window>`` (value 0..1)."""
+    return f"{scope.name}:servicepulse_component:ratio{window}"
+
+
+def index(scope: Scope, window: str) -> str:
+    """``<scope>:servicepulse_index:<window>`` (value 0..100)."""
+    return f"{scope.name}:servicepulse_index:{window}"
+
+
+def level(scope: Scope, window: str) -> str:
+    """``<scope>:servicepulse_index_level:<window>`` (0 basic .. 2 advanced)."""
+    return f"{scope.name}:servicepulse_index_level:{window}"
+
+
+def counted(scope: Scope, window: str) -> str:
+    """``<scope>:servicepulse_index_components:<window>`` (components with data)."""
+    return f"{scope.name}:servicepulse_index_components:{window}"
+
+
+def rejection_ratio(window: str) -> str:
+    """``agency:servicepulse_events_rejected:ratio_rate<window>``."""
+    return f"agency:servicepulse_events_rejected:ratio_rate{window}"
+
+
+OVERDUE_SUM: Final = "agency:servicepulse_applications_overdue:sum"
+LAG_SUM: Final = "servicepulse:processor_consumer_lag:sum"
+WATERMARK_DELAY_MAX: Final = "servicepulse:processor_watermark_delay_seconds:max"
+
+
+def level_names(methodology: Methodology) -> list[str]:
+    """Level names ordered by bound: index ``i`` is the value of the level rule."""
+    return [name for name, _ in sorted(methodology.levels.items(), key=lambda kv: kv[1])]
+
+
+def _window_rules(
+    methodology: Methodology, window: str, scopes: Iterable[Scope], with_index: bool
+) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    for scope in scopes:
+        for part in ("numerator", "denominator"):
+            if scope is REGION:
+                expr = f"sum without (agency) ({increase(AGENCY, part, window)})"
+            else:
+                expr = f"increase({total(scope, part)}[{window}])"
+            rules.append(_rule(increase(scope, part, window), expr))
+        rules.append(
+            _rule(
+                ratio(scope, window),
+                f"clamp_max(\n  {increase(scope, 'numerator', window)}\n/\n"
+                f"  ({increase(scope, 'denominator', window)} > 0),\n  1\n)",
+            )
+        )
+        if not with_index:
+            continue
+        # The weights are literals rather than a join with the recorded weight series:
+        # a join across rule groups would depend on their evaluation order.
+        weighted = "\nor\n".join(
+            f'  {ratio(scope, window)}{{component="{c.code}"}} * {c.weight:g}'
+            for c in methodology.components
+        )
+        present = "\nor\n".join(
+            f'  ({ratio(scope, window)}{{component="{c.code}"}} >= bool 0) * {c.weight:g}'
+            for c in methodology.components
+        )
+        rules.append(
+            _rule(
+                index(scope, window),
+                f"100 * sum without (component) (\n{weighted}\n)\n/\n"
+                f"(sum without (component) (\n{present}\n) > 0)",
+            )
+        )
+        bounds = sorted(v for v in methodology.levels.values())[1:]
+        rules.append(
+            _rule(
+                level(scope, window),
+                "\n+ ".join(f"({index(scope, window)} >= bool {b:g})" for b in bounds),
+            )
+        )
+        weighted_codes = "|".join(c.code for c in methodology.components if c.weight > 0)
+        rules.append(
+            _rule(
+                counted(scope, window),
+                f"count without (component) (\n  "
+                f'{ratio(scope, window)}{{component=~"{weighted_codes}"}}\n)',
+            )
+        )
+    return rules
+
+
+def recording_groups(
+    methodology: Methodology, *, slow_interval: str | None = "5m"
+) -> list[dict[str, Any]]:
+    """Every recording-rule group, in evaluation order.
+
+    ``slow_interval`` is the evaluation interval of the groups whose window is longer
+    than a day (their 7-day and 30-day ranges are the expensive ones); ``None`` evaluates
+    them at the global interval (tests do that to get values within seconds).
+    """
+    standards = methodology.standards
+    weights = [
+        _rule(weight_metric(), f"vector({c.weight:g})", {"component": c.code})
+        for c in methodology.components
+    ]
+    totals: list[dict[str, Any]] = []
+    for c in methodology.components:
+        scopes = [AGENCY, SERVICE] if c.code == "completion" else [AGENCY]
+        parts = component_parts(c.code, standards)
+        for scope in scopes:
+            den = _combine(parts.denominator, scope)
+            num = _combine(parts.numerator, scope)
+            totals.append(
+                _rule(total(scope, "numerator"), f"({num})\nor\n({den}) * 0", {"component": c.code})
+            )
+            totals.append(_rule(total(scope, "denominator"), den, {"component": c.code}))
+    totals.append(
+        _rule(
+            OVERDUE_SUM,
+            f"sum by (agency) (max without (instance) ({PREFIX}applications_overdue))",
+        )
+    )
+    totals.append(
+        _rule(LAG_SUM, f"sum(max by (partition) ({pipeline.PROCESSOR_LAG.name}))"),
+    )
+    totals.append(
+        _rule(
+            WATERMARK_DELAY_MAX,
+            f"max(min by (partition) ({pipeline.PROCESSOR_WATERMARK_DELAY.name}))",
+        )
+    )
+
+    short: list[dict[str, Any]] = []
+    for w in SHORT_WINDOWS:
+        short += _window_rules(methodology, w, (AGENCY, REGION), with_index=False)
+        if w in SERVICE_WINDOWS:
+            short += _window_rules(methodology, w, (SERVICE,), with_index=False)
+
+    groups = [
+        _group("servicepulse_methodology", weights),
+        _group("servicepulse_totals", totals),
+        _group("servicepulse_short_windows", short),
+    ]
+    for w in methodology.windows:
+        rules = _window_rules(methodology, w, (AGENCY, REGION), with_index=True)
+        if w in SERVICE_WINDOWS:
+            rules += _window_rules(methodology, w, (SERVICE,), with_index=False)
+        slow = seconds(w) > 86400
+        groups.append(_group(f"servicepulse_window_{w}", rules, slow_interval if slow else None))
+
+    rejected = f"{PREFIX}events_rejected_total"
+    processed = f"{PREFIX}events_processed_total"
+    quality = []
+    for w in REJECTION_WINDOWS:
+        r = f"sum by (agency) (rate({rejected}[{w}]))"
+        p = f"sum by (agency) (rate({processed}[{w}]))"
+        quality.append(
+            _rule(rejection_ratio(w), f"{r}\n/\n((({r} + {p}) or {r}) > 0)"),
+        )
+    groups.append(_group("servicepulse_data_quality", quality))
+    return groups
+
+
+def _alert(
+    name: str,
+    expr: str,
+    for_: str,
+    severity: str,
+    summary: str,
+    description: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    dashboard: str = "",
+) -> dict[str, Any]:
+    annotations = {"summary": summary, "description": description}
+    if dashboard:
+        annotations["dashboard"] = dashboard
+    rule: dict[str, Any] = {"alert": name, "expr": expr}
+    if for_:
+        rule["for"] = for_
+    rule["labels"] = {"severity": severity, **(labels or {})}
+    rule["annotations"] = annotations
+    return rule
+
+
+def alert_groups(
+    methodology: Methodology, policy: AlertPolicy | None = None
+) -> list[dict[str, Any]]:
+    """The alert-rule groups: service quality, data sources, pipeline."""
+    policy = policy or AlertPolicy()
+    small = methodology.standards.small_cell
+    agency_link = "/d/sp-agency?var-agency={{ $labels.agency }}"
+    quality: list[dict[str, Any]] = []
+    for obj in policy.objectives:
+        budget = 1.0 - obj.target
+        for b in obj.burn:
+            threshold = b.factor * budget
+            if not 0 < threshold < 1:
+                raise ValueError(
+                    f"{obj.alert}: burn factor {b.factor} x budget {budget:g} = {threshold:g} "
+                    "can never be exceeded by an error ratio; lower the factor"
+                )
+            sel = f'{{component="{obj.component}"}}'
+            expr = (
+                f"(1 - {ratio(AGENCY, b.long)}{sel}) > {threshold:g}\n"
+                f"and\n(1 - {ratio(AGENCY, b.short)}{sel}) > {threshold:g}\n"
+                f"and\n{increase(AGENCY, 'denominator', b.long)}{sel} >= {small}"
+            )
+            quality.append(
+                _alert(
+                    obj.alert,
+                    expr,
+                    "2m" if b.severity == "critical" else "15m",
+                    b.severity,
+                    f"{{{{ $labels.agency }}}}: {obj.what} ниже норматива",
+                    f"За {b.long} и {b.short} доля нарушений "
+                    f"{{{{ $value | humanizePercentage }}}} при цели {obj.target:.0%}: "
+                    f"бюджет ошибок расходуется в {b.factor:g} раза быстрее допустимого.",
+                    labels={"window": b.long},
+                    dashboard=agency_link,
+                )
+            )
+    quality.append(
+        _alert(
+            "ServicePulseOverdueApplicationsRising",
+            f"{OVERDUE_SUM} > 0\nand\ndelta({OVERDUE_SUM}[{policy.overdue_window}]) > 0",
+            policy.overdue_for,
+            "warning",
+            "{{ $labels.agency }}: растёт число просроченных заявлений",
+            f"Просрочено сейчас {{{{ $value }}}} заявлений, и число растёт "
+            f"дольше {policy.overdue_for}.",
+            dashboard=agency_link,
+        )
+    )
+    svc_ratio = ratio(SERVICE, "1h")
+    quality.append(
+        _alert(
+            "ServicePulseCompletionRateDropping",
+            f'{svc_ratio}{{component="completion"}}\n<\n'
+            f'{ratio(SERVICE, "1d")}{{component="completion"}} - {policy.completion_drop:g}\n'
+            f'and\n{increase(SERVICE, "denominator", "1h")}{{component="completion"}}'
+            f" >= {policy.completion_min_resolved}",
+            policy.completion_for,
+            "warning",
+            "{{ $labels.service }}: падает доля завершённых заявлений",
+            f"Доля завершённых заявлений за час ({{{{ $value | humanizePercentage }}}}) "
+            f"ниже дневной более чем на {policy.completion_drop * 100:g} п.п.",
+            dashboard="/d/sp-service?var-agency={{ $labels.agency }}"
+            "&var-service={{ $labels.service }}",
+        )
+    )
+
+    processed = f"{PREFIX}events_processed_total"
+    sources: list[dict[str, Any]] = [
+        _alert(
+            "ServicePulseSourceSilent",
+            f"sum by (agency) (increase({processed}[{policy.silent_after}])) == 0\n"
+            f"and on (agency)\nsum by (agency) (increase({processed}[1d])) > 0",
+            policy.silent_for,
+            "warning",
+            "{{ $labels.agency }}: источник замолчал",
+            f"За последние {policy.silent_after} от ведомства не пришло ни одного события, "
+            "хотя за сутки события были.",
+            dashboard="/d/sp-quality?var-agency={{ $labels.agency }}",
+        )
+    ]
+    budget = 1.0 - policy.validity_target
+    for b in policy.validity_burn:
+        threshold = b.factor * budget
+        sources.append(
+            _alert(
+                "ServicePulseSourceRejectionRateHigh",
+                f"{rejection_ratio(b.long)} > {threshold:g}\n"
+                f"and\n{rejection_ratio(b.short)} > {threshold:g}",
+                "2m" if b.severity == "critical" else "15m",
+                b.severity,
+                "{{ $labels.agency }}: растёт доля отклонённых событий",
+                f"За {b.long} и {b.short} отклонено {{{{ $value | humanizePercentage }}}} "
+                f"событий при допустимых {budget:.0%}.",
+                labels={"window": b.long},
+                dashboard="/d/sp-quality?var-agency={{ $labels.agency }}",
+            )
+        )
+
+    pipeline_alerts = [
+        _alert(
+            "ServicePulseProcessorLag",
+            f"{LAG_SUM} > {policy.lag_records}",
+            policy.lag_for,
+            "warning",
+            "Обработчик отстаёт от потока событий",
+            "Необработанных событий в Kafka: {{ $value }}; отставание держится "
+            f"дольше {policy.lag_for}.",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
+            "ServicePulseWatermarkDelayed",
+            f"{WATERMARK_DELAY_MAX} > {policy.watermark_delay_seconds}",
+            policy.lag_for,
+            "warning",
+            "Водяной знак времени событий отстаёт",
+            "Отставание водяного знака {{ $value | humanizeDuration }}: просрочки и "
+            "брошенные заявления определяются с задержкой.",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
+            "ServicePulseComponentDown",
+            f'up{{job=~"{pipeline.JOB_API}|{pipeline.JOB_PROCESSOR}"}} == 0',
+            policy.down_for,
+            "critical",
+            "{{ $labels.job }} ({{ $labels.instance }}) недоступен",
+            f"Prometheus не может получить метрики компонента дольше {policy.down_for}.",
+            dashboard="/d/sp-pipeline",
+        ),
+    ]
+    return [
+        _group("servicepulse_quality_alerts", quality),
+        _group("servicepulse_source_alerts", sources),
+        _group("servicepulse_pipeline_alerts", pipeline_alerts),
+    ]
+
+
+# -- files -------------------------------------------------------------------------------
+
+_HEADER = (
+    "# GENERATED by `servicepulse dashboards build` from the methodology file\n"
+    "# (contract/data/methodology.yaml) by dashboards/rules.py. Do not edit by hand.\n"
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block scalars for multi-line PromQL, so the files read like hand-written ones."""
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def dump(doc: object) -> str:
+    """YAML text of a rules document (stable: same input, same bytes)."""
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def render(
+    methodology: Methodology,
+    policy: AlertPolicy | None = None,
+    *,
+    slow_interval: str | None = "5m",
+) -> dict[str, str]:
+    """File name -> text of every rule file."""
+    return {
+        RECORDING_FILE: _HEADER
+        + dump({"groups": recording_groups(methodology, slow_interval=slow_interval)}),
+        ALERTS_FILE: _HEADER + dump({"groups": alert_groups(methodology, policy)}),
+    }
