@@ -5,3 +5,4 @@ from tests.fixtures.kafka import (  # noqa: F401 - fixtures are found by name
     private_broker,
     topic_factory,
 )
+from tests.fixtures.prometheus import prometheus_server  # noqa: F401 - found by name
