@@ -326,7 +326,7 @@ class ProducerLink:
                 old, self._producer = self._producer, None
             self._failures = 0
             logger.warning("replacing the Kafka producer after repeated failures")
-            threading.Thread(target=old.close, kwargs={"timeout": 0}, daemon=True).start()
+            threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
             if not self._stop.is_set():
                 self.start()
 
@@ -341,6 +341,14 @@ class ProducerLink:
             except bus.KafkaError as exc:
                 logger.warning("producer flush at shutdown failed: %s", exc)
             producer.close(timeout=timeout)
+
+
+def _close_quietly(producer: bus.KafkaProducer) -> None:
+    """Close a failed producer without waiting for its unsent records."""
+    try:
+        producer.close(timeout=0)
+    except bus.KafkaError as exc:
+        logger.debug("closing the replaced producer: %s", exc)
 
 
 # -- the ingest pipeline -------------------------------------------------------------------

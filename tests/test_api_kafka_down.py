@@ -1,0 +1,77 @@
+"""Kafka stops under the API: ingest answers 503 with Retry-After, never reports an event
+accepted that Kafka did not acknowledge, and recovers when the broker returns."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contract import bus
+from contract.topics import Topics
+from tests.fixtures.api import api_settings, event, read_topic, running_api
+from tests.fixtures.kafka import Broker
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_kafka_down_is_503_and_nothing_is_falsely_accepted(
+    private_broker: Broker, tmp_path: Path
+) -> None:
+    assert private_broker.process is not None
+    common = private_broker.settings("down")
+    topics = Topics("down")
+    bus.ensure_topics(common, topics.specs(3))
+    settings = api_settings(
+        common, tmp_path, request_timeout_seconds=3.0, kafka_retry_after_seconds=2
+    )
+    accepted: set[str] = set()
+    with running_api(settings) as server:
+        server.wait_ready()
+        token = server.agency_token()
+        client = server.client(token)
+
+        def send(batch: list[dict[str, object]]) -> httpx.Response:
+            r = client.post("/v1/events", content=json.dumps(batch).encode())
+            if r.status_code == 200:
+                accepted.update(
+                    x["event_id"] for x in r.json()["results"] if x["status"] == "accepted"
+                )
+            return r
+
+        assert send([event() for _ in range(10)]).status_code == 200
+        assert len(accepted) == 10
+
+        private_broker.process.stop()
+        batch = [event() for _ in range(20)]
+        for _ in range(3):  # the first failure, and the ones after it
+            t0 = time.monotonic()
+            r = send(batch)
+            elapsed = time.monotonic() - t0
+            assert r.status_code == 503, r.text
+            assert r.headers["retry-after"] == "2"
+            assert r.json()["error"]["code"] == "unavailable"
+            assert "accepted" not in r.json()
+            assert elapsed < settings.request_timeout_seconds + 3
+        assert len(accepted) == 10
+
+        private_broker.process.start()
+        deadline = time.monotonic() + 90
+        while True:
+            r = send(batch)
+            if r.status_code == 200:
+                break
+            assert r.status_code == 503, r.text
+            assert time.monotonic() < deadline, f"ingest did not recover: {r.text}"
+            time.sleep(float(r.headers["retry-after"]))
+        body = r.json()
+        assert body["accepted"] + body["duplicates"] == 20 and body["rejected"] == 0
+        client.close()
+
+    # everything reported accepted is in Kafka (maybe more: a 503 may have been written)
+    in_kafka = {json.loads(v)["event_id"] for _, v in read_topic(common, topics.events)}
+    assert accepted <= in_kafka
+    assert len(accepted) == 30
