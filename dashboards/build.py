@@ -1,0 +1,1527 @@
+"""Grafana dashboards as code (grafana-foundation-sdk), in Russian, for inspectors.
+
+Eight dashboards, all tagged ``servicepulse`` and linked to each other (the dashboard
+links keep the time range and the variables, and tables link from a region to an agency
+to a service):
+
+``sp-overview``   regional overview: index, level, trend, components, best and worst
+                  agencies, live event rate, active alerts
+``sp-agency``     agency scorecard
+``sp-service``    service funnel and timing
+``sp-life``       life situations
+``sp-offices``    MFC offices and queues
+``sp-feedback``   feedback and appeals
+``sp-quality``    data quality per source
+``sp-pipeline``   pipeline health
+
+Queries use the recording rules of :mod:`dashboards.rules` for the index and its
+components (one definition with the reports), and the raw business families of
+``contract.metrics`` for everything else. Only labels a family has are filtered on, so
+no query silently matches nothing. The generated JSON is committed in
+``dashboards/generated/`` and provisioned into Grafana from there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import common as common_b
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import prometheus as prom
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardCursorSync,
+    DashboardLinkType,
+    DataSourceRef,
+    DynamicConfigValue,
+    Threshold,
+    ThresholdsMode,
+    ValueMap,
+    ValueMappingResult,
+    VariableHide,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+from contract.methodology import Methodology
+from contract.metrics import FAMILY_BY_NAME, PREFIX
+from dashboards import pipeline
+from dashboards import rules as R
+
+TAG: Final = "servicepulse"
+DATASOURCE_UID: Final = "servicepulse-prometheus"
+DS: Final = DataSourceRef(type_val="prometheus", uid="${datasource}")
+
+#: Variables of the business dashboards and the label each one filters.
+VARIABLES: Final = ("agency", "service", "municipality", "channel")
+
+LEVEL_RU: Final = {
+    "basic": "базовый",
+    "satisfactory": "удовлетворительный",
+    "advanced": "продвинутый",
+}
+
+UIDS: Final = {
+    "overview": "sp-overview",
+    "agency": "sp-agency",
+    "service": "sp-service",
+    "life": "sp-life",
+    "offices": "sp-offices",
+    "feedback": "sp-feedback",
+    "quality": "sp-quality",
+    "pipeline": "sp-pipeline",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Query helpers that filter by the variables a dashboard has.
+
+    A selector is filtered only by the variables whose label its family carries, so no
+    query references a variable the dashboard lacks or a label the family lacks.
+    """
+
+    variables: tuple[str, ...] = VARIABLES
+
+    def sel(self, family: str, extra: str = "") -> str:
+        """Selector of ``servicepulse_<family>`` (histogram suffixes allowed)."""
+        base = family
+        for suffix in ("_bucket", "_count", "_sum"):
+            if family.endswith(suffix) and family.removesuffix(suffix) in FAMILY_BY_NAME:
+                base = family.removesuffix(suffix)
+        labels = FAMILY_BY_NAME[base].labels
+        matchers = [f'{v}=~"${v}"' for v in self.variables if v in labels]
+        if extra:
+            matchers.append(extra)
+        return f"{PREFIX}{family}{{{', '.join(matchers)}}}"
+
+    def inc(self, family: str, extra: str = "", by: str = "", window: str = "$__range") -> str:
+        """``sum [by (...)] (increase(<family>{filters}[window]))``."""
+        grouping = f" by ({by})" if by else ""
+        return f"sum{grouping} (increase({self.sel(family, extra)}[{window}]))"
+
+    def rate(self, family: str, extra: str = "", by: str = "") -> str:
+        """``sum [by (...)] (rate(<family>{filters}[$__rate_interval]))``."""
+        grouping = f" by ({by})" if by else ""
+        return f"sum{grouping} (rate({self.sel(family, extra)}[$__rate_interval]))"
+
+    def quantile(
+        self, q: float, family: str, by: str = "", window: str = "$__rate_interval"
+    ) -> str:
+        """``histogram_quantile`` over a business histogram."""
+        grouping = f"le, {by}" if by else "le"
+        return (
+            f"histogram_quantile({q:g}, sum by ({grouping}) "
+            f"(rate({self.sel(family + '_bucket')}[{window}])))"
+        )
+
+
+def share(num: str, den: str) -> str:
+    """``num / (den > 0)``: a share that is absent, not NaN, without data."""
+    return f"{num}\n/\n({den} > 0)"
+
+
+# -- panels ------------------------------------------------------------------------------
+
+
+@dataclass
+class Query:
+    """One panel query."""
+
+    expr: str
+    legend: str = ""
+    instant: bool = False
+    table: bool = False
+
+
+def _target(q: Query, ref: str) -> prom.Dataquery:
+    t = prom.Dataquery().expr(q.expr).ref_id(ref).datasource(DS)
+    if q.legend:
+        t = t.legend_format(q.legend)
+    if q.table:
+        t = t.format(PromQueryFormat.TABLE).instant()
+    elif q.instant:
+        t = t.instant()
+    return t
+
+
+def _thresholds(steps: Sequence[tuple[float | None, str]]) -> dash.ThresholdsConfig:
+    return (
+        dash.ThresholdsConfig()
+        .mode(ThresholdsMode.ABSOLUTE)
+        .steps([Threshold(value=v, color=c) for v, c in steps])
+    )
+
+
+def _link(title: str, uid: str, params: str = "") -> dash.DashboardLink:
+    url = f"/d/{uid}?${{__url_time_range}}" + (f"&{params}" if params else "")
+    return dash.DashboardLink(title).url(url)
+
+
+@dataclass
+class Spec:
+    """What every panel has: a title, a description, a unit, queries, a size."""
+
+    title: str
+    description: str
+    unit: str
+    queries: list[Query]
+    width: int = 12
+    height: int = 8
+    decimals: int | None = None
+    min: float | None = None
+    max: float | None = None
+    thresholds: Sequence[tuple[float | None, str]] = ()
+    mappings: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    links: list[dash.DashboardLink] = field(default_factory=list)
+
+
+def _common(builder: Any, spec: Spec) -> Any:
+    b = (
+        builder.title(spec.title)
+        .description(spec.description)
+        .datasource(DS)
+        .unit(spec.unit)
+        .span(spec.width)
+        .height(spec.height)
+        .targets([_target(q, chr(ord("A") + i)) for i, q in enumerate(spec.queries)])
+    )
+    if spec.decimals is not None:
+        b = b.decimals(spec.decimals)
+    if spec.min is not None:
+        b = b.min(spec.min)
+    if spec.max is not None:
+        b = b.max(spec.max)
+    if spec.thresholds:
+        b = b.thresholds(_thresholds(spec.thresholds))
+    if spec.mappings:
+        b = b.mappings(
+            [ValueMap(options={k: ValueMappingResult(text=v) for k, v in spec.mappings.items()})]
+        )
+    for name, display in spec.names.items():
+        b = b.override_by_name(name, [DynamicConfigValue(id_val="displayName", value=display)])
+    if spec.links:
+        b = b.data_links(spec.links)
+    return b
+
+
+def _reduce() -> common_b.ReduceDataOptions:
+    return common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
+
+
+def stat_panel(spec: Spec) -> stat.Panel:
+    """A big number (last value)."""
+    return (
+        _common(stat.Panel(), spec)
+        .reduce_options(_reduce())
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .color_mode(common.BigValueColorMode.VALUE)
+    )
+
+
+def series_panel(spec: Spec) -> timeseries.Panel:
+    """A time series with a table legend."""
+    return (
+        _common(timeseries.Panel(), spec)
+        .line_width(1)
+        .fill_opacity(10)
+        .legend(
+            common_b.VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.LIST)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+    )
+
+
+def bars_panel(spec: Spec) -> bargauge.Panel:
+    """Horizontal bars, one per series (last value)."""
+    return (
+        _common(bargauge.Panel(), spec)
+        .reduce_options(_reduce())
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+    )
+
+
+def table_panel(spec: Spec) -> table.Panel:
+    """A table of instant results."""
+    return _common(table.Panel(), spec)
+
+
+# -- variables and the dashboard frame ---------------------------------------------------
+
+_VAR_RU: Final = {
+    "agency": "Ведомство",
+    "service": "Услуга",
+    "municipality": "Муниципалитет (ОКТМО)",
+    "channel": "Канал",
+    "life_situation": "Жизненная ситуация",
+}
+
+
+def variable_query(name: str, source: str = "journeys_started_total") -> str:
+    """The ``label_values`` query behind a variable, chained on the agency.
+
+    ``source`` is the family whose label values are offered: the one the dashboard is
+    about (office visits for the MFC dashboard, cases for life situations, ...).
+    """
+    if name == "agency":
+        return f"label_values({PREFIX}{source}, agency)"
+    return f'label_values({PREFIX}{source}{{agency=~"$agency"}}, {name})'
+
+
+def _variables(names: Sequence[str], source: str) -> list[Any]:
+    out: list[Any] = [
+        dash.DatasourceVariable("datasource")
+        .label("Источник данных")
+        .type("prometheus")
+        .current(VariableOption(selected=True, text="Prometheus", value=DATASOURCE_UID))
+        .hide(VariableHide.HIDE_VARIABLE)
+    ]
+    for name in names:
+        out.append(
+            dash.QueryVariable(name)
+            .label(_VAR_RU[name])
+            .datasource(DS)
+            .query(variable_query(name, source))
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(VariableOption(selected=True, text="All", value="$__all"))
+        )
+    return out
+
+
+@dataclass
+class Board:
+    """A dashboard under construction: rows of panels, then the JSON model."""
+
+    uid: str
+    title: str
+    description: str
+    variables: Sequence[str] = VARIABLES
+    time_from: str = "now-24h"
+    #: the family whose label values the variables offer
+    source: str = "journeys_started_total"
+    rows: list[tuple[str, list[Any]]] = field(default_factory=list)
+
+    def row(self, title: str, *panels: Any) -> Board:
+        """Add a row of panels."""
+        self.rows.append((title, list(panels)))
+        return self
+
+    def build(self) -> dict[str, Any]:
+        """The dashboard JSON model (a dict), panels numbered in order."""
+        b = (
+            dash.Dashboard(self.title)
+            .uid(self.uid)
+            .description(self.description)
+            .tags([TAG])
+            .timezone("browser")
+            .time(self.time_from, "now")
+            .refresh("30s")
+            .tooltip(DashboardCursorSync.CROSSHAIR)
+            .readonly()
+            .variables(_variables(self.variables, self.source))
+            .link(
+                dash.DashboardLink("Панели ServicePulse")
+                .type(DashboardLinkType.DASHBOARDS)
+                .tags([TAG])
+                .as_dropdown(True)
+                .include_vars(True)
+                .keep_time(True)
+            )
+        )
+        for title, panels in self.rows:
+            b = b.with_row(dash.Row(title))
+            for p in panels:
+                b = b.with_panel(p)
+        model: dict[str, Any] = json.loads(json.dumps(b.build(), cls=JSONEncoder))
+        for i, panel in enumerate(model["panels"], start=1):
+            panel["id"] = i
+        return model
+
+
+# -- the dashboards ----------------------------------------------------------------------
+
+
+def ru_window(window: str) -> str:
+    """A window in Russian: ``30d`` -> ``30 дн.``, ``1h`` -> ``1 ч``."""
+    secs = R.seconds(window)
+    if secs % 86400 == 0:
+        return f"{secs // 86400} дн."
+    if secs % 3600 == 0:
+        return f"{secs // 3600} ч"
+    return f"{secs // 60} мин"
+
+
+def _component_names(m: Methodology) -> dict[str, str]:
+    return {c.code: c.name for c in m.components}
+
+
+def _level_mappings(m: Methodology) -> dict[str, str]:
+    return {str(i): LEVEL_RU.get(n, n) for i, n in enumerate(R.level_names(m))}
+
+
+def _index_thresholds(m: Methodology) -> list[tuple[float | None, str]]:
+    bounds = sorted(v for v in m.levels.values())[1:]
+    colors = ["red", "orange", "green", "blue"]
+    return [(None, colors[0])] + [(b, colors[i + 1]) for i, b in enumerate(bounds)]
+
+
+def overview(m: Methodology) -> Board:
+    """Regional overview."""
+    w = m.windows[-1]
+    names = _component_names(m)
+    agency_link = [
+        _link("Карточка ведомства", UIDS["agency"], "var-agency=${__field.labels.agency}")
+    ]
+    return (
+        Board(
+            UIDS["overview"],
+            "ServicePulse — обзор региона",
+            "Индекс клиентоцентричности региона, его составляющие, лучшие и отстающие "
+            "ведомства, поток событий и активные оповещения.",
+            variables=(),
+        )
+        .row(
+            "Индекс клиентоцентричности",
+            stat_panel(
+                Spec(
+                    f"Индекс региона ({ru_window(w)})",
+                    "Взвешенное среднее составляющих с данными за окно (0-100); веса "
+                    "перенормируются по составляющим, у которых есть данные.",
+                    "none",
+                    [Query(R.index(R.REGION, w), instant=True)],
+                    width=6,
+                    height=5,
+                    decimals=1,
+                    min=0,
+                    max=100,
+                    thresholds=_index_thresholds(m),
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Уровень",
+                    "Уровень клиентоцентричности по методике: "
+                    + ", ".join(f"{LEVEL_RU.get(k, k)} от {v:g}" for k, v in m.levels.items()),
+                    "none",
+                    [Query(R.level(R.REGION, w), instant=True)],
+                    width=6,
+                    height=5,
+                    mappings=_level_mappings(m),
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Индекс за сутки и неделю",
+                    "Тот же индекс за короткие окна: показывает направление изменений.",
+                    "none",
+                    [
+                        Query(R.index(R.REGION, "1d"), "сутки", instant=True),
+                        Query(R.index(R.REGION, "7d"), "неделя", instant=True),
+                    ],
+                    width=6,
+                    height=5,
+                    decimals=1,
+                    thresholds=_index_thresholds(m),
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Составляющих с данными",
+                    "Сколько составляющих индекса имеют данные за окно и учтены в индексе.",
+                    "none",
+                    [Query(R.counted(R.REGION, w), instant=True)],
+                    width=6,
+                    height=5,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Динамика индекса",
+                    "Индекс региона за скользящие окна сутки, неделя и месяц.",
+                    "none",
+                    [Query(R.index(R.REGION, x), ru_window(x)) for x in m.windows],
+                    width=12,
+                    min=0,
+                    max=100,
+                )
+            ),
+            bars_panel(
+                Spec(
+                    f"Составляющие индекса ({ru_window(w)})",
+                    "Значение каждой составляющей за окно (доля от 0 до 100%).",
+                    "percentunit",
+                    [Query(R.ratio(R.REGION, w), "{{component}}", instant=True)],
+                    width=12,
+                    min=0,
+                    max=1,
+                    names=names,
+                )
+            ),
+        )
+        .row(
+            "Ведомства",
+            bars_panel(
+                Spec(
+                    "Лучшие ведомства",
+                    "Пять ведомств с наибольшим индексом за окно. Щелчок открывает карточку.",
+                    "none",
+                    [Query(f"topk(5, {R.index(R.AGENCY, w)})", "{{agency}}", instant=True)],
+                    width=8,
+                    min=0,
+                    max=100,
+                    thresholds=_index_thresholds(m),
+                    links=agency_link,
+                )
+            ),
+            bars_panel(
+                Spec(
+                    "Отстающие ведомства",
+                    "Пять ведомств с наименьшим индексом за окно. Щелчок открывает карточку.",
+                    "none",
+                    [Query(f"bottomk(5, {R.index(R.AGENCY, w)})", "{{agency}}", instant=True)],
+                    width=8,
+                    min=0,
+                    max=100,
+                    thresholds=_index_thresholds(m),
+                    links=agency_link,
+                )
+            ),
+            table_panel(
+                Spec(
+                    "Индекс и уровень по ведомствам",
+                    "Все ведомства: индекс за окно и уровень (0 базовый, 1 удовлетворительный, "
+                    "2 продвинутый).",
+                    "none",
+                    [
+                        Query(R.index(R.AGENCY, w), table=True),
+                        Query(R.level(R.AGENCY, w), table=True),
+                    ],
+                    width=8,
+                    decimals=1,
+                    links=agency_link,
+                )
+            ),
+        )
+        .row(
+            "Поток и оповещения",
+            series_panel(
+                Spec(
+                    "Поток событий",
+                    "Обработанные и отклонённые события в секунду по региону.",
+                    "cps",
+                    [
+                        Query(
+                            f"sum(rate({PREFIX}events_processed_total[$__rate_interval]))",
+                            "обработано",
+                        ),
+                        Query(
+                            f"sum(rate({PREFIX}events_rejected_total[$__rate_interval]))",
+                            "отклонено",
+                        ),
+                    ],
+                )
+            ),
+            table_panel(
+                Spec(
+                    "Активные оповещения",
+                    "Оповещения Prometheus: firing (сработало) и pending (ожидает "
+                    "подтверждения в течение for).",
+                    "none",
+                    [
+                        Query(
+                            "sum by (alertname, alertstate, severity, agency, service, job) "
+                            '(ALERTS{alertstate=~"firing|pending"})',
+                            table=True,
+                        )
+                    ],
+                )
+            ),
+        )
+    )
+
+
+def agency(m: Methodology) -> Board:
+    """Agency scorecard."""
+    q = Filters(("agency",))
+    w = m.windows[-1]
+    names = _component_names(m)
+    f = 'agency=~"$agency"'
+    service_link = [
+        _link(
+            "Услуга: воронка и сроки",
+            UIDS["service"],
+            "var-agency=${__field.labels.agency}&var-service=${__field.labels.service}",
+        )
+    ]
+    return (
+        Board(
+            UIDS["agency"],
+            "ServicePulse — карточка ведомства",
+            "Индекс ведомства и его составляющие с числителями и знаменателями, "
+            "заявления в работе и просроченные, завершаемость по услугам.",
+            variables=("agency",),
+            time_from="now-7d",
+        )
+        .row(
+            "Индекс",
+            stat_panel(
+                Spec(
+                    f"Индекс ({ru_window(w)})",
+                    "Индекс клиентоцентричности ведомства за окно (0-100).",
+                    "none",
+                    [Query(f"{R.index(R.AGENCY, w)}{{{f}}}", "{{agency}}", instant=True)],
+                    width=8,
+                    height=5,
+                    decimals=1,
+                    thresholds=_index_thresholds(m),
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Уровень",
+                    "Уровень по методике.",
+                    "none",
+                    [Query(f"{R.level(R.AGENCY, w)}{{{f}}}", "{{agency}}", instant=True)],
+                    width=8,
+                    height=5,
+                    mappings=_level_mappings(m),
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Составляющих с данными",
+                    "Сколько составляющих учтено в индексе.",
+                    "none",
+                    [Query(f"{R.counted(R.AGENCY, w)}{{{f}}}", "{{agency}}", instant=True)],
+                    width=8,
+                    height=5,
+                )
+            ),
+            bars_panel(
+                Spec(
+                    f"Составляющие ({ru_window(w)})",
+                    "Значение каждой составляющей ведомства за окно.",
+                    "percentunit",
+                    [Query(f"{R.ratio(R.AGENCY, w)}{{{f}}}", "{{component}}", instant=True)],
+                    min=0,
+                    max=1,
+                    names=names,
+                )
+            ),
+            table_panel(
+                Spec(
+                    f"Числители и знаменатели ({ru_window(w)})",
+                    "Точные счётчики, из которых посчитаны составляющие: можно проверить.",
+                    "short",
+                    [
+                        Query(f"{R.increase(R.AGENCY, 'numerator', w)}{{{f}}}", table=True),
+                        Query(f"{R.increase(R.AGENCY, 'denominator', w)}{{{f}}}", table=True),
+                    ],
+                    decimals=0,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Динамика индекса",
+                    "Индекс ведомства за скользящие сутки и неделю.",
+                    "none",
+                    [
+                        Query(f"{R.index(R.AGENCY, x)}{{{f}}}", f"{{{{agency}}}}, {ru_window(x)}")
+                        for x in m.windows[:2]
+                    ],
+                    width=24,
+                    min=0,
+                    max=100,
+                )
+            ),
+        )
+        .row(
+            "Заявления",
+            stat_panel(
+                Spec(
+                    "В работе сейчас",
+                    "Поданные (или зарегистрированные офлайн) и ещё не решённые заявления.",
+                    "short",
+                    [Query(f"sum({q.sel('applications_pending')})", instant=True)],
+                    width=6,
+                    height=5,
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Просрочено сейчас",
+                    "Заявления в работе, у которых истёк нормативный срок.",
+                    "short",
+                    [Query(f"sum({q.sel('applications_overdue')})", instant=True)],
+                    width=6,
+                    height=5,
+                    thresholds=[(None, "green"), (1, "red")],
+                )
+            ),
+            bars_panel(
+                Spec(
+                    "Завершаемость по услугам",
+                    "Доля поданных среди завершённых (поданные + брошенные) за выбранный "
+                    "период. Щелчок открывает воронку услуги.",
+                    "percentunit",
+                    [
+                        Query(
+                            share(
+                                q.inc("journeys_submitted_total", by="agency, service"),
+                                q.inc("journeys_resolved_total", by="agency, service"),
+                            ),
+                            "{{service}}",
+                            instant=True,
+                        )
+                    ],
+                    width=12,
+                    min=0,
+                    max=1,
+                    links=service_link,
+                )
+            ),
+        )
+    )
+
+
+def service(m: Methodology) -> Board:
+    """Service funnel and timing."""
+    q = Filters()
+    return (
+        Board(
+            UIDS["service"],
+            "ServicePulse — услуга: воронка и сроки",
+            "Воронка шагов формы, отказы, ошибки, время заполнения и время до решения, "
+            "соблюдение сроков.",
+        )
+        .row(
+            "Воронка",
+            stat_panel(
+                Spec(
+                    "Начато",
+                    "Начатые заявления за период.",
+                    "short",
+                    [Query(q.inc("journeys_started_total"), instant=True)],
+                    width=6,
+                    height=5,
+                    decimals=0,
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Подано",
+                    "Поданные заявления за период.",
+                    "short",
+                    [Query(q.inc("journeys_submitted_total"), instant=True)],
+                    width=6,
+                    height=5,
+                    decimals=0,
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Брошено",
+                    "Отменённые или брошенные (на портале и в приложении по тайм-ауту).",
+                    "short",
+                    [Query(q.inc("journeys_abandoned_total"), instant=True)],
+                    width=6,
+                    height=5,
+                    decimals=0,
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Завершаемость",
+                    "Поданные / (поданные + брошенные) за период.",
+                    "percentunit",
+                    [
+                        Query(
+                            share(
+                                q.inc("journeys_submitted_total"), q.inc("journeys_resolved_total")
+                            ),
+                            instant=True,
+                        )
+                    ],
+                    width=6,
+                    height=5,
+                    decimals=1,
+                )
+            ),
+            bars_panel(
+                Spec(
+                    "Шаги формы",
+                    "Сколько заявлений дошло до каждого шага (один раз на заявление и шаг).",
+                    "short",
+                    [Query(q.inc("journey_steps_total", by="step"), "{{step}}", instant=True)],
+                    decimals=0,
+                )
+            ),
+            bars_panel(
+                Spec(
+                    "Ошибки по кодам",
+                    "События journey.error за период по коду ошибки каталога.",
+                    "short",
+                    [Query(q.inc("journey_errors_total", by="code"), "{{code}}", instant=True)],
+                    decimals=0,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Завершаемость за час",
+                    "Скользящая доля поданных среди завершённых за последний час.",
+                    "percentunit",
+                    [
+                        Query(
+                            share(
+                                q.inc("journeys_submitted_total", window="1h"),
+                                q.inc("journeys_resolved_total", window="1h"),
+                            ),
+                            "завершаемость",
+                        )
+                    ],
+                    width=24,
+                    min=0,
+                    max=1,
+                )
+            ),
+        )
+        .row(
+            "Сроки",
+            series_panel(
+                Spec(
+                    "Время заполнения формы",
+                    "От начала до подачи: медиана и 90-й перцентиль.",
+                    "s",
+                    [
+                        Query(q.quantile(0.5, "form_duration_seconds"), "медиана"),
+                        Query(q.quantile(0.9, "form_duration_seconds"), "90%"),
+                    ],
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Время до решения",
+                    "От подачи (или начала, если подачи не было) до решения.",
+                    "s",
+                    [
+                        Query(q.quantile(0.5, "decision_duration_seconds"), "медиана"),
+                        Query(q.quantile(0.9, "decision_duration_seconds"), "90%"),
+                    ],
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Решения в срок",
+                    "Решения в пределах нормативного срока / решения с известной своевременностью.",
+                    "percentunit",
+                    [
+                        Query(
+                            share(
+                                q.inc("decisions_total", f'timeliness="{R.ON_TIME}"'),
+                                q.inc("decisions_total", f'timeliness=~"{R.ON_TIME}|{R.LATE}"'),
+                            ),
+                            instant=True,
+                        )
+                    ],
+                    width=8,
+                    height=6,
+                    decimals=1,
+                    thresholds=[(None, "red"), (0.9, "orange"), (0.98, "green")],
+                )
+            ),
+            bars_panel(
+                Spec(
+                    "Решения по исходу",
+                    "Одобрено и отказано за период.",
+                    "short",
+                    [Query(q.inc("decisions_total", by="outcome"), "{{outcome}}", instant=True)],
+                    width=8,
+                    height=6,
+                    decimals=0,
+                    names={"approved": "одобрено", "rejected": "отказано"},
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "В работе и просрочено",
+                    "Заявления в работе сейчас и просроченные из них.",
+                    "short",
+                    [
+                        Query(f"sum({q.sel('applications_pending')})", "в работе", instant=True),
+                        Query(f"sum({q.sel('applications_overdue')})", "просрочено", instant=True),
+                    ],
+                    width=8,
+                    height=6,
+                )
+            ),
+        )
+    )
+
+
+def life(m: Methodology) -> Board:
+    """Life situations."""
+    f = 'agency=~"$agency", life_situation=~"$life_situation"'
+    started = f"sum(increase({PREFIX}cases_started_total{{{f}}}[$__range]))"
+    completed = f"sum(increase({PREFIX}cases_completed_total{{{f}}}[$__range]))"
+    return Board(
+        UIDS["life"],
+        "ServicePulse — жизненные ситуации",
+        "Случаи жизненных ситуаций (многодетная семья, выход на пенсию, замена "
+        "документов, переезд...): начатые и завершённые, доля завершённых.",
+        variables=("agency", "life_situation"),
+        source="cases_started_total",
+        time_from="now-7d",
+    ).row(
+        "Случаи",
+        stat_panel(
+            Spec(
+                "Начато случаев",
+                "Все случаи выбранных жизненных ситуаций, начатые за период.",
+                "short",
+                [Query(started, instant=True)],
+                width=8,
+                height=5,
+                decimals=0,
+            )
+        ),
+        stat_panel(
+            Spec(
+                "Завершено случаев",
+                "Случаи, по всем заявлениям которых за период приняты решения.",
+                "short",
+                [Query(completed, instant=True)],
+                width=8,
+                height=5,
+                decimals=0,
+            )
+        ),
+        stat_panel(
+            Spec(
+                "Доля завершённых",
+                "Завершённые / начатые случаи за период.",
+                "percentunit",
+                [Query(share(completed, started), instant=True)],
+                width=8,
+                height=5,
+                decimals=1,
+            )
+        ),
+        bars_panel(
+            Spec(
+                "Начато случаев по ситуациям",
+                "Случаи жизненных ситуаций, начатые за период.",
+                "short",
+                [
+                    Query(
+                        f"sum by (life_situation) (increase({PREFIX}cases_started_total{{{f}}}"
+                        "[$__range]))",
+                        "{{life_situation}}",
+                        instant=True,
+                    )
+                ],
+                decimals=0,
+            )
+        ),
+        bars_panel(
+            Spec(
+                "Доля завершённых случаев",
+                "Случаи, по всем заявлениям которых приняты решения / начатые случаи за период.",
+                "percentunit",
+                [
+                    Query(
+                        share(
+                            f"sum by (life_situation) (increase("
+                            f"{PREFIX}cases_completed_total{{{f}}}[$__range]))",
+                            f"sum by (life_situation) (increase("
+                            f"{PREFIX}cases_started_total{{{f}}}[$__range]))",
+                        ),
+                        "{{life_situation}}",
+                        instant=True,
+                    )
+                ],
+                min=0,
+                max=1,
+            )
+        ),
+        series_panel(
+            Spec(
+                "Поток случаев",
+                "Начатые и завершённые случаи в секунду.",
+                "cps",
+                [
+                    Query(
+                        f"sum(rate({PREFIX}cases_started_total{{{f}}}[$__rate_interval]))",
+                        "начато",
+                    ),
+                    Query(
+                        f"sum(rate({PREFIX}cases_completed_total{{{f}}}[$__rate_interval]))",
+                        "завершено",
+                    ),
+                ],
+                width=24,
+            )
+        ),
+    )
+
+
+def offices(m: Methodology) -> Board:
+    """MFC offices and queues."""
+    q = Filters(("agency", "municipality"))
+    standard = m.standards.office_wait_seconds
+    return Board(
+        UIDS["offices"],
+        "ServicePulse — МФЦ: офисы и очереди",
+        f"Ожидание в очереди и соблюдение норматива {standard // 60} минут по "
+        "муниципалитетам (метрики не разбиты по отдельным офисам, чтобы ограничить "
+        "число рядов).",
+        variables=("agency", "municipality"),
+        source="office_visits_total",
+    ).row(
+        "Очереди",
+        stat_panel(
+            Spec(
+                "Приняты в пределах норматива",
+                f"Посещения с ожиданием не дольше {standard // 60} минут / все посещения.",
+                "percentunit",
+                [
+                    Query(
+                        share(
+                            q.inc("office_visits_total", f'within_standard="{R.TRUE}"'),
+                            q.inc("office_visits_total"),
+                        ),
+                        instant=True,
+                    )
+                ],
+                width=8,
+                height=6,
+                decimals=1,
+                thresholds=[(None, "red"), (0.8, "orange"), (0.9, "green")],
+            )
+        ),
+        stat_panel(
+            Spec(
+                "Посещений за период",
+                "Обслуженные посетители офисов.",
+                "short",
+                [Query(q.inc("office_visits_total"), instant=True)],
+                width=8,
+                height=6,
+                decimals=0,
+            )
+        ),
+        stat_panel(
+            Spec(
+                "Медиана ожидания",
+                "Медиана времени ожидания за период.",
+                "s",
+                [Query(q.quantile(0.5, "office_wait_seconds", window="$__range"), instant=True)],
+                width=8,
+                height=6,
+                thresholds=[(None, "green"), (standard, "red")],
+            )
+        ),
+        bars_panel(
+            Spec(
+                "Норматив по муниципалитетам",
+                "Доля посещений в пределах норматива по муниципалитетам (ОКТМО).",
+                "percentunit",
+                [
+                    Query(
+                        share(
+                            q.inc(
+                                "office_visits_total",
+                                f'within_standard="{R.TRUE}"',
+                                "municipality",
+                            ),
+                            q.inc("office_visits_total", by="municipality"),
+                        ),
+                        "{{municipality}}",
+                        instant=True,
+                    )
+                ],
+                min=0,
+                max=1,
+                thresholds=[(None, "red"), (0.8, "orange"), (0.9, "green")],
+            )
+        ),
+        series_panel(
+            Spec(
+                "Время ожидания",
+                "Медиана и 90-й перцентиль ожидания в очереди.",
+                "s",
+                [
+                    Query(q.quantile(0.5, "office_wait_seconds"), "медиана"),
+                    Query(q.quantile(0.9, "office_wait_seconds"), "90%"),
+                ],
+                thresholds=[(None, "green"), (standard, "red")],
+            )
+        ),
+    )
+
+
+def feedback(m: Methodology) -> Board:
+    """Feedback and appeals."""
+    q = Filters()
+    good = "|".join(str(s) for s in range(m.standards.csat_good_min_score, 6))
+    # A score nobody gave has no series: it counts as zero, not as a missing mean.
+    terms = [(s, q.inc("feedback_total", f'score="{s}"')) for s in range(1, 6)]
+    scores = "\n+ ".join(f"{s} * ({expr} or vector(0))" for s, expr in terms)
+    return (
+        Board(
+            UIDS["feedback"],
+            "ServicePulse — оценки и жалобы",
+            "Удовлетворённость (оценки 4-5), средняя оценка, жалобы и их рассмотрение в "
+            "срок, межведомственные ответы.",
+            time_from="now-7d",
+        )
+        .row(
+            "Оценки",
+            stat_panel(
+                Spec(
+                    "Удовлетворённость",
+                    f"Оценки {m.standards.csat_good_min_score}-5 / все оценки за период.",
+                    "percentunit",
+                    [
+                        Query(
+                            share(
+                                q.inc("feedback_total", f'score=~"{good}"'), q.inc("feedback_total")
+                            ),
+                            instant=True,
+                        )
+                    ],
+                    width=8,
+                    height=6,
+                    decimals=1,
+                    thresholds=[(None, "red"), (0.7, "orange"), (0.8, "green")],
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Средняя оценка",
+                    "Средняя оценка от 1 до 5 за период.",
+                    "none",
+                    [Query(share(f"(\n{scores}\n)", q.inc("feedback_total")), instant=True)],
+                    width=8,
+                    height=6,
+                    decimals=2,
+                    min=1,
+                    max=5,
+                )
+            ),
+            bars_panel(
+                Spec(
+                    "Распределение оценок",
+                    "Сколько раз поставлена каждая оценка за период.",
+                    "short",
+                    [Query(q.inc("feedback_total", by="score"), "{{score}}", instant=True)],
+                    width=8,
+                    height=6,
+                    decimals=0,
+                )
+            ),
+        )
+        .row(
+            "Жалобы",
+            stat_panel(
+                Spec(
+                    "Жалобы в срок",
+                    f"Отвеченные в течение {m.standards.appeal_term_days} календарных дней "
+                    "/ все отвеченные за период.",
+                    "percentunit",
+                    [
+                        Query(
+                            share(
+                                q.inc("appeals_answered_total", f'timeliness="{R.ON_TIME}"'),
+                                q.inc("appeals_answered_total"),
+                            ),
+                            instant=True,
+                        )
+                    ],
+                    width=6,
+                    height=6,
+                    decimals=1,
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Поступило жалоб",
+                    "Жалобы, поступившие за период.",
+                    "short",
+                    [Query(q.inc("appeals_received_total"), instant=True)],
+                    width=6,
+                    height=6,
+                    decimals=0,
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Открыто и просрочено",
+                    "Жалобы без ответа сейчас и просроченные из них.",
+                    "short",
+                    [
+                        Query(f"sum({q.sel('appeals_open')})", "открыто", instant=True),
+                        Query(f"sum({q.sel('appeals_overdue')})", "просрочено", instant=True),
+                    ],
+                    width=6,
+                    height=6,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Поток жалоб",
+                    "Поступившие и отвеченные жалобы в секунду.",
+                    "cps",
+                    [
+                        Query(q.rate("appeals_received_total"), "поступило"),
+                        Query(q.rate("appeals_answered_total"), "отвечено"),
+                    ],
+                    width=6,
+                    height=6,
+                )
+            ),
+        )
+        .row(
+            "Межведомственное взаимодействие",
+            stat_panel(
+                Spec(
+                    "Ответы за 48 часов",
+                    "Межведомственные ответы, пришедшие в течение 48 часов / все ответы.",
+                    "percentunit",
+                    [
+                        Query(
+                            share(
+                                q.inc("interagency_responses_total", f'within_48h="{R.TRUE}"'),
+                                q.inc("interagency_responses_total"),
+                            ),
+                            instant=True,
+                        )
+                    ],
+                    width=8,
+                    height=6,
+                    decimals=1,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Время межведомственного ответа",
+                    "Медиана и 90-й перцентиль времени ответа.",
+                    "s",
+                    [
+                        Query(q.quantile(0.5, "interagency_response_seconds"), "медиана"),
+                        Query(q.quantile(0.9, "interagency_response_seconds"), "90%"),
+                    ],
+                    width=16,
+                    height=6,
+                )
+            ),
+        )
+    )
+
+
+def quality(m: Methodology) -> Board:
+    """Data quality per source."""
+    f = 'agency=~"$agency"'
+    rej = f"{PREFIX}events_rejected_total{{{f}}}"
+    ok = f"{PREFIX}events_processed_total{{{f}}}"
+    quality_link = [
+        _link("Карточка ведомства", UIDS["agency"], "var-agency=${__field.labels.agency}")
+    ]
+    return (
+        Board(
+            UIDS["quality"],
+            "ServicePulse — качество данных по источникам",
+            "Чьим цифрам можно доверять: доля отклонённых событий по причинам, опоздавшие "
+            "и повторные события, расхождение часов, пропуски шагов формы.",
+            variables=("agency",),
+            source="events_processed_total",
+        )
+        .row(
+            "Отклонённые события",
+            bars_panel(
+                Spec(
+                    "Доля отклонённых по ведомствам",
+                    "Отклонённые / (обработанные + отклонённые) за период.",
+                    "percentunit",
+                    [
+                        Query(
+                            share(
+                                f"sum by (agency) (increase({rej}[$__range]))",
+                                f'sum by (agency) (increase({{__name__=~"{PREFIX}events_'
+                                f'(processed|rejected)_total", {f}}}[$__range]))',
+                            ),
+                            "{{agency}}",
+                            instant=True,
+                        )
+                    ],
+                    min=0,
+                    max=1,
+                    thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+                    links=quality_link,
+                )
+            ),
+            table_panel(
+                Spec(
+                    "Отклонено по причинам",
+                    "Число отклонённых событий за период по ведомству и причине.",
+                    "short",
+                    [Query(f"sum by (agency, reason) (increase({rej}[$__range]))", table=True)],
+                    decimals=0,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Поток событий по ведомствам",
+                    "Обработанные события в секунду: замолчавший источник виден как ноль.",
+                    "cps",
+                    [Query(f"sum by (agency) (rate({ok}[$__rate_interval]))", "{{agency}}")],
+                    width=24,
+                )
+            ),
+        )
+        .row(
+            "Опоздания, повторы, часы",
+            bars_panel(
+                Spec(
+                    "Опоздавшие события",
+                    "События жизненного цикла, пришедшие после закрытия заявления, по причине.",
+                    "short",
+                    [
+                        Query(
+                            f"sum by (agency, reason) (increase({PREFIX}late_events_total"
+                            f"{{{f}}}[$__range]))",
+                            "{{agency}}: {{reason}}",
+                            instant=True,
+                        )
+                    ],
+                    width=8,
+                    decimals=0,
+                )
+            ),
+            bars_panel(
+                Spec(
+                    "Повторные события",
+                    "События с уже виденным event_id (учтены один раз).",
+                    "short",
+                    [
+                        Query(
+                            f"sum by (agency) (increase({PREFIX}duplicate_events_total"
+                            f"{{{f}}}[$__range]))",
+                            "{{agency}}",
+                            instant=True,
+                        )
+                    ],
+                    width=8,
+                    decimals=0,
+                )
+            ),
+            bars_panel(
+                Spec(
+                    "Пропуски шагов формы",
+                    "Поданные заявления, пропустившие шаги каталога / поданные.",
+                    "percentunit",
+                    [
+                        Query(
+                            share(
+                                f"sum by (agency) (increase({PREFIX}journeys_skipped_steps_total"
+                                f"{{{f}}}[$__range]))",
+                                f"sum by (agency) (increase({PREFIX}journeys_submitted_total"
+                                f"{{{f}}}[$__range]))",
+                            ),
+                            "{{agency}}",
+                            instant=True,
+                        )
+                    ],
+                    width=8,
+                    min=0,
+                    max=1,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Расхождение часов",
+                    "Время получения минус occurred_at: 90-й перцентиль по ведомствам.",
+                    "s",
+                    [
+                        Query(
+                            "histogram_quantile(0.9, sum by (le, agency) (rate("
+                            f"{PREFIX}clock_skew_seconds_bucket{{{f}}}[$__rate_interval])))",
+                            "{{agency}}",
+                        )
+                    ],
+                    width=24,
+                )
+            ),
+        )
+    )
+
+
+def pipeline_health(m: Methodology) -> Board:
+    """Pipeline health."""
+    jobs = f'job=~"{pipeline.JOB_API}|{pipeline.JOB_PROCESSOR}"'
+    return (
+        Board(
+            UIDS["pipeline"],
+            "ServicePulse — работа конвейера",
+            "Доступность компонентов, отставание обработчиков от Kafka, водяной знак, "
+            "время пакетов и транзакций, восстановление состояния, вычисление правил.",
+            variables=(),
+            time_from="now-3h",
+        )
+        .row(
+            "Компоненты",
+            table_panel(
+                Spec(
+                    "Доступность",
+                    "up по целям сбора метрик: 1 доступен, 0 нет.",
+                    "none",
+                    [Query(f"up{{{jobs}}}", table=True)],
+                    width=12,
+                    mappings={"0": "недоступен", "1": "доступен"},
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Время сбора метрик",
+                    "Сколько длится один сбор /metrics у каждой цели.",
+                    "s",
+                    [Query(f"scrape_duration_seconds{{{jobs}}}", "{{job}} {{instance}}")],
+                )
+            ),
+        )
+        .row(
+            "Обработчики",
+            series_panel(
+                Spec(
+                    "Отставание от Kafka",
+                    "Необработанные записи по разделам (каждый раздел учтён один раз).",
+                    "short",
+                    [
+                        Query(R.LAG_SUM, "всего"),
+                        Query(
+                            f"max by (partition) ({pipeline.PROCESSOR_LAG.name})",
+                            "раздел {{partition}}",
+                        ),
+                    ],
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Отставание водяного знака",
+                    "Текущее время минус водяной знак времени событий, наибольшее по разделам.",
+                    "s",
+                    [Query(R.WATERMARK_DELAY_MAX, "наибольшее")],
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Обработка событий",
+                    "Входные события в секунду по экземплярам обработчика.",
+                    "cps",
+                    [
+                        Query(
+                            f"sum by (instance) (rate({pipeline.PROCESSOR_EVENTS.name}"
+                            "[$__rate_interval]))",
+                            "{{instance}}",
+                        )
+                    ],
+                    width=8,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Пакет и транзакция",
+                    "99-й перцентиль времени обработки пакета и фиксации транзакции Kafka.",
+                    "s",
+                    [
+                        Query(
+                            "histogram_quantile(0.99, sum by (le) (rate("
+                            f"{pipeline.PROCESSOR_BATCH.name}_bucket[$__rate_interval])))",
+                            "пакет",
+                        ),
+                        Query(
+                            "histogram_quantile(0.99, sum by (le) (rate("
+                            f"{pipeline.PROCESSOR_COMMIT.name}_bucket[$__rate_interval])))",
+                            "транзакция",
+                        ),
+                    ],
+                    width=8,
+                )
+            ),
+            bars_panel(
+                Spec(
+                    "Восстановление состояния",
+                    "Длительность последнего восстановления состояния из changelog по разделам.",
+                    "s",
+                    [
+                        Query(
+                            f"max by (partition) ({pipeline.PROCESSOR_RESTORE.name})",
+                            "раздел {{partition}}",
+                            instant=True,
+                        )
+                    ],
+                    width=8,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Размер состояния",
+                    "Записей в состоянии обработчиков по видам.",
+                    "short",
+                    [
+                        Query(
+                            f"sum by (kind) ({pipeline.PROCESSOR_STATE.name})",
+                            "{{kind}}",
+                        )
+                    ],
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Вычисление правил",
+                    "Длительность последнего вычисления групп правил ServicePulse.",
+                    "s",
+                    [
+                        Query(
+                            'prometheus_rule_group_last_duration_seconds{rule_group=~".*servicepulse.*"}',
+                            "{{rule_group}}",
+                        )
+                    ],
+                )
+            ),
+        )
+    )
+
+
+BOARDS: Final = (overview, agency, service, life, offices, feedback, quality, pipeline_health)
+
+
+def models(m: Methodology) -> dict[str, dict[str, Any]]:
+    """uid -> dashboard JSON model of every dashboard."""
+    out = {}
+    for make in BOARDS:
+        model = make(m).build()
+        out[model["uid"]] = model
+    return out
+
+
+def render(m: Methodology) -> dict[str, str]:
+    """File name -> JSON text of every dashboard (``<uid>.json``)."""
+    return {
+        f"{uid}.json": json.dumps(model, indent=2, ensure_ascii=False) + "\n"
+        for uid, model in models(m).items()
+    }

@@ -1,0 +1,149 @@
+"""The generated Grafana dashboards: up to date, and a lint of the JSON models."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from contract.methodology import load_methodology
+from contract.metrics import FAMILIES
+from dashboards import artifacts, build, pipeline, rules
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = ROOT / "dashboards" / "generated"
+NUMERIC = {"stat", "timeseries", "bargauge", "gauge", "table"}
+BUILTIN_VARS = {"__range", "__rate_interval", "__interval", "__url_time_range"}
+
+MODELS = {
+    p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(GENERATED.glob("*.json"))
+}
+
+
+def panels(model: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for p in model["panels"]:
+        yield p
+        yield from p.get("panels", [])
+
+
+def known_metric_names() -> set[str]:
+    names = {
+        "up",
+        "ALERTS",
+        "scrape_duration_seconds",
+        "prometheus_rule_group_last_duration_seconds",
+    }
+    for f in FAMILIES:
+        names.add(f.full)
+        if f.kind == "histogram":
+            names |= {f.full + s for s in ("_bucket", "_count", "_sum")}
+    for om in pipeline.PROCESSOR_METRICS:
+        names.add(om.name)
+        if om.kind == "histogram":
+            names |= {om.name + s for s in ("_bucket", "_count", "_sum")}
+    text = (ROOT / "deploy" / "prometheus" / "rules" / rules.RECORDING_FILE).read_text()
+    names |= {r["record"] for g in yaml.safe_load(text)["groups"] for r in g["rules"]}
+    return names
+
+
+def test_committed_dashboards_are_generated() -> None:
+    assert artifacts.stale(GENERATED, build.render(load_methodology()), exclusive=True) == []
+
+
+def test_eight_dashboards_with_unique_uids() -> None:
+    uids = [m["uid"] for m in MODELS.values()]
+    assert sorted(uids) == sorted(build.UIDS.values())
+    assert len(set(uids)) == len(uids) == 8
+    assert all(stem == m["uid"] for stem, m in MODELS.items())
+
+
+@pytest.mark.parametrize("uid", sorted(MODELS))
+def test_dashboard_model_is_valid(uid: str) -> None:
+    m = MODELS[uid]
+    assert m["title"].startswith("ServicePulse — ")
+    assert re.search("[а-яё]", m["description"], re.I)
+    assert m["schemaVersion"] >= 36
+    assert build.TAG in m["tags"]
+    ids = [p["id"] for p in panels(m)]
+    assert len(ids) == len(set(ids)) and all(isinstance(i, int) and i > 0 for i in ids)
+    for p in panels(m):
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, (p["title"], g)
+    var_names = {v["name"] for v in m["templating"]["list"]}
+    assert "datasource" in var_names
+    for v in m["templating"]["list"]:
+        if v["type"] == "query":
+            assert re.fullmatch(r"label_values\(servicepulse_\w+(\{.*\})?, \w+\)", v["query"])
+            assert v["datasource"]["uid"] == "${datasource}" and v["label"]
+    links = [lnk for lnk in m["links"] if lnk["type"] == "dashboards"]
+    assert links and links[0]["tags"] == [build.TAG] and links[0]["includeVars"]
+
+
+@pytest.mark.parametrize("uid", sorted(MODELS))
+def test_every_panel_has_title_datasource_unit_and_queries(uid: str) -> None:
+    m = MODELS[uid]
+    var_names = {v["name"] for v in m["templating"]["list"]}
+    names = known_metric_names()
+    count = 0
+    for p in panels(m):
+        if p["type"] == "row":
+            continue
+        count += 1
+        where = f"{uid} / {p.get('title')!r}"
+        assert p.get("title") and re.search("[а-яё]", p["title"], re.I), where
+        assert p.get("description"), where
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
+        if p["type"] in NUMERIC:
+            assert p["fieldConfig"]["defaults"].get("unit"), f"{where}: no unit"
+        refs = [t["refId"] for t in p["targets"]]
+        assert refs and len(refs) == len(set(refs)), where
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] == "${datasource}", where
+            expr = t["expr"]
+            used = set(re.findall(r"\$\{?(\w+)", expr))
+            assert used <= var_names | BUILTIN_VARS, f"{where}: undefined {used - var_names}"
+            for metric in re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{|\[)", expr):
+                assert metric in names, f"{where}: unknown metric {metric}"
+            assert expr.count("(") == expr.count(")"), where
+    assert count >= 5
+
+
+def test_drill_down_links_point_at_existing_dashboards() -> None:
+    uids = set(build.UIDS.values())
+    found = 0
+    for m in MODELS.values():
+        for p in panels(m):
+            for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", []):
+                target = re.match(r"/d/([\w-]+)\?", link["url"])
+                assert target and target.group(1) in uids, link
+                assert "${__url_time_range}" in link["url"]
+                found += 1
+    assert found >= 4  # overview -> agency (3), agency -> service, quality -> agency
+
+
+def test_index_panels_show_the_methodology_levels() -> None:
+    m = load_methodology()
+    level_panel = next(p for p in panels(MODELS["sp-overview"]) if p["title"] == "Уровень")
+    mapped = level_panel["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert [mapped[str(i)]["text"] for i in range(len(m.levels))] == [
+        build.LEVEL_RU[n] for n in rules.level_names(m)
+    ]
+    steps = next(
+        p for p in panels(MODELS["sp-overview"]) if p["title"].startswith("Индекс региона")
+    )
+    bounds = [s["value"] for s in steps["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+    assert bounds == [None, *sorted(m.levels.values())[1:]]
+
+
+def test_filters_use_only_labels_the_family_has() -> None:
+    q = build.Filters(("agency", "service", "municipality", "channel"))
+    assert q.sel("office_visits_total") == (
+        'servicepulse_office_visits_total{agency=~"$agency", municipality=~"$municipality", '
+        'channel=~"$channel"}'
+    )
+    assert "municipality" not in q.sel("form_duration_seconds_bucket")
