@@ -1462,19 +1462,52 @@ def pipeline_health(m: Methodology) -> Board:
                     width=8,
                 )
             ),
-            bars_panel(
+            stat_panel(
                 Spec(
                     "Восстановление состояния",
-                    "Длительность последнего восстановления состояния из changelog по разделам.",
+                    "Среднее время восстановления состояния из changelog при назначении "
+                    "разделов, с запуска обработчиков, и число восстановлений.",
                     "s",
                     [
                         Query(
-                            f"max by (partition) ({pipeline.PROCESSOR_RESTORE.name})",
-                            "раздел {{partition}}",
+                            share(
+                                f"sum({pipeline.PROCESSOR_RESTORE.name}_sum)",
+                                f"sum({pipeline.PROCESSOR_RESTORE.name}_count)",
+                            ),
+                            "среднее",
                             instant=True,
                         )
                     ],
-                    width=8,
+                    width=4,
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Разделов назначено",
+                    "Входные разделы, назначенные обработчикам (сумма по экземплярам).",
+                    "short",
+                    [Query(f"sum({pipeline.PROCESSOR_PARTITIONS.name})", instant=True)],
+                    width=4,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Транзакции и dead-letter",
+                    "Транзакции Kafka по результату и события, отправленные в dead-letter, "
+                    "в секунду.",
+                    "cps",
+                    [
+                        Query(
+                            f"sum by (result) (rate({pipeline.PROCESSOR_TRANSACTIONS.name}"
+                            "[$__rate_interval]))",
+                            "транзакции: {{result}}",
+                        ),
+                        Query(
+                            f"sum by (reason) (rate({pipeline.PROCESSOR_DEADLETTERS.name}"
+                            "[$__rate_interval]))",
+                            "dead-letter: {{reason}}",
+                        ),
+                    ],
                 )
             ),
             series_panel(
@@ -1488,6 +1521,45 @@ def pipeline_health(m: Methodology) -> Board:
                             "{{kind}}",
                         )
                     ],
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Запросы к API",
+                    "Запросы в секунду по маршруту и коду ответа.",
+                    "reqps",
+                    [
+                        Query(
+                            f"sum by (route, status) (rate({pipeline.API_REQUESTS.name}"
+                            "[$__rate_interval]))",
+                            "{{route}} {{status}}",
+                        )
+                    ],
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Задержка API",
+                    "99-й перцентиль времени ответа API по всем маршрутам.",
+                    "s",
+                    [
+                        Query(
+                            "histogram_quantile(0.99, sum by (le) (rate("
+                            f"{pipeline.API_LATENCY.name}_bucket[$__rate_interval])))",
+                            "p99",
+                        )
+                    ],
+                    width=8,
+                )
+            ),
+            stat_panel(
+                Spec(
+                    "Модель чтения API",
+                    "Готовность модели чтения (1: догнала Kafka) у каждого экземпляра API.",
+                    "none",
+                    [Query(f"min({pipeline.API_READMODEL_READY.name})", instant=True)],
+                    width=4,
+                    mappings={"0": "догоняет", "1": "готова"},
                 )
             ),
             series_panel(

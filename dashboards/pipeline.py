@@ -1,11 +1,11 @@
 """Operational metrics of the pipeline that are not business families.
 
 The business families (``contract.metrics.FAMILIES``) are exposed by the API. The stream
-processor exposes its own operational metrics on its ``/metrics`` port (issue 3: events/s,
-batch and commit time, lag per partition, restore duration, state size, watermark delay).
-Their names are not part of ``contract/`` yet, so the rules and dashboards refer to them
-only through this table; when the processor settles on names, change them here (or move
-the table into ``contract.metrics``) and regenerate.
+processor (``processors/metrics.py``) and the API (``api/exposition.py``) also expose
+their own operational metrics; those names are not in ``contract/``, and ``dashboards``
+may not import the components, so the rules and dashboards refer to them through this
+table. ``tests/test_pipeline_names.py`` fails when it drifts from the components' own
+metric definitions.
 """
 
 from __future__ import annotations
@@ -32,47 +32,91 @@ class OpsMetric:
 
 
 PROCESSOR_EVENTS: Final = OpsMetric(
-    "servicepulse_processor_events_total", "counter", "Input events consumed"
+    "servicepulse_processor_events_total", "counter", "Input records processed"
+)
+PROCESSOR_DEADLETTERS: Final = OpsMetric(
+    "servicepulse_processor_deadletters_total",
+    "counter",
+    "Input records sent to the dead-letter topic, by reason",
+    ("reason",),
+)
+PROCESSOR_TRANSACTIONS: Final = OpsMetric(
+    "servicepulse_processor_transactions_total", "counter", "Transactions by result", ("result",)
 )
 PROCESSOR_LAG: Final = OpsMetric(
-    "servicepulse_processor_consumer_lag",
+    "servicepulse_processor_lag_records",
     "gauge",
-    "Records behind the end of the partition (consumer lag)",
+    "Records behind the end of each assigned input partition",
     ("partition",),
 )
 PROCESSOR_WATERMARK_DELAY: Final = OpsMetric(
     "servicepulse_processor_watermark_delay_seconds",
     "gauge",
-    "Wall clock minus the partition's event-time watermark",
+    "Wall clock minus the event-time watermark, per assigned partition",
     ("partition",),
 )
 PROCESSOR_BATCH: Final = OpsMetric(
-    "servicepulse_processor_batch_duration_seconds", "histogram", "Time to process one batch"
+    "servicepulse_processor_batch_seconds", "histogram", "Time to process one batch"
 )
 PROCESSOR_COMMIT: Final = OpsMetric(
-    "servicepulse_processor_commit_duration_seconds",
-    "histogram",
-    "Time to commit one Kafka transaction",
+    "servicepulse_processor_commit_seconds", "histogram", "Time to commit one transaction"
 )
 PROCESSOR_RESTORE: Final = OpsMetric(
-    "servicepulse_processor_restore_duration_seconds",
-    "gauge",
-    "Duration of the last state restore from the changelog",
-    ("partition",),
+    "servicepulse_processor_restore_seconds",
+    "histogram",
+    "Time to restore the state of newly assigned partitions",
 )
 PROCESSOR_STATE: Final = OpsMetric(
-    "servicepulse_processor_state_entries",
-    "gauge",
-    "Entries held in state, by kind (journeys, cases, appeals, dedup)",
-    ("kind",),
+    "servicepulse_processor_state_entries", "gauge", "State held in memory, by kind", ("kind",)
+)
+PROCESSOR_PARTITIONS: Final = OpsMetric(
+    "servicepulse_processor_assigned_partitions", "gauge", "Input partitions assigned"
 )
 
 PROCESSOR_METRICS: Final = (
     PROCESSOR_EVENTS,
+    PROCESSOR_DEADLETTERS,
+    PROCESSOR_TRANSACTIONS,
     PROCESSOR_LAG,
     PROCESSOR_WATERMARK_DELAY,
     PROCESSOR_BATCH,
     PROCESSOR_COMMIT,
     PROCESSOR_RESTORE,
     PROCESSOR_STATE,
+    PROCESSOR_PARTITIONS,
+)
+
+API_REQUESTS: Final = OpsMetric(
+    "servicepulse_api_requests_total",
+    "counter",
+    "HTTP requests by route template, method and status",
+    ("route", "method", "status"),
+)
+API_LATENCY: Final = OpsMetric(
+    "servicepulse_api_request_duration_seconds",
+    "histogram",
+    "HTTP request latency by route template and method",
+    ("route", "method"),
+)
+API_INGEST: Final = OpsMetric(
+    "servicepulse_api_ingest_events_total",
+    "counter",
+    "Events received by POST /v1/events, by result",
+    ("result",),
+)
+API_READMODEL_READY: Final = OpsMetric(
+    "servicepulse_api_readmodel_ready", "gauge", "1 once the read model caught up with Kafka"
+)
+API_READMODEL_LAG: Final = OpsMetric(
+    "servicepulse_api_readmodel_lag_records",
+    "gauge",
+    "Records between the read model and the end offsets seen at start",
+)
+
+API_METRICS: Final = (
+    API_REQUESTS,
+    API_LATENCY,
+    API_INGEST,
+    API_READMODEL_READY,
+    API_READMODEL_LAG,
 )

@@ -42,7 +42,7 @@ def known_metric_names() -> set[str]:
         names.add(f.full)
         if f.kind == "histogram":
             names |= {f.full + s for s in ("_bucket", "_count", "_sum")}
-    for om in pipeline.PROCESSOR_METRICS:
+    for om in pipeline.PROCESSOR_METRICS + pipeline.API_METRICS:
         names.add(om.name)
         if om.kind == "histogram":
             names |= {om.name + s for s in ("_bucket", "_count", "_sum")}

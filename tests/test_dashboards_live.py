@@ -21,7 +21,7 @@ from contract.methodology import load_methodology
 from dashboards import build, pipeline
 from dashboards import rules as R
 from servicepulse.stack import free_port
-from tests.fixtures.exposition import BusinessCollector, ProcessorCollector, serve
+from tests.fixtures.exposition import api_exporter, processor_exporter
 from tests.fixtures.prometheus import PromServer
 
 pytestmark = pytest.mark.integration
@@ -33,8 +33,8 @@ BUILTINS = {"__range": "1h", "__rate_interval": "30s", "__interval": "15s"}
 @pytest.fixture(scope="module")
 def stocked(prometheus_server: PromServer) -> Iterator[PromServer]:
     """The session Prometheus scraping the test exporters, with every rule evaluated."""
-    api = serve(BusinessCollector(), free_port())
-    proc = serve(ProcessorCollector(), free_port())
+    api = api_exporter(free_port())
+    proc = processor_exporter(free_port())
     down = f"127.0.0.1:{free_port()}"
     try:
         prometheus_server.scrape(
