@@ -75,6 +75,19 @@ REASON_NAMES: Final = {
 }
 
 
+#: Russian wording of each component's numerator and denominator for the appendix.
+COMPONENT_TEXT: Final = {
+    "completion": ("поданные заявления", "поданные + брошенные"),
+    "on_time": ("решения в срок", "решения в срок + с нарушением срока"),
+    "satisfaction": ("оценки 4 и 5", "все оценки"),
+    "wait": ("посещения с ожиданием не дольше норматива", "все посещения офисов"),
+    "digital": ("начатые на портале, в мобильном приложении и проактивно", "все начатые"),
+    "appeals": ("жалобы, рассмотренные в срок", "рассмотренные жалобы"),
+    "interagency": ("ответы на межведомственные запросы за 48 ч", "все ответы"),
+    "error_free": ("завершённые заявления без ошибок", "все завершённые заявления"),
+}
+
+
 class AgencyRow(BaseModel):
     """One agency in the ranking."""
 
@@ -206,6 +219,7 @@ class Report(BaseModel):
     quality: list[QualityRow]
     restated_days: list[RestatedDay]
     methodology: MethodologyOut
+    agency_names: dict[str, str] = Field(description="short Russian names of the agencies")
 
     model_config = {"populate_by_name": True}
 
@@ -309,6 +323,7 @@ def build_report(
             appeal_term_days=m.standards.appeal_term_days,
             timezone=catalog.timezone,
         ),
+        agency_names={c: a.short_name or a.name for c, a in catalog.agencies.items()},
     )
 
 
@@ -691,6 +706,7 @@ def _environment() -> jinja2.Environment:
         env.filters["pct"] = _pct
         env.globals["LEVEL_NAMES"] = LEVEL_NAMES
         env.globals["REASON_NAMES"] = REASON_NAMES
+        env.globals["COMPONENT_TEXT"] = COMPONENT_TEXT
         _env = env
     return _env
 
