@@ -47,6 +47,8 @@ def configure_logging(level: str = "INFO") -> None:
         stream=sys.stderr,
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python warns when its I/O loop is slow under CPU load; not actionable for users.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -20,7 +20,8 @@ from contract.errors import ServicePulseError
 from servicepulse import stack
 
 console = Console(stderr=True)
-out = Console()
+# Wide enough that the status table never truncates URLs and log paths in a pipe or CI log.
+out = Console(width=200) if not sys.stdout.isatty() else Console()
 
 DEFAULT_RUN_DIR = Path(os.environ.get("SERVICEPULSE_STACK_DIR", ".servicepulse"))
 
@@ -64,6 +65,9 @@ def plan(
     demo_rate: float = 40.0,
 ) -> list[stack.ManagedProcess]:
     """The processes of the local stack, in start order."""
+    # Absolute: Prometheus resolves rule_files relative to its config file, and the
+    # processes must not depend on the directory they were started from.
+    run_dir = run_dir.resolve()
     env = {
         "SERVICEPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{KAFKA_PORT}",
         "SERVICEPULSE_STACK_DIR": str(run_dir.resolve()),
