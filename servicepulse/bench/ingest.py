@@ -74,7 +74,10 @@ class Server:
 
 
 def start_server(ctx: BenchContext, prefix: str, agency: str) -> Server:
-    """Start the API on a free port with a fresh token store; wait for /healthz."""
+    """Start the API on a free port with a fresh token store; wait for /readyz.
+
+    Ready means the read model caught up and the producer is connected to Kafka.
+    """
     from api.tokens import Kind, TokenStore
 
     data = ctx.work_dir / "api"
@@ -112,13 +115,13 @@ def start_server(ctx: BenchContext, prefix: str, agency: str) -> Server:
         if proc.poll() is not None:
             raise RuntimeError(f"the API exited with {proc.returncode}: {stack.tail(log)}")
         with contextlib.suppress(OSError):
-            url = f"http://127.0.0.1:{port}/healthz"
+            url = f"http://127.0.0.1:{port}/readyz"
             with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
                     return server
         time.sleep(0.2)
     server.stop()
-    raise RuntimeError(f"the API was not healthy within 60 s: {stack.tail(log)}")
+    raise RuntimeError(f"the API was not ready within 60 s: {stack.tail(log)}")
 
 
 @dataclass

@@ -65,6 +65,27 @@ class CatchUp:
         return n / self.steady_seconds if self.steady_seconds > 0 else 0.0
 
     @property
+    def steady_measurable(self) -> bool:
+        """Whether at least half the records were committed after the first commit seen.
+
+        With tiny data sets the first commit can cover everything; then only the rate
+        from spawn is meaningful.
+        """
+        return (
+            self.steady_seconds > 0 and self.records - self.committed_at_first >= self.records / 2
+        )
+
+    @property
+    def rate(self) -> float:
+        """The steady rate when measurable, else the rate from spawn."""
+        return self.steady_rate if self.steady_measurable else self.wall_rate
+
+    @property
+    def rate_kind(self) -> str:
+        """Which rate :attr:`rate` is: ``first-to-last commit`` or ``from spawn``."""
+        return "first-to-last commit" if self.steady_measurable else "from spawn"
+
+    @property
     def wall_rate(self) -> float:
         """Records per second from spawn to the last commit."""
         return self.records / self.wall_seconds if self.wall_seconds > 0 else 0.0

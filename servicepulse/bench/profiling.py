@@ -158,7 +158,7 @@ def profile_process(ctx: BenchContext) -> dict[str, Any]:
     text = ConsoleRenderer(unicode=False, color=False, show_all=False).render(session)
     return {
         "events": len(ds.records),
-        "steady_events_per_s": round(catch.steady_rate, 1),
+        "steady_events_per_s": round(catch.rate, 1),
         "top": top_functions(session),
         "text": text,
     }

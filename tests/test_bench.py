@@ -1,0 +1,86 @@
+"""Smoke test of ``servicepulse bench``: the cheap benchmarks run and write their results.
+
+No timing is asserted (the machine is shared and small); what must hold is that the
+command runs against the session broker, measures positive numbers for every figure it
+could measure, compares them with a positive baseline of the same run, checks the
+processor's totals, and leaves none of its topics behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from contract import bus
+from servicepulse.bench.harness import Figure, Goal
+from servicepulse.bench.report import markdown_table
+from tests.fixtures.kafka import Broker
+
+
+def test_goal_and_ratio_arithmetic() -> None:
+    f = Figure("x", "rate", 30.0, "events/s", "raw", 50.0, Goal("ratio", ">=", 0.6))
+    assert f.ratio == pytest.approx(0.6)
+    assert f.passed is True
+    assert Figure("x", "p99", 2.5, "s", goal=Goal("value", "<=", 2.0)).passed is False
+    assert Figure("x", "bytes", None, "bytes", goal=Goal("value", "<", 1024)).passed is None
+    table = markdown_table([f])
+    assert "| 1 | rate | 30.0 events/s | raw: 50.0 events/s | 0.60 |" in table
+    assert "**pass**" in table
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_bench_quick_runs_and_writes_positive_results(kafka_broker: Broker, tmp_path: Path) -> None:
+    only = "processor,peer" if importlib.util.find_spec("quixstreams") else "processor"
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "servicepulse",
+            "bench",
+            "--quick",
+            "--only",
+            only,
+            "--events",
+            "3000",
+            "--bootstrap",
+            kafka_broker.bootstrap,
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert (out / "results.md").read_text().startswith("# ServicePulse benchmarks")
+    assert results["machine"]["cores"] >= 1
+    assert results["machine"]["cpu_model"]
+    figures = {f["name"]: f for f in results["figures"]}
+    expected = {"processor events/s, 1 instance", "processor events/s, 2 instances"}
+    if "peer" in only:
+        expected.add("processor events/s vs a Quix Streams peer (1 instance each)")
+    assert expected <= set(figures), sorted(figures)
+    for name in expected:
+        f = figures[name]
+        assert f["value"] is not None and f["value"] > 0, (name, f["note"])
+        assert f["baseline"] is not None and f["baseline"] > 0, (name, f["note"])
+        assert f["ratio"] == pytest.approx(f["value"] / f["baseline"])
+    for n in (1, 2):
+        assert figures[f"processor events/s, {n} instance{'s' * (n > 1)}"]["details"][
+            "totals_match"
+        ]
+    client = bus.admin(kafka_broker.settings())
+    try:
+        leftovers = [t for t in client.list_topics() if results["run_id"] in t]
+    finally:
+        client.close()
+    assert leftovers == []
