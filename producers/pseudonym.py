@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import operator
 import re
 from typing import Final, Literal
 
@@ -32,11 +33,12 @@ IdKind = Literal["snils", "phone", "email", "other"]
 
 _SNILS_GROUPED: Final = re.compile(r"^\d{3}[- ]?\d{3}[- ]?\d{3}[- ]?\d{2}$")
 _SEPARATORS: Final = re.compile(r"[\s\-().]")
+_SNILS_WEIGHTS: Final = (9, 8, 7, 6, 5, 4, 3, 2, 1)
 
 
 def snils_checksum(first9: str) -> int:
     """The SNILS check number (two digits) of the first nine digits."""
-    total = sum(int(d) * w for d, w in zip(first9, range(9, 0, -1), strict=True))
+    total: int = sum(map(operator.mul, map(int, first9), _SNILS_WEIGHTS))
     if total < 100:
         return total
     if total in (100, 101):

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from contract.catalog import Catalog
 from producers.pseudonym import Pseudonymizer
-from producers.simulator.journeys import Item, World
+from producers.simulator.journeys import Item, Pending, World
 from producers.simulator.model import RegionModel
 from producers.simulator.scenario import DEFAULT_SCENARIO, Scenario
 
@@ -115,11 +115,13 @@ class _Run:
         self.sim = sim
         self.rng = rng
         self.ids = random.Random(f"{sim.seed}:event-ids")
-        self.heap: list[tuple[float, int, str | None, Any, Any, Iterator[Item]]] = []
+        self.heap: list[tuple[float, int, str | None, Any, Any, Iterator[Item] | None]] = []
         self.seq = 0
         self.now = sim.start.timestamp()
         self.pilot = pilot
-        self.world = World(sim.model, rng, sim.tag, sim.pseudonymizer, self.spawn)
+        self.world = World(
+            sim.model, rng, sim.tag, sim.pseudonymizer, self.spawn, self.defer, sim.seed
+        )
         model = sim.model
         self.max_factor = model.max_factor
         self.lam_max = arrivals_per_s * self.max_factor
@@ -130,6 +132,15 @@ class _Run:
         """Schedule a generator to be advanced first at ``t`` (never before now)."""
         self.seq += 1
         heapq.heappush(self.heap, (max(t, self.now), self.seq, None, None, None, gen))
+
+    def defer(self, pending: Pending) -> None:
+        """Schedule the post-submission part of a journey, kept in compact form."""
+        items = self.world.after_items(pending)
+        if items:
+            self.seq += 1
+            heapq.heappush(
+                self.heap, (max(items[0][0], self.now), self.seq, None, pending, 0, None)
+            )
 
     def _arrivals(self) -> Iterator[Item]:
         rng = self.rng
@@ -152,6 +163,7 @@ class _Run:
         ids = self.ids
         tz = self.tz
         fromtimestamp = datetime.fromtimestamp
+        after_items = self.world.after_items
         pilot = self.pilot
         while heap:
             t, _, etype, base, attrs, gen = heap[0]
@@ -159,6 +171,14 @@ class _Run:
                 return
             pop(heap)
             self.now = t
+            if gen is None:
+                # a deferred journey: rebuild its items, emit the due one, queue the next
+                pending, k = base, attrs
+                items = after_items(pending)
+                _, etype, base, attrs = items[k]
+                if k + 1 < len(items):
+                    self.seq += 1
+                    push(heap, (max(items[k + 1][0], t), self.seq, None, pending, k + 1, None))
             if etype is not None:
                 if pilot:
                     yield t, {}
@@ -173,10 +193,16 @@ class _Run:
                     if attrs is not None:
                         event["attrs"] = attrs
                     yield t, event
-            nxt = next(gen, None)
-            if nxt is not None:
-                self.seq += 1
-                push(heap, (max(nxt[0], t), self.seq, nxt[1], nxt[2], nxt[3], gen))
+            if gen is not None:
+                nxt = next(gen, None)
+                if nxt is not None:
+                    self.seq += 1
+                    push(heap, (max(nxt[0], t), self.seq, nxt[1], nxt[2], nxt[3], gen))
+
+    @property
+    def scheduled(self) -> int:
+        """Journeys and arrivals waiting in the heap."""
+        return len(self.heap)
 
 
 def generate(

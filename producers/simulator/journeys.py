@@ -20,7 +20,7 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from contract.catalog import Office, Service
 from contract.deadlines import APPEAL_TERM, DeadlineCalculator
@@ -74,6 +74,25 @@ class Journey:
     base: Base
 
 
+class Pending(NamedTuple):
+    """A journey in compact form: enough to rebuild its events after submission.
+
+    ``case`` 0 means no case; ``wait`` < 0 means no office visit.
+    """
+
+    jno: int
+    t_sub: float
+    service: str
+    municipality: str
+    channel: Channel
+    citizen: int
+    case: int
+    life_situation: str | None
+    errors: int = 0
+    wait: float = -1.0
+    proactive: bool = False
+
+
 def _pick(rng: random.Random, items: list[str] | tuple[str, ...]) -> str:
     return items[int(rng.random() * len(items))]
 
@@ -96,6 +115,8 @@ class World:
         tag: str,
         pseudonymizer: Pseudonymizer,
         spawn: Spawn,
+        defer: Callable[[Pending], None],
+        seed: int = 0,
     ) -> None:
         self.model = model
         self.sc: Scenario = model.scenario
@@ -103,8 +124,12 @@ class World:
         self.tag = tag
         self.pseudonymizer = pseudonymizer
         self.spawn = spawn
+        self.defer = defer
+        self.seed = seed
         self.calc = DeadlineCalculator(model.catalog)
-        self._ids = itertools.count(1)
+        self._journeys = itertools.count(1)
+        self._cases = itertools.count(1)
+        self._pseudonyms: dict[int, str] = {}
         self._rates: dict[str, Rates] = {}
         self._counterparts = [c.code for c in model.catalog.file.counterparts]
         self._agencies = [a for a in model.catalog.agencies if a != "mfc"]
@@ -112,16 +137,22 @@ class World:
 
     # -- ids and people ----------------------------------------------------------------
 
-    def _id(self, kind: str) -> str:
-        return f"{self.tag}-{kind}{next(self._ids):x}"
-
-    def citizen(self, municipality: str) -> str:
-        """The pseudonym of a random resident (residents come back: same person, same id)."""
+    def citizen_no(self, municipality: str) -> int:
+        """A random resident (residents come back: same number, same pseudonym)."""
         idx = int(self.rng.random() * self.model.population[municipality])
-        number = 2_000_000 + self.model.muni_index[municipality] * 5_000_000 + idx
-        first9 = f"{number:09d}"
-        snils = f"{first9}{snils_checksum(first9):02d}"
-        return self.pseudonymizer.pseudonym(snils, kind="snils")
+        return 2_000_000 + self.model.muni_index[municipality] * 5_000_000 + idx
+
+    def pseudonym(self, citizen_no: int) -> str:
+        """The pseudonym of a resident: HMAC of a synthetic SNILS built from the number."""
+        cached = self._pseudonyms.get(citizen_no)
+        if cached is not None:
+            return cached
+        if len(self._pseudonyms) >= 65_536:
+            self._pseudonyms.clear()
+        first9 = f"{citizen_no:09d}"
+        value = self.pseudonymizer.pseudonym(f"{first9}{snils_checksum(first9):02d}", "snils")
+        self._pseudonyms[citizen_no] = value
+        return value
 
     def rates(self, service: Service) -> Rates:
         """The resolved knobs of a service (cached)."""
@@ -183,35 +214,37 @@ class World:
         rng = self.rng
         model = self.model
         muni = model.municipalities.pick(rng.random())
-        citizen = self.citizen(muni)
+        citizen = self.citizen_no(muni)
         if model.life_situations and rng.random() < self.sc.life_situation_share:
             code = model.life_situations.pick(rng.random())
-            case = self._id("c")
+            case = next(self._cases)
             start = t
             for k, service in enumerate(model.ls_services[code]):
                 if k > 0:
                     if rng.random() > 0.8:
                         continue
-                    start += (
-                        rng.uniform(60, 900)
-                        if rng.random() < 0.35
-                        else rng.expovariate(1 / (2 * DAY))
-                    )
+                    if rng.random() < 0.35:
+                        start += rng.uniform(60, 900)  # the same sitting
+                    else:
+                        start += rng.expovariate(1 / (2 * DAY))
                 self.start_journey(start, service, muni, citizen, case, code)
             return
         weights = model.day(model.local(t).date())[1]
-        self.start_journey(t, weights.pick(rng.random()), muni, citizen, None, None)
+        self.start_journey(t, weights.pick(rng.random()), muni, citizen, 0, None)
 
     def start_journey(
         self,
         t: float,
         service_code: str,
         municipality: str,
-        citizen: str,
-        case: str | None,
+        citizen: int,
+        case: int,
         life_situation: str | None,
     ) -> None:
-        """Choose the channel and schedule the journey's generator at its start."""
+        """Choose the channel and schedule the journey's generator at its start.
+
+        ``case`` 0 means no case.
+        """
         rng = self.rng
         model = self.model
         service = model.services[service_code]
@@ -225,28 +258,54 @@ class World:
                 t = model.next_open(first, t) + rng.uniform(0, HOUR)
                 weights = model.channels(service_code, model.local(t))
             channel = Channel(weights.pick(rng.random()))
+        p = Pending(
+            jno=next(self._journeys),
+            t_sub=t,
+            service=service_code,
+            municipality=municipality,
+            channel=channel,
+            citizen=citizen,
+            case=case,
+            life_situation=life_situation,
+        )
+        j = self.journey(p)
+        if channel in (Channel.PORTAL, Channel.MOBILE):
+            self.spawn(t, self._digital(t, j, p))
+        elif channel == Channel.PROACTIVE:
+            self.spawn(t, self._proactive(t, j, p))
+        else:
+            self.spawn(t, self._assisted(t, j, p))
+
+    def journey(self, p: Pending) -> Journey:
+        """The shared fields of a journey's events, rebuilt from its compact form."""
+        service = self.model.services[p.service]
         base: Base = {
             "agency": service.agency,
             "service": service.code,
-            "municipality": municipality,
-            "channel": channel.value,
-            "journey": self._id("j"),
+            "municipality": p.municipality,
+            "channel": p.channel.value,
+            "journey": f"{self.tag}-j{p.jno:x}",
         }
-        if case is not None:
-            base["case"] = case
-            base["life_situation"] = life_situation
+        if p.case:
+            base["case"] = f"{self.tag}-c{p.case:x}"
+            base["life_situation"] = p.life_situation
+        citizen = self.pseudonym(p.citizen)
         base["citizen"] = citizen
-        j = Journey(service, self.rates(service), channel, municipality, citizen, base)
-        if channel in (Channel.PORTAL, Channel.MOBILE):
-            self.spawn(t, self._digital(t, j))
-        elif channel == Channel.PROACTIVE:
-            self.spawn(t, self._proactive(t, j))
-        else:
-            self.spawn(t, self._assisted(t, j))
+        return Journey(service, self.rates(service), p.channel, p.municipality, citizen, base)
+
+    def after_items(self, p: Pending) -> list[Item]:
+        """Everything after the submission of ``p``, in time order.
+
+        Drawn from a random source of the journey's own, so calling it again gives the
+        same items: the engine keeps only ``p`` (a few hundred bytes) for the days a
+        journey waits for its decision, and rebuilds the items when one is due.
+        """
+        rng = random.Random(self.seed * 4_294_967_311 + p.jno)
+        return self._after(p, self.journey(p), rng)
 
     # -- journeys ----------------------------------------------------------------------
 
-    def _digital(self, t: float, j: Journey) -> Iterator[Item]:
+    def _digital(self, t: float, j: Journey, p: Pending) -> Iterator[Item]:
         rng = self.rng
         sc = self.sc
         base = j.base
@@ -283,74 +342,63 @@ class World:
             if rng.random() < sc.explicit_abandon_share:
                 yield t + rng.uniform(5, 90), "journey.abandoned", base, None
             if errors and rng.random() < 0.02:
-                yield from self._appeal(t + rng.uniform(HOUR, 2 * DAY), j, base)
+                yield from self._appeal(rng, t + rng.uniform(HOUR, 2 * DAY), p.jno, 1.0, base)
             return
         t += rng.uniform(10, 45)
         yield t, "journey.submitted", base, None
-        yield from self._after(t, j, errors, None)
+        self.defer(p._replace(t_sub=t, errors=errors))
 
-    def _assisted(self, t: float, j: Journey) -> Iterator[Item]:
+    def _assisted(self, t: float, j: Journey, p: Pending) -> Iterator[Item]:
         rng = self.rng
         office: Office | None = None
         if j.channel == Channel.MFC:
             office = self.model.mfc_office(j.municipality, rng.random())
         elif j.channel == Channel.OFFICE:
             office = self.model.agency_office(j.service.agency, rng.random())
-        wait: float | None = None
-        tail: list[Item] = []
+        wait = -1.0
         if office is not None:
-            wait, visit = self._visit(t, office, j)
+            wait, visit = self._visit(rng, t, office, j.citizen)
             t += wait
             yield visit
         t += rng.uniform(60, 300)
         yield t, "journey.started", j.base, None
         t += min(3 * HOUR, 480 * math.exp(rng.gauss(0, 0.5)))
         yield t, "journey.submitted", j.base, None
-        if wait is not None and rng.random() < self.sc.visit_feedback_rate:
-            score = self._score(False, False, 0, wait)
-            tail.append((t + rng.uniform(30, 300), "feedback.given", j.base, {"score": score}))
-        yield from self._after(t, j, 0, wait, tail)
+        self.defer(p._replace(t_sub=t, wait=wait))
 
-    def _proactive(self, t: float, j: Journey) -> Iterator[Item]:
+    def _proactive(self, t: float, j: Journey, p: Pending) -> Iterator[Item]:
         yield t, "journey.started", j.base, None
-        yield from self._after(t, j, 0, None, proactive=True)
+        self.defer(p._replace(t_sub=t, proactive=True))
 
-    def _visit(self, t: float, office: Office, j: Journey) -> tuple[float, Item]:
+    def _visit(
+        self, rng: random.Random, t: float, office: Office, citizen: str
+    ) -> tuple[float, Item]:
         """Queue wait at ``office`` for an arrival at ``t``; the visit.served item."""
-        rng = self.rng
         mean = self.model.mean_wait(office, self.model.local(t))
         wait = min(86_400.0, rng.gammavariate(1.6, mean / 1.6))
         base: Base = {
             "agency": office.agency,
             "municipality": office.municipality,
             "channel": (Channel.MFC if office.agency == "mfc" else Channel.OFFICE).value,
-            "citizen": j.citizen,
+            "citizen": citizen,
         }
-        return wait, (
-            t + wait,
-            "visit.served",
-            base,
-            {"office": office.code, "wait_seconds": int(wait)},
-        )
+        attrs = {"office": office.code, "wait_seconds": int(wait)}
+        return wait, (t + wait, "visit.served", base, attrs)
 
-    def _after(
-        self,
-        t_sub: float,
-        j: Journey,
-        errors: int,
-        wait: float | None,
-        tail: list[Item] | None = None,
-        *,
-        proactive: bool = False,
-    ) -> Iterator[Item]:
-        """Interagency requests, the decision, feedback, appeals, result pickup."""
-        rng = self.rng
+    def _after(self, p: Pending, j: Journey, rng: random.Random) -> list[Item]:
+        """Visit feedback, interagency requests, the decision, feedback, appeals, pickup."""
         sc = self.sc
         r = j.rates
         model = self.model
         service = j.service
         base = j.base
-        items: list[Item] = list(tail or [])
+        t_sub = p.t_sub
+        errors = p.errors
+        wait = p.wait if p.wait >= 0 else None
+        items: list[Item] = []
+        if wait is not None and rng.random() < sc.visit_feedback_rate:
+            score = self._score(rng, False, False, 0, wait)
+            items.append((t_sub + rng.uniform(30, 300), "feedback.given", base, {"score": score}))
         term = service.deadline
         deadline = self.calc.deadline(term, t_sub)
         span = max(600.0, deadline - t_sub)
@@ -358,14 +406,13 @@ class World:
         # interagency requests; the decision waits for the answers
         ready = t_sub
         if rng.random() < sc.interagency_rate:
-            for _ in range(2 if rng.random() < 0.35 else 1):
+            for k in range(2 if rng.random() < 0.35 else 1):
                 if self._counterparts and rng.random() < 0.85:
                     counterpart = _pick(rng, self._counterparts)
                 else:
                     counterpart = _pick(rng, self._agencies)
-                request = self._id("r")
                 t_req = t_sub + rng.uniform(30, 1800)
-                attrs = {"request": request, "counterpart": counterpart}
+                attrs = {"request": f"{self.tag}-r{p.jno:x}.{k}", "counterpart": counterpart}
                 items.append((t_req, "interagency.requested", base, attrs))
                 if rng.random() < 0.01:
                     continue  # never answered
@@ -402,20 +449,20 @@ class World:
             t_dec = max(t_dec, ready + rng.expovariate(1 / (2 * HOUR)))
             t_dec = model.working_time(t_dec, rng.uniform(0, 9 * HOUR))
         late = t_dec > deadline
-        reject_rate = 0.02 if proactive else r.reject_rate + (0.05 if errors else 0.0)
+        reject_rate = 0.02 if p.proactive else r.reject_rate + (0.05 if errors else 0.0)
         rejected = rng.random() < reject_rate
-        attrs = {"outcome": "rejected" if rejected else "approved"}
+        decision = {"outcome": "rejected" if rejected else "approved"}
         if rejected and service.reasons:
             if rng.random() < sc.unknown_reason_share:
-                attrs["reason"] = UNKNOWN_REASON
+                decision["reason"] = UNKNOWN_REASON
             else:
-                attrs["reason"] = _pick(rng, [x.code for x in service.reasons])
-        items.append((t_dec, "decision.made", base, attrs))
+                decision["reason"] = _pick(rng, [x.code for x in service.reasons])
+        items.append((t_dec, "decision.made", base, decision))
         # feedback on the result
         digital = j.channel not in ASSISTED
-        p_fb = sc.feedback_rate * (0.5 if proactive else 1.0 if digital else 1 / 3)
+        p_fb = sc.feedback_rate * (0.5 if p.proactive else 1.0 if digital else 1 / 3)
         if rng.random() < p_fb:
-            score = self._score(rejected, late, errors, wait)
+            score = self._score(rng, rejected, late, errors, wait)
             t_fb = t_dec + max(120.0, rng.expovariate(1 / (3 * HOUR)))
             items.append((t_fb, "feedback.given", base, {"score": score}))
         # appeals after bad experiences
@@ -426,25 +473,33 @@ class World:
         )
         if rng.random() < p_appeal:
             t_recv = t_dec + max(1800.0, DAY * math.exp(rng.gauss(0, 1.3)))
-            items.extend(self._appeal(t_recv, j, base))
+            items.extend(self._appeal(rng, t_recv, p.jno, r.appeal_slowness, base))
         # an approved MFC applicant comes back for the result
         if j.channel == Channel.MFC and not rejected and rng.random() < sc.result_pickup_rate:
             t_back = model.next_open(Channel.MFC, t_dec + rng.uniform(DAY, 5 * DAY))
             t_back += rng.uniform(0, 3 * HOUR)
             office = model.mfc_office(j.municipality, rng.random())
-            wait2, visit = self._visit(t_back, office, j)
+            wait2, visit = self._visit(rng, t_back, office, j.citizen)
             items.append(visit)
             if wait2 > 1800 and rng.random() < 0.05:
-                items.extend(self._appeal(visit[0] + rng.uniform(HOUR, DAY), j, visit[2]))
+                t_recv = visit[0] + rng.uniform(HOUR, DAY)
+                items.extend(self._appeal(rng, t_recv, p.jno, 1.0, visit[2], "m"))
         items.sort(key=lambda item: item[0])
-        yield from items
+        return items
 
-    def _appeal(self, t_recv: float, j: Journey, base: Base | None) -> list[Item]:
+    def _appeal(
+        self,
+        rng: random.Random,
+        t_recv: float,
+        jno: int,
+        slowness: float,
+        base: Base | None,
+        suffix: str = "",
+    ) -> list[Item]:
         """An appeal received at ``t_recv`` and its answer, about ``base``'s agency."""
-        rng = self.rng
         sc = self.sc
-        appeal_base = dict(base) if base is not None else dict(j.base)
-        appeal = self._id("a")
+        appeal_base = dict(base or {})
+        appeal = f"{self.tag}-a{jno:x}{suffix}"
         deadline = self.calc.deadline(APPEAL_TERM, t_recv)
         u = rng.random()
         if u < sc.appeal_late_rate:
@@ -452,7 +507,7 @@ class World:
         elif u < sc.appeal_late_rate + 0.15:
             t_ans = t_recv + rng.uniform(2 * HOUR, 2 * DAY)
         else:
-            span = (deadline - t_recv) * j.rates.appeal_slowness
+            span = (deadline - t_recv) * slowness
             t_ans = t_recv + span * 0.95 * rng.betavariate(3.0, 2.0)
         t_ans = self.model.working_time(t_ans, rng.uniform(0, 9 * HOUR))
         return [
@@ -460,8 +515,10 @@ class World:
             (max(t_ans, t_recv + 60), "appeal.answered", appeal_base, {"appeal": appeal}),
         ]
 
-    def _score(self, rejected: bool, late: bool, errors: int, wait: float | None) -> int:
+    def _score(
+        self, rng: random.Random, rejected: bool, late: bool, errors: int, wait: float | None
+    ) -> int:
         mean = 4.55 - 1.7 * rejected - 1.2 * late - 0.35 * min(errors, 2)
         if wait is not None:
             mean -= 0.0 if wait < 600 else 0.5 if wait < 900 else 1.0 if wait < 1800 else 1.8
-        return min(5, max(1, round(self.rng.gauss(mean, 0.75))))
+        return min(5, max(1, round(rng.gauss(mean, 0.75))))

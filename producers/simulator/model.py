@@ -133,7 +133,9 @@ class RegionModel:
             if o.agency != "mfc":
                 self._agency_offices.setdefault(o.agency, []).append(o)
         self._office_load = self._office_loads(mfc)
-        self.max_factor = max(HOUR_PROFILE) * max(WEEKDAY_FACTOR) * self._max_peak()
+        d = scenario.diurnal
+        self._hours = tuple(1.0 + d * (h - 1.0) for h in HOUR_PROFILE)
+        self.max_factor = max(self._hours) * max(WEEKDAY_FACTOR) * self._max_peak()
         self._day_cache: dict[date, tuple[float, Weighted, float, float]] = {}
 
     # -- demand over time ------------------------------------------------------------
@@ -182,7 +184,7 @@ class RegionModel:
 
     def intensity(self, local: datetime) -> float:
         """Relative arrival intensity at a local time (mean over a week about 1)."""
-        return self.day(local.date())[0] * HOUR_PROFILE[local.hour]
+        return self.day(local.date())[0] * self._hours[local.hour]
 
     # -- channels and places -----------------------------------------------------------
 

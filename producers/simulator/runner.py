@@ -130,7 +130,7 @@ def run(
                     progress(stats)
                 if mono >= next_status:
                     next_status = mono + (status_every_s or 60.0)
-                    _log_status(stats)
+                    _log_status(stats, sim)
         else:
             stats.stopped_by = stats.stopped_by or "end"
     finally:
@@ -172,9 +172,9 @@ def _sleep_until(
             progress(stats)
 
 
-def _log_status(stats: RunStats) -> None:
+def _log_status(stats: RunStats, sim: Simulation) -> None:
     when = (
-        datetime.fromtimestamp(stats.event_time).astimezone().isoformat(timespec="seconds")
+        datetime.fromtimestamp(stats.event_time, sim.model.tz).isoformat(timespec="seconds")
         if stats.event_time
         else "-"
     )

@@ -160,6 +160,8 @@ class Scenario(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     wait_factor: Factor = 1.0
     #: demand on public holidays and Sundays, relative to a weekday
     holiday_factor: Factor = 0.35
+    #: strength of the daily cycle: 1 = realistic (quiet nights), 0 = flat all day
+    diurnal: Share = 1.0
     agencies: dict[str, AgencyKnobs] = msgspec.field(default_factory=dict)
     services: dict[str, ServiceKnobs] = msgspec.field(default_factory=dict)
     offices: dict[str, OfficeKnobs] = msgspec.field(default_factory=dict)
