@@ -289,6 +289,7 @@ def recording_long(m: Methodology) -> dict[str, Any]:
     return {
         "rule_files": [f"../rules/{R.RECORDING_FILE}"],
         "evaluation_interval": f"{LONG_STEP // 3600}h",
+        "group_eval_order": [g["name"] for g in R.recording_groups(m)],
         "tests": [
             {
                 "name": "components, index and level over the methodology windows",
@@ -383,6 +384,7 @@ def recording_short(m: Methodology) -> dict[str, Any]:
     return {
         "rule_files": [f"../rules/{R.RECORDING_FILE}"],
         "evaluation_interval": "1m",
+        "group_eval_order": [g["name"] for g in R.recording_groups(m)],
         "tests": [
             {
                 "name": "short windows, rejection ratios, overdue and processor sums",
@@ -632,6 +634,8 @@ def alerts(m: Methodology) -> dict[str, Any]:
     return {
         "rule_files": [f"../rules/{R.RECORDING_FILE}", f"../rules/{R.ALERTS_FILE}"],
         "evaluation_interval": "1m",
+        # Recording groups first, so an alert sees this evaluation's recorded values.
+        "group_eval_order": [g["name"] for g in R.recording_groups(m) + R.alert_groups(m)],
         "tests": tests,
     }
 
