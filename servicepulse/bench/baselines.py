@@ -62,6 +62,7 @@ def raw_produce(settings: CommonSettings, topic: str, records: list[tuple[bytes,
     """
     producer = bus.producer(settings, client_id="servicepulse-bench-raw")
     try:
+        producer.partitions_for(topic)  # metadata first, as a running service has it
         send = producer.send
         t0 = time.perf_counter()
         for key, value in records:

@@ -30,6 +30,8 @@ RATE = 2_000.0
 TICK = 0.05
 GOAL_P99 = Goal("value", "<=", 2.0)
 Cell = tuple[str, str, str, str]
+#: a read-model cell: agency, service, municipality, channel, life situation
+Cell5 = tuple[str, str, str, str, str]
 
 
 def plan(ticks: int, seed: int = 11) -> list[Cell]:
@@ -131,7 +133,7 @@ def bench_latency(ctx: BenchContext) -> list[Figure]:
         producer.flush()
         producer.close()
         want = {(*c, ""): per_tick for c in cells}
-        seen: dict[tuple[str, ...], float] = {}
+        seen: dict[Cell5, float] = {}
         _wait_visible(model, want, seen, [(*cells[0], "")], time.monotonic() + 120)
         if (*cells[0], "") not in seen:
             raise TimeoutError("warm-up tick not visible in the read model within 120 s")
@@ -204,9 +206,9 @@ def bench_latency(ctx: BenchContext) -> list[Figure]:
 
 def _wait_visible(
     model: Any,
-    want: dict[tuple[str, ...], int],
-    seen: dict[tuple[str, ...], float],
-    cells: list[tuple[str, ...]],
+    want: dict[Cell5, int],
+    seen: dict[Cell5, float],
+    cells: list[Cell5],
     deadline: float,
     progress: Any = None,
 ) -> None:

@@ -150,7 +150,7 @@ def measure_memory(n: int) -> dict[str, Any]:
 def _murmur_partition(key: bytes, partitions: int) -> int:
     from kafka.partitioner.default import murmur2
 
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
 
 
 def changelog_of_open_journeys(n: int) -> tuple[dict[int, list[tuple[bytes, bytes | None]]], int]:
@@ -183,9 +183,15 @@ def changelog_of_open_journeys(n: int) -> tuple[dict[int, list[tuple[bytes, byte
 
 def bench_state(ctx: BenchContext) -> list[Figure]:
     """Figures 4a and 4b: bytes per open journey; restore of 1M open journeys."""
+    n_restore = 100_000 if ctx.quick else 1_000_000
     names = [
         ("state bytes per open journey", "bytes", GOAL_BYTES),
-        ("restore of 1M open journeys (spawn to caught up)", "s", GOAL_RESTORE),
+        (
+            f"restore of {n_restore:,} open journeys (spawn to caught up)",
+            "s",
+            # the goal is stated for 1M; a --quick run measures fewer and judges nothing
+            GOAL_RESTORE if n_restore == 1_000_000 else None,
+        ),
     ]
     try:
         import processors.engine  # noqa: F401
@@ -219,23 +225,21 @@ def bench_state(ctx: BenchContext) -> list[Figure]:
                     f"RSS growth of a fresh process whose PartitionEngine applied "
                     f"{n_mem:,} journey.started events ({mem['state_sizes']['journeys']:,} "
                     f"journeys, {mem['state_sizes']['timers']:,} timers, "
-                    f"{mem['state_sizes']['event_ids']:,} remembered event ids); "
-                    f"{mem['apply_seconds'] / n_mem * 1e6:.1f} µs per event"
+                    f"{mem['state_sizes']['event_ids']:,} remembered event ids)"
                 ),
                 details=mem,
             )
         )
-    figures.append(_restore(ctx, names[1][0]))
+    figures.append(_restore(ctx, names[1][0], n_restore, names[1][2]))
     return figures
 
 
-def _restore(ctx: BenchContext, name: str) -> Figure:
+def _restore(ctx: BenchContext, name: str, n: int, goal: Goal | None) -> Figure:
     why = processor.missing()
     if why:
-        return Figure("state", name, None, "s", goal=GOAL_RESTORE, note=f"not available: {why}")
+        return Figure("state", name, None, "s", goal=goal, note=f"not available: {why}")
     from contract import bus
 
-    n = 100_000 if ctx.quick else 1_000_000
     ctx.say(f"state: changelog of {n:,} open journeys made by the engine ...")
     records, total = changelog_of_open_journeys(n)
     topics, settings = ctx.topics("st", PARTITIONS)
@@ -276,7 +280,7 @@ def _restore(ctx: BenchContext, name: str) -> Figure:
         name,
         seconds,
         "s",
-        goal=GOAL_RESTORE,
+        goal=goal,
         note=(
             f"{n:,} open journeys = {total:,} changelog records "
             f"({changelog_bytes / 2**20:,.0f} MiB) in 12 partitions, made by the engine; "

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -110,7 +111,9 @@ def journeys(
             "journey": jid,
         }
 
-        def add(etype: EventType, at: float, attrs: Attrs | None = None, base=base) -> None:
+        def add(
+            etype: EventType, at: float, attrs: Attrs | None = None, base: dict[str, Any] = base
+        ) -> None:
             nonlocal seq, made
             seq += 1
             made += 1
