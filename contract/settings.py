@@ -31,9 +31,9 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT or SASL_SSL")
     kafka_sasl_mechanism: str | None = Field(None, description="e.g. SCRAM-SHA-512")
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA certificate file for SSL")
     topic_prefix: str = Field("servicepulse", description="prefix of every topic name")
     catalog: Path | None = Field(None, description="catalog YAML; default: the demo catalog")
     methodology: Path | None = Field(None, description="methodology YAML; default: shipped")

@@ -11,20 +11,15 @@ COMMAND_MODULES = (
     "stackcmd",  # up, down, status
     "processcmd",  # process
     "servecmd",  # serve, tokens
-    "simulatecmd",  # simulate
+    "simulatecmd",  # simulate, import
     "reportcmd",  # report
     "dashboardscmd",  # dashboards
     "benchcmd",  # bench
+    "configcmd",  # config
 )
 
 
 def register(app: typer.Typer) -> None:
-    """Attach every component command module that is present."""
+    """Attach every component command module."""
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"servicepulse.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"servicepulse.{name}":
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(f"servicepulse.{name}").register(app)

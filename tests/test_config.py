@@ -1,0 +1,25 @@
+"""Every setting is documented: .env.example and the README list each variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from servicepulse.configcmd import variables
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_variable_is_in_env_example_with_its_default() -> None:
+    text = (ROOT / ".env.example").read_text()
+    rows = variables()
+    assert len(rows) > 20
+    for _, var, default, _ in rows:
+        assert f"{var}=" in text, f"{var} missing from .env.example"
+        if default and not default.startswith("("):
+            assert f"{var}={default}\n" in text, f"{var} default differs from the code"
+
+
+def test_every_variable_is_in_the_readme_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [var for _, var, _, _ in variables() if f"`{var}`" not in readme]
+    assert not missing, f"README configuration table lacks {missing}"
