@@ -5,7 +5,8 @@ agency token and the per-token rate limit switched off; this process is the load
 generator (threads with keep-alive ``http.client`` connections: the cheapest Python
 client, so the server, not the client, is measured). In the same run and on the same
 events topic, a bare kafka-python producer (``acks=all``, idempotent) sends the same
-kind of events as fast as it can: the baseline. Then batched requests are sent at half
+kind of events as fast as it can, before and after the API phases; the faster of the
+two is the baseline. Then batched requests are sent at half
 the measured batched rate, open-loop on a fixed schedule, for the p50/p99 request
 latency (from the scheduled send time, so a stalled server cannot hide its queue).
 """
@@ -34,6 +35,11 @@ from servicepulse.bench.harness import BenchContext, Figure, Goal, percentile, u
 GOAL_BATCHED = Goal("ratio", ">=", 0.50)
 BATCH = 1000
 BASELINE = "raw kafka-python producer (acks=all, idempotent)"
+#: Client connections per phase. Single-event requests are bound by the Kafka
+#: acknowledgement each one waits for, so they need many in flight, as many agencies
+#: sending at once would have.
+BATCHED_CONNECTIONS = 4
+SINGLE_CONNECTIONS = 32
 
 
 class _Counts(msgspec.Struct):
@@ -280,15 +286,24 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
     single_records = _records(min(n, int(single_s * 4_000)), 103, agency)
     topics, settings = ctx.topics("ing")
     ctx.say(f"ingest: raw producer baseline, {n:,} events ...")
-    raw = baselines.raw_produce(settings, topics.events, raw_records)
-    ctx.say(f"  raw producer {raw.per_second:,.0f} records/s")
+    raw_before = baselines.raw_produce(settings, topics.events, raw_records)
+    ctx.say(f"  raw producer {raw_before.per_second:,.0f} records/s")
     server = start_server(ctx, topics.prefix, agency)
     try:
-        ctx.say(f"ingest: batched, {n:,} events in requests of {BATCH} (4 connections) ...")
-        batched = closed_loop(server, list(_bodies(batched_records, BATCH)), threads=4)
+        ctx.say(
+            f"ingest: batched, {n:,} events in requests of {BATCH} "
+            f"({BATCHED_CONNECTIONS} connections) ..."
+        )
+        batched = closed_loop(
+            server, list(_bodies(batched_records, BATCH)), threads=BATCHED_CONNECTIONS
+        )
         ctx.say(f"  batched {batched.rate:,.0f} events/s")
-        ctx.say(f"ingest: single events for {single_s:.0f} s (8 connections) ...")
-        single = closed_loop(server, list(_bodies(single_records, 1)), 8, duration=single_s)
+        ctx.say(
+            f"ingest: single events for {single_s:.0f} s ({SINGLE_CONNECTIONS} connections) ..."
+        )
+        single = closed_loop(
+            server, list(_bodies(single_records, 1)), SINGLE_CONNECTIONS, duration=single_s
+        )
         ctx.say(f"  single {single.rate:,.0f} events/s")
         half_rate = batched.rate / 2
         half_n = int(half_rate * half_s) // BATCH * BATCH or BATCH
@@ -297,6 +312,11 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
         half = open_loop(server, list(_bodies(half_records, BATCH)), half_rate, threads=8)
     finally:
         server.stop()
+    ctx.say("ingest: raw producer baseline again ...")
+    raw_after = baselines.raw_produce(settings, topics.events, raw_records)
+    ctx.say(f"  raw producer {raw_after.per_second:,.0f} records/s")
+    # The faster of the two is the baseline: a load spike can only lower our ratio.
+    raw = max(raw_before, raw_after, key=lambda r: r.per_second)
     p50, p99 = percentile(half.latencies, 0.5), percentile(half.latencies, 0.99)
     ctx.say(f"  at half load: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
 
@@ -317,7 +337,11 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
             "errors": load.errors,
         }
 
-    raw_d = {"raw_records": raw.records, "raw_seconds": round(raw.seconds, 3)}
+    raw_d = {
+        "raw_records": raw.records,
+        "raw_before_per_s": round(raw_before.per_second, 1),
+        "raw_after_per_s": round(raw_after.per_second, 1),
+    }
     return [
         Figure(
             "ingest",
@@ -327,7 +351,7 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
             BASELINE,
             raw.per_second,
             GOAL_BATCHED,
-            note(batched, "1 uvicorn worker, 4 client connections"),
+            note(batched, f"1 uvicorn worker, {BATCHED_CONNECTIONS} client connections"),
             {**details(batched), **raw_d},
         ),
         Figure(
@@ -338,7 +362,7 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
             BASELINE,
             raw.per_second,
             None,
-            note(single, "1 uvicorn worker, 8 client connections"),
+            note(single, f"1 uvicorn worker, {SINGLE_CONNECTIONS} client connections"),
             {**details(single), **raw_d},
         ),
         Figure(

@@ -1,10 +1,11 @@
 """Benchmark 1: processor throughput with transactions, against raw consume of the same topic.
 
 For 1 and 2 instances: a fresh set of topics, the data set produced into the events
-topic, the raw kafka-python consume rate of that topic measured, then the real
-``servicepulse process`` command started as child processes (one consumer group,
-exactly-once) and timed by the group referee (:mod:`servicepulse.bench.offsets`) until
-every input offset is committed. The aggregates it wrote are read back and its
+topic, then the real ``servicepulse process`` command started as child processes (one
+consumer group, exactly-once) and timed by the group referee
+(:mod:`servicepulse.bench.offsets`) until every input offset is committed. The raw
+kafka-python consume rate of the same topic is measured just before and just after;
+the faster of the two is the baseline. The aggregates it wrote are read back and its
 journeys started/submitted per service and day compared with totals computed directly
 from the events, so a fast but wrong processor cannot pass.
 """
@@ -179,6 +180,10 @@ class OursRun:
 def run_ours(ctx: BenchContext, instances: int) -> OursRun:
     """Fill a fresh topic, measure raw consume on it, then time ``instances`` processors.
 
+    Raw consume is measured right before and right after the processors run, and the
+    faster of the two is the baseline: a load spike on the shared machine can only
+    make our ratio look worse, never better.
+
     Cached per instance count: the peer benchmark reuses the 1-instance run's topic
     and figure.
     """
@@ -191,8 +196,8 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
     ctx.say(f"processor x{instances}: producing {len(ds.records):,} events to {topics.events}")
     fill_s = workload.fill(settings, topics.events, ds.records)
     ctx.say(f"processor x{instances}: raw consume baseline ...")
-    raw = baselines.raw_consume(settings, topics.events, len(ds.records))
-    ctx.say(f"  raw consume {raw.per_second:,.0f} records/s")
+    raw_before = baselines.raw_consume(settings, topics.events, len(ds.records))
+    ctx.say(f"  raw consume {raw_before.per_second:,.0f} records/s")
     end = offsets.end_offsets(settings, topics.events)
     group = ctx.group(f"proc{instances}")
     procs = spawn(settings, group, instances, ctx.work_dir / "logs")
@@ -215,6 +220,9 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
         f"  processor x{instances}: {catch.rate:,.0f} events/s ({catch.rate_kind}), "
         f"{catch.wall_rate:,.0f} events/s from spawn"
     )
+    raw_after = baselines.raw_consume(settings, topics.events, len(ds.records))
+    ctx.say(f"  raw consume again {raw_after.per_second:,.0f} records/s")
+    raw = max(raw_before, raw_after, key=lambda r: r.per_second)
     check = compare(
         read_rollup_totals(settings, topics.aggregates), workload.expected_totals(ds.records)
     )
@@ -229,7 +237,8 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
         {
             "events": len(ds.records),
             "fill_seconds": round(fill_s, 3),
-            "raw_consume_seconds": round(raw.seconds, 3),
+            "raw_consume_before_per_s": round(raw_before.per_second, 1),
+            "raw_consume_after_per_s": round(raw_after.per_second, 1),
             "wall_seconds": round(catch.wall_seconds, 3),
             "wall_events_per_s": round(catch.wall_rate, 1),
             "steady_seconds": round(catch.steady_seconds, 3),
