@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 from types import FrameType
@@ -71,6 +72,8 @@ def process(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: a hung loop shows where
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         bus.ensure_topics(settings, Topics(settings.topic_prefix).specs())
     except ServicePulseError as exc:

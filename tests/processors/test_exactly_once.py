@@ -1,0 +1,318 @@
+"""Exactly once against the real broker: a clean pass, SIGKILLs, instances coming and going.
+
+The same generated stream is processed three times on fresh topics: (a) in one clean
+pass, (b) by ``servicepulse process`` killed with SIGKILL at random points and restarted,
+(c) with a second and a third instance joining and leaving mid-stream. The materialised
+aggregates (read_committed, latest per key) must be identical in all three, and their
+sums over partitions equal to totals computed from the raw events by the oracle.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from contract import aggregates as agg
+from contract import bus
+from contract.catalog import Catalog
+from contract.methodology import load_methodology
+from contract.settings import CommonSettings
+from contract.topics import Topics
+from processors.metrics import build_metrics
+from processors.runner import Processor
+from processors.settings import ProcessorSettings
+from servicepulse import stack
+from tests.fixtures.kafka import TopicFactory
+from tests.fixtures.streams import CATALOG_PATH, Stream, encode, generate
+from tests.processors import oracle
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+REPO = Path(__file__).resolve().parents[2]
+STREAM = generate(seed=11, journeys=400, invalid=True)
+#: Small transactions, so a run spans many commits and kills land between and inside them.
+SLOW = {"max_batch": 40, "poll_records": 40, "commit_interval_ms": 50}
+
+
+def produce(settings: CommonSettings, topics: Topics, stream: Stream, seconds: float = 0) -> None:
+    """Write the stream, each event to its partition in order, spread over ``seconds``.
+
+    Record times are fixed by the content (1 s after ``occurred_at``), so every
+    scenario sees the same receive times (clock skew, restatement times).
+    """
+    items: list[tuple[int, int, bytes]] = []
+    width = max(len(v) for v in stream.events.values())
+    for i in range(width):
+        for part, evs in stream.events.items():
+            if i < len(evs):
+                ev = evs[i]
+                if isinstance(ev, dict):
+                    ts = int(datetime.fromisoformat(ev["occurred_at"]).timestamp() * 1000) + 1000
+                    items.append((part, ts, encode(ev)))
+                else:
+                    items.append((part, items[-1][1] if items else 0, ev))
+    p = bus.producer(settings)
+    started = time.monotonic()
+    for n, (part, ts, raw) in enumerate(items):
+        p.send(topics.events, key=f"k{part}".encode(), value=raw, partition=part, timestamp_ms=ts)
+        if seconds and n % 50 == 0:
+            p.flush()
+            ahead = started + seconds * n / len(items) - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    p.flush()
+    p.close()
+
+
+def read_all(settings: CommonSettings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """Every committed record of a topic, in partition order."""
+    c = bus.consumer(settings)
+    try:
+        tps = [bus.TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or ())]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)
+        out: list[tuple[bytes | None, bytes | None]] = []
+        deadline = time.monotonic() + 60
+        while any(c.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for recs in c.poll(timeout_ms=500).values():
+                out.extend((r.key, r.value) for r in recs)
+        return out
+    finally:
+        c.close()
+
+
+def materialise(settings: CommonSettings, topics: Topics) -> dict[bytes, bytes]:
+    """The aggregates topic as a reader sees it: latest value per key."""
+    return {k: v for k, v in read_all(settings, topics.aggregates) if k is not None and v}
+
+
+def summed(aggregates: dict[bytes, bytes]) -> tuple[dict[Any, agg.Rollup], dict[str, int]]:
+    cells: dict[Any, agg.Rollup] = {}
+    gauges = dict.fromkeys(agg.Gauges.__struct_fields__, 0)
+    for k, v in aggregates.items():
+        parts = k.decode().split("|")
+        if parts[0] == "r":
+            cells.setdefault(tuple(parts[2:]), agg.Rollup()).add(agg.decode_rollup(v))
+        elif parts[0] == "g":
+            g = agg.decode_gauges(v)
+            for f in gauges:
+                gauges[f] += getattr(g, f)
+    return cells, gauges
+
+
+@dataclass
+class Env:
+    settings: ProcessorSettings
+    topics: Topics
+    total: int
+    log_dir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ports: dict[int, int] = field(default_factory=dict)
+
+    def produce(self, seconds: float = 0) -> threading.Thread:
+        """Produce the stream in the background, spread over ``seconds``."""
+        t = threading.Thread(target=produce, args=(self.settings, self.topics, STREAM, seconds))
+        t.start()
+        return t
+
+    def committed(self) -> int:
+        """Input records committed by the group so far."""
+        c = bus.consumer(
+            self.settings, group_id=self.settings.group_id, isolation_level="read_uncommitted"
+        )
+        try:
+            n = 0
+            for q in range(12):
+                off = c.committed(bus.TopicPartition(self.topics.events, q))
+                n += off or 0
+            return n
+        finally:
+            c.close()
+
+    def wait(self, pred: Callable[[int], bool], what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred(self.committed()):
+            if time.monotonic() > deadline:
+                for p in self.procs:
+                    if p.poll() is None:  # stacks of a hung processor go to its log
+                        p.send_signal(signal.SIGUSR1)
+                time.sleep(1)
+                pytest.fail(f"timed out waiting for {what}; logs in {self.log_dir}")
+            time.sleep(0.1)
+
+    def wait_assigned(self, instance: int, timeout: float = 60) -> None:
+        """Wait until an instance owns input partitions and restored their state."""
+        deadline = time.monotonic() + timeout
+        port = self.ports[instance]
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+            except OSError:
+                text = ""
+            m = re.search(r"^servicepulse_processor_assigned_partitions (\S+)$", text, re.M)
+            if m and float(m.group(1)) > 0:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"instance {instance} was never assigned a partition")
+
+    def spawn(self, instance: int) -> subprocess.Popen[bytes]:
+        """``servicepulse process`` as a subprocess of its own."""
+        env = {
+            **os.environ,
+            "SERVICEPULSE_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
+            "SERVICEPULSE_TOPIC_PREFIX": self.settings.topic_prefix,
+            "SERVICEPULSE_GROUP_ID": self.settings.group_id,
+            "SERVICEPULSE_CATALOG": str(CATALOG_PATH),
+            "SERVICEPULSE_SESSION_TIMEOUT_MS": "6000",
+            "SERVICEPULSE_MAX_BATCH": str(SLOW["max_batch"]),
+            "SERVICEPULSE_POLL_RECORDS": str(SLOW["poll_records"]),
+            "SERVICEPULSE_COMMIT_INTERVAL_MS": str(SLOW["commit_interval_ms"]),
+            "PYTHONUNBUFFERED": "1",
+        }
+        log = (self.log_dir / f"processor-{instance}.log").open("ab")
+        self.ports[instance] = stack.free_port()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "servicepulse",
+                "process",
+                "--metrics-port",
+                str(self.ports[instance]),
+                "--instance",
+                str(instance),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+
+@pytest.fixture
+def env(topic_factory: TopicFactory, tmp_path: Path) -> Iterator[Env]:
+    topics, common = topic_factory()
+    settings = ProcessorSettings(
+        kafka_bootstrap=common.kafka_bootstrap,
+        topic_prefix=topics.prefix,
+        group_id=f"{topics.prefix}-group",
+        instance_id="1",
+        session_timeout_ms=6000,
+        catalog=CATALOG_PATH,
+    )
+    yield Env(settings, topics, sum(map(len, STREAM.events.values())), tmp_path)
+    bus.delete_topics(
+        settings, [topics.events, topics.changelog, topics.aggregates, topics.deadletter]
+    )
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+_RESULTS: dict[str, dict[bytes, bytes]] = {}
+
+
+def check(name: str, env: Env) -> None:
+    """Compare with the oracle and with the other scenarios' aggregates."""
+    aggregates = materialise(env.settings, env.topics)
+    cells, gauges = summed(aggregates)
+    want, want_gauges = oracle.expected(STREAM)
+    got = oracle.flatten(cells)
+    diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
+    assert not diff, f"{name}: cells differ from the oracle: {list(diff.items())[:5]}"
+    assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
+    dead = read_all(env.settings, env.topics.deadletter)
+    assert len(dead) == 6, f"{name}: {len(dead)} dead letters, want 6"
+    for other, seen in _RESULTS.items():
+        assert aggregates == seen, f"{name} and {other} materialise different aggregates"
+    _RESULTS[name] = aggregates
+
+
+def test_a_clean_pass(env: Env) -> None:
+    env.produce().join()
+    proc = Processor(
+        env.settings,
+        Catalog.from_file(CATALOG_PATH),
+        load_methodology().standards,
+        build_metrics(CollectorRegistry()),
+    )
+    stats = proc.run_until_caught_up(timeout_s=120)
+    assert stats.events == env.total
+    assert stats.deadletters == 6
+    check("clean", env)
+
+
+def test_b_sigkill_at_random_points(env: Env) -> None:
+    rnd = random.Random()
+    points = sorted(rnd.uniform(0.1, 0.85) for _ in range(3))
+    kills = 0
+    feeder = env.produce(seconds=8)
+    proc = env.spawn(1)
+    try:
+        for frac in points:
+            env.wait(lambda n, frac=frac: n >= frac * env.total, f"{frac:.0%} committed")
+            time.sleep(rnd.uniform(0, 0.2))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            proc = env.spawn(1)
+        env.wait(lambda n: n >= env.total, "everything committed")
+    finally:
+        _stop([proc])
+        feeder.join()
+    assert kills == 3
+    assert proc.returncode == 0
+    check("sigkill", env)
+
+
+def test_c_instances_join_and_leave(env: Env) -> None:
+    feeder = env.produce(seconds=20)
+    first = env.spawn(1)
+    try:
+        env.wait(lambda n: n >= 0.1 * env.total, "10% committed")
+        second = env.spawn(2)
+        env.wait_assigned(2)
+        third = env.spawn(3)
+        env.wait_assigned(3)
+        at = env.committed()
+        env.wait(lambda n: n > at + 100, "progress with three instances")
+        _stop([second])
+        at = env.committed()
+        env.wait(lambda n: n > at + 100, "progress after the second left")
+        _stop([third])
+        assert env.committed() < env.total, "the stream ended before the instances left"
+        env.wait(lambda n: n >= env.total, "everything committed")
+    finally:
+        _stop(env.procs)
+        feeder.join()
+    assert [p.returncode for p in (first, second, third)] == [0, 0, 0]
+    check("scaling", env)
