@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import logging
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -98,17 +99,24 @@ class _IdOnly(msgspec.Struct):
 
 
 _id_decoder: Final = msgspec.json.Decoder(_IdOnly)
+_UUID: Final = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 _response_encoder: Final = msgspec.json.Encoder()
 _dead_letter_encoder: Final = msgspec.json.Encoder()
 
 
 def _event_id_of(raw: bytes) -> str | None:
-    """The event id of a rejected event, if it has a readable string one."""
+    """The event id of a rejected event, if it has a UUID one.
+
+    Anything else is not repeated: the answer and the dead letter must not carry free
+    text that may be personal data.
+    """
     try:
         value = _id_decoder.decode(raw).event_id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
-    return value if isinstance(value, str) and len(value) <= 64 else None
+    return value if isinstance(value, str) and _UUID.match(value) else None
 
 
 # -- limits ------------------------------------------------------------------------------

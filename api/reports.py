@@ -27,7 +27,7 @@ from typing import Any, Final, Literal
 import jinja2
 from pydantic import BaseModel, Field
 
-from api.readmodel import Cell, ReadModel
+from api.readmodel import Group, ReadModel
 from api.scorecard import (
     LEVEL_NAMES,
     ComponentOut,
@@ -271,11 +271,11 @@ def build_report(
     code_, name, pred, agencies = scope_filter(catalog, scope, code)
     d0, d1 = start.isoformat(), end.isoformat()
 
-    def by_agency(cell: Cell) -> str | None:
-        return cell[0] if pred(cell) else None
+    def by_agency(g: Group) -> str | None:
+        return g[0] if pred(g) else None
 
-    def by_service(cell: Cell) -> str | None:
-        return cell[1] if pred(cell) and cell[1] else None
+    def by_service(g: Group) -> str | None:
+        return g[1] if pred(g) and g[1] else None
 
     per_agency = model.period(d0, d1, by_agency)
     per_service = model.period(d0, d1, by_service)

@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, Field
 
 from api.errors import BadRequest, NotFound
-from api.readmodel import Cell, ReadModel
+from api.readmodel import Group, ReadModel
 from contract.aggregates import Rollup
 from contract.catalog import Catalog
 from contract.methodology import Methodology, score
@@ -211,8 +211,8 @@ def period_bounds(
 
 def scope_filter(
     catalog: Catalog, scope: Scope, code: str | None
-) -> tuple[str, str, Callable[[Cell], bool], frozenset[str] | None]:
-    """(code, name, cell predicate, agencies or None for all) of a scope.
+) -> tuple[str, str, Callable[[Group], bool], frozenset[str] | None]:
+    """(code, name, predicate on (agency, service, life_situation), agencies or None).
 
     Raises:
         BadRequest: no code for a scope that needs one.
@@ -221,26 +221,26 @@ def scope_filter(
     if scope == "region":
         region = catalog.file.region
         known = catalog.agencies  # cells of agencies the catalog does not know are left out
-        return region.code, region.name, lambda cell: cell[0] in known, None
+        return region.code, region.name, lambda g: g[0] in known, None
     if not code:
         raise BadRequest(f"scope {scope!r} needs a code (?code=...)")
     if scope == "agency":
         agency = catalog.agencies.get(code)
         if agency is None:
             raise NotFound(f"unknown agency {code!r}")
-        return code, agency.name, lambda cell: cell[0] == code, frozenset({code})
+        return code, agency.name, lambda g: g[0] == code, frozenset({code})
     if scope == "service":
         svc = catalog.services.get(code)
         if svc is None:
             raise NotFound(f"unknown service {code!r}")
-        return code, svc.service.name, lambda cell: cell[1] == code, frozenset({svc.service.agency})
+        return code, svc.service.name, lambda g: g[1] == code, frozenset({svc.service.agency})
     ls = catalog.life_situations.get(code)
     if ls is None:
         raise NotFound(f"unknown life situation {code!r}")
     agencies = frozenset(
         catalog.services[s].service.agency for s in ls.services if s in catalog.services
     )
-    return code, ls.name, lambda cell: cell[4] == code, agencies
+    return code, ls.name, lambda g: g[2] == code, agencies
 
 
 def restated_days(
@@ -288,7 +288,7 @@ class Scorer:
     def _scorecard(self, scope: Scope, code: str | None, start: date, end: date) -> Scorecard:
         code_, name, pred, agencies = scope_filter(self.catalog, scope, code)
         sums = self.model.period(
-            start.isoformat(), end.isoformat(), lambda cell: 0 if pred(cell) else None
+            start.isoformat(), end.isoformat(), lambda g: 0 if pred(g) else None
         )
         rollup = sums.get(0, Rollup())
         sc = scored(rollup, self.methodology)

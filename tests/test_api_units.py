@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from api.errors import BadRequest, NotFound
 from api.exposition import BusinessCollector
 from api.ingest import RateLimiter, RecentIds
-from api.readmodel import ReadModel, negated
+from api.readmodel import ReadModel, difference, negated
 from api.reports import build_report, quantile, render_csv, render_html, render_json
 from api.scorecard import Scorer, period_bounds, scored
 from api.tokens import Kind, TokenError, TokenStore
@@ -111,6 +111,19 @@ def _rollup(**kw: object) -> Rollup:
     return r
 
 
+def _rollup_of(
+    started: int,
+    submitted: int,
+    steps: dict[str, int],
+    decisions: dict[str, int],
+    form: list[int] | None,
+) -> Rollup:
+    r = _rollup(started=started, submitted=submitted, steps=steps, decisions=decisions)
+    if form is not None:
+        r.form_seconds = Hist(form, sum(form) * 1000)
+    return r
+
+
 def _key(
     partition: int, day: str, service: str = "large_family_status", channel: str = "portal"
 ) -> bytes:
@@ -166,6 +179,42 @@ def test_totals_equal_sum_of_latest_values(writes: list[tuple[int, str, int]]) -
         assert r.started == expected
         assert r.form_seconds is not None and r.form_seconds.counts[0] == expected
         assert r.form_seconds.sum_ms == expected * 1000
+
+
+_small_maps = st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 9), max_size=3)
+_rollups = st.builds(
+    _rollup_of,
+    started=st.integers(0, 50),
+    submitted=st.integers(0, 50),
+    steps=_small_maps,
+    decisions=_small_maps,
+    form=st.none() | st.lists(st.integers(0, 5), min_size=12, max_size=12),
+)
+
+
+@given(new=_rollups, old=st.none() | _rollups)
+@settings(max_examples=150, deadline=None)
+def test_difference_adds_back_to_new(new: Rollup, old: Rollup | None) -> None:
+    total = Rollup()
+    if old is not None:
+        total.add(old)
+    d = difference(new, old)
+    if d is not None:
+        total.add(d)
+    assert agg.encode(_normal(total)) == agg.encode(_normal(new))
+
+
+def _normal(r: Rollup) -> Rollup:
+    """Drop zero map entries and empty histograms, which hold no information."""
+    out = Rollup()
+    out.add(r)
+    for f in agg.MAP_FIELDS:
+        setattr(out, f, {k: v for k, v in sorted(getattr(out, f).items()) if v})
+    for f in agg.HIST_FIELDS:
+        h = getattr(out, f)
+        if h is not None and not any(h.counts) and not h.sum_ms:
+            setattr(out, f, None)
+    return out
 
 
 def test_negated_cancels() -> None:
