@@ -30,7 +30,7 @@ from contract.methodology import Standards
 from contract.topics import Topics
 from processors.context import Context
 from processors.engine import PartitionEngine
-from processors.errors import RestoreError, SessionError
+from processors.errors import ProcessorError, RestoreError, SessionError
 from processors.metrics import ProcessorMetrics
 from processors.settings import ProcessorSettings
 
@@ -75,6 +75,9 @@ class _Listener(bus.ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self._session.on_assigned(assigned)
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self._session.on_lost(lost)
 
 
 class _Session:
@@ -142,6 +145,15 @@ class _Session:
             self.p.metrics.lag.clear()
             self.p.metrics.watermark_delay.clear()
             self.p.metrics.assigned_partitions.set(len(self.engines))
+
+    def on_lost(self, lost: Any) -> None:
+        """Evicted from the group: another instance may own these partitions already,
+        so the open transaction must not commit; the session restarts from Kafka."""
+        logger.warning(
+            "partitions %s lost (evicted from the group)", sorted(tp.partition for tp in lost)
+        )
+        self.fatal = SessionError("evicted from the consumer group; partitions lost")
+        self.discard = True
 
     def on_assigned(self, assigned: Any) -> None:
         new = {tp.partition for tp in assigned if tp.topic == self.topics.events}
@@ -237,7 +249,9 @@ class _Session:
                     if not self.in_txn:
                         self.producer.begin_transaction()
                         self.in_txn = True
-                    for d in eng.process(recs):
+                    dead = eng.process(recs)
+                    eng.mark_live(int(self.p.clock() * 1000))
+                    for d in dead:
                         self.producer.send(self.topics.deadletter, key=d.key, value=d.value)
                         metrics.deadletters.labels(d.reason).inc()
                         self.p.stats.deadletters += 1
@@ -253,8 +267,6 @@ class _Session:
                 break
         now = self.p.clock()
         now_ms = int(now * 1000)
-        for p in touched:
-            self.engines[p].mark_live(now_ms)
         if now - self.last_tick >= s.idle_tick_ms / 1000:
             self.last_tick = now
             for p, eng in self.engines.items():
@@ -413,28 +425,40 @@ class Processor:
                 session.close()
             except (SessionError, RestoreError, bus.KafkaError) as exc:
                 logger.error("session failed (%s); restarting from the changelog", exc)
-                self.metrics.transactions.labels("aborted").inc()
-                session.close(error=True)
-                self._stop.wait(backoff)
+                self._restart(session, backoff)
+                backoff = min(backoff * 2, 30.0)
+            except Exception:
+                # a bug must not leave a half-applied batch behind: drop the state and
+                # start over from the last commit, as a crash and restart would
+                logger.exception("unexpected error; restarting from the changelog")
+                self._restart(session, backoff)
                 backoff = min(backoff * 2, 30.0)
             except BaseException:
                 session.close(error=True)
                 raise
         return self.stats
 
+    def _restart(self, session: _Session, backoff: float) -> None:
+        self.metrics.transactions.labels("aborted").inc()
+        session.close(error=True)
+        self._stop.wait(backoff)
+
     def run_until_caught_up(self, timeout_s: float = 600.0) -> RunStats:
         """Process until every input partition is consumed to its current end; return stats.
 
         Meant for one instance (benchmarks, backfills): it stops once all partitions of
         the events topic are assigned to it and processed up to the end offsets seen
-        when they were assigned. Raises :class:`SessionError` after ``timeout_s``.
+        when they were assigned. Raises :class:`ProcessorError` after ``timeout_s``.
         """
         started = time.monotonic()
         ends: dict[int, int] = {}
+        timed_out = False
 
         def done(session: _Session) -> bool:
+            nonlocal timed_out
             if time.monotonic() - started > timeout_s:
-                raise SessionError(f"not caught up with {self.topics.events} in {timeout_s}s")
+                timed_out = True
+                return True
             parts = session.consumer.partitions_for_topic(self.topics.events) or set()
             if not parts or set(session.engines) != parts:
                 return False
@@ -453,4 +477,7 @@ class Processor:
                     return False
             return not session.in_txn
 
-        return self.run(until=done)
+        stats = self.run(until=done)
+        if timed_out:
+            raise ProcessorError(f"not caught up with {self.topics.events} in {timeout_s}s")
+        return stats
