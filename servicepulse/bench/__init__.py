@@ -76,6 +76,7 @@ def run(
     load_before = loadavg()
     work_dir = Path(tempfile.mkdtemp(prefix="servicepulse-bench-"))
     figures: list[Figure] = []
+    load: dict[str, dict[str, float]] = {}
     with broker(bootstrap, console) as (boot, broker_desc):
         ctx = BenchContext(
             bootstrap=boot,
@@ -87,11 +88,17 @@ def run(
         try:
             for name in chosen:
                 console.rule(f"[bold]{name}[/]: {registry[name][0]}")
+                before, t_start = loadavg()[0], time.monotonic()
                 try:
                     figures.extend(registry[name][1](ctx))
                 except Exception as exc:  # one broken benchmark must not lose the others
                     console.print(f"[red]{name} failed:[/] {exc!r}")
                     figures.append(Figure(name, name, None, "", note=f"failed: {exc!r}"))
+                load[name] = {
+                    "load1_before": before,
+                    "load1_after": loadavg()[0],
+                    "seconds": round(time.monotonic() - t_start, 1),
+                }
         finally:
             ctx.cleanup()
     ds = ctx.cache.get("dataset")
@@ -113,6 +120,7 @@ def run(
             else "n/a"
         ),
         "benchmarks": chosen,
+        "load_per_benchmark": load,
         "extra": {k: v for k, v in ctx.cache.items() if k.startswith("extra:")},
     }
     paths = report.write(output, results, figures)

@@ -55,9 +55,20 @@ def markdown(results: dict[str, Any], figures: list[Figure]) -> str:
         "",
         markdown_table(figures),
         "",
-        "Notes:",
-        "",
     ]
+    per = results.get("load_per_benchmark") or {}
+    if per:
+        lines.append(
+            "Load average (1 min) around each benchmark, a measure of other work on the "
+            "machine: "
+            + "; ".join(
+                f"{name} {v['load1_before']:.1f} -> {v['load1_after']:.1f} ({v['seconds']:.0f} s)"
+                for name, v in per.items()
+            )
+            + "."
+        )
+        lines.append("")
+    lines += ["Notes:", ""]
     for i, f in enumerate(figures, start=1):
         if f.note:
             lines.append(f"{i}. {f.note}")
