@@ -4,6 +4,7 @@ accepted that Kafka did not acknowledge, and recovers when the broker returns.""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -26,7 +27,12 @@ def test_kafka_down_is_503_and_nothing_is_falsely_accepted(
     topics = Topics("down")
     bus.ensure_topics(common, topics.specs(3))
     settings = api_settings(
-        common, tmp_path, request_timeout_seconds=3.0, kafka_retry_after_seconds=2
+        common,
+        tmp_path,
+        request_timeout_seconds=3.0,
+        kafka_retry_after_seconds=2,
+        max_inflight_events=1000,
+        backpressure_wait_seconds=0.2,
     )
     accepted: set[str] = set()
     with running_api(settings) as server:
@@ -46,6 +52,23 @@ def test_kafka_down_is_503_and_nothing_is_falsely_accepted(
         assert len(accepted) == 10
 
         private_broker.process.stop()
+        # backpressure: while 1000 events wait for Kafka, no room for more: 503 at once
+        holder = threading.Thread(target=send, args=([event() for _ in range(1000)],))
+        holder.start()
+        deadline = time.monotonic() + 5
+        while server.app.state.ingestor.inflight < 1000:
+            assert time.monotonic() < deadline, "the first batch never went in flight"
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        with server.client(token) as other:
+            r = other.post("/v1/events", content=json.dumps([event()]).encode())
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "in flight" in r.json()["error"]["message"]
+        assert time.monotonic() - t0 < 2.0
+        holder.join(15)
+        assert server.registry.get_sample_value("servicepulse_api_saturated_total") == 1
+        assert len(accepted) == 10
+
         batch = [event() for _ in range(20)]
         for _ in range(3):  # the first failure, and the ones after it
             t0 = time.monotonic()
