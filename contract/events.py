@@ -7,12 +7,16 @@ then applies the rules a JSON decoder cannot express (required fields per type, 
 either an :class:`Event` or a list of :class:`Problem`: a bad event is a result, not an
 exception, so the good events beside it are never affected.
 
-Problems never echo the value of ``citizen``: it may be personal data sent by mistake.
+Problems never echo the value of ``citizen``, nor any other free text (an enum value, an
+unknown field's name): it may be personal data sent by mistake, and problems travel on
+to the dead-letter topic. Only code-shaped values (``[A-Za-z0-9._-]``, at most 64
+characters) are quoted, so the sender can see which code the catalog did not know.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +32,7 @@ _ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 _UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _PSEUDONYM_PATTERN = r"^[0-9a-fA-F]{64}$"
 _CODE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 Id = Annotated[str, msgspec.Meta(pattern=_ID_PATTERN)]
 Code = Annotated[str, msgspec.Meta(pattern=_CODE_PATTERN)]
@@ -227,6 +232,14 @@ def _problem_from_msgspec(exc: msgspec.ValidationError) -> Problem:
         path = raw_path.rstrip("`").removeprefix("$").lstrip(".")
     if text.startswith("Object contains unknown field"):
         name = text.split("`")[1] if "`" in text else ""
+        if not _SAFE_NAME.match(name):
+            # free text as a field name: say so without repeating it
+            return Problem(
+                path,
+                Reason.UNKNOWN_FIELD,
+                f"unknown field in {path or 'the event'} (its name is not shown: not a plain "
+                "identifier)",
+            )
         field = f"{path}.{name}" if path else name
         return Problem(field, Reason.UNKNOWN_FIELD, f"unknown field {field!r}")
     if text.startswith("Object missing required field"):
@@ -251,7 +264,9 @@ def _problem_from_msgspec(exc: msgspec.ValidationError) -> Problem:
             )
         return Problem(path, Reason.BAD_FORMAT, f"occurred_at: {text}")
     if "Invalid enum value" in text:
-        return Problem(path, Reason.BAD_VALUE, f"{path}: {text}")
+        allowed = _ENUMS.get(path)
+        expected = f"one of {', '.join(allowed)}" if allowed else "a value of the contract"
+        return Problem(path, Reason.BAD_VALUE, f"{path}: must be {expected}")
     if "matching regex" in text:
         return Problem(
             path,
@@ -265,6 +280,13 @@ def _problem_from_msgspec(exc: msgspec.ValidationError) -> Problem:
         return Problem(path, Reason.WRONG_TYPE, f"{path}: {text}")
     return Problem(path, Reason.BAD_VALUE, f"{path}: {text}")
 
+
+#: The allowed values of the enum fields, for messages that must not echo the value sent.
+_ENUMS: Final = {
+    "type": [t.value for t in EventType],
+    "channel": [c.value for c in Channel],
+    "attrs.outcome": [o.value for o in Outcome],
+}
 
 _FORMS: Final = {
     "event_id": "a UUID such as 0b1e4c2a-5f9d-4c51-9a8e-2f6c8d7e1a3b",
@@ -345,13 +367,34 @@ def decode_event(
     try:
         event = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        if str(exc).startswith("Expected `object`"):
+        # msgspec validates while it parses: a truncated or broken document can fail on a
+        # field before the syntax error is reached, so check the syntax first
+        malformed = _malformed(raw)
+        if malformed is not None:
+            return [malformed]
+        if str(exc).startswith("Expected `object`") and " - at `$" not in str(exc):
             return [Problem("", Reason.NOT_AN_OBJECT, "an event must be a JSON object")]
         return [_problem_from_msgspec(exc)]
     except msgspec.DecodeError as exc:
         return [Problem("", Reason.INVALID_JSON, f"malformed JSON: {exc}")]
+    except RecursionError:
+        return [_TOO_DEEP]
     problems = _semantic_problems(event, now)
     return problems if problems else event
+
+
+_TOO_DEEP: Final = Problem("", Reason.INVALID_JSON, "malformed JSON: nested too deeply")
+
+
+def _malformed(raw: bytes | memoryview | str) -> Problem | None:
+    """The syntax problem of a JSON text, or ``None`` if it is well formed."""
+    try:
+        msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        return Problem("", Reason.INVALID_JSON, f"malformed JSON: {exc}")
+    except RecursionError:
+        return _TOO_DEEP
+    return None
 
 
 def encode_event(event: Event) -> bytes:
@@ -387,6 +430,10 @@ def split_batch(body: bytes) -> Iterator[bytes | Problem]:
             items = msgspec.json.decode(stripped, type=list[msgspec.Raw])
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             yield Problem("", Reason.INVALID_JSON, f"malformed JSON array: {exc}")
+            return
+        except RecursionError:
+            # msgspec recurses to skip nested values; thousands of `[` must be a 400, not a crash
+            yield Problem("", Reason.INVALID_JSON, "malformed JSON array: nested too deeply")
             return
         for item in items:
             yield bytes(item)
