@@ -11,6 +11,7 @@ same classes on other ports.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
@@ -353,7 +354,12 @@ def kafka_process(
 
 
 def _cluster_id() -> str:
-    # KRaft wants a base64url-encoded 16-byte UUID, as `kafka-storage random-uuid` prints.
-    import base64
+    """A KRaft cluster id: a base64url-encoded 16-byte UUID, as `kafka-storage random-uuid`.
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    An id starting with ``-`` would be read as an option by the storage tool, so such
+    ids are drawn again (as Kafka's own generator does).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
