@@ -36,6 +36,9 @@ from processors.settings import ProcessorSettings
 
 logger = logging.getLogger(__name__)
 
+#: A session that gets no records for this long while behind is restarted.
+STALL_S = 30.0
+
 
 @dataclass
 class RunStats:
@@ -96,6 +99,7 @@ class _Session:
         self.discard = False
         self.last_tick = 0.0
         self.last_sizes = 0.0
+        self.last_progress = time.monotonic()
         self.producer = bus.producer(
             s,
             transactional_id=s.transactional_id,
@@ -158,6 +162,7 @@ class _Session:
     def on_assigned(self, assigned: Any) -> None:
         new = {tp.partition for tp in assigned if tp.topic == self.topics.events}
         self.to_restore |= new - set(self.engines)
+        self.last_progress = time.monotonic()
         logger.info("assigned partitions %s", sorted(new))
 
     # -- restore -----------------------------------------------------------------------
@@ -261,6 +266,7 @@ class _Session:
                     touched.add(tp.partition)
                     n += len(recs)
                 busy += time.monotonic() - t0
+                self.last_progress = time.monotonic()
             if n >= s.max_batch or time.monotonic() >= deadline or self.p.stopping:
                 break
             if not batch:
@@ -279,7 +285,31 @@ class _Session:
         if self.in_txn or any(e.dirty for e in self.engines.values()):
             self.commit()
         self._gauges(now)
+        if time.monotonic() - self.last_progress > STALL_S:
+            self._check_stall()
         return n
+
+    def _check_stall(self) -> None:
+        """Restart the session if records wait on an assigned partition but none come.
+
+        A consumer that cannot establish or advance its positions (seen under heavy
+        load) would otherwise sit idle forever with a backlog.
+        """
+        self.last_progress = time.monotonic()
+        tps = [bus.TopicPartition(self.topics.events, p) for p in self.engines]
+        if not tps:
+            return
+        ends = self.consumer.end_offsets(tps)
+        behind = {}
+        for tp in tps:
+            pos = self.consumer.position(tp, timeout_ms=2000)
+            if pos is None or pos < ends[tp]:
+                behind[tp.partition] = (pos, ends[tp])
+        if behind:
+            raise SessionError(
+                f"no records for {STALL_S:.0f}s although partitions are behind "
+                f"(partition: (position, end)): {behind}"
+            )
 
     def _caught_up(self, p: int) -> bool:
         tp = bus.TopicPartition(self.topics.events, p)
