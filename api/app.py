@@ -9,7 +9,9 @@ same app runs under uvicorn (``servicepulse serve``) and in-process (tests, benc
 # No ``from __future__ import annotations`` here: FastAPI reads the annotations of the
 # route functions defined inside create_app, which refer to local dependencies.
 
+import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,10 +30,19 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
-from api.errors import Forbidden, PayloadTooLarge, Unauthorized, error_responses
+from api.errors import (
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    RequestTimeout,
+    TooManyFailures,
+    Unauthorized,
+    error_responses,
+)
 from api.exposition import ApiMetrics, BusinessCollector, build_metrics
 from api.ingest import Ingestor, IngestResponse, ProducerLink
 from api.readmodel import ReadModel
@@ -39,7 +50,7 @@ from api.reports import Report, build_report, render
 from api.scorecard import Scope as ScopeName
 from api.scorecard import Scorecard, Scorer, period_bounds
 from api.settings import ApiSettings
-from api.tokens import Kind, TokenInfo, TokenStore
+from api.tokens import FailureLimiter, Kind, TokenInfo, TokenStore
 from contract.catalog import Catalog, load_catalog
 from contract.events import Event, json_schema
 from contract.methodology import Methodology, load_methodology
@@ -76,6 +87,9 @@ _EVENT_EXAMPLE = {
 }
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class MetricsMiddleware:
     """Counts requests by route template, method and status, and times them."""
 
@@ -101,23 +115,35 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
+            # any token is a valid HTTP method: only known ones may become label values
+            method = scope["method"] if scope["method"] in _METHODS else "other"
             self.metrics.requests.labels(path, method, str(status)).inc()
             self.metrics.latency.labels(path, method).observe(time.perf_counter() - start)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes, and with
+    408 when it has not all arrived within ``timeout`` seconds (a trickling client would
+    otherwise hold its ingest slot for ever)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"the body is {int(length)} bytes; the limit is {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout:g} s ({size} bytes came)"
+        ) from None
+    except ClientDisconnect:
+        # nobody reads the answer; it keeps a traceback and a false 500 out of logs and metrics
+        raise BadRequest(f"the client went away after {size} bytes of the body") from None
     return b"".join(chunks)
 
 
@@ -202,13 +228,26 @@ def create_app(
 
     bearer = HTTPBearer(auto_error=False, description="an agency or inspector token")
 
+    failures = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute / 60)
+
     def authenticate(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> TokenInfo:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("send Authorization: Bearer <token>")
+        client = request.client.host if request.client else "unknown"
+        wait = failures.wait(client)
+        if wait > 0:
+            # not even a right token is checked now: guessing learns nothing
+            raise TooManyFailures(
+                "too many failed authentications from this address; retry after "
+                f"{math.ceil(wait)} s",
+                retry_after=wait,
+            )
         info = tokens.verify(credentials.credentials)
         if info is None:
+            failures.failed(client)
             raise Unauthorized("unknown or revoked token")
         return info
 
@@ -337,7 +376,7 @@ def create_app(
                     }
                 },
             },
-            **error_responses(400, 401, 403, 413, 429, 503),
+            **error_responses(400, 401, 403, 408, 413, 429, 503),
         },
     )
     async def post_events(
@@ -348,8 +387,11 @@ def create_app(
         Idempotent by `event_id`: a repeat of an id this API wrote recently is answered
         `duplicate` and not written again.
         """
-        body = await _read_body(request, settings.max_body_bytes)
-        outcome = await ingestor.ingest(body, token)
+        with ingestor.admit():
+            body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+            content_type = request.headers.get("content-type", "")
+            ndjson = content_type.split(";")[0].strip().lower() == "application/x-ndjson"
+            outcome = await ingestor.ingest(body, token, ndjson=ndjson)
         return Response(outcome.body, media_type="application/json")
 
     # -- scorecards and reports ------------------------------------------------------------------

@@ -81,6 +81,20 @@ class RateLimited(ApiError):
     code = "rate_limited"
 
 
+class RequestTimeout(ApiError):
+    """The client took too long to send the request body (a trickling upload)."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class TooManyFailures(ApiError):
+    """This client failed to authenticate too often; no token is checked until it waits."""
+
+    status = 429
+    code = "too_many_failures"
+
+
 class Unavailable(ApiError):
     """Kafka is unreachable or the API is saturated; nothing was accepted. Retry later."""
 
@@ -118,8 +132,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing, unknown or revoked bearer token",
         403: "The token may not do this",
         404: "Unknown code",
+        408: "The request body did not arrive in time",
         413: "Body over the byte limit or too many events",
-        429: "Over the token's rate; see Retry-After",
+        429: "Over the token's rate, or too many failed authentications; see Retry-After",
         503: "Kafka unavailable, API saturated or read model not ready; see Retry-After",
     }
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}

@@ -105,7 +105,7 @@ def build_metrics(registry: CollectorRegistry) -> ApiMetrics:
         ),
         saturated=Counter(
             p + "saturated_total",
-            "Ingest requests refused with 503 because too many events were in flight",
+            "Ingest requests refused with 503: too many events in flight or requests at once",
             registry=registry,
         ),
         dead_letter_failures=Counter(

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -402,14 +402,39 @@ class Ingestor:
         self._rate = RateLimiter(settings.rate_limit_events_per_second, settings.rate_limit_burst)
         self._inflight = InflightLimiter(settings.max_inflight_events)
         self.recent = RecentIds(settings.dedup_cache_size)
+        self._requests = 0
 
     @property
     def inflight(self) -> int:
         """Events produced and not yet acknowledged."""
         return self._inflight.inflight
 
-    async def ingest(self, body: bytes, token: TokenInfo) -> Outcome:
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """One of ``max_concurrent_ingest`` request slots, held while a request is read
+        and written; without a free slot the request is refused at once with 503.
+
+        The bodies being read are the memory the API holds per request, so this bounds it
+        (at most the slots times the body limit) whatever the number of clients.
+        """
+        if self._requests >= self._settings.max_concurrent_ingest:
+            self._metrics.saturated.inc()
+            raise Unavailable(
+                f"the API is handling {self._requests} ingest requests (limit "
+                f"{self._settings.max_concurrent_ingest}); nothing was accepted",
+                retry_after=1,
+            )
+        self._requests += 1
+        try:
+            yield
+        finally:
+            self._requests -= 1
+
+    async def ingest(self, body: bytes, token: TokenInfo, *, ndjson: bool = False) -> Outcome:
         """Validate and write one batch; the answer once Kafka acknowledged it.
+
+        ``ndjson``: the client declared ``application/x-ndjson`` (one event per line, even
+        when the first line starts with ``[``).
 
         Raises:
             BadRequest: the body is empty or a malformed JSON array.
@@ -419,10 +444,11 @@ class Ingestor:
         """
         agency = token.agency or ""
         now = self._clock()
-        items = list(split_batch(body))
+        items = list(split_batch(body, ndjson=ndjson))
         if not items:
             raise BadRequest("the body holds no events: send a JSON array or NDJSON lines")
-        if len(items) == 1 and isinstance(items[0], Problem) and body.lstrip()[:1] == b"[":
+        is_array = not ndjson and body.lstrip()[:1] == b"["
+        if len(items) == 1 and isinstance(items[0], Problem) and is_array:
             self._count_rejected(agency, Reason.INVALID_JSON, 1)
             raise BadRequest(items[0].message)
         if len(items) > self._settings.max_events:

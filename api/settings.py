@@ -59,6 +59,18 @@ class ApiSettings(CommonSettings):
     dedup_cache_size: int = Field(
         200_000, ge=0, description="recent event ids remembered to answer 'duplicate'"
     )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="how long a client may take to send a request body before a 408"
+    )
+    max_concurrent_ingest: int = Field(
+        64, ge=1, description="ingest requests handled at once; more are answered 503"
+    )
+    auth_failure_burst: int = Field(
+        20, ge=1, description="failed authentications a client may make before it must wait"
+    )
+    auth_failures_per_minute: float = Field(
+        10.0, gt=0, description="failed authentications a client may make per minute after that"
+    )
     token_cache_seconds: float = Field(
         2.0, ge=0, description="how long a checked token is trusted before SQLite is asked again"
     )

@@ -220,3 +220,47 @@ class TokenStore:
                 self._cache.clear()
             self._cache[digest] = (now + self._cache_seconds, info)
         return info
+
+
+class FailureLimiter:
+    """Failed authentications per client: a token bucket of ``burst``, refilled at ``rate``/s.
+
+    While a client's bucket is empty, :meth:`wait` says how long before it may try a
+    token again; the API answers 429 without checking the token, so a guesser learns
+    nothing. Clients are keyed by address (``X-Forwarded-For`` from a trusted proxy, as
+    uvicorn resolves it). At most ``max_clients`` are tracked: past that, clients whose
+    bucket refilled are forgotten first, then all (memory stays bounded under a flood
+    from many addresses).
+    """
+
+    def __init__(self, burst: int, rate: float, max_clients: int = 100_000) -> None:
+        self._burst = float(burst)
+        self._rate = rate
+        self._max = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def _level(self, client: str, now: float) -> float:
+        level, last = self._buckets.get(client, (self._burst, now))
+        return min(self._burst, level + (now - last) * self._rate)
+
+    def wait(self, client: str, now: float | None = None) -> float:
+        """Seconds before ``client`` may try again; 0 if it may now."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            level = self._level(client, now)
+        return 0.0 if level >= 1 else (1 - level) / self._rate
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        """Count one failed authentication of ``client``."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._buckets[client] = (max(0.0, self._level(client, now) - 1), now)
+            if len(self._buckets) > self._max:
+                self._buckets = {
+                    c: (lv, t)
+                    for c, (lv, t) in self._buckets.items()
+                    if lv + (now - t) * self._rate < self._burst
+                }
+                if len(self._buckets) > self._max:
+                    self._buckets.clear()

@@ -418,14 +418,17 @@ def event_key(event: Event) -> bytes:
     return f"e:{event.event_id}".encode()
 
 
-def split_batch(body: bytes) -> Iterator[bytes | Problem]:
+def split_batch(body: bytes, *, ndjson: bool = False) -> Iterator[bytes | Problem]:
     """Split a request body (a JSON array or NDJSON) into the raw text of each event.
 
     A JSON array that is itself malformed yields one :class:`Problem`; NDJSON is split on
     newlines, so one malformed line does not affect the others. Blank lines are skipped.
+    A body that starts with ``[`` is taken for a JSON array unless ``ndjson`` says the
+    sender declared NDJSON (then a first line that is an array is one bad event, and
+    the lines after it still count).
     """
     stripped = body.lstrip()
-    if stripped.startswith(b"["):
+    if stripped.startswith(b"[") and not ndjson:
         try:
             items = msgspec.json.decode(stripped, type=list[msgspec.Raw])
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
