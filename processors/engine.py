@@ -22,6 +22,7 @@ from contract import aggregates as agg
 from contract.events import Event, EventType, Problem, Reason, decode_event
 from processors import state as st
 from processors.appeals import AppealBook
+from processors.archive import ClosedJourneys
 from processors.context import Context, iso
 from processors.dedup import DedupStore, id_hash
 from processors.journeys import JourneyMachine
@@ -32,7 +33,6 @@ from processors.watermark import (
     APPEAL_OVERDUE,
     EVICT_APPEAL,
     EVICT_CASE,
-    EVICT_JOURNEY,
     EVICT_REQUEST,
     OVERDUE,
     Timers,
@@ -100,7 +100,10 @@ class PartitionEngine:
         self.dedup = DedupStore(ctx.horizon_ms)
         self._intern: dict[Dims, Dims] = {}
         self._gcells: dict[Dims, GaugeCell] = {}
-        self.journeys = JourneyMachine(ctx, self.rollups, self.gauges, self.timers, self._gcells)
+        self.closed = ClosedJourneys(ctx.horizon_ms)
+        self.journeys = JourneyMachine(
+            ctx, self.rollups, self.gauges, self.timers, self._gcells, self.closed
+        )
         self.appeals = AppealBook(ctx, self.rollups, self.gauges, self.timers)
         self._wm_dirty = False
         self._restore_buf: dict[bytes, bytes | None] = {}
@@ -126,7 +129,6 @@ class PartitionEngine:
             ABANDON: j.fire_abandon,
             OVERDUE: j.fire_overdue,
             APPEAL_OVERDUE: a.fire_overdue,
-            EVICT_JOURNEY: j.fire_evict_journey,
             EVICT_CASE: j.fire_evict_case,
             EVICT_APPEAL: a.fire_evict_appeal,
             EVICT_REQUEST: a.fire_evict_request,
@@ -220,6 +222,7 @@ class PartitionEngine:
         wm.watermark_ms = new_wm
         rollups.open_day = self.ctx.day(new_wm)
         self.dedup.expire(new_wm)
+        self.closed.expire(new_wm)
         self._wm_dirty = True
 
     def tick(self, now_ms: int) -> bool:
@@ -251,7 +254,12 @@ class PartitionEngine:
     def flush(self) -> Output:
         """Records for everything changed since the last flush (one per changed key)."""
         out = Output(
-            changelog=[*self.journeys.flush(), *self.appeals.flush(), *self.dedup.flush()],
+            changelog=[
+                *self.journeys.flush(),
+                *self.closed.flush(),
+                *self.appeals.flush(),
+                *self.dedup.flush(),
+            ],
             aggregates=[*self.rollups.flush(), *self.gauges.flush()],
         )
         if self._wm_dirty:
@@ -287,6 +295,7 @@ class PartitionEngine:
             or self.gauges.dirty
             or self.journeys.dirty_journeys
             or self.journeys.dirty_cases
+            or self.journeys.has_gone
             or self.appeals.dirty_appeals
             or self.appeals.dirty_requests
         )
@@ -349,6 +358,10 @@ class PartitionEngine:
                 hour, _, block = rest.partition("|")
                 self.dedup.restore(int(hour), int(block), value)
                 continue
+            if kind == "x":
+                hour, _, block = rest.partition("|")
+                self.closed.restore(int(hour), int(block), value, intern)
+                continue
             obj: Any = st.decode(kind, key, value)
             if isinstance(obj, st.Meta):
                 self.wm.max_event_ms = obj.max_event_ms
@@ -359,6 +372,7 @@ class PartitionEngine:
             dims = tuple(obj.dims)
             obj.dims = intern.setdefault(dims, dims)
             if kind == "j":
+                obj.persisted = True
                 jm.journeys[rest] = obj
             elif kind == "c":
                 jm.cases[rest] = obj
@@ -368,6 +382,7 @@ class PartitionEngine:
                 ab.requests[rest] = obj
         self._restore_buf = {}
         self.dedup.finish_restore(self.wm.watermark_ms)
+        self.closed.finish_restore(self.wm.watermark_ms)
         if self.wm.watermark_ms is not None:
             self.rollups.open_day = self.ctx.day(self.wm.watermark_ms)
         self.gauges.reset_counts()
@@ -379,6 +394,7 @@ class PartitionEngine:
         """Number of state entries by kind (for metrics)."""
         return {
             "journeys": len(self.journeys.journeys),
+            "closed_journeys": len(self.closed),
             "cases": len(self.journeys.cases),
             "appeals": len(self.appeals.appeals),
             "requests": len(self.appeals.requests),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Final
 
 from contract.events import Event, EventType
+from processors.archive import ClosedJourneys
 from processors.context import Context
 from processors.rollups import (
     OPEN_JOURNEYS,
@@ -37,7 +38,7 @@ from processors.state import (
     Journey,
     encode,
 )
-from processors.watermark import ABANDON, EVICT_CASE, EVICT_JOURNEY, Timers
+from processors.watermark import ABANDON, EVICT_CASE, Timers
 from processors.watermark import OVERDUE as OVERDUE_TIMER
 
 SELF_SERVICE: Final = frozenset({"portal", "mobile"})
@@ -74,6 +75,7 @@ class JourneyMachine:
         gauges: where live counts go.
         timers: the partition's event-time timers.
         gauge_cells: memo of the gauge cell of each dims tuple (shared per engine).
+        archive: where closed journeys go.
     """
 
     def __init__(
@@ -83,8 +85,11 @@ class JourneyMachine:
         gauges: GaugeBook,
         timers: Timers,
         gauge_cells: dict[Dims, GaugeCell],
+        archive: ClosedJourneys,
     ) -> None:
         self.ctx = ctx
+        self.archive = archive
+        self._gone: set[str] = set()
         self.rollups = rollups
         self.gauges = gauges
         self.timers = timers
@@ -109,6 +114,10 @@ class JourneyMachine:
         key = f"{ev.agency}|{ev.journey}"
         j = self.journeys.get(key)
         if j is None:
+            closed = self.archive.get(key)
+            if closed is not None:
+                self._late_closed(closed[0], closed[1], t)
+                return
             j = Journey(dims=dims, last_ms=t, case=ev.case)
             self.journeys[key] = j
             before = 0
@@ -117,19 +126,21 @@ class JourneyMachine:
             if dims[3] in SELF_SERVICE and dims[1] in self.ctx.services:
                 self.timers.add(t + self.ctx.services[dims[1]].abandon_ms, ABANDON, key)
         else:
-            st = j.status
-            if st in (DECIDED, ABANDONED):
-                self._late(j, t, "after_decided" if st == DECIDED else "after_abandoned")
-                return
             before = gauge_bits(j)
         self._handlers[ev.type](j, key, ev, t)
         if t > j.last_ms:
             j.last_ms = t
         self._regauge(j, before)
-        self.dirty_journeys.add(key)
+        if j.status < DECIDED:
+            self.dirty_journeys.add(key)
 
     def _late(self, j: Journey, t: int, reason: str) -> None:
         r = self.rollups.cell(self.ctx.day(t), j.dims, "late")
+        r.late[reason] = r.late.get(reason, 0) + 1
+
+    def _late_closed(self, dims: Dims, status: int, t: int) -> None:
+        reason = "after_decided" if status == DECIDED else "after_abandoned"
+        r = self.rollups.cell(self.ctx.day(t), dims, "late")
         r.late[reason] = r.late.get(reason, 0) + 1
 
     def _started(self, j: Journey, key: str, ev: Event, t: int) -> None:
@@ -220,7 +231,11 @@ class JourneyMachine:
         j.closed_ms = t
         j.deadline_ms = None
         j.overdue = False
-        self.timers.add(t + self.ctx.horizon_ms, EVICT_JOURNEY, key)
+        del self.journeys[key]
+        self.archive.add(key, j.dims, status, t)
+        self.dirty_journeys.discard(key)
+        if j.persisted:
+            self._gone.add(key)
         if j.case is not None:
             self._resolve_case(j, t, decided=status == DECIDED)
 
@@ -298,7 +313,6 @@ class JourneyMachine:
             r.resolved_with_errors += 1
         self._close(j, key, ABANDONED, at)
         self._regauge(j, before)
-        self.dirty_journeys.add(key)
 
     def fire_overdue(self, key: str, due: int) -> None:
         """Mark a pending journey overdue once the watermark passed its deadline."""
@@ -312,13 +326,6 @@ class JourneyMachine:
         self._regauge(j, before)
         self.dirty_journeys.add(key)
 
-    def fire_evict_journey(self, key: str, due: int) -> None:
-        """Forget a closed journey once the horizon has passed since it closed."""
-        j = self.journeys.get(key)
-        if j is not None and j.closed_ms is not None and j.closed_ms + self.ctx.horizon_ms == due:
-            del self.journeys[key]
-            self.dirty_journeys.add(key)
-
     def fire_evict_case(self, key: str, due: int) -> None:
         """Forget a case with no open journey once the horizon has passed."""
         c = self.cases.get(key)
@@ -331,15 +338,23 @@ class JourneyMachine:
             del self.cases[key]
             self.dirty_cases.add(key)
 
+    @property
+    def has_gone(self) -> bool:
+        """Whether journeys closed since the last flush need tombstones."""
+        return bool(self._gone)
+
     # -- changelog -------------------------------------------------------------------
 
     def flush(self) -> Records:
         """Changelog records of the journeys and cases changed since the last flush."""
-        out: Records = []
         js, cs = self.journeys, self.cases
+        out: Records = [(f"j|{k}".encode(), None) for k in self._gone if k not in js]
+        self._gone = set()
         for k in self.dirty_journeys:
             j = js.get(k)
-            out.append((f"j|{k}".encode(), None if j is None else encode(j)))
+            if j is not None:
+                j.persisted = True
+                out.append((f"j|{k}".encode(), encode(j)))
         for k in self.dirty_cases:
             c = cs.get(k)
             out.append((f"c|{k}".encode(), None if c is None else encode(c)))
@@ -357,8 +372,6 @@ class JourneyMachine:
                 self.timers.add(j.last_ms + services[j.dims[1]].abandon_ms, ABANDON, key)
             if gauge_bits(j) & _B_PENDING and not j.overdue and j.deadline_ms is not None:
                 self.timers.add(j.deadline_ms, OVERDUE_TIMER, key)
-            if j.closed_ms is not None:
-                self.timers.add(j.closed_ms + horizon, EVICT_JOURNEY, key)
         for key, c in self.cases.items():
             if c.open <= 0 and c.idle_ms is not None:
                 self.timers.add(c.idle_ms + horizon, EVICT_CASE, key)

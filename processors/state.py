@@ -13,6 +13,7 @@ Changelog record keys (UTF-8, ``|``-separated; ids never contain ``|``):
 ``a|<agency>|<appeal>``           an :class:`Appeal`
 ``i|<agency>|<journey>|<request>`` a :class:`Request`
 ``d|<hour>|<block>``              a block of event-id hashes (see :mod:`processors.dedup`)
+``x|<hour>|<block>``              a block of closed journeys (see :mod:`processors.archive`)
 ``m``                             the partition's :class:`Meta` (watermark)
 
 A ``null`` value (tombstone) deletes a key; the topic is compacted, so it holds exactly
@@ -39,7 +40,9 @@ STATUS_NAMES: Final = ("open", "submitted", "decided", "abandoned")
 
 
 class Journey(msgspec.Struct, array_like=True, gc=False):
-    """One application attempt (DESIGN.md section 5).
+    """One open or pending application attempt (DESIGN.md section 5).
+
+    Once decided or abandoned it moves to :mod:`processors.archive`.
 
     ``status`` is one of OPEN, SUBMITTED, DECIDED, ABANDONED. ``steps`` is a bit mask
     over the service's catalog steps. ``deadline_ms`` is set while the journey is
@@ -58,6 +61,8 @@ class Journey(msgspec.Struct, array_like=True, gc=False):
     had_error: bool = False
     overdue: bool = False
     case: str | None = None
+    #: written to the changelog at least once (closing it then needs a tombstone)
+    persisted: bool = False
 
 
 class Case(msgspec.Struct, array_like=True, gc=False):

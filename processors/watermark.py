@@ -16,7 +16,7 @@ from typing import Final
 ABANDON: Final = 0
 OVERDUE: Final = 1
 APPEAL_OVERDUE: Final = 2
-EVICT_JOURNEY: Final = 3
+EVICT_JOURNEY: Final = 3  # unused since closed journeys live in the archive
 EVICT_CASE: Final = 4
 EVICT_APPEAL: Final = 5
 EVICT_REQUEST: Final = 6

@@ -6,9 +6,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from contract import aggregates as agg
 from processors.context import Context
 from processors.engine import DeadLetter, PartitionEngine
+from processors.state import Journey
 from tests.fixtures.streams import records
 
 
@@ -44,6 +47,10 @@ class Harness:
 
     def restart(self) -> None:
         """Replace the engine by one restored from the changelog and aggregates."""
+        self.engine = self.restored()
+
+    def restored(self) -> PartitionEngine:
+        """A new engine restored from the changelog and aggregates written so far."""
         e = PartitionEngine(self.partition, self.ctx)
         for k, v in self.changelog.items():
             e.restore_changelog(k, v)
@@ -52,7 +59,7 @@ class Harness:
             if int(parts[1]) == self.partition:
                 e.restore_aggregate(parts, v)
         e.finish_restore()
-        self.engine = e
+        return e
 
     def rollup(self, day: str | None = None, **dims: str) -> agg.Rollup:
         """Sum of the rollups of ``day`` (all days if None) matching ``dims``."""
@@ -86,3 +93,62 @@ class Harness:
         """Rollups summed per day."""
         days = sorted({k.decode().split("|")[2] for k in self.aggregates if k.startswith(b"r|")})
         return {d: self.rollup(d) for d in days}
+
+
+def fingerprint(e: PartitionEngine) -> dict[str, Any]:
+    """Everything an engine holds that decides its future outputs, comparably."""
+    enc = msgspec.msgpack.encode
+
+    def table(d: dict[str, Any]) -> dict[str, bytes]:
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, Journey):
+                v = msgspec.structs.replace(v, persisted=False)
+            out[k] = enc(v)
+        return out
+
+    return {
+        "journeys": table(e.journeys.journeys),
+        "cases": table(e.journeys.cases),
+        "appeals": table(e.appeals.appeals),
+        "requests": table(e.appeals.requests),
+        "closed": {k: e.closed.get(k) for k in e.closed._index},
+        "dedup": sorted((h, sorted([*b.frozen, *b.fresh])) for h, b in e.dedup._hours.items()),
+        "watermark": (e.wm.max_event_ms, e.wm.watermark_ms, e.wm.live),
+        "gauges": {k: v for k, v in e.gauges.counts.items() if any(v)},
+        "timers": sorted({_effective(e, t) for t in e.timers._heap if _live_timer(e, t)}),
+    }
+
+
+def _effective(e: PartitionEngine, t: tuple[int, int, str]) -> tuple[int, int, str]:
+    """An abandon timer fires at last activity + timeout, wherever it sits in the heap
+    (an earlier one re-arms itself when due)."""
+    _due, kind, key = t
+    if kind == 0:
+        j = e.journeys.journeys[key]
+        return (j.last_ms + e.ctx.services[j.dims[1]].abandon_ms, 0, key)
+    return t
+
+
+def _live_timer(e: PartitionEngine, t: tuple[int, int, str]) -> bool:
+    due, kind, key = t
+    if kind == 0:
+        j = e.journeys.journeys.get(key)
+        return j is not None and j.status == 0 and j.dims[3] in ("portal", "mobile")
+    h = e.ctx.horizon_ms
+    if kind == 1:
+        j = e.journeys.journeys.get(key)
+        return j is not None and j.deadline_ms == due and not j.overdue
+    if kind == 2:
+        a = e.appeals.appeals.get(key)
+        return a is not None and a.answered_ms is None and not a.overdue and a.deadline_ms == due
+    if kind == 4:
+        c = e.journeys.cases.get(key)
+        return c is not None and c.open <= 0 and c.idle_ms is not None and c.idle_ms + h == due
+    if kind == 5:
+        a = e.appeals.appeals.get(key)
+        return a is not None and a.answered_ms is not None and a.answered_ms + h == due
+    if kind == 6:
+        q = e.appeals.requests.get(key)
+        return q is not None and q.responded_ms is not None and q.responded_ms + h == due
+    return True

@@ -72,6 +72,8 @@ def expected(stream: Stream) -> tuple[dict[Cell, Counter[str]], Counter[str]]:
                 if ev["channel"] in ("portal", "mobile", "proactive"):
                     tot[cell]["started_digital"] += 1
                 j["started"] = t
+            elif typ.startswith(("journey.", "decision.")) and ("decided" in j or "cancelled" in j):
+                tot[cell]["late:after_decided" if "decided" in j else "late:after_abandoned"] += 1
             elif typ == "journey.step":
                 if a["step"] not in j["steps"]:
                     j["steps"].add(a["step"])
