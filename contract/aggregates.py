@@ -29,6 +29,7 @@ the same events give byte-identical totals however they were batched or replayed
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Final
 
@@ -60,12 +61,8 @@ class Hist(msgspec.Struct, omit_defaults=True):
 
     def observe(self, name: str, seconds: float) -> None:
         """Add one observation (seconds) to this histogram of family ``name``."""
-        bounds = BUCKETS[name]
-        i = 0
-        n = len(bounds)
-        while i < n and seconds > bounds[i]:
-            i += 1
-        self.counts[i] += 1
+        # the first bucket whose upper bound is >= seconds (bounds are sorted)
+        self.counts[bisect_left(BUCKETS[name], seconds)] += 1
         self.sum_ms += round(seconds * 1000)
 
     def add(self, other: Hist) -> None:

@@ -51,6 +51,7 @@ class Context:
     interagency_ms: int = field(init=False)
     services: dict[str, ServiceInfo] = field(init=False)
     _days: dict[int, str] = field(init=False, default_factory=dict)
+    _deadlines: dict[tuple[str, str, int], int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.calc = DeadlineCalculator(self.catalog)
@@ -85,7 +86,12 @@ class Context:
         """The deadline instant (epoch ms) of ``term`` counted from ``start_ms``."""
         if term.hours is not None:
             return start_ms + term.hours * 3_600_000
-        return round(self.calc.deadline(term, start_ms / 1000) * 1000)
+        # a day term depends only on the local start date: memoised per (date, term)
+        key = (self.day(start_ms), term.kind, term.amount)
+        due = self._deadlines.get(key)
+        if due is None:
+            due = self._deadlines[key] = round(self.calc.deadline(term, start_ms / 1000) * 1000)
+        return due
 
     def appeal_deadline_ms(self, received_ms: int) -> int:
         """The end of the 30-calendar-day appeal term counted from receipt."""

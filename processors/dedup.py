@@ -30,9 +30,20 @@ _MERGE_AT: Final = 4096
 _SWAP: Final = sys.byteorder == "big"
 
 
+_MASK64: Final = (1 << 64) - 1
+
+
 def id_hash(event_id: str) -> int:
-    """The 64-bit hash of an event id (case-insensitive, as UUIDs are)."""
-    return int.from_bytes(blake2b(event_id.lower().encode(), digest_size=8).digest(), "little")
+    """The 64-bit hash of an event id (case-insensitive, as UUIDs are).
+
+    A UUID (what the contract requires) is folded: its two 64-bit halves XORed, which
+    keeps the random bits of every UUID version. Anything else is hashed with BLAKE2b.
+    """
+    try:
+        x = int(event_id.replace("-", ""), 16)
+    except ValueError:
+        return int.from_bytes(blake2b(event_id.lower().encode(), digest_size=8).digest(), "little")
+    return (x ^ (x >> 64)) & _MASK64
 
 
 def _pack(hashes: array[int]) -> bytes:

@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from contract import aggregates as agg
-from contract.events import Event, EventType, Problem, Reason, decode_event
+from contract.events import MAX_FUTURE, Event, EventType, Problem, Reason, decode_event
 from processors import state as st
 from processors.appeals import AppealBook
 from processors.archive import ClosedJourneys
@@ -46,6 +46,7 @@ _UUID: Final = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 _dlq_encode: Final = msgspec.json.Encoder().encode
+_MAX_FUTURE_MS: Final = int(MAX_FUTURE.total_seconds() * 1000)
 
 
 class InputRecord(Protocol):
@@ -148,21 +149,28 @@ class PartitionEngine:
                     self._dead(rec, [Problem("", Reason.NOT_AN_OBJECT, "record has no value")])
                 )
                 continue
-            result = decode_event(raw, datetime.fromtimestamp(ts / 1000, UTC))
+            # the future limit is checked here in epoch ms (same rule as decode_event's
+            # `now`), saving a datetime per record on the hot path
+            result = decode_event(raw)
             if isinstance(result, list):
                 dead.append(self._dead(rec, result))
                 continue
-            problems = catalog.check(result)
+            t = round(result.occurred_at.timestamp() * 1000)
+            problems = [_future(result, ts)] if t > ts + _MAX_FUTURE_MS else catalog.check(result)
             if problems:
                 dead.append(self._dead(rec, problems, result))
                 continue
-            self.apply(result, ts)
+            self.apply(result, ts, t)
         return dead
 
-    def apply(self, ev: Event, received_ms: int) -> None:
-        """Apply one valid, catalog-checked event received at ``received_ms``."""
+    def apply(self, ev: Event, received_ms: int, t: int | None = None) -> None:
+        """Apply one valid, catalog-checked event received at ``received_ms``.
+
+        ``t`` is ``occurred_at`` in epoch ms when the caller has it already.
+        """
         ctx = self.ctx
-        t = round(ev.occurred_at.timestamp() * 1000)
+        if t is None:
+            t = round(ev.occurred_at.timestamp() * 1000)
         etype = ev.type
         if etype in _NO_SERVICE:
             dims: Dims = (ev.agency, "", ev.municipality, ev.channel.value, "")
@@ -402,6 +410,16 @@ class PartitionEngine:
             "rollup_cells": len(self.rollups.cells),
             "timers": len(self.timers),
         }
+
+
+def _future(ev: Event, received_ms: int) -> Problem:
+    now = datetime.fromtimestamp(received_ms / 1000, UTC)
+    return Problem(
+        "occurred_at",
+        Reason.FUTURE_TIMESTAMP,
+        "occurred_at is more than 5 minutes ahead of the receiver's clock "
+        f"({ev.occurred_at.isoformat()} > {now.isoformat()}); check the sender's clock",
+    )
 
 
 def _peek(raw: bytes) -> tuple[str, str]:
