@@ -183,7 +183,9 @@ class BenchContext:
         prefix = f"bench-{self.run_id}-{name}"
         settings = self.settings(prefix)
         topics = Topics(prefix)
-        bus.ensure_topics(settings, topics.specs(events_partitions))
+        specs = topics.specs(events_partitions)
+        bus.ensure_topics(settings, specs)
+        wait_for_leaders(settings, [s.name for s in specs])
         return topics, settings
 
     def extra_topic(self, name: str) -> str:
@@ -228,6 +230,31 @@ class BenchContext:
     def say(self, message: str) -> None:
         """One progress line."""
         self.console.print(message, highlight=False)
+
+
+def wait_for_leaders(settings: CommonSettings, names: list[str], timeout: float = 30.0) -> None:
+    """Wait until every partition of ``names`` has a leader (new topics take a moment).
+
+    Producing before that only costs retries, but the retries would be timed.
+    """
+    client = bus.admin(settings)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                described = client.describe_topics(names)
+            except bus.KafkaError:
+                described = []
+            if len(described) == len(names) and all(
+                t["error_code"] == 0
+                and t["partitions"]
+                and all(p["leader_id"] >= 0 and p["error_code"] == 0 for p in t["partitions"])
+                for t in described
+            ):
+                return
+            time.sleep(0.1)
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
