@@ -2,32 +2,27 @@
 
 The Prometheus is the session's real one (``prometheus_server``) with the generated
 rules; it scrapes TEST DATA exporters (``tests/fixtures/exposition.py``) that expose every
-family of ``contract.metrics`` and the processor's operational metrics. A third target
-that does not listen stands for a component that is down, so the alerts panel has an
-alert to show. Each query is run twice: with every variable set to All (``.*``), and
-with each variable set to the first value its own ``label_values`` query offers, as
-Grafana would pick it.
+family of ``contract.metrics`` and the processor's and API's operational metrics, so
+every panel can be checked quickly and deterministically. A third target that does not
+listen stands for a component that is down, so the alerts panel has an alert to show.
+``test_dashboards_pipeline.py`` runs the same queries against the real pipeline.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from contract.methodology import load_methodology
-from dashboards import build, pipeline
+from dashboards import pipeline
 from dashboards import rules as R
 from servicepulse.stack import free_port
 from tests.fixtures.exposition import api_exporter, processor_exporter
+from tests.fixtures.panels import MODELS, missing_data, panels
 from tests.fixtures.prometheus import PromServer
 
 pytestmark = pytest.mark.integration
-
-#: Grafana's built-in variables, as a short test range would set them.
-BUILTINS = {"__range": "1h", "__rate_interval": "30s", "__interval": "15s"}
 
 
 @pytest.fixture(scope="module")
@@ -51,58 +46,16 @@ def stocked(prometheus_server: PromServer) -> Iterator[PromServer]:
         proc.close()
 
 
-def _panels(model: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for p in model["panels"]:
-        if p["type"] == "row":
-            yield from p.get("panels", [])
-        else:
-            yield p
-
-
-def _substitute(expr: str, values: dict[str, str]) -> str:
-    def sub(mo: re.Match[str]) -> str:
-        name = mo.group(1) or mo.group(2)
-        return BUILTINS.get(name) or values[name]
-
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, expr)
-
-
-def _variables(model: dict[str, Any]) -> list[dict[str, Any]]:
-    return [v for v in model["templating"]["list"] if v["type"] == "query"]
-
-
-def _first_values(server: PromServer, model: dict[str, Any]) -> dict[str, str]:
-    """Resolve the variables in order, each from its label_values query, first value."""
-    chosen: dict[str, str] = {}
-    for var in _variables(model):
-        mo = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"])
-        assert mo, f"{model['uid']}: variable {var['name']}: not a label_values query"
-        match = _substitute(mo.group(1), chosen)
-        values = server.label_values(mo.group(2), match)
-        assert values, f"{model['uid']}: variable {var['name']} offers no values ({match})"
-        chosen[var["name"]] = values[0]
-    return chosen
-
-
-MODELS = build.models(load_methodology())
 CASES = [
     pytest.param(uid, i, id=f"{uid}-{i}-{p['title']}")
     for uid, model in MODELS.items()
-    for i, p in enumerate(_panels(model))
+    for i, p in enumerate(panels(model))
 ]
 
 
 @pytest.mark.parametrize(("uid", "index"), CASES)
 def test_panel_returns_data(stocked: PromServer, uid: str, index: int) -> None:
-    model = MODELS[uid]
-    panel = list(_panels(model))[index]
-    all_values = {v["name"]: ".*" for v in _variables(model)}
-    first = _first_values(stocked, model)
-    for target in panel["targets"]:
-        for values in (all_values, first):
-            expr = _substitute(target["expr"], values)
-            result = stocked.query(expr)
-            assert result, f"{uid} / {panel['title']} / {target['refId']}: no data for\n{expr}"
+    assert missing_data(stocked, uid, index) == []
 
 
 def test_index_values_are_in_range(stocked: PromServer) -> None:
