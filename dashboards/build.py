@@ -219,9 +219,9 @@ def _reduce() -> common_b.ReduceDataOptions:
 
 def stat_panel(spec: Spec) -> stat.Panel:
     """A big number (last value)."""
+    panel: stat.Panel = _common(stat.Panel(), spec)
     return (
-        _common(stat.Panel(), spec)
-        .reduce_options(_reduce())
+        panel.reduce_options(_reduce())
         .graph_mode(common.BigValueGraphMode.NONE)
         .color_mode(common.BigValueColorMode.VALUE)
     )
@@ -229,9 +229,9 @@ def stat_panel(spec: Spec) -> stat.Panel:
 
 def series_panel(spec: Spec) -> timeseries.Panel:
     """A time series with a table legend."""
+    panel: timeseries.Panel = _common(timeseries.Panel(), spec)
     return (
-        _common(timeseries.Panel(), spec)
-        .line_width(1)
+        panel.line_width(1)
         .fill_opacity(10)
         .legend(
             common_b.VizLegendOptions()
@@ -244,9 +244,9 @@ def series_panel(spec: Spec) -> timeseries.Panel:
 
 def bars_panel(spec: Spec) -> bargauge.Panel:
     """Horizontal bars, one per series (last value)."""
+    panel: bargauge.Panel = _common(bargauge.Panel(), spec)
     return (
-        _common(bargauge.Panel(), spec)
-        .reduce_options(_reduce())
+        panel.reduce_options(_reduce())
         .orientation(common.VizOrientation.HORIZONTAL)
         .display_mode(common.BarGaugeDisplayMode.GRADIENT)
     )
@@ -254,7 +254,8 @@ def bars_panel(spec: Spec) -> bargauge.Panel:
 
 def table_panel(spec: Spec) -> table.Panel:
     """A table of instant results."""
-    return _common(table.Panel(), spec)
+    panel: table.Panel = _common(table.Panel(), spec)
+    return panel
 
 
 # -- variables and the dashboard frame ---------------------------------------------------

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import niquests
-from grafana_client import GrafanaApi
+from grafana_client.api import GrafanaApi
 from grafana_client.client import (
     GrafanaClientError,
     GrafanaException,
@@ -135,9 +136,7 @@ def push(
             "overwrite": True,
             "message": "servicepulse dashboards push",
         }
-        _call(
-            f"upload dashboard {uid}", url, lambda body=body: api.dashboard.update_dashboard(body)
-        )
+        _call(f"upload dashboard {uid}", url, partial(api.dashboard.update_dashboard, body))
         result.dashboards.append(uid)
         logger.info("uploaded dashboard uid=%s", uid)
     return result

@@ -155,7 +155,9 @@ def _input(counters: list[Counter], steps: int) -> list[dict[str, str]]:
     ]
 
 
-def _expr_test(expr: str, eval_time: str, samples: list[tuple[dict[str, str], float]]) -> dict:
+def _expr_test(
+    expr: str, eval_time: str, samples: list[tuple[dict[str, str], float]]
+) -> dict[str, Any]:
     return {
         "expr": f"round({expr}, {PRECISION:g})",
         "eval_time": eval_time,
