@@ -137,6 +137,19 @@ def measure_memory(n: int) -> dict[str, Any]:
     gc.collect()
     after = rss_bytes()
     sizes = engine.state_sizes()
+    cross_check = None
+    try:
+        from processors.sizing import open_journey_state
+    except ImportError:
+        pass
+    else:
+        # The processor's own measure (tracemalloc; journeys of two events each).
+        size = open_journey_state(ctx, 20_000)
+        cross_check = {
+            "tracemalloc_bytes_per_journey": round(size.memory_bytes_per_journey, 1),
+            "changelog_bytes_per_journey": round(size.changelog_bytes_per_journey, 1),
+            "journey_record_bytes": round(size.journey_record_bytes, 1),
+        }
     return {
         "journeys": n,
         "rss_before": before,
@@ -144,6 +157,7 @@ def measure_memory(n: int) -> dict[str, Any]:
         "bytes_per_journey": (after - before) / n,
         "apply_seconds": seconds,
         "state_sizes": sizes,
+        "processors_sizing": cross_check,
     }
 
 
@@ -226,6 +240,13 @@ def bench_state(ctx: BenchContext) -> list[Figure]:
                     f"{n_mem:,} journey.started events ({mem['state_sizes']['journeys']:,} "
                     f"journeys, {mem['state_sizes']['timers']:,} timers, "
                     f"{mem['state_sizes']['event_ids']:,} remembered event ids)"
+                    + (
+                        f"; cross-check with processors.sizing (tracemalloc, journeys of two "
+                        f"events): {xc['tracemalloc_bytes_per_journey']:.0f} bytes in memory, "
+                        f"{xc['changelog_bytes_per_journey']:.0f} bytes of changelog per journey"
+                        if (xc := mem.get("processors_sizing"))
+                        else ""
+                    )
                 ),
                 details=mem,
             )
