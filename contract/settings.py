@@ -8,9 +8,9 @@ Every variable is listed in ``.env.example`` and in the README.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.errors import ConfigError
@@ -38,6 +38,13 @@ class CommonSettings(BaseSettings):
     catalog: Path | None = Field(None, description="catalog YAML; default: the demo catalog")
     methodology: Path | None = Field(None, description="methodology YAML; default: shipped")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+
+    @model_validator(mode="after")
+    def _real_kafka_password(self) -> Self:
+        # the one secret every component holds: a placeholder must not reach production
+        if self.kafka_sasl_mechanism:
+            refuse_placeholder(self, "kafka_sasl_password", self.kafka_sasl_password)
+        return self
 
     def kafka_config(self) -> dict[str, object]:
         """Connection settings for the Kafka client, security included."""
