@@ -43,11 +43,15 @@ __all__ = [
     "OffsetAndMetadata",
     "ProducerFencedError",
     "TopicPartition",
+    "abort_transaction",
     "admin",
     "commit_offset",
+    "commit_transaction",
     "consumer",
     "ensure_topics",
+    "nudge",
     "producer",
+    "send_offsets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -139,6 +143,55 @@ def ensure_topics(settings: CommonSettings, specs: Iterable[TopicSpec]) -> list[
 
 def _single_broker(client: KafkaAdminClient) -> bool:
     return len(client.describe_cluster().get("brokers", [])) < 3
+
+
+def commit_transaction(producer: KafkaProducer, timeout_s: float) -> None:
+    """Commit the producer's open transaction, waiting at most ``timeout_s``.
+
+    kafka-python's ``commit_transaction()`` waits without a limit; a producer whose
+    commit never completes would hang its caller. Raises :class:`KafkaTimeoutError`
+    (the transaction's outcome is then decided by the broker), or the commit's error.
+    """
+    result = producer._transaction_manager.begin_commit()
+    producer._sender.wakeup()
+    if not result.wait(timeout_ms=timeout_s * 1000):
+        raise KafkaTimeoutError(f"transaction commit did not complete within {timeout_s}s")
+
+
+def send_offsets(
+    producer: KafkaProducer, offsets: Any, group_metadata: Any, timeout_s: float
+) -> None:
+    """``send_offsets_to_transaction`` waiting at most ``timeout_s`` (kafka-python waits
+    without a limit). Pass the consumer's ``group_metadata()`` so a consumer of a stale
+    generation cannot commit (KIP-447)."""
+    if not producer._transaction_manager:
+        raise IllegalStateError("send_offsets needs a transactional producer")
+    result = producer._transaction_manager.send_offsets_to_transaction(offsets, group_metadata)
+    producer._sender.wakeup()
+    if not result.wait(timeout_ms=timeout_s * 1000):
+        raise KafkaTimeoutError(f"sending offsets to the transaction took over {timeout_s}s")
+
+
+def abort_transaction(producer: KafkaProducer, timeout_s: float) -> None:
+    """Abort the producer's open transaction, waiting at most ``timeout_s``."""
+    result = producer._transaction_manager.begin_abort()
+    producer._sender.wakeup()
+    if not result.wait(timeout_ms=timeout_s * 1000):
+        raise KafkaTimeoutError(f"transaction abort did not complete within {timeout_s}s")
+
+
+def nudge(client: Any) -> None:
+    """Wake the IO thread of a kafka-python 3 client (consumer or admin).
+
+    Works around a lost wake-up in kafka-python 3.0.x: a call from the caller thread
+    (seen in ``poll`` -> ``send_fetches``) can wait forever for its IO thread, parked
+    in ``select()`` with no timeout, until something wakes it. Calling this
+    periodically from a watchdog thread is harmless when nothing is stuck.
+    """
+    net = getattr(client, "_net", None)
+    wakeup = getattr(net, "wakeup", None)
+    if wakeup is not None:
+        wakeup()
 
 
 def commit_offset(offset: int) -> OffsetAndMetadata:

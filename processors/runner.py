@@ -16,7 +16,9 @@ ends the session: state is dropped, clients are closed and a new session restore
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: A session that gets no records for this long while behind is restarted.
 STALL_S = 30.0
+#: A loop stuck inside one step this long ends the process (restore, commit and poll
+#: all have shorter limits of their own).
+STUCK_S = 300.0
 
 
 @dataclass
@@ -88,6 +93,7 @@ class _Session:
 
     def __init__(self, proc: Processor) -> None:
         self.p = proc
+        self._closed = threading.Event()
         s = proc.settings
         self.topics = proc.topics
         self.engines: dict[int, PartitionEngine] = {}
@@ -130,6 +136,21 @@ class _Session:
         except Exception:
             self.close(error=True)
             raise
+        self.alive = time.monotonic()
+        threading.Thread(target=self._watchdog, name="processor-watchdog", daemon=True).start()
+
+    def _watchdog(self) -> None:
+        """Nudge the clients' IO threads (kafka-python lost wake-up) and, as a last
+        resort, end a process whose loop has been stuck for :data:`STUCK_S`: a restart
+        recovers from the last commit exactly like after a crash."""
+        while not self._closed.wait(0.5):
+            for c in (self.consumer, self.restore_consumer, self.hw_consumer):
+                if c is not None:
+                    bus.nudge(c)
+            if time.monotonic() - self.alive > STUCK_S:
+                logger.critical("processing loop stuck for %.0fs; exiting", STUCK_S)
+                faulthandler.dump_traceback(all_threads=True)
+                os._exit(70)
 
     # -- rebalance -------------------------------------------------------------------
 
@@ -228,6 +249,7 @@ class _Session:
 
     def step(self) -> int:
         """One transaction: poll until the commit interval or batch limit; commit."""
+        self.alive = time.monotonic()
         s = self.p.settings
         deadline = time.monotonic() + s.commit_interval_ms / 1000
         n = 0
@@ -341,8 +363,13 @@ class _Session:
             metrics.records_out.labels("aggregates").inc(len(o.aggregates))
             out += len(o.changelog) + len(o.aggregates)
         if self.offsets:
-            prod.send_offsets_to_transaction(self.offsets, self.consumer.group_metadata())
-        prod.commit_transaction()
+            bus.send_offsets(
+                prod,
+                self.offsets,
+                self.consumer.group_metadata(),
+                self.p.settings.transaction_timeout_ms / 1000,
+            )
+        bus.commit_transaction(prod, self.p.settings.transaction_timeout_ms / 1000)
         self.in_txn = False
         self.offsets = {}
         took = time.monotonic() - t0
@@ -373,12 +400,13 @@ class _Session:
 
     def close(self, *, error: bool = False) -> None:
         """Close the clients; on error, abort the open transaction and drop state first."""
+        self._closed.set()
         if error:
             self.discard = True
             self.engines.clear()
             if self.in_txn:
                 try:
-                    self.producer.abort_transaction()
+                    bus.abort_transaction(self.producer, 10.0)
                 except Exception:  # closing anyway
                     logger.warning("could not abort the open transaction; it times out")
                 self.in_txn = False

@@ -125,6 +125,7 @@ class Env:
     log_dir: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ports: dict[int, int] = field(default_factory=dict)
+    monitor: Any = None
 
     def produce(self, seconds: float = 0) -> threading.Thread:
         """Produce the stream in the background, spread over ``seconds``."""
@@ -134,17 +135,27 @@ class Env:
 
     def committed(self) -> int:
         """Input records committed by the group so far."""
-        c = bus.consumer(
-            self.settings, group_id=self.settings.group_id, isolation_level="read_uncommitted"
-        )
-        try:
-            n = 0
-            for q in range(12):
-                off = c.committed(bus.TopicPartition(self.topics.events, q))
-                n += off or 0
-            return n
-        finally:
-            c.close()
+        if self.monitor is None:
+            self.monitor = bus.consumer(
+                self.settings, group_id=self.settings.group_id, isolation_level="read_uncommitted"
+            )
+            threading.Thread(target=self._nudge, args=(self.monitor,), daemon=True).start()
+        n = 0
+        for q in range(12):
+            off = self.monitor.committed(bus.TopicPartition(self.topics.events, q))
+            n += off or 0
+        return n
+
+    def _nudge(self, c: Any) -> None:
+        # kafka-python 3.0.x can lose the wake-up of its IO thread (see bus.nudge)
+        while self.monitor is c:
+            bus.nudge(c)
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        if self.monitor is not None:
+            m, self.monitor = self.monitor, None
+            m.close()
 
     def wait(self, pred: Callable[[int], bool], what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -220,7 +231,9 @@ def env(topic_factory: TopicFactory, tmp_path: Path) -> Iterator[Env]:
         session_timeout_ms=6000,
         catalog=CATALOG_PATH,
     )
-    yield Env(settings, topics, sum(map(len, STREAM.events.values())), tmp_path)
+    env = Env(settings, topics, sum(map(len, STREAM.events.values())), tmp_path)
+    yield env
+    env.close()
     bus.delete_topics(
         settings, [topics.events, topics.changelog, topics.aggregates, topics.deadletter]
     )
