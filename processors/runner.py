@@ -339,7 +339,7 @@ class _Session:
         nxt = self.next_offset.get(p)
         if nxt is None:
             try:
-                nxt = self.consumer.position(tp)
+                nxt = self.consumer.position(tp, timeout_ms=1000)
             except bus.KafkaError:
                 return False
         return hw is not None and nxt is not None and nxt >= hw
@@ -530,8 +530,9 @@ class Processor:
                     continue
                 nxt = session.next_offset.get(p)
                 if nxt is None:
-                    nxt = session.consumer.position(bus.TopicPartition(self.topics.events, p))
-                if nxt < end:
+                    tp = bus.TopicPartition(self.topics.events, p)
+                    nxt = session.consumer.position(tp, timeout_ms=1000)
+                if nxt is None or nxt < end:
                     return False
             return not session.in_txn
 
