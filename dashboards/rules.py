@@ -10,7 +10,8 @@ How the numbers are computed
 ----------------------------
 1. ``<scope>:servicepulse_component_{numerator,denominator}:total`` (group
    ``servicepulse_totals``): the business counters summed per agency (and per service
-   for completion), one series per component. Summing first and taking ``increase``
+   for completion), one series per component, recorded only while every API's read model
+   is caught up (``servicepulse_api_readmodel_ready == 1``). Summing first and taking ``increase``
    second is safe here and *more* exact than the other way round: the API exposes exact
    cumulative totals rebuilt from Kafka that never go backwards (DESIGN.md section 1),
    and a label combination that appears for the first time with value N adds N to the
@@ -312,6 +313,11 @@ def rejection_ratio(window: str) -> str:
 
 
 OVERDUE_SUM: Final = "agency:servicepulse_applications_overdue:sum"
+#: Appended to the totals: nothing is recorded while an API's read model is catching up
+#: (after a restart it rebuilds from Kafka or an older snapshot, so its totals pass through
+#: lower values; recording those would look like a counter reset, and ``increase`` would
+#: count the catch-up as new events). A gap is harmless: ``increase`` spans it.
+READY_GATE: Final = f"\nand on ()\n(min({pipeline.API_READMODEL_READY.name}) == 1)"
 LAG_SUM: Final = "servicepulse:processor_consumer_lag:sum"
 WATERMARK_DELAY_MAX: Final = "servicepulse:processor_watermark_delay_seconds:max"
 
@@ -398,9 +404,17 @@ def recording_groups(
             den = _combine(parts.denominator, scope)
             num = _combine(parts.numerator, scope)
             totals.append(
-                _rule(total(scope, "numerator"), f"({num})\nor\n({den}) * 0", {"component": c.code})
+                _rule(
+                    total(scope, "numerator"),
+                    f"(\n({num})\nor\n({den}) * 0\n){READY_GATE}",
+                    {"component": c.code},
+                )
             )
-            totals.append(_rule(total(scope, "denominator"), den, {"component": c.code}))
+            totals.append(
+                _rule(
+                    total(scope, "denominator"), f"(\n{den}\n){READY_GATE}", {"component": c.code}
+                )
+            )
     totals.append(
         _rule(
             OVERDUE_SUM,

@@ -145,13 +145,24 @@ def _agencies(counters: list[Counter]) -> list[str]:
     return sorted({c.labels["agency"] for c in counters})
 
 
+def _ready(steps: int, value: int = 1) -> dict[str, str]:
+    """The API's read-model readiness gauge, which gates the totals."""
+    return {
+        "series": pipeline.API_READMODEL_READY.name + labels_text(_API),
+        "values": f"{value}x{steps}",
+    }
+
+
 def _input(counters: list[Counter], steps: int) -> list[dict[str, str]]:
     return [
-        {
-            "series": PREFIX + c.family + labels_text({**c.labels, **_API}),
-            "values": f"0+{c.rate}x{steps}",
-        }
-        for c in counters
+        _ready(steps),
+        *(
+            {
+                "series": PREFIX + c.family + labels_text({**c.labels, **_API}),
+                "values": f"0+{c.rate}x{steps}",
+            }
+            for c in counters
+        ),
     ]
 
 
@@ -393,7 +404,17 @@ def recording_short(m: Methodology) -> dict[str, Any]:
                 "interval": "1m",
                 "input_series": series,
                 "promql_expr_test": tests,
-            }
+            },
+            {
+                "name": "nothing is totalled while the API's read model catches up",
+                "interval": "1m",
+                "input_series": [_ready(60, 0), *_input(counters, 60)[1:]],
+                "promql_expr_test": [
+                    {"expr": R.total(scope, part), "eval_time": "30m", "exp_samples": []}
+                    for scope in (R.AGENCY, R.SERVICE)
+                    for part in ("numerator", "denominator")
+                ],
+            },
         ],
     }
 
@@ -629,7 +650,7 @@ def alerts(m: Methodology) -> dict[str, Any]:
             {
                 "name": case.name,
                 "interval": "1m",
-                "input_series": case.series,
+                "input_series": [_ready(480), *case.series],
                 "alert_rule_test": checks,
             }
         )
