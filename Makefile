@@ -56,12 +56,13 @@ lint: deps-python  ## ruff, formatting, import contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(SP) dashboards check
 
 format: deps-python
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-typecheck: deps-python  ## mypy strict on contract, producers, processors, api
+typecheck: deps-python  ## mypy strict on contract, producers, processors, api, dashboards
 	$(VENV)/bin/mypy
 
 ci: setup lint typecheck test  ## what .ci/run does
