@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: A session that gets no records for this long while behind is restarted.
 STALL_S = 30.0
+#: How much longer than the commit interval a transaction may run while catching up.
+CATCH_UP_EXTRA_S = 4.5
 #: A loop stuck inside one step this long ends the process (restore, commit and poll
 #: all have shorter limits of their own).
 STUCK_S = 300.0
@@ -257,7 +259,8 @@ class _Session:
         busy = 0.0
         metrics = self.p.metrics
         while True:
-            remaining = max(0.0, deadline - time.monotonic())
+            # past the deadline only while catching up: wait briefly for the next fetch
+            remaining = max(0.05, deadline - time.monotonic())
             batch = self.consumer.poll(
                 timeout_ms=int(remaining * 1000), max_records=min(s.poll_records, s.max_batch - n)
             )
@@ -289,10 +292,16 @@ class _Session:
                     n += len(recs)
                 busy += time.monotonic() - t0
                 self.last_progress = time.monotonic()
-            if n >= s.max_batch or time.monotonic() >= deadline or self.p.stopping:
+            if n >= s.max_batch or self.p.stopping or not batch:
                 break
-            if not batch:
-                break
+            now_m = time.monotonic()
+            if now_m >= deadline:
+                # Catching up (the poll came back full: more is waiting): a bigger
+                # transaction writes fewer records per event, as every changed key is
+                # written once per transaction. Live traffic keeps the commit interval.
+                full = sum(len(r) for r in batch.values()) >= min(s.poll_records, s.max_batch)
+                if not full or now_m >= deadline + CATCH_UP_EXTRA_S:
+                    break
         now = self.p.clock()
         now_ms = int(now * 1000)
         if now - self.last_tick >= s.idle_tick_ms / 1000:
