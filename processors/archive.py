@@ -58,9 +58,15 @@ class ClosedJourneys:
         return self._index.get(key)
 
     def add(self, key: str, dims: Dims, status: int, closed_ms: int) -> None:
-        """Remember a journey closed at ``closed_ms`` (event time)."""
-        self._index[key] = (dims, status)
+        """Remember a journey closed at ``closed_ms`` (event time).
+
+        A journey closed before the horizon is not remembered at all (it would be
+        forgotten at once), so state after a restore is the same as without one.
+        """
         hour = closed_ms // HOUR_MS
+        if hour < self._min_hour:
+            return
+        self._index[key] = (dims, status)
         h = self._hours.get(hour)
         if h is None:
             h = self._hours[hour] = _Hour()

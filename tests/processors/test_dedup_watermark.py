@@ -97,3 +97,32 @@ def test_open_journey_state_is_under_a_kibibyte(ctx: Context) -> None:
     size = open_journey_state(ctx, 2_000)
     assert 100 < size.memory_bytes_per_journey < 1024
     assert 0 < size.journey_record_bytes < 256
+
+
+def test_events_older_than_the_horizon_behave_the_same_across_a_restart(ctx: Context) -> None:
+    from tests.processors.harness import fingerprint
+
+    t = local("2026-03-02 10:00")
+    old = [
+        event("journey.started", t, journey="old", channel="mfc"),
+        event(
+            "decision.made",
+            t + timedelta(minutes=5),
+            journey="old",
+            channel="mfc",
+            outcome="approved",
+        ),
+    ]
+    late = event(
+        "journey.step", t + timedelta(minutes=6), journey="old", channel="mfc", step="form"
+    )
+    runs = []
+    for restart in (False, True):
+        h = Harness(ctx)
+        h.feed([event("journey.started", t + timedelta(days=10), journey="new", channel="mfc")])
+        h.feed(old)
+        if restart:
+            h.restart()
+        h.feed([late])
+        runs.append((dict(h.aggregates), fingerprint(h.engine)))
+    assert runs[0] == runs[1]
