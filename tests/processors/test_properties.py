@@ -99,3 +99,33 @@ def test_duplicates_never_change_totals(data: st.DataObject) -> None:
         agg.decode_rollup(v) for k, v in ref.aggregates.items() if k.startswith(b"r|")
     )
     assert total.duplicates == ref_total.duplicates + len(picks)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_out_of_order_streams_split_and_restarted_give_the_same_outputs(
+    data: st.DataObject,
+) -> None:
+    """Events arriving late (behind the watermark, after their journey closed, into
+    closed days) are still counted the same way however the stream is cut."""
+    n = len(STREAM)
+    moves = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=25), label="late")
+    order: list[tuple[float, int]] = [(float(i), i) for i in range(n)]
+    for i in set(moves):
+        order[i] = (data.draw(st.floats(i + 0.01, n + 0.5), label="to"), i)
+    order.sort()
+    stream = [STREAM[i] for _, i in order]
+    ref = Harness(CTX)
+    ref.feed(stream)
+    cuts = sorted(data.draw(st.sets(st.integers(1, n - 1), max_size=10), label="cuts"))
+    restarts = data.draw(st.sets(st.sampled_from(cuts)), label="restarts") if cuts else set[int]()
+    h = Harness(CTX)
+    prev = 0
+    for c in [*cuts, n]:
+        h.feed(stream[prev:c])
+        prev = c
+        assert fingerprint(h.restored()) == fingerprint(h.engine)
+        if c in restarts:
+            h.restart()
+    assert h.aggregates == ref.aggregates
+    assert fingerprint(h.engine) == fingerprint(ref.engine)
