@@ -74,6 +74,7 @@ def run(
     started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
     t0 = time.monotonic()
     load_before = loadavg()
+    machine = machine_info()  # the commit the run starts from
     work_dir = Path(tempfile.mkdtemp(prefix="servicepulse-bench-"))
     figures: list[Figure] = []
     load: dict[str, dict[str, float]] = {}
@@ -107,7 +108,7 @@ def run(
         "command": command,
         "started_at": started_at.isoformat(),
         "duration_s": time.monotonic() - t0,
-        "machine": machine_info(),
+        "machine": machine,
         "load_before": load_before,
         "load_after": loadavg(),
         "broker": broker_desc,

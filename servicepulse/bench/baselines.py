@@ -58,11 +58,16 @@ def raw_produce(settings: CommonSettings, topic: str, records: list[tuple[bytes,
 
     The project's producer settings (``contract.bus.producer``: linger 5 ms, default
     batch size, no compression); the clock runs from the first ``send`` until ``flush``
-    returns, so every record counted was acknowledged by the broker.
+    returns, so every record counted was acknowledged by the broker. One warm-up record
+    per partition is sent first (not timed).
     """
     producer = bus.producer(settings, client_id="servicepulse-bench-raw")
     try:
-        producer.partitions_for(topic)  # metadata first, as a running service has it
+        # Metadata and a first record on every partition before the clock starts, as a
+        # running service would have: leadership of a new topic may still be settling.
+        for partition in sorted(producer.partitions_for(topic)):
+            producer.send(topic, key=b"warm-up", value=b"{}", partition=partition)
+        producer.flush()
         send = producer.send
         t0 = time.perf_counter()
         for key, value in records:

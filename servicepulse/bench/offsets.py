@@ -40,6 +40,7 @@ class CatchUp:
         committed_at_first: how many records the first observed commit covered.
         done: when every partition's committed offset reached the end offset.
         records: records between the start offsets and the end offsets.
+        advances: how many times the committed total was seen to grow after the first.
     """
 
     group: str
@@ -48,6 +49,7 @@ class CatchUp:
     committed_at_first: int
     done: float
     records: int
+    advances: int = 0
 
     @property
     def wall_seconds(self) -> float:
@@ -67,13 +69,16 @@ class CatchUp:
 
     @property
     def steady_measurable(self) -> bool:
-        """Whether at least half the records were committed after the first commit seen.
+        """Whether the first-to-last-commit rate means something.
 
-        With tiny data sets the first commit can cover everything; then only the rate
-        from spawn is meaningful.
+        It needs at least half the records committed after the first commit seen, over
+        at least three further commits and one second. With small data sets a few big
+        transactions cover everything; then only the rate from spawn is meaningful.
         """
         return (
-            self.steady_seconds > 0 and self.records - self.committed_at_first >= self.records / 2
+            self.steady_seconds >= 1.0
+            and self.advances >= 3
+            and self.records - self.committed_at_first >= self.records / 2
         )
 
     @property
@@ -123,6 +128,8 @@ def watch(
     total = sum(end.values())
     started = time.perf_counter()
     first: tuple[float, int] | None = None
+    last = 0
+    advances = 0
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -131,10 +138,13 @@ def watch(
             committed = _committed(client, gid, topic, end) if gid else 0
             if committed and first is None:
                 first = (now, committed)
+            elif first is not None and committed > last:
+                advances += 1
+            last = max(last, committed)
             if on_progress is not None:
                 on_progress(committed)
             if gid and first is not None and committed >= total:
-                return CatchUp(gid, started, first[0], first[1], now, total)
+                return CatchUp(gid, started, first[0], first[1], now, total, advances)
             for p in procs:
                 if p.poll() is not None and not exited_ok:
                     raise ProcessDied(f"pid {p.pid} exited with code {p.returncode}")

@@ -31,6 +31,8 @@ from servicepulse.bench import baselines, offsets, workload
 from servicepulse.bench.harness import BenchContext, Figure, Goal, unavailable
 
 GOAL = Goal("ratio", ">=", 0.60)
+#: The /metrics port of every processor child this process started, by pid.
+_METRICS_PORTS: dict[int, int] = {}
 BASELINE = "raw kafka-python consume, same topic"
 
 
@@ -76,13 +78,14 @@ def spawn(
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(1, instances + 1):
+        port = stack.free_port()
         child_env = {
             **os.environ,
             "SERVICEPULSE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "SERVICEPULSE_TOPIC_PREFIX": settings.topic_prefix,
             "SERVICEPULSE_GROUP_ID": group,
             "SERVICEPULSE_INSTANCE_ID": str(i),
-            "SERVICEPULSE_METRICS_PORT": str(stack.free_port()),
+            "SERVICEPULSE_METRICS_PORT": str(port),
             "SERVICEPULSE_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
@@ -97,7 +100,44 @@ def spawn(
                     env=child_env,
                 )
             )
+        _METRICS_PORTS[procs[-1].pid] = port
     return procs
+
+
+def scrape(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """Output records by kind and committed transactions, summed over the children.
+
+    Read from each child's own ``/metrics`` (``servicepulse_processor_records_out_total``,
+    ``servicepulse_processor_transactions_total``); empty if none answers.
+    """
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for p in procs:
+        port = _METRICS_PORTS.get(p.pid)
+        if port is None:
+            continue
+        try:
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name == "servicepulse_processor_records_out_total":
+                    k = f"records_out_{s.labels.get('kind', '')}"
+                elif (
+                    s.name == "servicepulse_processor_transactions_total"
+                    and s.labels.get("result") == "committed"
+                ):
+                    k = "transactions"
+                else:
+                    continue
+                out[k] = out.get(k, 0.0) + s.value
+    return out
 
 
 def stop(procs: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
@@ -202,6 +242,7 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
     group = ctx.group(f"proc{instances}")
     procs = spawn(settings, group, instances, ctx.work_dir / "logs")
     cpu = 0.0
+    written: dict[str, float] = {}
     try:
         with ctx.progress() as bar:
             task = bar.add_task(f"processor x{instances}", total=len(ds.records))
@@ -214,6 +255,7 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
                 on_progress=lambda n: bar.update(task, completed=n),
             )
         cpu = sum(cpu_seconds(p.pid) for p in procs)
+        written = scrape(procs)
     finally:
         stop(procs)
     ctx.say(
@@ -248,6 +290,12 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
             "cpu_seconds": round(cpu, 2),
             "cpu_us_per_event": round(cpu / len(ds.records) * 1e6, 1),
             "totals_match": check is None,
+            **{k: int(v) for k, v in written.items()},
+            "records_out_per_event": round(
+                (written.get("records_out_changelog", 0) + written.get("records_out_aggregates", 0))
+                / len(ds.records),
+                3,
+            ),
         },
     )
     ctx.cache[key] = run
@@ -273,7 +321,9 @@ def bench_processor(ctx: BenchContext) -> list[Figure]:
             f"{n} `servicepulse process` process(es), one group, exactly-once; rate "
             f"{run.catch_up.rate_kind} of the input offsets (from spawn: "
             f"{run.catch_up.wall_rate:,.0f} events/s); "
-            f"{run.details['cpu_us_per_event']:.0f} µs CPU per event; started/submitted totals "
+            f"{run.details['cpu_us_per_event']:.0f} µs CPU per event; "
+            f"{run.details['records_out_per_event']:.2f} records written per event in "
+            f"{run.details.get('transactions', 0)} transactions; started/submitted totals "
             + ("match the events" if run.check is None else f"WRONG: {run.check}")
         )
         figures.append(
