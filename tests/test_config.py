@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from servicepulse.configcmd import variables
+from servicepulse.configcmd import env_example, variables
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def test_env_example_is_generated_from_the_code() -> None:
+    assert (ROOT / ".env.example").read_text() == env_example(), (
+        "regenerate: servicepulse config --env-example > .env.example"
+    )
+
+
 def test_every_variable_is_in_env_example_with_its_default() -> None:
-    text = (ROOT / ".env.example").read_text()
+    text = env_example()
     rows = variables()
     assert len(rows) > 20
     for _, var, default, _ in rows:
