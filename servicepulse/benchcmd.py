@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -90,6 +92,9 @@ def bench(
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         output = Path(".servicepulse") / "bench" / stamp
     command = "servicepulse " + shlex.join(sys.argv[1:])
+    # SIGTERM unwinds like Ctrl-C, so child processes, the private broker and the
+    # run's topics are still cleaned up.
+    signal.signal(signal.SIGTERM, _interrupt)
     _, figures, (json_path, md_path) = benchmod.run(
         names,
         events=events,
@@ -103,6 +108,10 @@ def bench(
 
     out.print(markdown_table(figures), markup=False, highlight=False)
     out.print(f"\nresults: {json_path}\n         {md_path}", highlight=False)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def register(app: typer.Typer) -> None:

@@ -76,58 +76,61 @@ def run(
     load_before = loadavg()
     machine = machine_info()  # the commit the run starts from
     work_dir = Path(tempfile.mkdtemp(prefix="servicepulse-bench-"))
-    figures: list[Figure] = []
-    load: dict[str, dict[str, float]] = {}
-    with broker(bootstrap, console) as (boot, broker_desc):
-        ctx = BenchContext(
-            bootstrap=boot,
-            events=events or (QUICK_EVENTS if quick else FULL_EVENTS),
-            quick=quick,
-            work_dir=work_dir,
-            console=console,
-        )
-        try:
-            for name in chosen:
-                console.rule(f"[bold]{name}[/]: {registry[name][0]}")
-                before, t_start = loadavg()[0], time.monotonic()
-                try:
-                    figures.extend(registry[name][1](ctx))
-                except Exception as exc:  # one broken benchmark must not lose the others
-                    console.print(f"[red]{name} failed:[/] {exc!r}")
-                    figures.append(Figure(name, name, None, "", note=f"failed: {exc!r}"))
-                load[name] = {
-                    "load1_before": before,
-                    "load1_after": loadavg()[0],
-                    "seconds": round(time.monotonic() - t_start, 1),
-                }
-        finally:
-            ctx.cleanup()
-    ds = ctx.cache.get("dataset")
-    results: dict[str, Any] = {
-        "run_id": ctx.run_id,
-        "command": command,
-        "started_at": started_at.isoformat(),
-        "duration_s": time.monotonic() - t0,
-        "machine": machine,
-        "load_before": load_before,
-        "load_after": loadavg(),
-        "broker": broker_desc,
-        "quick": quick,
-        "events": ctx.events,
-        "dataset": (
-            f"{len(ds.records):,} events from the {ds.source}, {ds.bytes / len(ds.records):.0f} "
-            f"bytes each on average, {ds.started:,} journeys started"
-            if ds
-            else "n/a"
-        ),
-        "benchmarks": chosen,
-        "load_per_benchmark": load,
-        "extra": {k: v for k, v in ctx.cache.items() if k.startswith("extra:")},
-    }
-    paths = report.write(output, results, figures)
-    for name in ("profile.txt", "profile.html"):
-        src = work_dir / name
-        if src.exists():
-            shutil.copy(src, output / name)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    return results, figures, paths
+    try:
+        figures: list[Figure] = []
+        load: dict[str, dict[str, float]] = {}
+        with broker(bootstrap, console) as (boot, broker_desc):
+            ctx = BenchContext(
+                bootstrap=boot,
+                events=events or (QUICK_EVENTS if quick else FULL_EVENTS),
+                quick=quick,
+                work_dir=work_dir,
+                console=console,
+            )
+            try:
+                for name in chosen:
+                    console.rule(f"[bold]{name}[/]: {registry[name][0]}")
+                    before, t_start = loadavg()[0], time.monotonic()
+                    try:
+                        figures.extend(registry[name][1](ctx))
+                    except Exception as exc:  # one broken benchmark must not lose the others
+                        console.print(f"[red]{name} failed:[/] {exc!r}")
+                        figures.append(Figure(name, name, None, "", note=f"failed: {exc!r}"))
+                    load[name] = {
+                        "load1_before": before,
+                        "load1_after": loadavg()[0],
+                        "seconds": round(time.monotonic() - t_start, 1),
+                    }
+            finally:
+                ctx.cleanup()
+        ds = ctx.cache.get("dataset")
+        results: dict[str, Any] = {
+            "run_id": ctx.run_id,
+            "command": command,
+            "started_at": started_at.isoformat(),
+            "duration_s": time.monotonic() - t0,
+            "machine": machine,
+            "load_before": load_before,
+            "load_after": loadavg(),
+            "broker": broker_desc,
+            "quick": quick,
+            "events": ctx.events,
+            "dataset": (
+                f"{len(ds.records):,} events from the {ds.source}, "
+                f"{ds.bytes / len(ds.records):.0f} bytes each on average, "
+                f"{ds.started:,} journeys started"
+                if ds
+                else "n/a"
+            ),
+            "benchmarks": chosen,
+            "load_per_benchmark": load,
+            "extra": {k: v for k, v in ctx.cache.items() if k.startswith("extra:")},
+        }
+        paths = report.write(output, results, figures)
+        for name in ("profile.txt", "profile.html"):
+            src = work_dir / name
+            if src.exists():
+                shutil.copy(src, output / name)
+        return results, figures, paths
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
