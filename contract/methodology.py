@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import msgspec
 import yaml
@@ -29,16 +29,7 @@ ComponentCode = Literal[
     "interagency",
     "error_free",
 ]
-COMPONENT_CODES: Final[tuple[ComponentCode, ...]] = (
-    "completion",
-    "on_time",
-    "satisfaction",
-    "wait",
-    "digital",
-    "appeals",
-    "interagency",
-    "error_free",
-)
+COMPONENT_CODES: Final[tuple[ComponentCode, ...]] = get_args(ComponentCode)
 
 
 class Component(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
