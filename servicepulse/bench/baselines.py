@@ -15,15 +15,21 @@ from contract.settings import CommonSettings
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """``records`` in ``seconds``."""
+    """``records`` in ``seconds`` of wall time, using ``cpu_seconds`` of this process."""
 
     records: int
     seconds: float
+    cpu_seconds: float = 0.0
 
     @property
     def per_second(self) -> float:
         """Records per second."""
         return self.records / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_us_per_record(self) -> float:
+        """CPU microseconds per record (all threads of the client), load-independent."""
+        return self.cpu_seconds / self.records * 1e6 if self.records else 0.0
 
 
 def raw_consume(settings: CommonSettings, topic: str, expected: int) -> Rate:
@@ -41,14 +47,14 @@ def raw_consume(settings: CommonSettings, topic: str, expected: int) -> Rate:
         consumer.seek_to_beginning(*parts)
         seen = 0
         deadline = time.monotonic() + 120 + expected / 2_000
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         while seen < expected:
             batch = consumer.poll(timeout_ms=500, max_records=10_000)
             for records in batch.values():
                 seen += len(records)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"raw consume of {topic} saw {seen} of {expected} records")
-        return Rate(seen, time.perf_counter() - t0)
+        return Rate(seen, time.perf_counter() - t0, time.process_time() - c0)
     finally:
         consumer.close()
 
@@ -69,10 +75,10 @@ def raw_produce(settings: CommonSettings, topic: str, records: list[tuple[bytes,
             producer.send(topic, key=b"warm-up", value=b"{}", partition=partition)
         producer.flush()
         send = producer.send
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for key, value in records:
             send(topic, key=key, value=value)
         producer.flush()
-        return Rate(len(records), time.perf_counter() - t0)
+        return Rate(len(records), time.perf_counter() - t0, time.process_time() - c0)
     finally:
         producer.close()

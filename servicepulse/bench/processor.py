@@ -281,6 +281,9 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
             "fill_seconds": round(fill_s, 3),
             "raw_consume_before_per_s": round(raw_before.per_second, 1),
             "raw_consume_after_per_s": round(raw_after.per_second, 1),
+            "raw_consume_cpu_us_per_record": round(
+                min(raw_before.cpu_us_per_record, raw_after.cpu_us_per_record), 2
+            ),
             "wall_seconds": round(catch.wall_seconds, 3),
             "wall_events_per_s": round(catch.wall_rate, 1),
             "steady_seconds": round(catch.steady_seconds, 3),
@@ -321,7 +324,8 @@ def bench_processor(ctx: BenchContext) -> list[Figure]:
             f"{n} `servicepulse process` process(es), one group, exactly-once; rate "
             f"{run.catch_up.rate_kind} of the input offsets (from spawn: "
             f"{run.catch_up.wall_rate:,.0f} events/s); "
-            f"{run.details['cpu_us_per_event']:.0f} µs CPU per event; "
+            f"{run.details['cpu_us_per_event']:.0f} µs CPU per event (raw consume "
+            f"{run.details['raw_consume_cpu_us_per_record']:.1f} µs per record); "
             f"{run.details['records_out_per_event']:.2f} records written per event in "
             f"{run.details.get('transactions', 0)} transactions; started/submitted totals "
             + ("match the events" if run.check is None else f"WRONG: {run.check}")
