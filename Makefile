@@ -67,7 +67,8 @@ typecheck: deps-python  ## mypy strict on contract, producers, processors, api, 
 
 ci: setup lint typecheck test  ## what .ci/run does
 
-bench: setup  ## benchmarks (see docs/BENCHMARKS.md)
+bench: setup  ## benchmarks (see docs/BENCHMARKS.md); adds the benchmark-only peer (Quix Streams)
+	$(VENV)/bin/pip install -q -e '.[dev,bench]'
 	$(SP) bench
 
 clean:
