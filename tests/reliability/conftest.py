@@ -11,15 +11,27 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.kafka import Broker, start_broker
+from servicepulse import stack
+from tests.fixtures.kafka import Broker
 
 
 @pytest.fixture(scope="package")
 def rel_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """A private broker for the reliability suite (stopped and restarted by fault tests)."""
-    broker = start_broker(tmp_path_factory.mktemp("rel-kafka"))
+    """A private broker for the reliability suite (stopped and restarted by fault tests).
+
+    Its heap is touched at start (``-XX:+AlwaysPreTouch``), so its resident memory
+    measures what the broker holds, not the JVM paging in a heap it reserved at start.
+    """
+    run_dir = tmp_path_factory.mktemp("rel-kafka")
+    port, controller = stack.free_port(), stack.free_port()
+    proc = stack.kafka_process(run_dir, port, controller, heap="512m")
+    proc.env["JAVA_TOOL_OPTIONS"] = "-XX:+AlwaysPreTouch"
+    try:
+        proc.start()
+    except stack.StackError as exc:
+        pytest.fail(f"could not start the reliability suite's broker: {exc}", pytrace=False)
+    broker = Broker(f"127.0.0.1:{port}", proc)
     try:
         yield broker
     finally:
-        assert broker.process is not None
-        broker.process.stop()
+        proc.stop()
