@@ -16,12 +16,14 @@ ends the session: state is dropped, clients are closed and a new session restore
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,7 @@ from contract.methodology import Standards
 from contract.topics import Topics
 from processors.context import Context
 from processors.engine import PartitionEngine
-from processors.errors import ProcessorError, RestoreError, SessionError
+from processors.errors import PollStuckError, ProcessorError, RestoreError, SessionError
 from processors.metrics import ProcessorMetrics
 from processors.settings import ProcessorSettings
 
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 STALL_S = 30.0
 #: How much longer than the commit interval a transaction may run while catching up.
 CATCH_UP_EXTRA_S = 4.5
+#: A consumer call (poll is bounded by ~0.5 s) still running this long is interrupted.
+POLL_STUCK_S = 15.0
 #: A loop stuck inside one step this long ends the process (restore, commit and poll
 #: all have shorter limits of their own).
 STUCK_S = 300.0
@@ -108,6 +112,9 @@ class _Session:
         self.last_tick = 0.0
         self.last_sizes = 0.0
         self.last_progress = time.monotonic()
+        self.agg_count = 0
+        self.call_started: float | None = None
+        self.abandon_consumer = False
         self.producer = bus.producer(
             s,
             transactional_id=s.transactional_id,
@@ -122,7 +129,6 @@ class _Session:
         try:
             # fences an earlier incarnation with this id and aborts its open transaction
             self.producer.init_transactions()
-            self.restore_consumer = bus.consumer(s, client_id="servicepulse-restore")
             self.hw_consumer = bus.consumer(
                 s, isolation_level="read_uncommitted", client_id="servicepulse-restore-hw"
             )
@@ -145,16 +151,46 @@ class _Session:
         """Nudge the clients' IO threads (kafka-python lost wake-up) and, as a last
         resort, end a process whose loop has been stuck for :data:`STUCK_S`: a restart
         recovers from the last commit exactly like after a crash."""
+        main = threading.main_thread().ident
         while not self._closed.wait(0.5):
             for c in (self.consumer, self.restore_consumer, self.hw_consumer):
                 if c is not None:
                     bus.nudge(c)
+            started = self.call_started
+            # kafka-python 3.0.x: poll() can wait forever on its IO thread; a signal to
+            # the waiting thread releases it (the command installs a SIGUSR2 handler;
+            # without one the default action would end the process)
+            if (
+                started is not None
+                and time.monotonic() - started > POLL_STUCK_S
+                and callable(signal.getsignal(signal.SIGUSR2))
+                and main is not None
+            ):
+                if not self.p.abort_call:
+                    logger.warning("Kafka call stuck for %.0fs; interrupting it", POLL_STUCK_S)
+                self.p.abort_call = True
+                signal.pthread_kill(main, signal.SIGUSR2)
             if time.monotonic() - self.alive > STUCK_S:
                 logger.critical("processing loop stuck for %.0fs; exiting", STUCK_S)
                 faulthandler.dump_traceback(all_threads=True)
                 os._exit(70)
 
+    @contextlib.contextmanager
+    def _calling(self) -> Iterator[None]:
+        """Marks a blocking Kafka client call of the main thread for the watchdog."""
+        self.call_started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.call_started = None
+
     # -- rebalance -------------------------------------------------------------------
+
+    def _set_agg_count(self, n: int) -> None:
+        """Partitions of the aggregates topic; the key -> partition memo is per count."""
+        if n and n != self.agg_count:
+            self.agg_count = n
+            self.p.agg_partitions.clear()
 
     def on_revoked(self, revoked: Any) -> None:
         try:
@@ -198,12 +234,41 @@ class _Session:
         engines = {p: PartitionEngine(p, ctx) for p in parts}
         tp_ = bus.TopicPartition
         cl = [tp_(self.topics.changelog, p) for p in parts]
-        agg_parts = self.hw_consumer.partitions_for_topic(self.topics.aggregates) or set()
+        with self._calling():
+            agg_parts = self.hw_consumer.partitions_for_topic(self.topics.aggregates) or set()
         ag = [tp_(self.topics.aggregates, q) for q in sorted(agg_parts)]
-        ends = self.hw_consumer.end_offsets(cl + ag)
-        begins = self.restore_consumer.beginning_offsets(cl + ag)
-        todo = {tp: ends[tp] for tp in cl + ag if ends[tp] > begins[tp]}
-        rc = self.restore_consumer
+        self._set_agg_count(len(agg_parts))
+        with self._calling():
+            ends = self.hw_consumer.end_offsets(cl + ag)
+        # A consumer of its own per restore: one reused across restores could deliver a
+        # fetch still in flight from the previous restore after the new seek, and
+        # skipping records of the aggregates topic would restore too-low rollups.
+        rc = self.restore_consumer = bus.consumer(self.p.settings, client_id="servicepulse-restore")
+        try:
+            self._restore_from(rc, parts, engines, cl + ag, ends, started)
+        finally:
+            self.restore_consumer = None
+            rc.close()
+        for e in engines.values():
+            e.finish_restore()
+        self.engines.update(engines)
+        took = time.monotonic() - started
+        self.p.stats.restore_seconds += took
+        self.p.metrics.restore_seconds.observe(took)
+        self.p.metrics.assigned_partitions.set(len(self.engines))
+
+    def _restore_from(
+        self,
+        rc: Any,
+        parts: list[int],
+        engines: dict[int, PartitionEngine],
+        tps: list[Any],
+        ends: dict[Any, int],
+        started: float,
+    ) -> None:
+        with self._calling():
+            begins = rc.beginning_offsets(tps)
+        todo = {tp: ends[tp] for tp in tps if ends[tp] > begins[tp]}
         rc.assign(list(todo))
         for tp in todo:
             rc.seek(tp, begins[tp])
@@ -219,7 +284,8 @@ class _Session:
                     f"restoring partitions {parts} took over "
                     f"{self.p.settings.restore_timeout_s}s; still behind (position, end): {behind}"
                 )
-            batch = rc.poll(timeout_ms=200, max_records=20_000)
+            with self._calling():
+                batch = rc.poll(timeout_ms=200, max_records=20_000)
             for tp, recs in batch.items():
                 n += len(recs)
                 if tp.topic == changelog:
@@ -237,15 +303,9 @@ class _Session:
                                 e.restore_aggregate(key_parts, r.value)
             for tp in [tp for tp, end in todo.items() if rc.position(tp) >= end]:
                 del todo[tp]
-        rc.assign([])
-        for e in engines.values():
-            e.finish_restore()
-        self.engines.update(engines)
-        took = time.monotonic() - started
-        self.p.stats.restore_seconds += took
-        self.p.metrics.restore_seconds.observe(took)
-        self.p.metrics.assigned_partitions.set(len(self.engines))
-        logger.info("restored partitions %s from %d records in %.2fs", parts, n, took)
+        logger.info(
+            "restored partitions %s from %d records in %.2fs", parts, n, time.monotonic() - started
+        )
 
     # -- processing ------------------------------------------------------------------
 
@@ -261,9 +321,11 @@ class _Session:
         while True:
             # past the deadline only while catching up: wait briefly for the next fetch
             remaining = max(0.05, deadline - time.monotonic())
-            batch = self.consumer.poll(
-                timeout_ms=int(remaining * 1000), max_records=min(s.poll_records, s.max_batch - n)
-            )
+            with self._calling():
+                batch = self.consumer.poll(
+                    timeout_ms=int(remaining * 1000),
+                    max_records=min(s.poll_records, s.max_batch - n),
+                )
             if self.fatal is not None:
                 raise SessionError(f"rebalance commit failed: {self.fatal}") from self.fatal
             if self.to_restore:
@@ -330,16 +392,23 @@ class _Session:
         tps = [bus.TopicPartition(self.topics.events, p) for p in self.engines]
         if not tps:
             return
-        ends = self.consumer.end_offsets(tps)
-        behind = {}
-        for tp in tps:
-            pos = self.consumer.position(tp, timeout_ms=2000)
-            if pos is None or pos < ends[tp]:
-                behind[tp.partition] = (pos, ends[tp])
+        # asked through other clients: the group consumer itself may be the stuck one
+        s = self.p.settings
+        probe = bus.consumer(s, group_id=s.group_id, client_id="servicepulse-stall-probe")
+        try:
+            with self._calling():
+                ends = probe.end_offsets(tps)
+                done = {tp: self.next_offset.get(tp.partition) for tp in tps}
+                for tp, nxt in done.items():
+                    if nxt is None:
+                        done[tp] = probe.committed(tp) or 0
+        finally:
+            probe.close()
+        behind = {tp.partition: (done[tp], ends[tp]) for tp in tps if (done[tp] or 0) < ends[tp]}
         if behind:
             raise SessionError(
                 f"no records for {STALL_S:.0f}s although partitions are behind "
-                f"(partition: (position, end)): {behind}"
+                f"(partition: (processed or committed, end)): {behind}"
             )
 
     def _caught_up(self, p: int) -> bool:
@@ -348,7 +417,8 @@ class _Session:
         nxt = self.next_offset.get(p)
         if nxt is None:
             try:
-                nxt = self.consumer.position(tp, timeout_ms=1000)
+                with self._calling():
+                    nxt = self.consumer.position(tp, timeout_ms=1000)
             except bus.KafkaError:
                 return False
         return hw is not None and nxt is not None and nxt >= hw
@@ -362,12 +432,19 @@ class _Session:
             self.in_txn = True
         out = 0
         metrics = self.p.metrics
+        aggregates, parts = self.topics.aggregates, self.p.agg_partitions
+        n_agg = self.agg_count
         for p, eng in self.engines.items():
             o = eng.flush()
             for k, v in o.changelog:
                 prod.send(self.topics.changelog, key=k, value=v, partition=p)
             for k, v in o.aggregates:
-                prod.send(self.topics.aggregates, key=k, value=v)
+                q = parts.get(k)
+                if q is None and n_agg:
+                    if len(parts) > 2_000_000:
+                        parts.clear()
+                    q = parts[k] = bus.key_partition(k, n_agg)
+                prod.send(aggregates, key=k, value=v, partition=q)
             metrics.records_out.labels("changelog").inc(len(o.changelog))
             metrics.records_out.labels("aggregates").inc(len(o.aggregates))
             out += len(o.changelog) + len(o.aggregates)
@@ -420,6 +497,8 @@ class _Session:
                     logger.warning("could not abort the open transaction; it times out")
                 self.in_txn = False
         for c in (self.consumer, self.restore_consumer, self.hw_consumer):
+            if c is self.consumer and self.abandon_consumer:
+                continue
             if c is not None:
                 try:
                     c.close()
@@ -457,6 +536,24 @@ class Processor:
         self.clock = clock
         self.stats = RunStats()
         self._stop = threading.Event()
+        #: aggregate record key -> partition (the default partitioner's choice, memoised)
+        self.agg_partitions: dict[bytes, int] = {}
+        #: set by the watchdog when the consumer poll is stuck (see interrupt_stuck_poll)
+        self.abort_call = False
+        self._session: _Session | None = None
+
+    def interrupt_stuck_poll(self) -> None:
+        """Call from a SIGUSR2 handler: raises :class:`PollStuckError` in the main thread
+        if the watchdog found its consumer poll stuck (kafka-python 3.0.x can wait
+        forever on its IO thread); otherwise does nothing."""
+        session = self._session
+        if self.abort_call and session is not None and session.call_started is not None:
+            self.abort_call = False
+            session.abandon_consumer = True
+            raise PollStuckError(
+                f"consumer poll stuck for over {POLL_STUCK_S:.0f}s inside kafka-python"
+            )
+        self.abort_call = False
 
     @property
     def stopping(self) -> bool:
@@ -483,6 +580,7 @@ class Processor:
                 backoff = min(backoff * 2, 30.0)
                 continue
             self.metrics.sessions.inc()
+            self._session = session
             try:
                 while not self.stopping:
                     session.step()

@@ -74,6 +74,8 @@ def process(
     signal.signal(signal.SIGINT, _stop)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: a hung loop shows where
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # the watchdog interrupts a consumer poll stuck inside kafka-python with SIGUSR2
+    signal.signal(signal.SIGUSR2, lambda signum, frame: proc.interrupt_stuck_poll())
     try:
         bus.ensure_topics(settings, Topics(settings.topic_prefix).specs())
     except ServicePulseError as exc:
