@@ -7,7 +7,7 @@ SP := $(VENV)/bin/servicepulse
 APT_PACKAGES := prometheus kcat chromium
 PYTEST_ARGS ?=
 
-.PHONY: help setup deps-system deps-python deps-kafka up demo down status test test-fast lint format typecheck ci bench clean
+.PHONY: help setup deps-system deps-python deps-kafka up demo down status test test-fast reliability reliability-long lint format typecheck ci bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | column -t -s $$'\t'
@@ -51,6 +51,12 @@ test: setup  ## the whole test suite against a real Kafka broker and a real Prom
 
 test-fast: deps-python  ## unit tests only (no broker)
 	$(VENV)/bin/pytest -m "not integration and not reliability" $(PYTEST_ARGS)
+
+reliability: setup  ## reliability suite, short form (~4-6 min): faults, bad input, 2-minute soak, overload
+	$(VENV)/bin/pytest -m reliability tests/reliability $(PYTEST_ARGS)
+
+reliability-long: setup  ## reliability suite, long form (~25 min): 10-minute soak, bigger streams, more faults
+	SERVICEPULSE_RELIABILITY=long $(VENV)/bin/pytest -m reliability tests/reliability $(PYTEST_ARGS)
 
 lint: deps-python  ## ruff, formatting, import contracts
 	$(VENV)/bin/ruff check .
