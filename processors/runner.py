@@ -217,10 +217,23 @@ class _Session:
         )
         self.fatal = SessionError("evicted from the consumer group; partitions lost")
         self.discard = True
+        self.engines.clear()
 
     def on_assigned(self, assigned: Any) -> None:
         new = {tp.partition for tp in assigned if tp.topic == self.topics.events}
-        self.to_restore |= new - set(self.engines)
+        if self.engines:
+            # Eager rebalancing revokes everything first, so state held now was never
+            # revoked: another instance may have owned these partitions meanwhile.
+            # Never reuse it, nor commit what it holds: start over from Kafka.
+            logger.warning(
+                "assigned %s while still holding %s without a revocation; restarting",
+                sorted(new),
+                sorted(self.engines),
+            )
+            self.fatal = SessionError("assignment without revocation")
+            self.discard = True
+            self.engines.clear()
+        self.to_restore = set(new)
         self.last_progress = time.monotonic()
         logger.info("assigned partitions %s", sorted(new))
 
