@@ -59,15 +59,25 @@ def scaled(short: float, long: float) -> float:
 
 
 def record(name: str, figures: dict[str, Any]) -> None:
-    """Write a test's figures to ``test-artifacts/reliability/<name>.json``."""
+    """Write a test's figures to ``test-artifacts/reliability/<name>.json`` (``-long``
+    in the long form), with the machine's load average for context."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    figures = {"mode": MODE, "finished_at": datetime.now().isoformat(timespec="seconds"), **figures}
-    (ARTIFACTS / f"{name}.json").write_text(json.dumps(figures, indent=2, ensure_ascii=False))
+    figures = {
+        "mode": MODE,
+        "finished_at": datetime.now().isoformat(timespec="seconds"),
+        "load_average": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        **figures,
+    }
+    suffix = "-long" if LONG else ""
+    (ARTIFACTS / f"{name}{suffix}.json").write_text(
+        json.dumps(figures, indent=2, ensure_ascii=False)
+    )
 
 
 def keep_logs(name: str, run_dir: Path) -> None:
     """Copy the components' logs of a run next to the figures (CI keeps them)."""
-    target = ARTIFACTS / "logs" / name
+    target = ARTIFACTS / "logs" / (f"{name}-long" if LONG else name)
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True, exist_ok=True)
     for log in run_dir.glob("*.log"):
