@@ -132,6 +132,13 @@ class _Session:
             self.hw_consumer = bus.consumer(
                 s, isolation_level="read_uncommitted", client_id="servicepulse-restore-hw"
             )
+            # Join only once the topic's partitions are known: a join that finds none
+            # ("assigned []") and rejoins at once was where kafka-python 3.0.x stalled.
+            deadline = time.monotonic() + 30
+            while not self.hw_consumer.partitions_for_topic(self.topics.events):
+                if time.monotonic() > deadline:
+                    raise SessionError(f"topic {self.topics.events} has no partitions")
+                time.sleep(0.5)
             self.consumer = bus.consumer(
                 s,
                 group_id=s.group_id,
@@ -587,7 +594,7 @@ class Processor:
         while not self.stopping:
             try:
                 session = _Session(self)
-            except (BusError, bus.KafkaError) as exc:
+            except (BusError, bus.KafkaError, SessionError) as exc:
                 logger.warning("cannot start a Kafka session (%s); retrying in %.0fs", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
