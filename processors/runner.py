@@ -411,6 +411,7 @@ class _Session:
         self.last_progress = time.monotonic()
         tps = [bus.TopicPartition(self.topics.events, p) for p in self.engines]
         if not tps:
+            self._check_membership()
             return
         # asked through other clients: the group consumer itself may be the stuck one
         s = self.p.settings
@@ -429,6 +430,27 @@ class _Session:
             raise SessionError(
                 f"no records for {STALL_S:.0f}s although partitions are behind "
                 f"(partition: (processed or committed, end)): {behind}"
+            )
+
+    def _check_membership(self) -> None:
+        """With no partitions for a while, make sure this member is still in the group.
+
+        kafka-python 3.0.x was seen to sit on an empty assignment without heartbeats
+        after its member had expired, never rejoining; a new session joins afresh.
+        """
+        s = self.p.settings
+        me = self.consumer.group_metadata().member_id
+        adm = bus.admin(s)
+        try:
+            with self._calling():
+                desc = adm.describe_groups([s.group_id]).get(s.group_id) or {}
+        finally:
+            adm.close()
+        members = {m.get("member_id") for m in desc.get("members") or [] if isinstance(m, dict)}
+        if me not in members:
+            raise SessionError(
+                f"member {me!r} holds no partitions and is not in group {s.group_id!r} "
+                f"(state {desc.get('group_state')!r}); rejoining"
             )
 
     def _caught_up(self, p: int) -> bool:
