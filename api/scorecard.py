@@ -193,13 +193,21 @@ def period_bounds(
     """The period, defaulting to the last 30 days up to today in the catalog time zone.
 
     Raises:
-        BadRequest: ``from`` after ``to``, or a period longer than 366 days.
+        BadRequest: ``from`` after ``to``, a period longer than 366 days, or a default
+            period that would leave the calendar (``to=0001-01-01``).
     """
     today = (now or datetime.now(catalog.tz)).astimezone(catalog.tz).date()
-    end = date_to or (
-        today if date_from is None else min(today, date_from + timedelta(days=DEFAULT_DAYS - 1))
-    )
-    start = date_from or end - timedelta(days=DEFAULT_DAYS - 1)
+    try:
+        end = date_to or (
+            today if date_from is None else min(today, date_from + timedelta(days=DEFAULT_DAYS - 1))
+        )
+        start = date_from or end - timedelta(days=DEFAULT_DAYS - 1)
+    except OverflowError:
+        # e.g. to=0001-01-01: the default start would be before year 1 (a 500 before)
+        raise BadRequest(
+            f"give both from and to: the default period of {DEFAULT_DAYS} days around "
+            f"{(date_to or date_from or today).isoformat()} is out of the calendar"
+        ) from None
     if start > end:
         raise BadRequest(f"from {start.isoformat()} is after to {end.isoformat()}")
     if (end - start).days + 1 > MAX_DAYS:
