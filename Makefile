@@ -55,7 +55,7 @@ test-fast: deps-python  ## unit tests only (no broker)
 reliability: setup  ## reliability suite, short form (~4-6 min): faults, bad input, 2-minute soak, overload
 	$(VENV)/bin/pytest -m reliability tests/reliability $(PYTEST_ARGS)
 
-reliability-long: setup  ## reliability suite, long form (~25 min): 10-minute soak, bigger streams, more faults
+reliability-long: setup  ## reliability suite, long form (~16-20 min): 10-minute soak, bigger streams, more faults
 	SERVICEPULSE_RELIABILITY=long $(VENV)/bin/pytest -m reliability tests/reliability $(PYTEST_ARGS)
 
 lint: deps-python  ## ruff, formatting, import contracts
