@@ -48,6 +48,7 @@ __all__ = [
     "admin",
     "commit_offset",
     "commit_transaction",
+    "committed_offsets",
     "consumer",
     "ensure_topics",
     "key_partition",
@@ -57,6 +58,15 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def _not_unstable_offsets(record: logging.LogRecord) -> bool:
+    """kafka-python logs every UNSTABLE_OFFSET_COMMIT answer as an error although it is
+    the expected answer while a transaction is open (see :func:`committed_offsets`)."""
+    return "UnstableOffsetCommitError" not in record.getMessage()
+
+
+logging.getLogger("kafka.coordinator.consumer").addFilter(_not_unstable_offsets)
 
 
 def producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
@@ -172,6 +182,25 @@ def send_offsets(
     producer._sender.wakeup()
     if not result.wait(timeout_ms=timeout_s * 1000):
         raise KafkaTimeoutError(f"sending offsets to the transaction took over {timeout_s}s")
+
+
+def committed_offsets(
+    consumer: KafkaConsumer, partitions: list[TopicPartition], timeout_s: float
+) -> dict[TopicPartition, int | None]:
+    """The group's committed offsets of ``partitions`` (``None``: never committed).
+
+    A ``read_committed`` consumer asks with ``require_stable`` (KIP-447): while a
+    transaction that holds offsets of these partitions is open, the broker answers
+    UNSTABLE_OFFSET_COMMIT and this keeps asking until the transaction is decided, so
+    the offsets returned and the outputs of every transaction that committed them are
+    final. Raises :class:`KafkaTimeoutError` after ``timeout_s``.
+    """
+    if not partitions:
+        return {}
+    found = consumer._coordinator.fetch_committed_offsets(
+        list(partitions), timeout_ms=int(timeout_s * 1000)
+    )
+    return {tp: (found[tp].offset if tp in found else None) for tp in partitions}
 
 
 def abort_transaction(producer: KafkaProducer, timeout_s: float) -> None:

@@ -246,13 +246,25 @@ class _Session:
 
     # -- restore -----------------------------------------------------------------------
 
-    def restore(self) -> None:
+    def restore(self) -> set[int]:
+        """Restore the state of newly assigned partitions; returns them.
+
+        KIP-447's order: first the committed input offsets, read with
+        ``require_stable``, which waits until a transaction of the previous owner that
+        holds offsets of these partitions is decided (an owner that dropped out of the
+        group may still commit one its generation had started). Only then is the state
+        read to its end, so it includes every transaction that moved those offsets,
+        and the consumer starts from exactly those offsets. Reading state first lost
+        such a transaction's events (tests/processors/test_handover.py).
+        """
         parts = sorted(self.to_restore)
         self.to_restore = set()
         started = time.monotonic()
         ctx = self.p.ctx
         engines = {p: PartitionEngine(p, ctx) for p in parts}
         tp_ = bus.TopicPartition
+        inputs = [tp_(self.topics.events, p) for p in parts]
+        committed = self._committed(inputs, started + self.p.settings.restore_timeout_s)
         cl = [tp_(self.topics.changelog, p) for p in parts]
         with self._calling():
             agg_parts = self.hw_consumer.partitions_for_topic(self.topics.aggregates) or set()
@@ -271,11 +283,38 @@ class _Session:
             rc.close()
         for e in engines.values():
             e.finish_restore()
+        for tp, off in committed.items():
+            if off is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, off)
+                self.next_offset[tp.partition] = off
         self.engines.update(engines)
         took = time.monotonic() - started
         self.p.stats.restore_seconds += took
         self.p.metrics.restore_seconds.observe(took)
         self.p.metrics.assigned_partitions.set(len(self.engines))
+        return set(parts)
+
+    def _committed(self, inputs: list[Any], deadline: float) -> dict[Any, int | None]:
+        """The group's stable committed offsets of ``inputs`` (see :meth:`restore`),
+        asked in slices shorter than the watchdog's limit for one call."""
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                with self._calling():
+                    return bus.committed_offsets(self.consumer, inputs, max(0.1, min(10.0, left)))
+            except bus.KafkaTimeoutError as exc:
+                if time.monotonic() >= deadline:
+                    raise RestoreError(
+                        f"the committed offsets of partitions {[tp.partition for tp in inputs]} "
+                        f"stayed unstable for {self.p.settings.restore_timeout_s}s (a "
+                        "transaction of their previous owner is still open)"
+                    ) from exc
+                logger.info(
+                    "waiting for an open transaction of the previous owner of partitions %s",
+                    [tp.partition for tp in inputs],
+                )
 
     def _restore_from(
         self,
@@ -349,7 +388,9 @@ class _Session:
             if self.fatal is not None:
                 raise SessionError(f"rebalance commit failed: {self.fatal}") from self.fatal
             if self.to_restore:
-                self.restore()
+                # records polled before the seek to the committed offsets are fetched again
+                restored = self.restore()
+                batch = {tp: r for tp, r in batch.items() if tp.partition not in restored}
             if batch:
                 t0 = time.monotonic()
                 if self.p.stats.first_event_at is None:

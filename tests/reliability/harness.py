@@ -43,6 +43,7 @@ from contract.topics import Topics
 from servicepulse import stack
 from tests.fixtures.kafka import Broker
 from tests.fixtures.streams import Stream
+from tests.processors.brokerio import summed as summed_cells  # noqa: F401 (re-exported)
 
 MODE = os.environ.get("SERVICEPULSE_RELIABILITY", "short")
 LONG = MODE == "long"
@@ -318,21 +319,6 @@ def without_duplicates(aggregates: dict[bytes, bytes]) -> dict[bytes, Any]:
         elif k.startswith(b"g|"):
             out[k] = agg.decode_gauges(v)
     return out
-
-
-def summed_cells(aggregates: dict[bytes, bytes]) -> tuple[dict[Any, agg.Rollup], dict[str, int]]:
-    """Rollups summed over partitions per (day, cell), and the gauges summed over all."""
-    cells: dict[Any, agg.Rollup] = {}
-    gauges = dict.fromkeys(agg.Gauges.__struct_fields__, 0)
-    for k, v in aggregates.items():
-        parts = k.decode().split("|")
-        if parts[0] == "r":
-            cells.setdefault(tuple(parts[2:]), agg.Rollup()).add(agg.decode_rollup(v))
-        elif parts[0] == "g":
-            g = agg.decode_gauges(v)
-            for f in gauges:
-                gauges[f] += getattr(g, f)
-    return cells, gauges
 
 
 # -- sending through the API ----------------------------------------------------------------

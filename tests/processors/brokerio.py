@@ -1,0 +1,82 @@
+"""Reading and writing the processor's topics on a real broker, for broker-level tests."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from contract import aggregates as agg
+from contract import bus
+from contract.settings import CommonSettings
+from contract.topics import Topics
+from tests.fixtures.streams import Stream, encode
+
+
+def produce(settings: CommonSettings, topics: Topics, stream: Stream, seconds: float = 0) -> None:
+    """Write the stream, each event to its partition in order, spread over ``seconds``.
+
+    Record times are fixed by the content (1 s after ``occurred_at``), so every
+    scenario sees the same receive times (clock skew, restatement times).
+    """
+    items: list[tuple[int, int, bytes]] = []
+    width = max(len(v) for v in stream.events.values())
+    for i in range(width):
+        for part, evs in stream.events.items():
+            if i < len(evs):
+                ev = evs[i]
+                if isinstance(ev, dict):
+                    ts = int(datetime.fromisoformat(ev["occurred_at"]).timestamp() * 1000) + 1000
+                    items.append((part, ts, encode(ev)))
+                else:
+                    items.append((part, items[-1][1] if items else 0, ev))
+    p = bus.producer(settings)
+    started = time.monotonic()
+    for n, (part, ts, raw) in enumerate(items):
+        p.send(topics.events, key=f"k{part}".encode(), value=raw, partition=part, timestamp_ms=ts)
+        if seconds and n % 50 == 0:
+            p.flush()
+            ahead = started + seconds * n / len(items) - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    p.flush()
+    p.close()
+
+
+def read_all(settings: CommonSettings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """Every committed record of a topic, in partition order."""
+    c = bus.consumer(settings)
+    try:
+        tps = [bus.TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or ())]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)
+        out: list[tuple[bytes | None, bytes | None]] = []
+        deadline = time.monotonic() + 60
+        while any(c.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for recs in c.poll(timeout_ms=500).values():
+                out.extend((r.key, r.value) for r in recs)
+        return out
+    finally:
+        c.close()
+
+
+def materialise(settings: CommonSettings, topics: Topics) -> dict[bytes, bytes]:
+    """The aggregates topic as a reader sees it: latest value per key."""
+    return {k: v for k, v in read_all(settings, topics.aggregates) if k is not None and v}
+
+
+def summed(aggregates: dict[bytes, bytes]) -> tuple[dict[Any, agg.Rollup], dict[str, int]]:
+    """Rollups summed over partitions per (day, cell), and the gauges summed over all."""
+    cells: dict[Any, agg.Rollup] = {}
+    gauges = dict.fromkeys(agg.Gauges.__struct_fields__, 0)
+    for k, v in aggregates.items():
+        parts = k.decode().split("|")
+        if parts[0] == "r":
+            cells.setdefault(tuple(parts[2:]), agg.Rollup()).add(agg.decode_rollup(v))
+        elif parts[0] == "g":
+            g = agg.decode_gauges(v)
+            for f in gauges:
+                gauges[f] += getattr(g, f)
+    return cells, gauges
