@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import gc
 import logging
 import os
 import signal
@@ -290,6 +291,8 @@ class _Session:
                 self.consumer.seek(tp, off)
                 self.next_offset[tp.partition] = off
         self.engines.update(engines)
+        # restored state lives until revocation: keep the cyclic collector off it
+        gc.freeze()
         took = time.monotonic() - started
         self.p.stats.restore_seconds += took
         self.p.metrics.restore_seconds.observe(took)

@@ -36,7 +36,7 @@ class ProcessorSettings(CommonSettings):
         description="event ids are remembered this long in event time; closed journeys too",
     )
     commit_interval_ms: int = Field(500, ge=10, description="at most this long per transaction")
-    max_batch: int = Field(20_000, ge=1, description="at most this many events per transaction")
+    max_batch: int = Field(100_000, ge=1, description="at most this many events per transaction")
     poll_records: int = Field(2_000, ge=1, description="records per consumer poll")
     metrics_port: int = Field(9400, description="port of the processor's /metrics")
     session_timeout_ms: int = Field(10_000, ge=6_000, description="consumer group session timeout")
