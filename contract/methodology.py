@@ -1,8 +1,9 @@
 """The client-centricity index: components, weights, levels (DESIGN.md section 5).
 
-Weights, thresholds and standards come from one YAML file (``data/methodology.yaml``
-by default). :func:`score` computes the index from exact rollups for reports; the
-Prometheus recording rules are generated from the same :class:`Methodology`.
+Weights, thresholds, standards and alert objectives come from one YAML file
+(``data/methodology.yaml`` by default). :func:`score` computes the index from exact
+rollups for reports; the Prometheus recording and alert rules are generated from the same
+:class:`Methodology`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Final, Literal, get_args
+from typing import Annotated, Final, Literal, get_args
 
 import msgspec
 import yaml
@@ -30,6 +31,12 @@ ComponentCode = Literal[
     "error_free",
 ]
 COMPONENT_CODES: Final[tuple[ComponentCode, ...]] = get_args(ComponentCode)
+
+#: A Prometheus duration of one unit: ``5m``, ``6h``, ``30d``.
+Duration = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]*[smhdw]$")]
+#: A share strictly between 0 and 1 (an objective's target, a drop in points / 100).
+Share = Annotated[float, msgspec.Meta(gt=0, lt=1)]
+Severity = Literal["critical", "warning"]
 
 
 class Component(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -52,14 +59,131 @@ class Standards(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     small_cell: int = 5
 
 
+class BurnRate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A multi-window burn-rate condition (as Sloth and Pyrra generate them).
+
+    Fires when the error ratio over both ``long`` and ``short`` exceeds
+    ``factor * (1 - target)`` for ``for_`` (``for`` in the file); the short window makes
+    it resolve soon after a fix.
+    """
+
+    long: Duration
+    short: Duration
+    factor: Annotated[float, msgspec.Meta(gt=0)]
+    severity: Severity
+    for_: Duration = msgspec.field(name="for")
+
+
+def _check_burn(what: str, target: float, burn: tuple[BurnRate, ...]) -> None:
+    budget = 1.0 - target
+    for b in burn:
+        threshold = b.factor * budget
+        if threshold >= 1:
+            raise ValueError(
+                f"{what}: burn factor {b.factor:g} x budget {budget:g} = {threshold:g} "
+                "can never be exceeded by an error ratio; lower the factor"
+            )
+
+
+class Objective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A compliance objective on an index component, alerted on per agency.
+
+    Raises:
+        ValueError: a burn factor whose threshold is 100% or more (it could never fire).
+    """
+
+    component: ComponentCode
+    #: the share of the component's denominator that should be in its numerator
+    target: Share
+    #: the Prometheus alert name
+    alert: str
+    #: what falls short, as the alert summary says it ("<agency>: <what> ниже норматива")
+    what: str
+    burn: tuple[BurnRate, ...]
+
+    def __post_init__(self) -> None:
+        _check_burn(self.alert, self.target, self.burn)
+
+
+class ValidEvents(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The share of a source's events that pass validation, alerted on per agency.
+
+    Raises:
+        ValueError: a burn factor whose threshold is 100% or more.
+    """
+
+    target: Share
+    burn: tuple[BurnRate, ...]
+
+    def __post_init__(self) -> None:
+        _check_burn("valid_events", self.target, self.burn)
+
+
+class CompletionDrop(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A service's completion over the last hour below the day's by more than ``points``."""
+
+    points: Share
+    #: resolved journeys the service needs in the hour before the alert may fire
+    min_resolved: Annotated[int, msgspec.Meta(ge=1)]
+    for_: Duration = msgspec.field(name="for")
+
+
+class SourceSilent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An agency that sent events in the last day and nothing for ``after``."""
+
+    after: Duration
+    for_: Duration = msgspec.field(name="for")
+
+
+class OverdueRising(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Overdue applications of an agency that grew over ``window``."""
+
+    window: Duration
+    for_: Duration = msgspec.field(name="for")
+
+
+class ProcessorLag(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """More than ``records`` events not yet consumed, over all partitions."""
+
+    records: Annotated[int, msgspec.Meta(ge=1)]
+    for_: Duration = msgspec.field(name="for")
+
+
+class WatermarkDelay(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The slowest partition's event-time watermark more than ``seconds`` behind."""
+
+    seconds: Annotated[int, msgspec.Meta(ge=1)]
+    for_: Duration = msgspec.field(name="for")
+
+
+class ComponentDown(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The API or a processor not scraped (``up == 0``)."""
+
+    for_: Duration = msgspec.field(name="for")
+
+
+class Alerts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Objectives and thresholds of the generated Prometheus alert rules."""
+
+    objectives: tuple[Objective, ...]
+    valid_events: ValidEvents
+    completion_drop: CompletionDrop
+    source_silent: SourceSilent
+    overdue_rising: OverdueRising
+    processor_lag: ProcessorLag
+    watermark_delay: WatermarkDelay
+    component_down: ComponentDown
+
+
 class Methodology(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The whole methodology file."""
 
     version: Literal[1]
     levels: dict[str, float]
     standards: Standards
-    windows: list[str]
+    windows: list[Duration]
     components: list[Component]
+    alerts: Alerts
 
     def level(self, index: float) -> str:
         """The level name of an index value (``advanced``, ``satisfactory``, ``basic``)."""
@@ -153,4 +277,11 @@ def load_methodology(path: str | None = None) -> Methodology:
         raise ConfigError(f"{p}: a component is listed twice")
     if any(c.weight < 0 for c in m.components):
         raise ConfigError(f"{p}: weights must not be negative")
+    for obj in m.alerts.objectives:
+        # Only listed components get recorded ratios; an alert on another one never fires.
+        if obj.component not in codes:
+            raise ConfigError(
+                f"{p}: alerts.objectives: {obj.alert} is on component {obj.component!r}, "
+                "which is not in components"
+            )
     return m

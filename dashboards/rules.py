@@ -1,10 +1,10 @@
 """Prometheus recording and alert rules, generated from the methodology.
 
 One methodology file (``contract/data/methodology.yaml``: weights, level bounds, windows,
-standards) defines the client-centricity index for the reports *and* for Prometheus, so
-the live index and the report index cannot drift apart. This module turns it into rule
-files (``deploy/prometheus/rules/*.yml``, committed; ``servicepulse dashboards build``
-regenerates them and ``servicepulse dashboards check`` fails when they are stale).
+standards, alert objectives) defines the client-centricity index for the reports *and* for
+Prometheus, so the live index and the report index cannot drift apart. This module turns
+it into rule files (``deploy/prometheus/rules/*.yml``, committed; ``servicepulse dashboards
+build`` regenerates them and ``servicepulse dashboards check`` fails when they are stale).
 
 How the numbers are computed
 ----------------------------
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import yaml
@@ -176,82 +176,6 @@ def _combine(terms: tuple[Term, ...], scope: Scope) -> str:
         a, b = pos[0], neg[0]
         return f"{a}\n-\n({b} or {a} * 0)"
     raise ValueError("a component part is one or two counters (or a difference of two)")
-
-
-# -- alert policy ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BurnRate:
-    """A multi-window burn-rate condition (as Sloth and Pyrra generate them).
-
-    Fires when the error ratio over both ``long`` and ``short`` exceeds
-    ``factor * (1 - target)``; the short window makes it resolve soon after a fix.
-    """
-
-    long: str
-    short: str
-    factor: float
-    severity: str
-
-
-@dataclass(frozen=True, slots=True)
-class Objective:
-    """A compliance objective on an index component, alerted on per agency."""
-
-    component: ComponentCode
-    target: float
-    alert: str
-    what: str
-    burn: tuple[BurnRate, ...]
-
-
-def _default_objectives() -> tuple[Objective, ...]:
-    return (
-        Objective(
-            "satisfaction",
-            0.80,
-            "ServicePulseSatisfactionBelowStandard",
-            "удовлетворённость (доля оценок 4-5)",
-            (BurnRate("1h", "5m", 2.0, "critical"), BurnRate("1d", "2h", 1.0, "warning")),
-        ),
-        Objective(
-            "wait",
-            0.90,
-            "ServicePulseOfficeWaitBelowStandard",
-            "доля посетителей, принятых в пределах норматива ожидания",
-            (BurnRate("1h", "5m", 3.0, "critical"), BurnRate("1d", "2h", 1.0, "warning")),
-        ),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AlertPolicy:
-    """Objectives and thresholds of the alerts.
-
-    The methodology file has no objectives yet (its struct forbids unknown fields), so
-    they live here; move them to ``methodology.yaml`` when the contract grows them.
-    """
-
-    objectives: tuple[Objective, ...] = field(default_factory=_default_objectives)
-    #: share of valid events per source; its error budget drives the rejection alerts
-    validity_target: float = 0.99
-    validity_burn: tuple[BurnRate, ...] = (
-        BurnRate("1h", "5m", 14.4, "critical"),
-        BurnRate("6h", "30m", 6.0, "warning"),
-    )
-    #: completion over the last hour below the day's by this many points (0..1)
-    completion_drop: float = 0.10
-    completion_min_resolved: int = 20
-    completion_for: str = "15m"
-    silent_after: str = "30m"
-    silent_for: str = "5m"
-    overdue_window: str = "1h"
-    overdue_for: str = "30m"
-    lag_records: int = 10_000
-    lag_for: str = "10m"
-    watermark_delay_seconds: int = 900
-    down_for: str = "2m"
 
 
 # -- rule generation ---------------------------------------------------------------------
@@ -484,11 +408,12 @@ def _alert(
     return rule
 
 
-def alert_groups(
-    methodology: Methodology, policy: AlertPolicy | None = None
-) -> list[dict[str, Any]]:
-    """The alert-rule groups: service quality, data sources, pipeline."""
-    policy = policy or AlertPolicy()
+def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
+    """The alert-rule groups: service quality, data sources, pipeline.
+
+    Objectives and thresholds come from the methodology's ``alerts`` section.
+    """
+    policy = methodology.alerts
     small = methodology.standards.small_cell
     agency_link = "/d/sp-agency?var-agency={{ $labels.agency }}"
     quality: list[dict[str, Any]] = []
@@ -496,11 +421,6 @@ def alert_groups(
         budget = 1.0 - obj.target
         for b in obj.burn:
             threshold = b.factor * budget
-            if not 0 < threshold < 1:
-                raise ValueError(
-                    f"{obj.alert}: burn factor {b.factor} x budget {budget:g} = {threshold:g} "
-                    "can never be exceeded by an error ratio; lower the factor"
-                )
             sel = f'{{component="{obj.component}"}}'
             expr = (
                 f"(1 - {ratio(AGENCY, b.long)}{sel}) > {threshold:g}\n"
@@ -511,7 +431,7 @@ def alert_groups(
                 _alert(
                     obj.alert,
                     expr,
-                    "2m" if b.severity == "critical" else "15m",
+                    b.for_,
                     b.severity,
                     f"{{{{ $labels.agency }}}}: {obj.what} ниже норматива",
                     f"За {b.long} и {b.short} доля нарушений "
@@ -521,59 +441,62 @@ def alert_groups(
                     dashboard=agency_link,
                 )
             )
+    overdue = policy.overdue_rising
     quality.append(
         _alert(
             "ServicePulseOverdueApplicationsRising",
-            f"{OVERDUE_SUM} > 0\nand\ndelta({OVERDUE_SUM}[{policy.overdue_window}]) > 0",
-            policy.overdue_for,
+            f"{OVERDUE_SUM} > 0\nand\ndelta({OVERDUE_SUM}[{overdue.window}]) > 0",
+            overdue.for_,
             "warning",
             "{{ $labels.agency }}: растёт число просроченных заявлений",
-            f"Просрочено сейчас {{{{ $value }}}} заявлений, и число растёт "
-            f"дольше {policy.overdue_for}.",
+            f"Просрочено сейчас {{{{ $value }}}} заявлений, и число растёт дольше {overdue.for_}.",
             dashboard=agency_link,
         )
     )
+    drop = policy.completion_drop
     svc_ratio = ratio(SERVICE, "1h")
     quality.append(
         _alert(
             "ServicePulseCompletionRateDropping",
             f'{svc_ratio}{{component="completion"}}\n<\n'
-            f'{ratio(SERVICE, "1d")}{{component="completion"}} - {policy.completion_drop:g}\n'
+            f'{ratio(SERVICE, "1d")}{{component="completion"}} - {drop.points:g}\n'
             f'and\n{increase(SERVICE, "denominator", "1h")}{{component="completion"}}'
-            f" >= {policy.completion_min_resolved}",
-            policy.completion_for,
+            f" >= {drop.min_resolved}",
+            drop.for_,
             "warning",
             "{{ $labels.service }}: падает доля завершённых заявлений",
             f"Доля завершённых заявлений за час ({{{{ $value | humanizePercentage }}}}) "
-            f"ниже дневной более чем на {policy.completion_drop * 100:g} п.п.",
+            f"ниже дневной более чем на {drop.points * 100:g} п.п.",
             dashboard="/d/sp-service?var-agency={{ $labels.agency }}"
             "&var-service={{ $labels.service }}",
         )
     )
 
     processed = f"{PREFIX}events_processed_total"
+    silent = policy.source_silent
     sources: list[dict[str, Any]] = [
         _alert(
             "ServicePulseSourceSilent",
-            f"sum by (agency) (increase({processed}[{policy.silent_after}])) == 0\n"
+            f"sum by (agency) (increase({processed}[{silent.after}])) == 0\n"
             f"and on (agency)\nsum by (agency) (increase({processed}[1d])) > 0",
-            policy.silent_for,
+            silent.for_,
             "warning",
             "{{ $labels.agency }}: источник замолчал",
-            f"За последние {policy.silent_after} от ведомства не пришло ни одного события, "
+            f"За последние {silent.after} от ведомства не пришло ни одного события, "
             "хотя за сутки события были.",
             dashboard="/d/sp-quality?var-agency={{ $labels.agency }}",
         )
     ]
-    budget = 1.0 - policy.validity_target
-    for b in policy.validity_burn:
+    valid = policy.valid_events
+    budget = 1.0 - valid.target
+    for b in valid.burn:
         threshold = b.factor * budget
         sources.append(
             _alert(
                 "ServicePulseSourceRejectionRateHigh",
                 f"{rejection_ratio(b.long)} > {threshold:g}\n"
                 f"and\n{rejection_ratio(b.short)} > {threshold:g}",
-                "2m" if b.severity == "critical" else "15m",
+                b.for_,
                 b.severity,
                 "{{ $labels.agency }}: растёт доля отклонённых событий",
                 f"За {b.long} и {b.short} отклонено {{{{ $value | humanizePercentage }}}} "
@@ -583,21 +506,22 @@ def alert_groups(
             )
         )
 
+    lag, delay, down = policy.processor_lag, policy.watermark_delay, policy.component_down
     pipeline_alerts = [
         _alert(
             "ServicePulseProcessorLag",
-            f"{LAG_SUM} > {policy.lag_records}",
-            policy.lag_for,
+            f"{LAG_SUM} > {lag.records}",
+            lag.for_,
             "warning",
             "Обработчик отстаёт от потока событий",
             "Необработанных событий в Kafka: {{ $value }}; отставание держится "
-            f"дольше {policy.lag_for}.",
+            f"дольше {lag.for_}.",
             dashboard="/d/sp-pipeline",
         ),
         _alert(
             "ServicePulseWatermarkDelayed",
-            f"{WATERMARK_DELAY_MAX} > {policy.watermark_delay_seconds}",
-            policy.lag_for,
+            f"{WATERMARK_DELAY_MAX} > {delay.seconds}",
+            delay.for_,
             "warning",
             "Водяной знак времени событий отстаёт",
             "Отставание водяного знака {{ $value | humanizeDuration }}: просрочки и "
@@ -607,10 +531,10 @@ def alert_groups(
         _alert(
             "ServicePulseComponentDown",
             f'up{{job=~"{pipeline.JOB_API}|{pipeline.JOB_PROCESSOR}"}} == 0',
-            policy.down_for,
+            down.for_,
             "critical",
             "{{ $labels.job }} ({{ $labels.instance }}) недоступен",
-            f"Prometheus не может получить метрики компонента дольше {policy.down_for}.",
+            f"Prometheus не может получить метрики компонента дольше {down.for_}.",
             dashboard="/d/sp-pipeline",
         ),
     ]
@@ -647,15 +571,10 @@ def dump(doc: object) -> str:
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
-def render(
-    methodology: Methodology,
-    policy: AlertPolicy | None = None,
-    *,
-    slow_interval: str | None = "5m",
-) -> dict[str, str]:
+def render(methodology: Methodology, *, slow_interval: str | None = "5m") -> dict[str, str]:
     """File name -> text of every rule file."""
     return {
         RECORDING_FILE: _HEADER
         + dump({"groups": recording_groups(methodology, slow_interval=slow_interval)}),
-        ALERTS_FILE: _HEADER + dump({"groups": alert_groups(methodology, policy)}),
+        ALERTS_FILE: _HEADER + dump({"groups": alert_groups(methodology)}),
     }

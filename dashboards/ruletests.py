@@ -459,49 +459,67 @@ def _counter(family: str, labels: Mapping[str, str], values: str) -> dict[str, s
 
 
 def alert_cases(m: Methodology) -> list[AlertCase]:
-    """A firing and a quiet subject for every alert rule."""
+    """A firing and a quiet subject for every alert rule.
+
+    The objective alerts (names, burn windows) come from the methodology; an objective on
+    a component without a scenario here gets no case, which ``tests/test_rules.py``
+    reports as an alert without a unit test.
+    """
     bad = _dims("minsoc", "housing_subsidy", "75701310", "mfc")
     good = _dims("zags", "zags_birth", "75701310", "office")
     office_bad = {"agency": "mfc", "municipality": "75701310", "channel": "mfc"}
     office_good = {"agency": "mfc", "municipality": "75701315", "channel": "mfc"}
     n = 480  # minutes of input
-    cases = [
-        AlertCase(
-            "satisfaction 1 in 3 at minsoc, 9 in 10 at zags",
-            "ServicePulseSatisfactionBelowStandard",
-            [
-                _counter("feedback_total", {**bad, "score": "5"}, f"0+1x{n}"),
-                _counter("feedback_total", {**bad, "score": "1"}, f"0+2x{n}"),
-                _counter("feedback_total", {**good, "score": "5"}, f"0+9x{n}"),
-                _counter("feedback_total", {**good, "score": "2"}, f"0+1x{n}"),
-            ],
-            "3h",
-            [
-                ({"agency": "minsoc", "component": "satisfaction", "window": w}, "66.67%")
-                for w in ("1h", "1d")
-            ],
-            quiet_at=["1m"],
-        ),
-        AlertCase(
-            "office wait: half within the standard in one office, all in another",
-            "ServicePulseOfficeWaitBelowStandard",
-            [
-                _counter(
-                    "office_visits_total", {**office_bad, "within_standard": "true"}, f"0+1x{n}"
-                ),
-                _counter(
-                    "office_visits_total", {**office_bad, "within_standard": "false"}, f"0+1x{n}"
-                ),
-                _counter(
-                    "office_visits_total",
-                    {**office_good, "agency": "minsoc", "within_standard": "true"},
-                    f"0+5x{n}",
-                ),
-            ],
-            "3h",
-            [({"agency": "mfc", "component": "wait", "window": w}, "50%") for w in ("1h", "1d")],
-            quiet_at=["1m"],
-        ),
+    objectives = {o.component: o for o in m.alerts.objectives}
+    cases: list[AlertCase] = []
+    if sat := objectives.get("satisfaction"):
+        cases.append(
+            AlertCase(
+                "satisfaction 1 in 3 at minsoc, 9 in 10 at zags",
+                sat.alert,
+                [
+                    _counter("feedback_total", {**bad, "score": "5"}, f"0+1x{n}"),
+                    _counter("feedback_total", {**bad, "score": "1"}, f"0+2x{n}"),
+                    _counter("feedback_total", {**good, "score": "5"}, f"0+9x{n}"),
+                    _counter("feedback_total", {**good, "score": "2"}, f"0+1x{n}"),
+                ],
+                "3h",
+                [
+                    ({"agency": "minsoc", "component": "satisfaction", "window": b.long}, "66.67%")
+                    for b in sat.burn
+                ],
+                quiet_at=["1m"],
+            )
+        )
+    if wait := objectives.get("wait"):
+        cases.append(
+            AlertCase(
+                "office wait: half within the standard in one office, all in another",
+                wait.alert,
+                [
+                    _counter(
+                        "office_visits_total", {**office_bad, "within_standard": "true"}, f"0+1x{n}"
+                    ),
+                    _counter(
+                        "office_visits_total",
+                        {**office_bad, "within_standard": "false"},
+                        f"0+1x{n}",
+                    ),
+                    _counter(
+                        "office_visits_total",
+                        {**office_good, "agency": "minsoc", "within_standard": "true"},
+                        f"0+5x{n}",
+                    ),
+                ],
+                "3h",
+                [
+                    ({"agency": "mfc", "component": "wait", "window": b.long}, "50%")
+                    for b in wait.burn
+                ],
+                quiet_at=["1m"],
+            )
+        )
+    cases += [
         AlertCase(
             "overdue rising at minsoc, flat at zags",
             "ServicePulseOverdueApplicationsRising",

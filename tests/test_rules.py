@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 
@@ -107,20 +108,26 @@ def test_other_weights_give_an_index_that_agrees_with_the_report_code(
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_a_burn_factor_that_can_never_fire_is_refused(methodology: Methodology) -> None:
-    policy = rules.AlertPolicy(
-        objectives=(
-            rules.Objective(
-                "satisfaction",
-                0.8,
-                "X",
-                "удовлетворённость",
-                (rules.BurnRate("1h", "5m", 14.4, "critical"),),
-            ),
-        )
+def test_alert_thresholds_come_from_the_methodology(methodology: Methodology) -> None:
+    alerts = methodology.alerts
+    sat = next(o for o in alerts.objectives if o.component == "satisfaction")
+    other = msgspec.structs.replace(
+        methodology,
+        alerts=msgspec.structs.replace(
+            alerts,
+            objectives=(msgspec.structs.replace(sat, target=0.7, alert="X"),),
+            processor_lag=msgspec.structs.replace(alerts.processor_lag, records=123, for_="7m"),
+        ),
     )
-    with pytest.raises(ValueError, match="can never be exceeded"):
-        rules.alert_groups(methodology, policy)
+    alerting = [r for g in rules.alert_groups(other) for r in g["rules"]]
+    assert not [r for r in alerting if r["alert"] == sat.alert]
+    x = {r["labels"]["window"]: r for r in alerting if r["alert"] == "X"}
+    assert sorted(x) == sorted(b.long for b in sat.burn)
+    for b in sat.burn:
+        assert f"> {b.factor * (1 - 0.7):g}\n" in x[b.long]["expr"]
+        assert x[b.long]["for"] == b.for_
+    (lag,) = [r for r in alerting if r["alert"] == "ServicePulseProcessorLag"]
+    assert lag["expr"].endswith("> 123") and lag["for"] == "7m"
 
 
 def test_index_rule_renormalises_over_components_with_data(methodology: Methodology) -> None:
