@@ -45,12 +45,8 @@ from contract.methodology import ComponentCode, Methodology, Standards
 from contract.metrics import FAMILY_BY_NAME, PREFIX
 from dashboards import pipeline
 
-#: Windows recorded besides the methodology's: the short windows of burn-rate alerts.
-SHORT_WINDOWS: Final = ("5m", "30m", "1h", "2h", "6h")
 #: Windows of the per-service completion ratio (completion-drop alert).
 SERVICE_WINDOWS: Final = ("1h", "1d")
-#: Windows of the events rejection ratio (source rejection-rate alert).
-REJECTION_WINDOWS: Final = ("5m", "30m", "1h", "6h")
 
 #: Values of the boolean-like labels, as the API exposes them.
 TRUE: Final = "true"
@@ -71,6 +67,32 @@ def seconds(window: str) -> int:
     if not m:
         raise ValueError(f"unsupported duration {window!r} (use e.g. 5m, 6h, 1d)")
     return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def _by_length(windows: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(windows), key=seconds))
+
+
+def burn_windows(methodology: Methodology) -> tuple[str, ...]:
+    """Windows of the component ratios the objective alerts read, shortest first."""
+    objectives = methodology.alerts.objectives
+    return _by_length(w for o in objectives for b in o.burn for w in (b.long, b.short))
+
+
+def short_windows(methodology: Methodology) -> tuple[str, ...]:
+    """Windows recorded besides the methodology's: those the alerts read, shortest first.
+
+    They follow the alert objectives, so a burn window changed in the methodology file is
+    recorded (an alert on a ratio nobody records would never fire).
+    """
+    needed = (*burn_windows(methodology), *SERVICE_WINDOWS)
+    return _by_length(w for w in needed if w not in methodology.windows)
+
+
+def rejection_windows(methodology: Methodology) -> tuple[str, ...]:
+    """Windows of the events rejection ratio (the valid-events burn rates), shortest first."""
+    burn = methodology.alerts.valid_events.burn
+    return _by_length(w for b in burn for w in (b.long, b.short))
 
 
 # -- scopes and components -------------------------------------------------------------
@@ -356,8 +378,10 @@ def recording_groups(
     )
 
     short: list[dict[str, Any]] = []
-    for w in SHORT_WINDOWS:
-        short += _window_rules(methodology, w, (AGENCY, REGION), with_index=False)
+    burn = burn_windows(methodology)
+    for w in short_windows(methodology):
+        if w in burn:
+            short += _window_rules(methodology, w, (AGENCY, REGION), with_index=False)
         if w in SERVICE_WINDOWS:
             short += _window_rules(methodology, w, (SERVICE,), with_index=False)
 
@@ -376,7 +400,7 @@ def recording_groups(
     rejected = f"{PREFIX}events_rejected_total"
     processed = f"{PREFIX}events_processed_total"
     quality = []
-    for w in REJECTION_WINDOWS:
+    for w in rejection_windows(methodology):
         r = f"sum by (agency) (rate({rejected}[{w}]))"
         p = f"sum by (agency) (rate({processed}[{w}]))"
         quality.append(

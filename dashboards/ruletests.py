@@ -317,12 +317,14 @@ def recording_long(m: Methodology) -> dict[str, Any]:
 def recording_short(m: Methodology) -> dict[str, Any]:
     """The short windows (5m .. 6h), data-quality ratios and pipeline sums, per minute."""
     counters = scenario()
-    minutes = max(R.seconds(w) for w in R.SHORT_WINDOWS) // 60
+    short, burn, rejection = R.short_windows(m), R.burn_windows(m), R.rejection_windows(m)
+    minutes = max(R.seconds(w) for w in (*short, *rejection)) // 60
     at = f"{minutes}m"
     tests = []
-    for w in R.SHORT_WINDOWS:
+    for w in short:
         steps = R.seconds(w) // 60
-        scopes = [R.AGENCY, R.REGION] + ([R.SERVICE] if w in R.SERVICE_WINDOWS else [])
+        scopes = [R.AGENCY, R.REGION] if w in burn else []
+        scopes += [R.SERVICE] if w in R.SERVICE_WINDOWS else []
         for scope in scopes:
             codes = ("completion",) if scope is R.SERVICE else None
             for part in ("numerator", "denominator"):
@@ -358,7 +360,7 @@ def recording_short(m: Methodology) -> dict[str, Any]:
                     "values": f"0+{bad}x{minutes}",
                 }
             )
-    for w in R.REJECTION_WINDOWS:
+    for w in rejection:
         tests.append(
             _expr_test(
                 R.rejection_ratio(w),

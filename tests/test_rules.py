@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -128,6 +129,30 @@ def test_alert_thresholds_come_from_the_methodology(methodology: Methodology) ->
         assert x[b.long]["for"] == b.for_
     (lag,) = [r for r in alerting if r["alert"] == "ServicePulseProcessorLag"]
     assert lag["expr"].endswith("> 123") and lag["for"] == "7m"
+
+
+def test_the_burn_windows_of_the_alerts_are_recorded(methodology: Methodology) -> None:
+    alerts = methodology.alerts
+    sat, *rest = alerts.objectives
+    burn = msgspec.structs.replace(sat.burn[0], long="3h", short="10m")
+    valid = msgspec.structs.replace(alerts.valid_events.burn[0], long="4h")
+    other = msgspec.structs.replace(
+        methodology,
+        alerts=msgspec.structs.replace(
+            alerts,
+            objectives=(msgspec.structs.replace(sat, burn=(burn,)), *rest),
+            valid_events=msgspec.structs.replace(alerts.valid_events, burn=(valid,)),
+        ),
+    )
+    recorded = {r["record"] for g in rules.recording_groups(other) for r in g["rules"]}
+    for w in ("3h", "10m"):
+        assert rules.ratio(rules.AGENCY, w) in recorded
+    assert rules.increase(rules.AGENCY, "denominator", "3h") in recorded
+    assert rules.rejection_ratio("4h") in recorded
+    assert rules.rejection_ratio("1h") not in recorded
+    alerting = " ".join(r["expr"] for g in rules.alert_groups(other) for r in g["rules"])
+    for name in re.findall(r"[a-z_]+:[a-z_]+:[a-z_0-9]+", alerting):
+        assert name in recorded
 
 
 def test_index_rule_renormalises_over_components_with_data(methodology: Methodology) -> None:
