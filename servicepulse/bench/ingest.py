@@ -171,52 +171,34 @@ def closed_loop(
     duration: float | None = None,
 ) -> Load:
     """Send ``bodies`` as fast as ``threads`` connections allow (or for ``duration`` s)."""
-    load = Load()
-    lock = threading.Lock()
-    it = iter(bodies)
     stop_at = None if duration is None else time.monotonic() + duration
-
-    def worker() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        try:
-            while True:
-                with lock:
-                    nxt = next(it, None)
-                if nxt is None or (stop_at is not None and time.monotonic() > stop_at):
-                    return
-                n, body = nxt
-                t = time.perf_counter()
-                status, data = _post(conn, server.token, body)
-                dt = time.perf_counter() - t
-                with lock:
-                    load.requests += 1
-                    load.events += n
-                    load.latencies.append(dt)
-                    if status >= 300:
-                        load.not_accepted += n
-                        if len(load.errors) < 5:
-                            load.errors.append(f"HTTP {status}: {data[:200]!r}")
-                    else:
-                        load.not_accepted += n - _counts(data).accepted
-        finally:
-            conn.close()
-
-    t0 = time.perf_counter()
-    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
-    for th in pool:
-        th.start()
-    for th in pool:
-        th.join()
-    load.seconds = time.perf_counter() - t0
-    return load
+    return _send(server, bodies, threads, stop_at=stop_at)
 
 
 def open_loop(server: Server, bodies: list[tuple[int, bytes]], rate: float, threads: int) -> Load:
     """Send ``bodies`` on a fixed schedule of ``rate`` events/s; latency from schedule."""
+    n0 = bodies[0][0] if bodies else 1
+    return _send(server, bodies, threads, interval=n0 / rate)
+
+
+def _send(
+    server: Server,
+    bodies: list[tuple[int, bytes]],
+    threads: int,
+    *,
+    interval: float | None = None,
+    stop_at: float | None = None,
+) -> Load:
+    """Send ``bodies`` over ``threads`` keep-alive connections, each taking the next body.
+
+    ``interval`` (seconds) paces the run: body ``i`` is due ``i * interval`` after the
+    start, a connection sleeps until then and the latency counts from the due time, so a
+    server that falls behind shows its queue. Without it a body goes out as soon as a
+    connection is free and the latency counts from the send. ``stop_at`` (a
+    ``time.monotonic()`` instant) ends the run before the bodies run out.
+    """
     load = Load()
     lock = threading.Lock()
-    n0 = bodies[0][0] if bodies else 1
-    interval = n0 / rate
     start = time.perf_counter() + 0.1
     it = iter(enumerate(bodies))
 
@@ -226,15 +208,18 @@ def open_loop(server: Server, bodies: list[tuple[int, bytes]], rate: float, thre
             while True:
                 with lock:
                     nxt = next(it, None)
-                if nxt is None:
+                if nxt is None or (stop_at is not None and time.monotonic() > stop_at):
                     return
                 i, (n, body) = nxt
-                due = start + i * interval
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
+                if interval is None:
+                    t = time.perf_counter()
+                else:
+                    t = start + i * interval
+                    wait = t - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
                 status, data = _post(conn, server.token, body)
-                dt = time.perf_counter() - due
+                dt = time.perf_counter() - t
                 with lock:
                     load.requests += 1
                     load.events += n
