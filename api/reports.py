@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import resources
 from typing import Any, Final, Literal
@@ -558,113 +559,99 @@ CSV_COLUMNS: Final = (
 )
 
 
-def _csv_rows(report: Report) -> Iterator[tuple[Any, ...]]:
-    def comps(
-        section: str, agency: str, service: str, cs: list[ComponentOut]
-    ) -> Iterator[tuple[Any, ...]]:
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Row builder of one CSV section: the codes its rows share, the rest per row.
+
+    Cells left out are empty; ``value`` is the last column (see :data:`CSV_COLUMNS`).
+    """
+
+    section: str
+    agency: str = ""
+    service: str = ""
+    municipality: str = ""
+
+    def row(
+        self,
+        metric: str,
+        value: Any,
+        *,
+        item: str = "",
+        numerator: Any = "",
+        denominator: Any = "",
+    ) -> tuple[Any, ...]:
+        """One CSV row in :data:`CSV_COLUMNS` order."""
+        return (
+            self.section,
+            self.agency,
+            self.service,
+            self.municipality,
+            item,
+            metric,
+            numerator,
+            denominator,
+            value,
+        )
+
+    def ratio(self, metric: str, r: Ratio) -> tuple[Any, ...]:
+        """A row with a numerator, a denominator and their quotient."""
+        return self.row(metric, r.value, numerator=r.numerator, denominator=r.denominator)
+
+    def components(self, cs: list[ComponentOut]) -> Iterator[tuple[Any, ...]]:
+        """A row per index component (metric ``suppressed`` for a suppressed cell)."""
         for c in cs:
-            yield (
-                section,
-                agency,
-                service,
-                "",
-                c.code,
-                "suppressed" if c.suppressed else "component",
-                c.numerator,
-                c.denominator,
-                c.value,
+            metric = "suppressed" if c.suppressed else "component"
+            yield self.row(
+                metric, c.value, item=c.code, numerator=c.numerator, denominator=c.denominator
             )
 
+
+def _csv_rows(report: Report) -> Iterator[tuple[Any, ...]]:
     s = report.summary
-    yield ("summary", "", "", "", "", "index", "", "", s.index)
-    yield ("summary", "", "", "", "", "level", "", "", s.level)
-    yield ("summary", "", "", "", "", "journeys_started", "", "", s.journeys_started)
-    yield from comps("summary", "", "", s.components)
+    summary = _Rows("summary")
+    for metric in ("index", "level", "journeys_started"):
+        yield summary.row(metric, getattr(s, metric))
+    yield from summary.components(s.components)
     for a in report.agencies:
-        yield ("ranking", a.code, "", "", "", "rank", "", "", a.rank)
-        yield ("ranking", a.code, "", "", "", "index", "", "", a.index)
-        yield ("ranking", a.code, "", "", "", "level", "", "", a.level)
-        yield ("ranking", a.code, "", "", "", "journeys_started", "", "", a.journeys_started)
-        yield from comps("ranking", a.code, "", a.components)
+        ranking = _Rows("ranking", a.code)
+        for metric in ("rank", "index", "level", "journeys_started"):
+            yield ranking.row(metric, getattr(a, metric))
+        yield from ranking.components(a.components)
     for sv in report.services:
+        services = _Rows("services", sv.agency, sv.code)
         if sv.suppressed:
-            yield ("services", sv.agency, sv.code, "", "", "suppressed", "", "", "")
+            yield services.row("suppressed", "")
             continue
         for metric in ("started", "submitted", "abandoned", "decisions"):
-            yield ("services", sv.agency, sv.code, "", "", metric, "", "", getattr(sv, metric))
+            yield services.row(metric, getattr(sv, metric))
         for metric in ("completion", "on_time", "satisfaction", "digital"):
-            r: Ratio = getattr(sv, metric)
-            yield (
-                "services",
-                sv.agency,
-                sv.code,
-                "",
-                "",
-                metric,
-                r.numerator,
-                r.denominator,
-                r.value,
-            )
-        yield (
-            "services",
-            sv.agency,
-            sv.code,
-            "",
-            "",
-            "decision_days_median",
-            "",
-            "",
-            sv.decision_days_median,
-        )
-        yield ("services", sv.agency, sv.code, "", "", "index", "", "", sv.index)
+            yield services.ratio(metric, getattr(sv, metric))
+        yield services.row("decision_days_median", sv.decision_days_median)
+        yield services.row("index", sv.index)
     for f in report.funnels:
+        funnel = _Rows("funnel", f.agency, f.service)
         for st in f.steps:
-            yield ("funnel", f.agency, f.service, "", st.code, "reached", "", "", st.reached)
-            yield ("funnel", f.agency, f.service, "", st.code, "drop_off", "", "", st.drop_off)
+            yield funnel.row("reached", st.reached, item=st.code)
+            yield funnel.row("drop_off", st.drop_off, item=st.code)
     for o in report.overdue:
-        yield ("overdue", o.agency, o.service, o.municipality, "", "pending", "", "", o.pending)
-        yield ("overdue", o.agency, o.service, o.municipality, "", "overdue", "", "", o.overdue)
+        overdue = _Rows("overdue", o.agency, o.service, o.municipality)
+        yield overdue.row("pending", o.pending)
+        yield overdue.row("overdue", o.overdue)
     for q in report.quality:
-        yield ("quality", q.agency, "", "", "", "events", "", "", q.events)
-        yield (
-            "quality",
-            q.agency,
-            "",
-            "",
-            "",
-            "rejected",
-            q.rejected,
-            q.events + q.rejected,
-            q.rejected_share,
+        quality = _Rows("quality", q.agency)
+        yield quality.row("events", q.events)
+        yield quality.row(
+            "rejected", q.rejected_share, numerator=q.rejected, denominator=q.events + q.rejected
         )
         for reason, n in q.rejected_by_reason.items():
-            yield ("quality", q.agency, "", "", reason, "rejected_by_reason", "", "", n)
-        yield ("quality", q.agency, "", "", "", "late", "", "", q.late)
-        yield ("quality", q.agency, "", "", "", "duplicates", "", "", q.duplicates)
-        yield (
-            "quality",
-            q.agency,
-            "",
-            "",
-            "",
-            "skew_over_5min_share",
-            "",
-            "",
-            q.skew_over_limit_share,
-        )
-        yield (
-            "quality",
-            q.agency,
-            "",
-            "",
-            "",
-            "skipped_steps",
-            q.skipped_steps,
-            "",
-            q.skipped_share,
-        )
+            yield quality.row("rejected_by_reason", n, item=reason)
+        yield quality.row("late", q.late)
+        yield quality.row("duplicates", q.duplicates)
+        yield quality.row("skew_over_5min_share", q.skew_over_limit_share)
+        yield quality.row("skipped_steps", q.skipped_share, numerator=q.skipped_steps)
     for d in report.restated_days:
-        yield ("restated", d.agency, "", "", d.day.isoformat(), "restatements", "", "", d.count)
+        restated = _Rows("restated", d.agency)
+        yield restated.row("restatements", d.count, item=d.day.isoformat())
 
 
 def render_csv(report: Report) -> bytes:
