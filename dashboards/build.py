@@ -258,6 +258,35 @@ def table_panel(spec: Spec) -> table.Panel:
     return panel
 
 
+def count_stat(title: str, description: str, expr: str, *, width: int, height: int) -> stat.Panel:
+    """A whole number now or over the period: one instant query, no decimals."""
+    spec = Spec(title, description, "short", [Query(expr, instant=True)], width, height, decimals=0)
+    return stat_panel(spec)
+
+
+def share_stat(
+    title: str,
+    description: str,
+    expr: str,
+    *,
+    width: int,
+    height: int,
+    thresholds: Sequence[tuple[float | None, str]] = (),
+) -> stat.Panel:
+    """A share (0..1, shown in percent with one decimal): one instant query."""
+    spec = Spec(
+        title,
+        description,
+        "percentunit",
+        [Query(expr, instant=True)],
+        width,
+        height,
+        decimals=1,
+        thresholds=thresholds,
+    )
+    return stat_panel(spec)
+
+
 # -- variables and the dashboard frame ---------------------------------------------------
 
 _VAR_RU: Final = {
@@ -712,56 +741,33 @@ def service(m: Methodology) -> Board:
         )
         .row(
             "Воронка",
-            stat_panel(
-                Spec(
-                    "Начато",
-                    "Начатые заявления за период.",
-                    "short",
-                    [Query(q.inc("journeys_started_total"), instant=True)],
-                    width=6,
-                    height=5,
-                    decimals=0,
-                )
+            count_stat(
+                "Начато",
+                "Начатые заявления за период.",
+                q.inc("journeys_started_total"),
+                width=6,
+                height=5,
             ),
-            stat_panel(
-                Spec(
-                    "Подано",
-                    "Поданные заявления за период.",
-                    "short",
-                    [Query(q.inc("journeys_submitted_total"), instant=True)],
-                    width=6,
-                    height=5,
-                    decimals=0,
-                )
+            count_stat(
+                "Подано",
+                "Поданные заявления за период.",
+                q.inc("journeys_submitted_total"),
+                width=6,
+                height=5,
             ),
-            stat_panel(
-                Spec(
-                    "Брошено",
-                    "Отменённые или брошенные (на портале и в приложении по тайм-ауту).",
-                    "short",
-                    [Query(q.inc("journeys_abandoned_total"), instant=True)],
-                    width=6,
-                    height=5,
-                    decimals=0,
-                )
+            count_stat(
+                "Брошено",
+                "Отменённые или брошенные (на портале и в приложении по тайм-ауту).",
+                q.inc("journeys_abandoned_total"),
+                width=6,
+                height=5,
             ),
-            stat_panel(
-                Spec(
-                    "Завершаемость",
-                    "Поданные / (поданные + брошенные) за период.",
-                    "percentunit",
-                    [
-                        Query(
-                            share(
-                                q.inc("journeys_submitted_total"), q.inc("journeys_resolved_total")
-                            ),
-                            instant=True,
-                        )
-                    ],
-                    width=6,
-                    height=5,
-                    decimals=1,
-                )
+            share_stat(
+                "Завершаемость",
+                "Поданные / (поданные + брошенные) за период.",
+                share(q.inc("journeys_submitted_total"), q.inc("journeys_resolved_total")),
+                width=6,
+                height=5,
             ),
             bars_panel(
                 Spec(
@@ -825,25 +831,16 @@ def service(m: Methodology) -> Board:
                     ],
                 )
             ),
-            stat_panel(
-                Spec(
-                    "Решения в срок",
-                    "Решения в пределах нормативного срока / решения с известной своевременностью.",
-                    "percentunit",
-                    [
-                        Query(
-                            share(
-                                q.inc("decisions_total", f'timeliness="{R.ON_TIME}"'),
-                                q.inc("decisions_total", f'timeliness=~"{R.ON_TIME}|{R.LATE}"'),
-                            ),
-                            instant=True,
-                        )
-                    ],
-                    width=8,
-                    height=6,
-                    decimals=1,
-                    thresholds=[(None, "red"), (0.9, "orange"), (0.98, "green")],
-                )
+            share_stat(
+                "Решения в срок",
+                "Решения в пределах нормативного срока / решения с известной своевременностью.",
+                share(
+                    q.inc("decisions_total", f'timeliness="{R.ON_TIME}"'),
+                    q.inc("decisions_total", f'timeliness=~"{R.ON_TIME}|{R.LATE}"'),
+                ),
+                width=8,
+                height=6,
+                thresholds=[(None, "red"), (0.9, "orange"), (0.98, "green")],
             ),
             bars_panel(
                 Spec(
@@ -889,38 +886,26 @@ def life(m: Methodology) -> Board:
         time_from="now-7d",
     ).row(
         "Случаи",
-        stat_panel(
-            Spec(
-                "Начато случаев",
-                "Все случаи выбранных жизненных ситуаций, начатые за период.",
-                "short",
-                [Query(started, instant=True)],
-                width=8,
-                height=5,
-                decimals=0,
-            )
+        count_stat(
+            "Начато случаев",
+            "Все случаи выбранных жизненных ситуаций, начатые за период.",
+            started,
+            width=8,
+            height=5,
         ),
-        stat_panel(
-            Spec(
-                "Завершено случаев",
-                "Случаи, по всем заявлениям которых за период приняты решения.",
-                "short",
-                [Query(completed, instant=True)],
-                width=8,
-                height=5,
-                decimals=0,
-            )
+        count_stat(
+            "Завершено случаев",
+            "Случаи, по всем заявлениям которых за период приняты решения.",
+            completed,
+            width=8,
+            height=5,
         ),
-        stat_panel(
-            Spec(
-                "Доля завершённых",
-                "Завершённые / начатые случаи за период.",
-                "percentunit",
-                [Query(share(completed, started), instant=True)],
-                width=8,
-                height=5,
-                decimals=1,
-            )
+        share_stat(
+            "Доля завершённых",
+            "Завершённые / начатые случаи за период.",
+            share(completed, started),
+            width=8,
+            height=5,
         ),
         bars_panel(
             Spec(
@@ -994,36 +979,23 @@ def offices(m: Methodology) -> Board:
         source="office_visits_total",
     ).row(
         "Очереди",
-        stat_panel(
-            Spec(
-                "Приняты в пределах норматива",
-                f"Посещения с ожиданием не дольше {standard // 60} минут / все посещения.",
-                "percentunit",
-                [
-                    Query(
-                        share(
-                            q.inc("office_visits_total", f'within_standard="{R.TRUE}"'),
-                            q.inc("office_visits_total"),
-                        ),
-                        instant=True,
-                    )
-                ],
-                width=8,
-                height=6,
-                decimals=1,
-                thresholds=[(None, "red"), (0.8, "orange"), (0.9, "green")],
-            )
+        share_stat(
+            "Приняты в пределах норматива",
+            f"Посещения с ожиданием не дольше {standard // 60} минут / все посещения.",
+            share(
+                q.inc("office_visits_total", f'within_standard="{R.TRUE}"'),
+                q.inc("office_visits_total"),
+            ),
+            width=8,
+            height=6,
+            thresholds=[(None, "red"), (0.8, "orange"), (0.9, "green")],
         ),
-        stat_panel(
-            Spec(
-                "Посещений за период",
-                "Обслуженные посетители офисов.",
-                "short",
-                [Query(q.inc("office_visits_total"), instant=True)],
-                width=8,
-                height=6,
-                decimals=0,
-            )
+        count_stat(
+            "Посещений за период",
+            "Обслуженные посетители офисов.",
+            q.inc("office_visits_total"),
+            width=8,
+            height=6,
         ),
         stat_panel(
             Spec(
@@ -1092,24 +1064,13 @@ def feedback(m: Methodology) -> Board:
         )
         .row(
             "Оценки",
-            stat_panel(
-                Spec(
-                    "Удовлетворённость",
-                    f"Оценки {m.standards.csat_good_min_score}-5 / все оценки за период.",
-                    "percentunit",
-                    [
-                        Query(
-                            share(
-                                q.inc("feedback_total", f'score=~"{good}"'), q.inc("feedback_total")
-                            ),
-                            instant=True,
-                        )
-                    ],
-                    width=8,
-                    height=6,
-                    decimals=1,
-                    thresholds=[(None, "red"), (0.7, "orange"), (0.8, "green")],
-                )
+            share_stat(
+                "Удовлетворённость",
+                f"Оценки {m.standards.csat_good_min_score}-5 / все оценки за период.",
+                share(q.inc("feedback_total", f'score=~"{good}"'), q.inc("feedback_total")),
+                width=8,
+                height=6,
+                thresholds=[(None, "red"), (0.7, "orange"), (0.8, "green")],
             ),
             stat_panel(
                 Spec(
@@ -1138,36 +1099,23 @@ def feedback(m: Methodology) -> Board:
         )
         .row(
             "Жалобы",
-            stat_panel(
-                Spec(
-                    "Жалобы в срок",
-                    f"Отвеченные в течение {m.standards.appeal_term_days} календарных дней "
-                    "/ все отвеченные за период.",
-                    "percentunit",
-                    [
-                        Query(
-                            share(
-                                q.inc("appeals_answered_total", f'timeliness="{R.ON_TIME}"'),
-                                q.inc("appeals_answered_total"),
-                            ),
-                            instant=True,
-                        )
-                    ],
-                    width=6,
-                    height=6,
-                    decimals=1,
-                )
+            share_stat(
+                "Жалобы в срок",
+                f"Отвеченные в течение {m.standards.appeal_term_days} календарных дней "
+                "/ все отвеченные за период.",
+                share(
+                    q.inc("appeals_answered_total", f'timeliness="{R.ON_TIME}"'),
+                    q.inc("appeals_answered_total"),
+                ),
+                width=6,
+                height=6,
             ),
-            stat_panel(
-                Spec(
-                    "Поступило жалоб",
-                    "Жалобы, поступившие за период.",
-                    "short",
-                    [Query(q.inc("appeals_received_total"), instant=True)],
-                    width=6,
-                    height=6,
-                    decimals=0,
-                )
+            count_stat(
+                "Поступило жалоб",
+                "Жалобы, поступившие за период.",
+                q.inc("appeals_received_total"),
+                width=6,
+                height=6,
             ),
             stat_panel(
                 Spec(
@@ -1198,24 +1146,15 @@ def feedback(m: Methodology) -> Board:
         )
         .row(
             "Межведомственное взаимодействие",
-            stat_panel(
-                Spec(
-                    "Ответы за 48 часов",
-                    "Межведомственные ответы, пришедшие в течение 48 часов / все ответы.",
-                    "percentunit",
-                    [
-                        Query(
-                            share(
-                                q.inc("interagency_responses_total", f'within_48h="{R.TRUE}"'),
-                                q.inc("interagency_responses_total"),
-                            ),
-                            instant=True,
-                        )
-                    ],
-                    width=8,
-                    height=6,
-                    decimals=1,
-                )
+            share_stat(
+                "Ответы за 48 часов",
+                "Межведомственные ответы, пришедшие в течение 48 часов / все ответы.",
+                share(
+                    q.inc("interagency_responses_total", f'within_48h="{R.TRUE}"'),
+                    q.inc("interagency_responses_total"),
+                ),
+                width=8,
+                height=6,
             ),
             series_panel(
                 Spec(
