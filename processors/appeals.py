@@ -43,6 +43,10 @@ class AppealBook:
         self.requests: dict[str, Request] = {}
         self.dirty_appeals: set[str] = set()
         self.dirty_requests: set[str] = set()
+        # the timer handlers below do nothing for a missing key
+        timers.watch(APPEAL_OVERDUE, self.appeals)
+        timers.watch(EVICT_APPEAL, self.appeals)
+        timers.watch(EVICT_REQUEST, self.requests)
 
     def _late(self, dims: Dims, t: int, reason: str) -> None:
         r = self.rollups.cell(self.ctx.day(t), dims, "late")

@@ -98,6 +98,10 @@ class JourneyMachine:
         self.dirty_journeys: set[str] = set()
         self.dirty_cases: set[str] = set()
         self._gcells = gauge_cells
+        # fire_abandon, fire_overdue and fire_evict_case do nothing for a missing key
+        timers.watch(ABANDON, self.journeys)
+        timers.watch(OVERDUE_TIMER, self.journeys)
+        timers.watch(EVICT_CASE, self.cases)
         self._handlers: dict[EventType, Callable[[Journey, str, Event, int], None]] = {
             EventType.JOURNEY_STARTED: self._started,
             EventType.JOURNEY_STEP: self._step,

@@ -10,6 +10,7 @@ idle advances with the wall clock; a partition replaying history never does.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Container
 from typing import Final
 
 #: Timer kinds, in the order timers of one instant fire.
@@ -22,24 +23,51 @@ EVICT_APPEAL: Final = 5
 EVICT_REQUEST: Final = 6
 
 Timer = tuple[int, int, str]
+#: Heap size below which timers are never compacted (compaction is not worth it).
+_MIN_COMPACT: Final = 1024
 
 
 class Timers:
-    """A min-heap of ``(due_ms, kind, key)`` with lazy deletion.
+    """A min-heap of ``(due_ms, kind, key)`` that drops the timers of forgotten objects.
 
     A timer that no longer applies (the journey moved on) stays in the heap and is
     checked and dropped by its handler when due; the total order of the tuples makes
-    the firing order deterministic.
+    the firing order deterministic. A timer whose key is gone from the mapping its kind
+    is :meth:`watch`-ed with (a decided journey's deadline, say) would fire into
+    nothing, so whenever the heap has doubled since it was last compacted such timers
+    are removed: memory follows the live objects, not everything ever scheduled (a
+    deadline may lie weeks ahead), at an amortised O(1) per :meth:`add`. The handlers
+    ignore a missing key, so what fires, and when, is the same with or without this.
     """
 
-    __slots__ = ("_heap",)
+    __slots__ = ("_compact_at", "_heap", "_live")
 
     def __init__(self) -> None:
         self._heap: list[Timer] = []
+        self._live: dict[int, Container[str]] = {}
+        self._compact_at = _MIN_COMPACT
+
+    def watch(self, kind: int, live: Container[str]) -> None:
+        """Timers of ``kind`` whose key is not ``in live`` may be dropped unfired.
+
+        Only for a kind whose handler does nothing when its key is missing from ``live``
+        (the mapping is read at compaction, so it must be the object the handler reads).
+        """
+        self._live[kind] = live
 
     def add(self, due_ms: int, kind: int, key: str) -> None:
         """Schedule ``kind`` for ``key`` when the watermark passes ``due_ms``."""
-        heapq.heappush(self._heap, (due_ms, kind, key))
+        h = self._heap
+        heapq.heappush(h, (due_ms, kind, key))
+        if len(h) >= self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        live = self._live
+        kept = [t for t in self._heap if (m := live.get(t[1])) is None or t[2] in m]
+        heapq.heapify(kept)
+        self._heap = kept
+        self._compact_at = max(_MIN_COMPACT, 2 * len(kept))
 
     def pop_due(self, watermark_ms: int) -> Timer | None:
         """The earliest timer due strictly before ``watermark_ms``, removed; else None."""
@@ -50,7 +78,8 @@ class Timers:
 
     def clear(self) -> None:
         """Drop every timer (before a rebuild from state)."""
-        self._heap.clear()
+        self._heap = []
+        self._compact_at = _MIN_COMPACT
 
     def __len__(self) -> int:
         return len(self._heap)
