@@ -112,7 +112,7 @@ def fingerprint(e: PartitionEngine) -> dict[str, Any]:
         "cases": table(e.journeys.cases),
         "appeals": table(e.appeals.appeals),
         "requests": table(e.appeals.requests),
-        "closed": {k: e.closed.get(k) for k in e.closed._index},
+        "closed": e.closed.items(),
         "dedup": sorted((h, sorted([*b.frozen, *b.fresh])) for h, b in e.dedup._hours.items()),
         "watermark": (e.wm.max_event_ms, e.wm.watermark_ms, e.wm.live),
         "gauges": {k: v for k, v in e.gauges.counts.items() if any(v)},
