@@ -57,7 +57,10 @@ class ApiSettings(CommonSettings):
         5, ge=1, description="Retry-After sent when Kafka is unavailable"
     )
     dedup_cache_size: int = Field(
-        200_000, ge=0, description="recent event ids remembered to answer 'duplicate'"
+        200_000,
+        ge=0,
+        description="recent event ids remembered to answer 'duplicate' (24 bytes each, "
+        "allocated at start)",
     )
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="how long a client may take to send a request body before a 408"
