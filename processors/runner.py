@@ -148,6 +148,12 @@ class _Session:
                 heartbeat_interval_ms=max(1000, s.session_timeout_ms // 4),
                 client_id=f"servicepulse-processor-{s.instance_id}",
             )
+            # the group's assignor runs on its leader with the leader's metadata: a
+            # consumer that does not know the topic's partitions yet assigns nothing
+            while not self.consumer.partitions_for_topic(self.topics.events):
+                if time.monotonic() > deadline:
+                    raise SessionError(f"topic {self.topics.events} has no partitions")
+                time.sleep(0.2)
             self.consumer.subscribe([self.topics.events], listener=_Listener(self))
         except Exception:
             self.close(error=True)
@@ -284,12 +290,19 @@ class _Session:
             rc.close()
         for e in engines.values():
             e.finish_restore()
-        for tp, off in committed.items():
-            if off is None:
-                self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, off)
-                self.next_offset[tp.partition] = off
+        starts = {tp: off for tp, off in committed.items() if off is not None}
+        fresh = [tp for tp, off in committed.items() if off is None]
+        if fresh:  # never committed: from the log start (an explicit offset, not a reset)
+            with self._calling():
+                starts.update(self.hw_consumer.beginning_offsets(fresh))
+        for tp, off in starts.items():
+            self.consumer.seek(tp, off)
+            self.next_offset[tp.partition] = off
+        logger.info(
+            "partitions %s start at offsets %s",
+            parts,
+            [starts[tp] for tp in inputs],
+        )
         self.engines.update(engines)
         # restored state lives until revocation: keep the cyclic collector off it
         gc.freeze()
@@ -368,6 +381,11 @@ class _Session:
         logger.info(
             "restored partitions %s from %d records in %.2fs", parts, n, time.monotonic() - started
         )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "restore read %s",
+                {f"{tp.topic[-3:]}{tp.partition}": (begins[tp], ends[tp]) for tp in tps},
+            )
 
     # -- processing ------------------------------------------------------------------
 
@@ -380,6 +398,7 @@ class _Session:
         touched: set[int] = set()
         busy = 0.0
         metrics = self.p.metrics
+        debug = logger.isEnabledFor(logging.DEBUG)
         while True:
             # past the deadline only while catching up: wait briefly for the next fetch
             remaining = max(0.05, deadline - time.monotonic())
@@ -399,19 +418,21 @@ class _Session:
                 if self.p.stats.first_event_at is None:
                     self.p.stats.first_event_at = t0
                 for tp, recs in batch.items():
+                    nxt = recs[-1].offset + 1
                     eng = self.engines.get(tp.partition)
                     if eng is None:
                         raise SessionError(f"records for partition {tp.partition} with no state")
                     if not self.in_txn:
                         self.producer.begin_transaction()
                         self.in_txn = True
+                    if debug:
+                        logger.debug("p%d: offsets %d-%d", tp.partition, recs[0].offset, nxt - 1)
                     dead = eng.process(recs)
                     eng.mark_live(int(self.p.clock() * 1000))
                     for d in dead:
                         self.producer.send(self.topics.deadletter, key=d.key, value=d.value)
                         metrics.deadletters.labels(d.reason).inc()
                         self.p.stats.deadletters += 1
-                    nxt = recs[-1].offset + 1
                     self.offsets[tp] = bus.commit_offset(nxt)
                     self.next_offset[tp.partition] = nxt
                     touched.add(tp.partition)
@@ -542,6 +563,12 @@ class _Session:
                 self.p.settings.transaction_timeout_ms / 1000,
             )
         bus.commit_transaction(prod, self.p.settings.transaction_timeout_ms / 1000)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "committed %d records, offsets %s",
+                out,
+                {tp.partition: o.offset for tp, o in self.offsets.items()},
+            )
         self.in_txn = False
         self.offsets = {}
         took = time.monotonic() - t0
@@ -571,20 +598,25 @@ class _Session:
                 metrics.state_entries.labels(k).set(v)
 
     def close(self, *, error: bool = False) -> None:
-        """Close the clients; on error, abort the open transaction and drop state first."""
+        """Close the clients; on error drop the state first.
+
+        A transaction still open is aborted before the group learns this member has
+        gone (on error), or after the consumer's close (its revocation commits what is
+        pending, and a commit that fails leaves the transaction open): left open, it
+        would hold up the next owner's restore until the broker's transaction timeout.
+        """
         self._closed.set()
         if error:
             self.discard = True
             self.engines.clear()
-            if self.in_txn:
-                try:
-                    bus.abort_transaction(self.producer, 10.0)
-                except Exception:  # closing anyway
-                    logger.warning("could not abort the open transaction; it times out")
-                self.in_txn = False
-        for c in (self.consumer, self.restore_consumer, self.hw_consumer):
-            if c is self.consumer and self.abandon_consumer:
-                continue
+            self._abort_open()
+        if self.consumer is not None and not self.abandon_consumer:
+            try:
+                self.consumer.close()
+            except Exception:  # closing anyway
+                logger.warning("closing the consumer failed", exc_info=True)
+        self._abort_open()
+        for c in (self.restore_consumer, self.hw_consumer):
             if c is not None:
                 try:
                     c.close()
@@ -594,6 +626,14 @@ class _Session:
             self.producer.close(timeout=5)
         except Exception:  # closing anyway
             logger.warning("closing the producer failed", exc_info=True)
+
+    def _abort_open(self) -> None:
+        if self.in_txn:
+            try:
+                bus.abort_transaction(self.producer, 10.0)
+            except Exception:  # closing anyway
+                logger.warning("could not abort the open transaction; it times out")
+            self.in_txn = False
 
 
 class Processor:

@@ -41,11 +41,14 @@ out = Console()
 
 def configure_logging(level: str = "INFO") -> None:
     """Logging for every command: one line per record, to stderr."""
+    lvl = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
+        level=lvl,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # a command configures again with its settings' level (basicConfig only sets it once)
+    logging.getLogger().setLevel(lvl)
     logging.getLogger("kafka").setLevel(logging.WARNING)
     # kafka-python warns when its I/O loop is slow under CPU load; not actionable for users.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

@@ -35,7 +35,7 @@ from processors.runner import Processor
 from processors.settings import ProcessorSettings
 from servicepulse import stack
 from tests.fixtures.kafka import TopicFactory
-from tests.fixtures.streams import CATALOG_PATH, generate
+from tests.fixtures.streams import CATALOG_PATH, Stream, generate
 from tests.processors import oracle
 from tests.processors.brokerio import materialise, produce, read_all, summed
 
@@ -196,6 +196,18 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 _RESULTS: dict[str, dict[bytes, bytes]] = {}
 
 
+def differing(aggregates: dict[bytes, bytes]) -> list[int]:
+    """The input partitions whose own records differ from the oracle (for diagnosis)."""
+    out = []
+    for p, evs in STREAM.events.items():
+        mine = {k: v for k, v in aggregates.items() if k.split(b"|")[1:2] == [str(p).encode()]}
+        want, _ = oracle.expected(Stream(events={p: evs}))
+        got = oracle.flatten(summed(mine)[0])
+        if any(want.get(k) != got.get(k) for k in set(want) | set(got)):
+            out.append(p)
+    return out
+
+
 def check(name: str, env: Env) -> None:
     """Compare with the oracle and with the other scenarios' aggregates."""
     aggregates = materialise(env.settings, env.topics)
@@ -203,7 +215,10 @@ def check(name: str, env: Env) -> None:
     want, want_gauges = oracle.expected(STREAM)
     got = oracle.flatten(cells)
     diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
-    assert not diff, f"{name}: cells differ from the oracle: {list(diff.items())[:5]}"
+    assert not diff, (
+        f"{name}: cells differ from the oracle in input partitions {differing(aggregates)}: "
+        f"{list(diff.items())[:5]}"
+    )
     assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
     dead = read_all(env.settings, env.topics.deadletter)
     assert len(dead) == 6, f"{name}: {len(dead)} dead letters, want 6"
