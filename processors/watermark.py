@@ -23,8 +23,9 @@ EVICT_APPEAL: Final = 5
 EVICT_REQUEST: Final = 6
 
 Timer = tuple[int, int, str]
-#: Heap size below which timers are never compacted (compaction is not worth it).
-_MIN_COMPACT: Final = 1024
+#: Heap size below which timers are never compacted, so a partition may hold about this
+#: many dead ones (some 170 bytes each with their key) besides its live ones.
+_MIN_COMPACT: Final = 256
 
 
 class Timers:
