@@ -53,6 +53,7 @@ __all__ = [
     "ensure_topics",
     "key_partition",
     "nudge",
+    "position_now",
     "producer",
     "send_offsets",
 ]
@@ -232,6 +233,14 @@ def nudge(client: Any) -> None:
     wakeup = getattr(net, "wakeup", None)
     if wakeup is not None:
         wakeup()
+
+
+def position_now(consumer: KafkaConsumer, partition: TopicPartition) -> int | None:
+    """The consumer's fetch position of an assigned partition as it stands (``None``
+    while unresolved); unlike ``position()`` this never asks the broker."""
+    state = consumer._subscription.assignment.get(partition)
+    pos = state.position if state is not None else None
+    return None if pos is None else int(pos.offset)
 
 
 def commit_offset(offset: int) -> OffsetAndMetadata:
