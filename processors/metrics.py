@@ -32,6 +32,7 @@ class ProcessorMetrics:
     state_entries: Gauge
     assigned_partitions: Gauge
     sessions: Counter
+    skips: Counter
 
 
 def build_metrics(registry: CollectorRegistry) -> ProcessorMetrics:
@@ -99,6 +100,12 @@ def build_metrics(registry: CollectorRegistry) -> ProcessorMetrics:
         sessions=Counter(
             p + "sessions",
             "Kafka sessions started (a restart after a failure starts a new one)",
+            registry=registry,
+        ),
+        skips=Counter(
+            p + "client_skips",
+            "Times the Kafka client skipped input records, caught before a commit (the "
+            "session restarted from the last commit)",
             registry=registry,
         ),
     )
