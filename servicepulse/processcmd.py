@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import faulthandler
-import gc
 import logging
 import signal
 from types import FrameType
@@ -81,10 +80,6 @@ def process(
         bus.ensure_topics(settings, Topics(settings.topic_prefix).specs())
     except ServicePulseError as exc:
         logger.warning("could not ensure topics (%s); continuing", exc)
-    # The state is long-lived and mostly acyclic: young collections that escalate walk
-    # all of it. A higher first threshold cut the engine's CPU by ~14% (BENCHMARKS.md);
-    # the runner also freezes restored state out of the collector's reach.
-    gc.set_threshold(50_000, 20, 100)
     stats = proc.run()
     logger.info(
         "stopped: %d events, %d transactions, %d records written",
