@@ -184,7 +184,7 @@ def test_records_the_client_skips_are_caught_before_a_commit(
         at = session.next_offset.get(0) if session is not None else None
         if session is not None and at is not None and at + 8 < end:
             session.consumer.seek(tp, at + 5)  # what the client did by itself
-        time.sleep(0.5)
+        time.sleep(0.05)
     runner.join(timeout=150)
     assert stats, "the processor did not catch up"
     assert _metric(proc, "sessions") >= 2, "the session did not restart"
