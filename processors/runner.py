@@ -134,13 +134,6 @@ class _Session:
             self.hw_consumer = bus.consumer(
                 s, isolation_level="read_uncommitted", client_id="servicepulse-restore-hw"
             )
-            # Join only once the topic's partitions are known: a join that finds none
-            # ("assigned []") and rejoins at once was where kafka-python 3.0.x stalled.
-            deadline = time.monotonic() + 30
-            while not self.hw_consumer.partitions_for_topic(self.topics.events):
-                if time.monotonic() > deadline:
-                    raise SessionError(f"topic {self.topics.events} has no partitions")
-                time.sleep(0.5)
             self.consumer = bus.consumer(
                 s,
                 group_id=s.group_id,
@@ -149,8 +142,11 @@ class _Session:
                 heartbeat_interval_ms=max(1000, s.session_timeout_ms // 4),
                 client_id=f"servicepulse-processor-{s.instance_id}",
             )
-            # the group's assignor runs on its leader with the leader's metadata: a
-            # consumer that does not know the topic's partitions yet assigns nothing
+            # Join only once this consumer knows the topic's partitions: the group's
+            # assignor runs on its leader with the leader's metadata, and a leader that
+            # does not know them yet assigns nothing ("assigned []"; kafka-python 3.0.x
+            # then stalled instead of rejoining).
+            deadline = time.monotonic() + 30
             while not self.consumer.partitions_for_topic(self.topics.events):
                 if time.monotonic() > deadline:
                     raise SessionError(f"topic {self.topics.events} has no partitions")
@@ -415,7 +411,7 @@ class _Session:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "restore read %s",
-                {f"{tp.topic[-3:]}{tp.partition}": (begins[tp], ends[tp]) for tp in tps},
+                {f"{tp.topic}[{tp.partition}]": (begins[tp], ends[tp]) for tp in tps},
             )
 
     # -- processing ------------------------------------------------------------------

@@ -59,10 +59,7 @@ def settings(topic_factory: TopicFactory) -> Iterator[ProcessorSettings]:
     bus.delete_topics(s, [topics.events, topics.changelog, topics.aggregates, topics.deadletter])
 
 
-REGISTRY: dict[int, CollectorRegistry] = {}
-
-
-def _processor(settings: ProcessorSettings) -> Processor:
+def _processor(settings: ProcessorSettings) -> tuple[Processor, CollectorRegistry]:
     registry = CollectorRegistry()
     proc = Processor(
         settings,
@@ -70,18 +67,17 @@ def _processor(settings: ProcessorSettings) -> Processor:
         load_methodology().standards,
         build_metrics(registry),
     )
-    REGISTRY[id(proc)] = registry
-    return proc
+    return proc, registry
 
 
-def _metric(proc: Processor, name: str) -> float:
-    return REGISTRY[id(proc)].get_sample_value(f"servicepulse_processor_{name}_total") or 0.0
+def _total(registry: CollectorRegistry, name: str) -> float:
+    return registry.get_sample_value(f"servicepulse_processor_{name}_total") or 0.0
 
 
 def test_new_owner_waits_for_the_old_owners_open_transaction(
     settings: ProcessorSettings,
 ) -> None:
-    proc = _processor(settings)
+    proc, _ = _processor(settings)
     topics = proc.topics
     produce(settings, topics, STREAM)
     parts = sorted(STREAM.events)
@@ -167,7 +163,7 @@ def test_records_the_client_skips_are_caught_before_a_commit(
     slow = settings.model_copy(
         update={"max_batch": 20, "poll_records": 20, "commit_interval_ms": 50}
     )
-    proc = _processor(slow)
+    proc, registry = _processor(slow)
     produce(slow, proc.topics, STREAM)
     tp = bus.TopicPartition(proc.topics.events, 0)
     end = len(STREAM.events[0])
@@ -177,7 +173,7 @@ def test_records_the_client_skips_are_caught_before_a_commit(
     )
     runner.start()
     deadline = time.monotonic() + 60
-    while _metric(proc, "client_skips") == 0:
+    while _total(registry, "client_skips") == 0:
         assert time.monotonic() < deadline, "no skip was caught"
         assert runner.is_alive(), "the processor finished before a skip could be made"
         session = proc._session
@@ -187,7 +183,7 @@ def test_records_the_client_skips_are_caught_before_a_commit(
         time.sleep(0.05)
     runner.join(timeout=150)
     assert stats, "the processor did not catch up"
-    assert _metric(proc, "sessions") >= 2, "the session did not restart"
+    assert _total(registry, "sessions") >= 2, "the session did not restart"
 
     cells, gauges = summed(materialise(slow, proc.topics))
     want, want_gauges = oracle.expected(STREAM)
