@@ -51,6 +51,14 @@ class Topics:
 
         The changelog is co-partitioned with the events topic: state of input partition
         *p* lives in changelog partition *p*, so restoring one partition reads one partition.
+
+        The events topic stamps each record with the broker's append time
+        (``LogAppendTime``): the processor takes the record timestamp as the receive
+        time, which must be the receiver's clock, not the sender's; and time retention
+        then counts from arrival. With the sender's time (``CreateTime``), a producer
+        that stamps records with old ``occurred_at`` times (a backfill) would have them
+        deleted by the broker's next retention check, every five minutes, whether
+        processed or not.
         """
         compacted = {
             "cleanup.policy": "compact",
@@ -58,7 +66,11 @@ class Topics:
             "segment.ms": "3600000",
         }
         return [
-            TopicSpec(self.events, events_partitions, {"retention.ms": str(7 * 86_400_000)}),
+            TopicSpec(
+                self.events,
+                events_partitions,
+                {"retention.ms": str(7 * 86_400_000), "message.timestamp.type": "LogAppendTime"},
+            ),
             TopicSpec(self.changelog, events_partitions, dict(compacted)),
             TopicSpec(self.aggregates, 3, dict(compacted)),
             TopicSpec(self.deadletter, 3, {"retention.ms": str(30 * 86_400_000)}),
