@@ -72,6 +72,11 @@ PROCESSOR_STATE: Final = OpsMetric(
 PROCESSOR_PARTITIONS: Final = OpsMetric(
     "servicepulse_processor_assigned_partitions", "gauge", "Input partitions assigned"
 )
+PROCESSOR_RETENTION_LOST: Final = OpsMetric(
+    "servicepulse_processor_retention_lost_total",
+    "counter",
+    "Input offsets the events topic's retention deleted before they were processed",
+)
 
 PROCESSOR_METRICS: Final = (
     PROCESSOR_EVENTS,
@@ -84,6 +89,7 @@ PROCESSOR_METRICS: Final = (
     PROCESSOR_RESTORE,
     PROCESSOR_STATE,
     PROCESSOR_PARTITIONS,
+    PROCESSOR_RETENTION_LOST,
 )
 
 API_REQUESTS: Final = OpsMetric(

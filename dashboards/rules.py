@@ -553,6 +553,17 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
             dashboard="/d/sp-pipeline",
         ),
         _alert(
+            "ServicePulseInputLostToRetention",
+            f"sum(increase({pipeline.PROCESSOR_RETENTION_LOST.name}[15m])) > 0",
+            "",
+            "critical",
+            "Kafka удалил необработанные события",
+            "За 15m удалено до обработки событий: {{ $value }}. В показатели они не "
+            "попадут; увеличьте retention.ms топика событий или устраните отставание "
+            "обработчика (журнал обработчика называет разделы и смещения).",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
             "ServicePulseComponentDown",
             f'up{{job=~"{pipeline.JOB_API}|{pipeline.JOB_PROCESSOR}"}} == 0',
             down.for_,

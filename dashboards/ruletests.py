@@ -617,6 +617,20 @@ def alert_cases(m: Methodology) -> list[AlertCase]:
             quiet_at=["5m"],
         ),
         AlertCase(
+            "retention deleted 5 unprocessed events",
+            "ServicePulseInputLostToRetention",
+            [
+                {
+                    "series": pipeline.PROCESSOR_RETENTION_LOST.name
+                    + labels_text({"job": pipeline.JOB_PROCESSOR, "instance": "p1:9400"}),
+                    "values": f"0x30 5x{n - 31}",
+                }
+            ],
+            "35m",
+            [({}, "5")],
+            quiet_at=["20m"],
+        ),
+        AlertCase(
             "the API target is down, a processor is up",
             "ServicePulseComponentDown",
             [

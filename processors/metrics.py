@@ -33,6 +33,7 @@ class ProcessorMetrics:
     assigned_partitions: Gauge
     sessions: Counter
     skips: Counter
+    retention_lost: Counter
 
 
 def build_metrics(registry: CollectorRegistry) -> ProcessorMetrics:
@@ -106,6 +107,12 @@ def build_metrics(registry: CollectorRegistry) -> ProcessorMetrics:
             p + "client_skips",
             "Times the Kafka client skipped input records, caught before a commit (the "
             "session restarted from the last commit)",
+            registry=registry,
+        ),
+        retention_lost=Counter(
+            p + "retention_lost",
+            "Input offsets the events topic's retention deleted before they were processed "
+            "(events lost; raise the topic's retention.ms or fix the processor's lag)",
             registry=registry,
         ),
     )

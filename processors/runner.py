@@ -60,6 +60,8 @@ class RunStats:
     transactions: int = 0
     records_out: int = 0
     deadletters: int = 0
+    #: input offsets deleted by retention before they were processed (events lost)
+    retention_lost: int = 0
     restore_seconds: float = 0.0
     first_event_at: float | None = None
     last_commit_at: float | None = None
@@ -314,11 +316,10 @@ class _Session:
         The consumer has usually resolved the same committed offset by itself (and may
         have returned records from it in ``batch``, which are then processed); a
         partition with no position yet is set explicitly. The consumer is never moved
-        back over records it has returned: a seek back right after an assignment lost
-        the records in between about once in thirty rebalances (kafka-python 3.0.12).
-        A consumer behind the committed offset ends the session (a new one starts from
-        Kafka); one ahead of it is logged, as offsets may legitimately hold no record
-        (transaction markers, records removed by retention).
+        back over records it has returned (``batch`` is processed as it is). A consumer
+        behind the committed offset ends the session (a new one starts from Kafka); one
+        ahead of it is logged, and the batch's gap check tells markers, records deleted
+        by retention and skipped records apart.
         """
         for tp, off in starts.items():
             recs = batch.get(tp)
@@ -498,10 +499,13 @@ class _Session:
     def _check_gap(self, tp: Any, expected: int, first: int) -> None:
         """Records of ``tp`` came from offset ``first`` although ``expected`` was next.
 
-        The offsets in between may rightly hold nothing for a ``read_committed``
-        reader (transaction markers, aborted records). If they hold records, the client
-        skipped them: seen with kafka-python 3.0.12 right after an assignment, about
-        once in thirty join/leave runs. The session then restarts from the last commit
+        Offsets below the partition's log start were deleted by the events topic's
+        retention before they were processed (the consumer, positioned out of range,
+        was reset to the log start): nothing brings them back, so they are counted
+        (``servicepulse_processor_retention_lost_total``) and logged as an error, and
+        processing goes on. Above the log start, offsets may rightly hold nothing for a
+        ``read_committed`` reader (transaction markers, aborted records); if they hold
+        records, the client skipped them, and the session restarts from the last commit
         instead of losing them. A consumer of its own reads the gap (only offsets inside
         it count, so a fetch left over from an earlier check cannot mislead it).
         """
@@ -510,6 +514,25 @@ class _Session:
             c = self.gap_consumer = bus.consumer(
                 self.p.settings, client_id="servicepulse-gap-check"
             )
+        with self._calling():
+            start = c.beginning_offsets([tp])[tp]
+        if start > expected:
+            gone = min(start, first) - expected
+            self.p.metrics.retention_lost.inc(gone)
+            self.p.stats.retention_lost += gone
+            logger.error(
+                "partition %d: offsets %d-%d were deleted by the retention of %s before "
+                "they were processed (%d events lost); raise the topic's retention.ms or "
+                "keep the processors' lag below it",
+                tp.partition,
+                expected,
+                expected + gone - 1,
+                tp.topic,
+                gone,
+            )
+            expected = start
+            if expected >= first:
+                return
         c.assign([tp])
         c.seek(tp, expected)
         deadline = time.monotonic() + 30

@@ -87,6 +87,11 @@ def process(
         stats.transactions,
         stats.records_out,
     )
+    if stats.retention_lost:
+        logger.error(
+            "%d input events were deleted by retention before they were processed",
+            stats.retention_lost,
+        )
 
 
 def register(app: typer.Typer) -> None:
