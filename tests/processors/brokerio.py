@@ -6,11 +6,48 @@ import time
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from contract import aggregates as agg
 from contract import bus
+from contract.catalog import Catalog
+from contract.methodology import load_methodology
 from contract.settings import CommonSettings
 from contract.topics import Topics
-from tests.fixtures.streams import Stream, encode
+from processors.metrics import build_metrics
+from processors.runner import Processor
+from processors.settings import ProcessorSettings
+from tests.fixtures.streams import CATALOG_PATH, Stream, encode
+
+
+def processor_settings(topics: Topics, common: CommonSettings) -> ProcessorSettings:
+    """Settings of a processor on a test's own topics and group (6 s sessions)."""
+    return ProcessorSettings(
+        kafka_bootstrap=common.kafka_bootstrap,
+        topic_prefix=topics.prefix,
+        group_id=f"{topics.prefix}-group",
+        instance_id="1",
+        session_timeout_ms=6000,
+        catalog=CATALOG_PATH,
+    )
+
+
+def new_processor(settings: ProcessorSettings) -> tuple[Processor, CollectorRegistry]:
+    """An in-process processor over the test catalog, with a registry of its own."""
+    registry = CollectorRegistry()
+    proc = Processor(
+        settings,
+        Catalog.from_file(CATALOG_PATH),
+        load_methodology().standards,
+        build_metrics(registry),
+    )
+    return proc, registry
+
+
+def drop_topics(settings: CommonSettings, topics: Topics) -> None:
+    """Delete a test's topics."""
+    names = [topics.events, topics.changelog, topics.aggregates, topics.deadletter]
+    bus.delete_topics(settings, names)
 
 
 def produce(settings: CommonSettings, topics: Topics, stream: Stream, seconds: float = 0) -> None:

@@ -24,33 +24,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from contract import bus
-from contract.catalog import Catalog
-from contract.methodology import load_methodology
 from contract.topics import Topics
-from processors.metrics import build_metrics
-from processors.runner import Processor
 from processors.settings import ProcessorSettings
 from servicepulse import stack
 from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.streams import CATALOG_PATH, Stream, generate
 from tests.processors import oracle
-from tests.processors.brokerio import materialise, produce, read_all, summed
+from tests.processors.brokerio import (
+    drop_topics,
+    materialise,
+    new_processor,
+    processor_settings,
+    produce,
+    read_all,
+    summed,
+)
 
-# KNOWN DEFECT (open): the join/leave scenario still loses a few events of the
-# partitions of the first instance to leave, about once in twenty to thirty runs, after
-# the two causes found so far were fixed (state read before stable offsets; records
-# skipped by the client, now caught). docs/PROCESSOR.md ("Known defects") keeps the
-# record; the processor logs at DEBUG here so that a failure carries the offsets. A
-# failure is re-run twice before it fails the build. Do not raise the re-runs: fix it.
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.timeout(300),
-    pytest.mark.flaky(reruns=2),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
 STREAM = generate(seed=11, journeys=400, invalid=True)
@@ -174,20 +166,11 @@ def _sigusr2_noop() -> Iterator[None]:
 @pytest.fixture
 def env(topic_factory: TopicFactory, tmp_path: Path) -> Iterator[Env]:
     topics, common = topic_factory()
-    settings = ProcessorSettings(
-        kafka_bootstrap=common.kafka_bootstrap,
-        topic_prefix=topics.prefix,
-        group_id=f"{topics.prefix}-group",
-        instance_id="1",
-        session_timeout_ms=6000,
-        catalog=CATALOG_PATH,
-    )
+    settings = processor_settings(topics, common)
     env = Env(settings, topics, sum(map(len, STREAM.events.values())), tmp_path)
     yield env
     env.close()
-    bus.delete_topics(
-        settings, [topics.events, topics.changelog, topics.aggregates, topics.deadletter]
-    )
+    drop_topics(settings, topics)
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -238,12 +221,7 @@ def check(name: str, env: Env) -> None:
 
 def test_a_clean_pass(env: Env) -> None:
     env.produce().join()
-    proc = Processor(
-        env.settings,
-        Catalog.from_file(CATALOG_PATH),
-        load_methodology().standards,
-        build_metrics(CollectorRegistry()),
-    )
+    proc, _ = new_processor(env.settings)
     stats = proc.run_until_caught_up(timeout_s=120)
     assert stats.events == env.total
     assert stats.deadletters == 6

@@ -2,8 +2,8 @@
 
 First, a partition handed over while its previous owner's last transaction is open.
 
-This is the race behind the rebalance undercount that test_exactly_once's join/leave
-scenario hit about once in ten to twenty-five runs, made deterministic: the old owner
+This is the race behind one rebalance undercount that test_exactly_once's join/leave
+scenario hit, made deterministic: the old owner
 has put its input offsets into a transaction (accepted, as its generation was still
 current) and then drops out of the group before it has written the transaction's state
 records. The new owner is assigned the partitions at once. It must not read its state
@@ -13,61 +13,30 @@ read the changelog and aggregates to their end, then start from exactly those of
 Reading state first restores it without the old owner's last transaction while the
 offsets already point past it, and the events of that transaction are lost.
 
-Second, a client that moves a partition's position past records it never returned
-(kafka-python 3.0.12 did this right after assignments, rarely): the processor must
-catch the gap before committing.
+Second, a client that moves a partition's position past records it never returned:
+the processor must catch the gap before committing. (The skips once blamed on
+kafka-python were records deleted by retention: tests/processors/test_retention.py.)
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from contract import bus
-from contract.catalog import Catalog
-from contract.methodology import load_methodology
 from processors.engine import PartitionEngine
-from processors.metrics import build_metrics
-from processors.runner import Processor, RunStats
+from processors.runner import RunStats
 from processors.settings import ProcessorSettings
-from tests.fixtures.kafka import TopicFactory
-from tests.fixtures.streams import CATALOG_PATH, generate
+from tests.fixtures.streams import generate
 from tests.processors import oracle
-from tests.processors.brokerio import materialise, produce, summed
+from tests.processors.brokerio import materialise, new_processor, produce, summed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 STREAM = generate(seed=23, journeys=120)
-
-
-@pytest.fixture
-def settings(topic_factory: TopicFactory) -> Iterator[ProcessorSettings]:
-    topics, common = topic_factory()
-    s = ProcessorSettings(
-        kafka_bootstrap=common.kafka_bootstrap,
-        topic_prefix=topics.prefix,
-        group_id=f"{topics.prefix}-group",
-        instance_id="new",
-        session_timeout_ms=6000,
-        catalog=CATALOG_PATH,
-    )
-    yield s
-    bus.delete_topics(s, [topics.events, topics.changelog, topics.aggregates, topics.deadletter])
-
-
-def _processor(settings: ProcessorSettings) -> tuple[Processor, CollectorRegistry]:
-    registry = CollectorRegistry()
-    proc = Processor(
-        settings,
-        Catalog.from_file(CATALOG_PATH),
-        load_methodology().standards,
-        build_metrics(registry),
-    )
-    return proc, registry
 
 
 def _total(registry: CollectorRegistry, name: str) -> float:
@@ -77,7 +46,7 @@ def _total(registry: CollectorRegistry, name: str) -> float:
 def test_new_owner_waits_for_the_old_owners_open_transaction(
     settings: ProcessorSettings,
 ) -> None:
-    proc, _ = _processor(settings)
+    proc, _ = new_processor(settings)
     topics = proc.topics
     produce(settings, topics, STREAM)
     parts = sorted(STREAM.events)
@@ -156,14 +125,13 @@ def test_new_owner_waits_for_the_old_owners_open_transaction(
 def test_records_the_client_skips_are_caught_before_a_commit(
     settings: ProcessorSettings,
 ) -> None:
-    """kafka-python 3.0.12 was seen to move a newly assigned partition's position past
-    records it never returned. Moving the consumer forward by hand does the same: the
-    processor must notice the gap before committing, restart from the last commit and
-    still count every event once."""
+    """A client that moves a partition's position past records it never returned (the
+    consumer moved forward by hand here): the processor must notice the gap before
+    committing, restart from the last commit and still count every event once."""
     slow = settings.model_copy(
         update={"max_batch": 20, "poll_records": 20, "commit_interval_ms": 50}
     )
-    proc, registry = _processor(slow)
+    proc, registry = new_processor(slow)
     produce(slow, proc.topics, STREAM)
     tp = bus.TopicPartition(proc.topics.events, 0)
     end = len(STREAM.events[0])
