@@ -1433,8 +1433,8 @@ def pipeline_health(m: Methodology) -> Board:
             series_panel(
                 Spec(
                     "Транзакции и dead-letter",
-                    "Транзакции Kafka по результату и события, отправленные в dead-letter, "
-                    "в секунду.",
+                    "Транзакции Kafka по результату, события, отправленные в dead-letter, "
+                    "и события, удалённые retention топика до обработки (потеряны), в секунду.",
                     "cps",
                     [
                         Query(
@@ -1446,6 +1446,11 @@ def pipeline_health(m: Methodology) -> Board:
                             f"sum by (reason) (rate({pipeline.PROCESSOR_DEADLETTERS.name}"
                             "[$__rate_interval]))",
                             "dead-letter: {{reason}}",
+                        ),
+                        Query(
+                            f"sum(rate({pipeline.PROCESSOR_RETENTION_LOST.name}"
+                            "[$__rate_interval]))",
+                            "удалены до обработки",
                         ),
                     ],
                 )
