@@ -404,6 +404,23 @@ def _level_mappings(m: Methodology) -> dict[str, str]:
     return {str(i): LEVEL_RU.get(n, n) for i, n in enumerate(R.level_names(m))}
 
 
+def _objective_colours(m: Methodology, component: str) -> list[tuple[float | None, str]]:
+    """Colours of a compliance share with an alert objective: green from the objective's
+    target (where its alert stops burning budget), orange within 10 points below, red
+    further down. No colours when the methodology sets no objective on the component."""
+    target = next((o.target for o in m.alerts.objectives if o.component == component), None)
+    if target is None:
+        return []
+    return [(None, "red"), (round(target - 0.1, 4), "orange"), (target, "green")]
+
+
+def _rejection_colours(m: Methodology) -> list[tuple[float | None, str]]:
+    """Colours of a source's rejected share: orange from its error budget (1 - the valid
+    events objective), red from five times the budget."""
+    budget = round(1 - m.alerts.valid_events.target, 4)
+    return [(None, "green"), (budget, "orange"), (round(5 * budget, 4), "red")]
+
+
 def _index_thresholds(m: Methodology) -> list[tuple[float | None, str]]:
     bounds = sorted(v for v in m.levels.values())[1:]
     colors = ["red", "orange", "green", "blue"]
@@ -988,7 +1005,7 @@ def offices(m: Methodology) -> Board:
             ),
             width=8,
             height=6,
-            thresholds=[(None, "red"), (0.8, "orange"), (0.9, "green")],
+            thresholds=_objective_colours(m, "wait"),
         ),
         count_stat(
             "Посещений за период",
@@ -1029,7 +1046,7 @@ def offices(m: Methodology) -> Board:
                 ],
                 min=0,
                 max=1,
-                thresholds=[(None, "red"), (0.8, "orange"), (0.9, "green")],
+                thresholds=_objective_colours(m, "wait"),
             )
         ),
         series_panel(
@@ -1070,7 +1087,7 @@ def feedback(m: Methodology) -> Board:
                 share(q.inc("feedback_total", f'score=~"{good}"'), q.inc("feedback_total")),
                 width=8,
                 height=6,
-                thresholds=[(None, "red"), (0.7, "orange"), (0.8, "green")],
+                thresholds=_objective_colours(m, "satisfaction"),
             ),
             stat_panel(
                 Spec(
@@ -1210,7 +1227,7 @@ def quality(m: Methodology) -> Board:
                     ],
                     min=0,
                     max=1,
-                    thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+                    thresholds=_rejection_colours(m),
                     links=quality_link,
                 )
             ),

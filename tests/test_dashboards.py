@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from msgspec import structs
 
 from contract.methodology import load_methodology
 from contract.metrics import FAMILIES
@@ -147,3 +148,31 @@ def test_filters_use_only_labels_the_family_has() -> None:
         'channel=~"$channel"}'
     )
     assert "municipality" not in q.sel("form_duration_seconds_bucket")
+
+
+def _steps(models: dict[str, Any], uid: str, title: str) -> list[float | None]:
+    panel = next(p for p in panels(models[uid]) if p["title"] == title)
+    return [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+
+
+def test_compliance_colours_follow_the_alert_objectives() -> None:
+    """A panel turns green where its objective's alert stops firing: change the target in
+    the methodology and the colours move with it."""
+    m = load_methodology()
+    objectives = tuple(
+        structs.replace(o, target=0.85) if o.component == "satisfaction" else o
+        for o in m.alerts.objectives
+    )
+    valid = structs.replace(m.alerts.valid_events, target=0.98)
+    changed = structs.replace(
+        m, alerts=structs.replace(m.alerts, objectives=objectives, valid_events=valid)
+    )
+    models = build.models(changed)
+    assert _steps(models, "sp-feedback", "Удовлетворённость") == [None, 0.75, 0.85]
+    assert _steps(models, "sp-quality", "Доля отклонённых по ведомствам") == [None, 0.02, 0.1]
+    wait = next(o.target for o in m.alerts.objectives if o.component == "wait")
+    assert _steps(models, "sp-offices", "Приняты в пределах норматива") == [
+        None,
+        round(wait - 0.1, 4),
+        wait,
+    ]
