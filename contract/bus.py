@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
     CommitFailedError,
@@ -34,6 +35,7 @@ from contract.topics import TopicSpec
 
 __all__ = [
     "CommitFailedError",
+    "ConfigDrift",
     "ConsumerRebalanceListener",
     "IllegalStateError",
     "KafkaConnectionError",
@@ -46,6 +48,7 @@ __all__ = [
     "TopicPartition",
     "abort_transaction",
     "admin",
+    "align_topic_configs",
     "commit_offset",
     "commit_transaction",
     "committed_offsets",
@@ -56,6 +59,7 @@ __all__ = [
     "position_now",
     "producer",
     "send_offsets",
+    "topic_config_drift",
 ]
 
 logger = logging.getLogger(__name__)
@@ -152,6 +156,77 @@ def ensure_topics(settings: CommonSettings, specs: Iterable[TopicSpec]) -> list[
         raise BusError(f"cannot create topics on {settings.kafka_bootstrap}: {exc}") from exc
     finally:
         client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDrift:
+    """A config of an existing topic that differs from what the project creates it with."""
+
+    topic: str
+    key: str
+    actual: str | None
+    wanted: str
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.key} is {self.actual}, the project sets {self.wanted}"
+
+
+def topic_config_drift(settings: CommonSettings, specs: Iterable[TopicSpec]) -> list[ConfigDrift]:
+    """The configs of existing topics that differ from their specs.
+
+    :func:`ensure_topics` never alters a topic that exists, so a topic created by an
+    older version keeps its old configs; callers warn with these and
+    :func:`align_topic_configs` sets them.
+    """
+    specs = [s for s in specs if s.configs]
+    client = admin(settings)
+    try:
+        existing = set(client.list_topics())
+        wanted = [s for s in specs if s.name in existing]
+        if not wanted:
+            return []
+        found = client.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, s.name, dict.fromkeys(s.configs))
+                for s in wanted
+            ],
+            config_filter="all",
+        ).get("topic", {})
+    except KafkaError as exc:
+        raise BusError(f"cannot read topic configs on {settings.kafka_bootstrap}: {exc}") from exc
+    finally:
+        client.close()
+    out = []
+    for s in wanted:
+        have = found.get(s.name, {})
+        for key, value in s.configs.items():
+            actual = (have.get(key) or {}).get("value")
+            if actual != value:
+                out.append(ConfigDrift(s.name, key, actual, value))
+    return out
+
+
+def align_topic_configs(settings: CommonSettings, drift: Iterable[ConfigDrift]) -> None:
+    """Set the drifted configs to the project's values (incremental: other configs stay)."""
+    by_topic: dict[str, dict[str, str]] = {}
+    for d in drift:
+        by_topic.setdefault(d.topic, {})[d.key] = d.wanted
+    if not by_topic:
+        return
+    client = admin(settings)
+    try:
+        result = client.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, c) for t, c in by_topic.items()],
+            incremental=True,
+        )
+    except KafkaError as exc:
+        raise BusError(f"cannot alter topic configs on {settings.kafka_bootstrap}: {exc}") from exc
+    finally:
+        client.close()
+    # kafka-python answers "OK" or the broker's error text per topic
+    failed = {name: res for name, res in result.get("topic", {}).items() if res != "OK"}
+    if failed:
+        raise BusError(f"could not alter topic configs: {failed}")
 
 
 def _single_broker(client: KafkaAdminClient) -> bool:

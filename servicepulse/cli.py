@@ -198,8 +198,16 @@ def kafka_fetch() -> None:
 def kafka_topics(
     bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap servers")] = None,
     prefix: Annotated[str | None, typer.Option(help="topic name prefix")] = None,
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="set configs of existing topics that differ from the project's"),
+    ] = False,
 ) -> None:
-    """Create the project's topics (idempotent) and list them."""
+    """Create the project's topics (idempotent), list them and their config drift.
+
+    Existing topics are never altered unless --fix is given (a topic created by an older
+    version keeps its configs: e.g. the events topic's message.timestamp.type).
+    """
     from contract import bus
     from contract.settings import CommonSettings
     from contract.topics import Topics
@@ -213,11 +221,22 @@ def kafka_topics(
     specs = Topics(settings.topic_prefix).specs()
     try:
         created = bus.ensure_topics(settings, specs)
+        drift = bus.topic_config_drift(settings, specs)
+        if fix:
+            bus.align_topic_configs(settings, drift)
     except ServicePulseError as exc:
         raise fail(str(exc)) from exc
     for s in specs:
         mark = "created" if s.name in created else "exists"
         out.print(f"{s.name:32} {s.partitions:3} partitions  {mark}  {s.configs}")
+    for d in drift:
+        if fix:
+            out.print(f"set {d.topic} {d.key}={d.wanted} (was {d.actual})")
+        else:
+            console.print(f"[yellow]drift:[/] {d}", markup=True, highlight=False)
+    if drift and not fix:
+        console.print("run with --fix to set them", highlight=False)
+        raise typer.Exit(3)
 
 
 # -- the local stack -------------------------------------------------------------------

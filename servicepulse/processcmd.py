@@ -76,8 +76,11 @@ def process(
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     # the watchdog interrupts a consumer poll stuck inside kafka-python with SIGUSR2
     signal.signal(signal.SIGUSR2, lambda signum, frame: proc.interrupt_stuck_poll())
+    specs = Topics(settings.topic_prefix).specs()
     try:
-        bus.ensure_topics(settings, Topics(settings.topic_prefix).specs())
+        bus.ensure_topics(settings, specs)
+        for d in bus.topic_config_drift(settings, specs):
+            logger.warning("%s; `servicepulse kafka topics --fix` sets it", d)
     except ServicePulseError as exc:
         logger.warning("could not ensure topics (%s); continuing", exc)
     stats = proc.run()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from contract import bus
 from contract.topics import Topics
+from servicepulse.cli import app
 from tests.fixtures.kafka import Broker
 
 LOG_APPEND_TIME = 1  # the record timestamp type the broker reports for arrival time
@@ -47,6 +50,40 @@ def test_events_topic_stamps_arrival_time_whatever_the_sender_claims(
         rec = records[0]
         assert rec.timestamp_type == LOG_APPEND_TIME
         assert sent_at - 1000 <= rec.timestamp <= int(time.time() * 1000) + 1000
+    finally:
+        bus.delete_topics(
+            settings, [topics.events, topics.changelog, topics.aggregates, topics.deadletter]
+        )
+
+
+@pytest.mark.integration
+def test_topics_command_reports_and_fixes_the_config_of_an_older_events_topic(
+    kafka_broker: Broker,
+) -> None:
+    """A topic created before the events topic stamped arrival time keeps the sender's
+    time (ensure_topics never alters a topic): the command names the drift and exits 3;
+    with --fix it sets the project's value and the drift is gone."""
+    topics = Topics(f"t{uuid.uuid4().hex[:10]}")
+    settings = kafka_broker.settings(topics.prefix)
+    older = [
+        replace(s, configs={"retention.ms": s.configs["retention.ms"]})
+        if s.name == topics.events
+        else s
+        for s in topics.specs(1)
+    ]
+    bus.ensure_topics(settings, older)
+    args = ["kafka", "topics", "--bootstrap", kafka_broker.bootstrap, "--prefix", topics.prefix]
+    try:
+        drift = bus.topic_config_drift(settings, topics.specs(1))
+        assert [(d.topic, d.key, d.actual, d.wanted) for d in drift] == [
+            (topics.events, "message.timestamp.type", "CreateTime", "LogAppendTime")
+        ]
+        seen = CliRunner().invoke(app, args)
+        assert seen.exit_code == 3, seen.output
+        assert "message.timestamp.type is CreateTime" in seen.output
+        fixed = CliRunner().invoke(app, [*args, "--fix"])
+        assert fixed.exit_code == 0, fixed.output
+        assert bus.topic_config_drift(settings, topics.specs(1)) == []
     finally:
         bus.delete_topics(
             settings, [topics.events, topics.changelog, topics.aggregates, topics.deadletter]
