@@ -9,6 +9,7 @@ constructors of our own objects.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,7 @@ __all__ = [
     "abort_transaction",
     "admin",
     "align_topic_configs",
+    "await_group_metadata",
     "commit_offset",
     "commit_transaction",
     "committed_offsets",
@@ -308,6 +310,31 @@ def nudge(client: Any) -> None:
     wakeup = getattr(net, "wakeup", None)
     if wakeup is not None:
         wakeup()
+
+
+def await_group_metadata(consumer: KafkaConsumer, timeout_s: float) -> bool:
+    """After ``subscribe()``, wait until the consumer's group coordinator has metadata of
+    every subscribed topic; ``False`` if it has not within ``timeout_s``.
+
+    kafka-python 3.0.x records the partitions a leader assigned from a snapshot it only
+    builds on the next metadata update after ``subscribe()``. A join before that update
+    records an empty snapshot, and the update that follows makes the member rejoin: a
+    second rebalance, and a second state restore, on every start. Call this between
+    ``subscribe()`` and the first ``poll()``.
+    """
+    topics = set(consumer.subscription() or ())
+    deadline = time.monotonic() + timeout_s
+    future = consumer._cluster.request_update()
+    while True:
+        snapshot = consumer._coordinator._metadata_snapshot
+        if future.is_done and all(snapshot.get(t) for t in topics):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        if future.is_done:
+            future = consumer._cluster.request_update()
+        nudge(consumer)
+        time.sleep(0.02)
 
 
 def position_now(consumer: KafkaConsumer, partition: TopicPartition) -> int | None:

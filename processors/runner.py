@@ -154,6 +154,8 @@ class _Session:
                     raise SessionError(f"topic {self.topics.events} has no partitions")
                 time.sleep(0.2)
             self.consumer.subscribe([self.topics.events], listener=_Listener(self))
+            if not bus.await_group_metadata(self.consumer, 30):
+                logger.warning("no group metadata for %s after 30s; joining", self.topics.events)
         except Exception:
             self.close(error=True)
             raise
