@@ -519,19 +519,23 @@ class _Session:
         with self._calling():
             start = c.beginning_offsets([tp])[tp]
         if start > expected:
-            gone = min(start, first) - expected
-            self.p.metrics.retention_lost.inc(gone)
-            self.p.stats.retention_lost += gone
-            logger.error(
-                "partition %d: offsets %d-%d were deleted by the retention of %s before "
-                "they were processed (%d events lost); raise the topic's retention.ms or "
-                "keep the processors' lag below it",
-                tp.partition,
-                expected,
-                expected + gone - 1,
-                tp.topic,
-                gone,
-            )
+            end = min(start, first)
+            known = self.p.retention_reported.get(tp.partition, expected)
+            if end > max(known, expected):
+                gone = end - max(known, expected)
+                self.p.retention_reported[tp.partition] = end
+                self.p.metrics.retention_lost.inc(gone)
+                self.p.stats.retention_lost += gone
+                logger.error(
+                    "partition %d: offsets %d-%d were deleted by the retention of %s "
+                    "before they were processed (%d events lost); raise the topic's "
+                    "retention.ms or keep the processors' lag below it",
+                    tp.partition,
+                    end - gone,
+                    end - 1,
+                    tp.topic,
+                    gone,
+                )
             expected = start
             if expected >= first:
                 return
@@ -757,6 +761,9 @@ class Processor:
         #: set by the watchdog when the consumer poll is stuck (see interrupt_stuck_poll)
         self.abort_call = False
         self._session: _Session | None = None
+        #: per input partition, the end of the offsets already reported lost to
+        #: retention (a session restarted before its commit finds the same gap again)
+        self.retention_reported: dict[int, int] = {}
 
     def interrupt_stuck_poll(self) -> None:
         """Call from a SIGUSR2 handler: raises :class:`PollStuckError` in the main thread

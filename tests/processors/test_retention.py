@@ -16,6 +16,7 @@ import logging
 import pytest
 
 from contract import bus
+from processors.runner import _Session
 from processors.settings import ProcessorSettings
 from tests.fixtures.streams import Stream, generate
 from tests.processors import oracle
@@ -77,3 +78,24 @@ def test_input_deleted_before_processing_is_counted_and_the_rest_processed_once(
     diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
     assert not diff, f"cells differ from the oracle (want, got): {list(diff.items())[:5]}"
     assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
+
+
+def test_a_gap_found_again_after_a_restart_is_counted_once(settings: ProcessorSettings) -> None:
+    """A session that restarts before its commit (any session error) starts from the
+    same committed offset and finds the same deleted range: it is reported once."""
+    proc, registry = new_processor(settings)
+    produce(settings, proc.topics, STREAM)
+    tp = bus.TopicPartition(proc.topics.events, 0)
+    admin = bus.admin(settings)
+    try:
+        admin.delete_records({tp: LOST}, timeout_ms=30_000)
+    finally:
+        admin.close()
+    for _ in range(2):  # two sessions, each finding records from LOST where 0 was next
+        session = _Session(proc)
+        try:
+            session._check_gap(tp, 0, LOST)
+        finally:
+            session.close()
+    assert registry.get_sample_value("servicepulse_processor_retention_lost_total") == LOST
+    assert proc.stats.retention_lost == LOST
