@@ -14,6 +14,7 @@ from contract import bus
 from contract.topics import Topics
 from servicepulse.cli import app
 from tests.fixtures.kafka import Broker
+from tests.processors.brokerio import drop_topics
 
 LOG_APPEND_TIME = 1  # the record timestamp type the broker reports for arrival time
 
@@ -51,9 +52,7 @@ def test_events_topic_stamps_arrival_time_whatever_the_sender_claims(
         assert rec.timestamp_type == LOG_APPEND_TIME
         assert sent_at - 1000 <= rec.timestamp <= int(time.time() * 1000) + 1000
     finally:
-        bus.delete_topics(
-            settings, [topics.events, topics.changelog, topics.aggregates, topics.deadletter]
-        )
+        drop_topics(settings, topics)
 
 
 @pytest.mark.integration
@@ -85,6 +84,4 @@ def test_topics_command_reports_and_fixes_the_config_of_an_older_events_topic(
         assert fixed.exit_code == 0, fixed.output
         assert bus.topic_config_drift(settings, topics.specs(1)) == []
     finally:
-        bus.delete_topics(
-            settings, [topics.events, topics.changelog, topics.aggregates, topics.deadletter]
-        )
+        drop_topics(settings, topics)
