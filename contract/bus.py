@@ -331,7 +331,8 @@ def await_group_metadata(consumer: KafkaConsumer, timeout_s: float) -> bool:
             return True
         if time.monotonic() > deadline:
             return False
-        if future.is_done:
+        if future.is_done:  # updated, and the topic still unknown: ask again shortly
+            time.sleep(0.2)
             future = consumer._cluster.request_update()
         nudge(consumer)
         time.sleep(0.02)

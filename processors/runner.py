@@ -144,18 +144,14 @@ class _Session:
                 heartbeat_interval_ms=max(1000, s.session_timeout_ms // 4),
                 client_id=f"servicepulse-processor-{s.instance_id}",
             )
-            # Join only once this consumer knows the topic's partitions: the group's
-            # assignor runs on its leader with the leader's metadata, and a leader that
-            # does not know them yet assigns nothing ("assigned []"; kafka-python 3.0.x
-            # then stalled instead of rejoining).
-            deadline = time.monotonic() + 30
-            while not self.consumer.partitions_for_topic(self.topics.events):
-                if time.monotonic() > deadline:
-                    raise SessionError(f"topic {self.topics.events} has no partitions")
-                time.sleep(0.2)
+            # Join only once this consumer's group coordinator knows the topic's
+            # partitions: the assignor runs on the leader with the leader's metadata, and
+            # a leader that does not know them yet assigns nothing ("assigned []";
+            # kafka-python 3.0.x then stalled instead of rejoining), or rejoins as soon
+            # as it learns them (a second rebalance and restore on every start).
             self.consumer.subscribe([self.topics.events], listener=_Listener(self))
             if not bus.await_group_metadata(self.consumer, 30):
-                logger.warning("no group metadata for %s after 30s; joining", self.topics.events)
+                raise SessionError(f"topic {self.topics.events} has no partitions")
         except Exception:
             self.close(error=True)
             raise
@@ -320,8 +316,8 @@ class _Session:
         partition with no position yet is set explicitly. The consumer is never moved
         back over records it has returned (``batch`` is processed as it is). A consumer
         behind the committed offset ends the session (a new one starts from Kafka); one
-        ahead of it is logged, and the batch's gap check tells markers, records deleted
-        by retention and skipped records apart.
+        ahead of it is left to the gap check of :meth:`step`, which tells markers,
+        records deleted by retention and skipped records apart.
         """
         for tp, off in starts.items():
             recs = batch.get(tp)
@@ -332,14 +328,6 @@ class _Session:
                 raise SessionError(
                     f"partition {tp.partition}: the consumer is at offset {at}, behind "
                     f"the committed offset {off} the state was restored to; restarting"
-                )
-            elif at > off:
-                logger.warning(
-                    "partition %d: first offset %d after committed offset %d (markers or "
-                    "records removed by retention in between)",
-                    tp.partition,
-                    at,
-                    off,
                 )
 
     def _committed(self, inputs: list[Any], deadline: float) -> dict[Any, int | None]:
@@ -520,9 +508,9 @@ class _Session:
             start = c.beginning_offsets([tp])[tp]
         if start > expected:
             end = min(start, first)
-            known = self.p.retention_reported.get(tp.partition, expected)
-            if end > max(known, expected):
-                gone = end - max(known, expected)
+            since = max(expected, self.p.retention_reported.get(tp.partition, expected))
+            if end > since:
+                gone = end - since
                 self.p.retention_reported[tp.partition] = end
                 self.p.metrics.retention_lost.inc(gone)
                 self.p.stats.retention_lost += gone
