@@ -32,6 +32,7 @@ from prometheus_client import (
 )
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors
 from api.errors import (
@@ -45,10 +46,12 @@ from api.errors import (
 )
 from api.exposition import ApiMetrics, BusinessCollector, build_metrics
 from api.ingest import Ingestor, IngestResponse, ProducerLink
+from api.media import NDJSON_TYPES, media_of, without_signature
 from api.readmodel import ReadModel
 from api.reports import Report, build_report, render
 from api.scorecard import Scope as ScopeName
 from api.scorecard import Scorecard, Scorer, period_bounds
+from api.server import MetricsListener, metrics_token_ok
 from api.settings import ApiSettings
 from api.tokens import FailureLimiter, Kind, TokenInfo, TokenStore
 from contract.catalog import Catalog, load_catalog
@@ -192,6 +195,7 @@ def create_app(
     metrics.readmodel_ready.set_function(lambda: 1.0 if model.status.ready else 0.0)
     metrics.readmodel_lag.set_function(lambda: model.status.lag)
     metrics.readmodel_records.set_function(lambda: model.status.records)
+    listener = MetricsListener(settings, registry) if settings.api_metrics_port else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -201,11 +205,16 @@ def create_app(
             topics.prefix,
             catalog.source,
         )
+        tokens.open()  # a new stack starts its (empty) token database here, mode 0600
+        if listener is not None:
+            listener.start()
         link.start()
         model.start()
         try:
             yield
         finally:
+            if listener is not None:
+                listener.stop()
             model.stop()
             link.close()
             tokens.close()
@@ -225,6 +234,10 @@ def create_app(
     app.state.link = link
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.trusted_proxies:
+        # the client address of the failed-authentication limit; uvicorn's own proxy
+        # handling is off (server.server_options) as it believes any local client
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     bearer = HTTPBearer(auto_error=False, description="an agency or inspector token")
 
@@ -236,6 +249,7 @@ def create_app(
     ) -> TokenInfo:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("send Authorization: Bearer <token>")
+        # the peer, or with SERVICEPULSE_TRUSTED_PROXIES the address a proxy forwarded
         client = request.client.host if request.client else "unknown"
         wait = failures.wait(client)
         if wait > 0:
@@ -292,16 +306,24 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get(
-        "/metrics",
-        tags=["operations"],
-        summary="Prometheus exposition",
-        response_class=Response,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-    )
-    def prometheus_metrics() -> Response:
-        """Business metrics from the read model and the API's own metrics."""
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    if listener is None:
+
+        @app.get(
+            "/metrics",
+            tags=["operations"],
+            summary="Prometheus exposition",
+            response_class=Response,
+            responses={
+                200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                **error_responses(401),
+            },
+        )
+        def prometheus_metrics(request: Request) -> Response:
+            """Business metrics from the read model and the API's own metrics; with
+            `SERVICEPULSE_METRICS_TOKEN` set, only for `Authorization: Bearer <it>`."""
+            if not metrics_token_ok(settings, request.headers.get("authorization")):
+                raise Unauthorized("/metrics needs its bearer token (SERVICEPULSE_METRICS_TOKEN)")
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/schema/event", tags=["ingest"], summary="JSON Schema of an event")
     async def event_schema() -> dict[str, Any]:
@@ -376,7 +398,7 @@ def create_app(
                     }
                 },
             },
-            **error_responses(400, 401, 403, 408, 413, 429, 503),
+            **error_responses(400, 401, 403, 408, 413, 415, 429, 503),
         },
     )
     async def post_events(
@@ -384,14 +406,17 @@ def create_app(
     ) -> Response:
         """Validate every event, write the valid ones to Kafka, answer per event.
 
-        Idempotent by `event_id`: a repeat of an id this API wrote recently is answered
-        `duplicate` and not written again.
+        Idempotent by `event_id` per agency: a repeat of an id this API wrote recently
+        for the same agency is answered `duplicate` and not written again.
         """
-        with ingestor.admit():
+        media = media_of(request.headers)
+        # the body is read holding only this token's slot: a trickling client of one
+        # agency never holds a slot the others need
+        with ingestor.admit_token(token.id):
             body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
-            content_type = request.headers.get("content-type", "")
-            ndjson = content_type.split(";")[0].strip().lower() == "application/x-ndjson"
-            outcome = await ingestor.ingest(body, token, ndjson=ndjson)
+            body = without_signature(body)
+            with ingestor.admit():
+                outcome = await ingestor.ingest(body, token, ndjson=media in NDJSON_TYPES)
         return Response(outcome.body, media_type="application/json")
 
     # -- scorecards and reports ------------------------------------------------------------------

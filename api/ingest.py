@@ -30,7 +30,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from api.errors import BadRequest, PayloadTooLarge, RateLimited, Unavailable
+from api.errors import BadRequest, PayloadTooLarge, RateLimited, TooManyRequests, Unavailable
 from api.exposition import ApiMetrics
 from api.settings import ApiSettings
 from api.tokens import TokenInfo
@@ -107,7 +107,8 @@ _dead_letter_encoder: Final = msgspec.json.Encoder()
 
 
 def _event_id_of(raw: bytes) -> str | None:
-    """The event id of a rejected event, if it has a UUID one.
+    """The event id of a rejected event, if it has a UUID one, in its canonical lower case
+    (as the contract decodes it).
 
     Anything else is not repeated: the answer and the dead letter must not carry free
     text that may be personal data.
@@ -116,7 +117,16 @@ def _event_id_of(raw: bytes) -> str | None:
         value = _id_decoder.decode(raw).event_id
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
-    return value if isinstance(value, str) and _UUID.match(value) else None
+    return value.lower() if isinstance(value, str) and _UUID.match(value) else None
+
+
+def recent_key(agency: str, event_id: str) -> str:
+    """The key of an event id in :class:`RecentIds`: per agency, the canonical lower case.
+
+    Ids are one namespace per agency (an id another agency used is no duplicate), and a
+    UUID in upper case is the same id.
+    """
+    return f"{agency}\x00{event_id.lower()}"
 
 
 # -- limits ------------------------------------------------------------------------------
@@ -180,6 +190,59 @@ class InflightLimiter:
         self.inflight -= n
         async with self._cond:
             self._cond.notify_all()
+
+
+class TokenSlots:
+    """Requests and in-flight events per token, so one agency cannot take every slot.
+
+    ``requests`` counts a token's ingest requests from before their body is read until
+    their answer; the in-flight events of each token are bounded by an
+    :class:`InflightLimiter` of its own. Entries of idle tokens are dropped, so the
+    memory follows the tokens in use, not the traffic.
+    """
+
+    def __init__(self, max_requests: int, max_inflight: int) -> None:
+        self.max_requests = max_requests
+        self.max_inflight = max_inflight
+        self._requests: dict[str, int] = {}
+        self._inflight: dict[str, InflightLimiter] = {}
+
+    def requests(self, token_id: str) -> int:
+        """The token's ingest requests being handled."""
+        return self._requests.get(token_id, 0)
+
+    @contextlib.contextmanager
+    def request(self, token_id: str) -> Iterator[None]:
+        """One of the token's request slots; :class:`TooManyRequests` without a free one."""
+        n = self._requests.get(token_id, 0)
+        if n >= self.max_requests:
+            raise TooManyRequests(
+                f"token {token_id} has {n} ingest requests in progress (limit "
+                f"{self.max_requests} per token); nothing was accepted",
+                retry_after=1,
+            )
+        self._requests[token_id] = n + 1
+        try:
+            yield
+        finally:
+            left = self._requests[token_id] - 1
+            if left:
+                self._requests[token_id] = left
+            else:
+                del self._requests[token_id]
+
+    def inflight(self, token_id: str) -> InflightLimiter:
+        """The in-flight limiter of a token (made on first use)."""
+        lim = self._inflight.get(token_id)
+        if lim is None:
+            lim = self._inflight[token_id] = InflightLimiter(self.max_inflight)
+        return lim
+
+    def forget_idle(self, token_id: str) -> None:
+        """Drop the token's in-flight limiter once nothing of it is in flight."""
+        lim = self._inflight.get(token_id)
+        if lim is not None and lim.inflight == 0:
+            del self._inflight[token_id]
 
 
 class RecentIds:
@@ -454,6 +517,9 @@ class Ingestor:
         self._clock = clock
         self._rate = RateLimiter(settings.rate_limit_events_per_second, settings.rate_limit_burst)
         self._inflight = InflightLimiter(settings.max_inflight_events)
+        self.per_token = TokenSlots(
+            settings.max_concurrent_ingest_per_token, settings.max_inflight_events_per_token
+        )
         self.recent = RecentIds(settings.dedup_cache_size)
         self._requests = 0
 
@@ -462,13 +528,25 @@ class Ingestor:
         """Events produced and not yet acknowledged."""
         return self._inflight.inflight
 
+    def admit_token(self, token_id: str) -> contextlib.AbstractContextManager[None]:
+        """One of the token's ``max_concurrent_ingest_per_token`` request slots, held from
+        before the body is read until the answer; without one, 429 at once.
+
+        A trickling body holds only its own token's slot, never a shared one, and the
+        bodies being read are bounded by the tokens in use times this cap times the body
+        limit.
+        """
+        if self.per_token.requests(token_id) >= self.per_token.max_requests:
+            self._metrics.rate_limited.inc()
+        return self.per_token.request(token_id)
+
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:
-        """One of ``max_concurrent_ingest`` request slots, held while a request is read
-        and written; without a free slot the request is refused at once with 503.
+        """One of ``max_concurrent_ingest`` shared slots, held while a read body is
+        validated and written; without a free slot the request is refused at once with 503.
 
-        The bodies being read are the memory the API holds per request, so this bounds it
-        (at most the slots times the body limit) whatever the number of clients.
+        Taken after the body arrived (see :meth:`admit_token`), so only requests that
+        are being processed hold one, whatever their clients' speed.
         """
         if self._requests >= self._settings.max_concurrent_ingest:
             self._metrics.saturated.inc()
@@ -538,7 +616,7 @@ class Ingestor:
                 eid = _event_id_of(item)
                 append(self._reject(index, eid, decoded, 422, agency, received_at, dead))
                 continue
-            eid = decoded.event_id
+            eid = decoded.event_id.lower()
             if decoded.agency != agency:
                 problem = Problem(
                     "agency",
@@ -551,16 +629,17 @@ class Ingestor:
             if problems:
                 append(self._reject(index, eid, problems, 422, agency, received_at, dead))
                 continue
-            if eid in recent or eid in batch_ids:
+            key = recent_key(agency, eid)
+            if key in recent or key in batch_ids:
                 duplicates += 1
                 append(EventResult(index, "duplicate", eid, 200))
                 continue
-            batch_ids.add(eid)
-            ids.append(eid)
+            batch_ids.add(key)
+            ids.append(key)
             sends.append((event_key(decoded), encode_event(decoded)))
             append(EventResult(index, "accepted", eid))
 
-        await self._write(sends, dead, agency)
+        await self._write(sends, dead, agency, token.id)
         recent.add_all(ids)
         accepted = len(sends)
         rejected = len(results) - accepted - duplicates
@@ -609,9 +688,17 @@ class Ingestor:
         self._metrics.rejected.labels(agency, reason.value).inc(n)
 
     async def _write(
-        self, sends: list[tuple[bytes, bytes]], dead: list[DeadLetter], agency: str
+        self,
+        sends: list[tuple[bytes, bytes]],
+        dead: list[DeadLetter],
+        agency: str,
+        token_id: str,
     ) -> None:
-        """Produce the batch and wait for every acknowledgement of the events."""
+        """Produce the batch and wait for every acknowledgement of the events.
+
+        Room for the events is taken from the token's own in-flight bound (429 when a
+        token outpaces Kafka) and then from the shared one (503 when the API does).
+        """
         settings = self._settings
         if not sends:
             # nothing to acknowledge: the answer does not depend on Kafka
@@ -620,6 +707,30 @@ class Ingestor:
                     self._send_dead_letters(self._link.get(), dead, agency)
             return
         producer = self._link.get()
+        n = len(sends)
+        own = self.per_token.inflight(token_id)
+        if not await own.acquire(n, settings.backpressure_wait_seconds):
+            self.per_token.forget_idle(token_id)
+            self._metrics.rate_limited.inc()
+            raise TooManyRequests(
+                f"token {token_id} has {own.inflight} events in flight to Kafka (limit "
+                f"{own.limit} per token); nothing was accepted",
+                retry_after=1,
+            )
+        try:
+            await self._write_shared(producer, sends, dead, agency)
+        finally:
+            await own.release(n)
+            self.per_token.forget_idle(token_id)
+
+    async def _write_shared(
+        self,
+        producer: bus.KafkaProducer,
+        sends: list[tuple[bytes, bytes]],
+        dead: list[DeadLetter],
+        agency: str,
+    ) -> None:
+        settings = self._settings
         n = len(sends)
         if not await self._inflight.acquire(n, settings.backpressure_wait_seconds):
             self._metrics.saturated.inc()

@@ -448,9 +448,12 @@ class ReadModel:
             )
         data = msgspec.msgpack.encode(snap)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
+            # every agency's numbers: readable by the API's user only
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                os.fchmod(f.fileno(), 0o600)
+                f.write(data)
             os.replace(tmp, path)
         except OSError as exc:
             logger.warning("cannot write read-model snapshot %s: %s", path, exc.strerror)
