@@ -234,10 +234,10 @@ def create_app(
     app.state.link = link
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    if settings.trusted_proxies:
+    if settings.proxies:
         # the client address of the failed-authentication limit; uvicorn's own proxy
         # handling is off (server.server_options) as it believes any local client
-        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies)
 
     bearer = HTTPBearer(auto_error=False, description="an agency or inspector token")
 

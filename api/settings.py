@@ -10,10 +10,8 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import NoDecode
 
 from contract.errors import ConfigError
 from contract.settings import CommonSettings
@@ -89,8 +87,8 @@ class ApiSettings(CommonSettings):
     keep_alive_seconds: int = Field(
         5, ge=1, description="an idle keep-alive connection is closed after this"
     )
-    trusted_proxies: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
+    trusted_proxies: str = Field(
+        "",
         description="addresses or networks (comma-separated) whose X-Forwarded-For is "
         "believed; empty: none, the peer address counts",
     )
@@ -126,18 +124,25 @@ class ApiSettings(CommonSettings):
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
-    def _split_proxies(cls, value: object) -> object:
+    def _check_proxies(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, list):
-            for v in value:
+            for v in value.split(","):
                 try:
-                    ipaddress.ip_network(str(v), strict=False)
+                    if v.strip():
+                        ipaddress.ip_network(v.strip(), strict=False)
                 except ValueError:
                     raise ConfigError(
-                        f"SERVICEPULSE_TRUSTED_PROXIES: {v!r} is not an IP address or network"
+                        f"SERVICEPULSE_TRUSTED_PROXIES: {v.strip()!r} is not an IP address "
+                        "or network"
                     ) from None
         return value
+
+    @property
+    def proxies(self) -> list[str]:
+        """``trusted_proxies`` as a list of addresses and networks."""
+        return [v.strip() for v in self.trusted_proxies.split(",") if v.strip()]
 
     @model_validator(mode="after")
     def _check(self) -> ApiSettings:
