@@ -24,8 +24,6 @@ _UTF8: Final = frozenset({"utf-8", "utf8"})
 
 #: The UTF-8 byte order mark: RFC 8259 lets a parser ignore it, and Windows tools write it.
 UTF8_BOM: Final = b"\xef\xbb\xbf"
-#: UTF-16 and UTF-32 byte order marks: such a body is not UTF-8.
-_OTHER_BOMS: Final = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 _TOKEN: Final = re.compile(r"^[A-Za-z0-9.+/_-]{1,64}$")
 
@@ -70,10 +68,15 @@ def without_signature(body: bytes) -> bytes:
     """The body without a leading UTF-8 byte order mark.
 
     Raises:
-        UnsupportedMediaType: the body starts with a UTF-16 or UTF-32 byte order mark.
+        UnsupportedMediaType: the body starts with a UTF-16 or UTF-32 byte order mark
+            followed by a character in that encoding.
     """
     if body.startswith(UTF8_BOM):
         return body[len(UTF8_BOM) :]
-    if body.startswith(_OTHER_BOMS):
+    # a byte order mark and then an ASCII character as UTF-16 (or UTF-32) code unit: a
+    # whole body in another encoding, one error rather than N invalid lines
+    le = body[:2] == b"\xff\xfe" and body[2:3] != b"\x00" and body[3:4] == b"\x00"
+    be = body[:3] == b"\xfe\xff\x00" and body[3:4] not in (b"", b"\x00")
+    if le or be or body.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
         raise UnsupportedMediaType("the body is UTF-16 or UTF-32: events are UTF-8")
     return body

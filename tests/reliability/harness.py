@@ -151,6 +151,9 @@ class Stack:
             "SERVICEPULSE_STACK_DIR": str(self.run_dir),
             "SERVICEPULSE_GROUP_ID": self.group,
             "SERVICEPULSE_LOG_LEVEL": "INFO",
+            # the tests stand in for a proxy on loopback: X-Forwarded-For gives each
+            # simulated client its own failed-authentication budget
+            "SERVICEPULSE_TRUSTED_PROXIES": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
         }
         env.update({f"SERVICEPULSE_{k.upper()}": str(v) for k, v in settings.items()})
