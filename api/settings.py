@@ -156,6 +156,12 @@ class ApiSettings(CommonSettings):
                 f"SERVICEPULSE_MAX_INFLIGHT_EVENTS={self.max_inflight_events} is below "
                 f"SERVICEPULSE_MAX_EVENTS={self.max_events}: a full batch could never pass"
             )
+        if self.max_inflight_events_per_token < self.max_events:
+            raise ConfigError(
+                f"SERVICEPULSE_MAX_INFLIGHT_EVENTS_PER_TOKEN={self.max_inflight_events_per_token}"
+                f" is below SERVICEPULSE_MAX_EVENTS={self.max_events}: a full batch could "
+                "never pass"
+            )
         if self.api_metrics_port is not None and self.api_metrics_port == self.api_port:
             raise ConfigError(
                 f"SERVICEPULSE_API_METRICS_PORT={self.api_metrics_port} is the API port: "

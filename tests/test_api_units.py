@@ -3,6 +3,7 @@ scorecard arithmetic and report rendering. No broker needed."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -16,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from api.errors import BadRequest, NotFound
+from api.errors import BadRequest, NotFound, TooManyRequests
 from api.exposition import BusinessCollector
-from api.ingest import RateLimiter, RecentIds
+from api.ingest import RateLimiter, RecentIds, TokenSlots, recent_key
 from api.readmodel import ReadModel, difference, negated
 from api.reports import build_report, quantile, render_csv, render_html, render_json
 from api.scorecard import Scorer, period_bounds, scored
@@ -95,6 +96,48 @@ def test_recent_ids_forget_the_oldest() -> None:
     ids.add_all(["a", "b", "c", "d"])
     assert "a" not in ids and all(x in ids for x in "bcd")
     assert len(ids) == 3
+
+
+def test_recent_keys_are_per_agency_and_case_blind() -> None:
+    eid = "BFA8F557-CDD9-4E10-967B-9E676750F0F2"
+    assert recent_key("minsoc", eid) == recent_key("minsoc", eid.lower())
+    assert recent_key("minsoc", eid) != recent_key("zags", eid)
+    ids = RecentIds(10)
+    ids.add_all([recent_key("minsoc", eid)])
+    assert recent_key("minsoc", eid.lower()) in ids and recent_key("zags", eid) not in ids
+
+
+def test_token_slots_cap_each_token_and_forget_idle_ones() -> None:
+    slots = TokenSlots(max_requests=2, max_inflight=100)
+    with slots.request("a"), slots.request("a"):
+        with pytest.raises(TooManyRequests) as refused:
+            slots.request("a").__enter__()
+        assert refused.value.retry_after == 1 and "limit 2 per token" in refused.value.message
+        with slots.request("b"):  # another token is not affected
+            assert slots.requests("b") == 1
+        assert slots.requests("a") == 2
+    assert slots.requests("a") == 0 and not slots._requests  # nothing kept for idle tokens
+
+    async def inflight() -> None:
+        a, b = slots.inflight("a"), slots.inflight("b")
+        assert await a.acquire(80, wait=0)
+        assert not await a.acquire(30, wait=0.01)  # over a's own bound ...
+        assert await b.acquire(100, wait=0)  # ... while b has all of its own
+        await a.release(80)
+        await b.release(100)
+        slots.forget_idle("a")
+        slots.forget_idle("b")
+        assert not slots._inflight
+
+    asyncio.run(inflight())
+
+
+def test_per_token_inflight_bound_must_fit_a_batch() -> None:
+    from api.settings import ApiSettings
+    from contract.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="SERVICEPULSE_MAX_INFLIGHT_EVENTS_PER_TOKEN"):
+        ApiSettings(max_inflight_events_per_token=10, max_events=100)
 
 
 # -- read model arithmetic -------------------------------------------------------------------------
