@@ -258,10 +258,10 @@ class FailureLimiter:
 
     While a client's bucket is empty, :meth:`wait` says how long before it may try a
     token again; the API answers 429 without checking the token, so a guesser learns
-    nothing. Clients are keyed by address (``X-Forwarded-For`` from a trusted proxy, as
-    uvicorn resolves it). At most ``max_clients`` are tracked: past that, clients whose
-    bucket refilled are forgotten first, then all (memory stays bounded under a flood
-    from many addresses).
+    nothing. Clients are keyed by address: the peer's, or ``X-Forwarded-For`` when the
+    peer is one of ``SERVICEPULSE_TRUSTED_PROXIES``. At most ``max_clients`` are
+    tracked: past that, clients whose bucket refilled are forgotten first, then all
+    (memory stays bounded under a flood from many addresses).
     """
 
     def __init__(self, burst: int, rate: float, max_clients: int = 100_000) -> None:
