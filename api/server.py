@@ -123,8 +123,11 @@ def metrics_token_ok(settings: ApiSettings, authorization: str | None) -> bool:
     """Whether an ``Authorization`` header value may read /metrics (always without a token)."""
     if settings.metrics_token is None:
         return True
-    expected = f"Bearer {settings.metrics_token.get_secret_value()}"
-    return hmac.compare_digest((authorization or "").encode(), expected.encode())
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    expected = settings.metrics_token.get_secret_value().encode()
+    # compare_digest even for a wrong scheme: the time taken says nothing about the token
+    same = hmac.compare_digest(credentials.strip().encode(), expected)
+    return same and scheme.lower() == "bearer"
 
 
 class _QuietHandler(WSGIRequestHandler):
