@@ -206,6 +206,7 @@ class TokenSlots:
         self.max_inflight = max_inflight
         self._requests: dict[str, int] = {}
         self._inflight: dict[str, InflightLimiter] = {}
+        self._users: dict[str, int] = {}
 
     def requests(self, token_id: str) -> int:
         """The token's ingest requests being handled."""
@@ -232,21 +233,26 @@ class TokenSlots:
                 del self._requests[token_id]
 
     def inflight(self, token_id: str) -> InflightLimiter:
-        """The in-flight limiter of a token (made on first use)."""
+        """The in-flight limiter of a token (made on first use), for one request: give it
+        back with :meth:`done` whatever came of it."""
         lim = self._inflight.get(token_id)
         if lim is None:
             lim = self._inflight[token_id] = InflightLimiter(self.max_inflight)
+        self._users[token_id] = self._users.get(token_id, 0) + 1
         return lim
 
-    def forget_idle(self, token_id: str) -> None:
-        """Drop the token's in-flight limiter once nothing of it is in flight."""
-        lim = self._inflight.get(token_id)
-        if lim is not None and lim.inflight == 0:
-            del self._inflight[token_id]
+    def done(self, token_id: str) -> None:
+        """A request is done with the token's limiter; the last one drops it."""
+        left = self._users[token_id] - 1
+        if left:
+            self._users[token_id] = left
+        else:
+            del self._users[token_id], self._inflight[token_id]
 
 
 class RecentIds:
-    """The last ``size`` event ids this API had acknowledged by Kafka, oldest forgotten.
+    """The last ``size`` event ids this API had acknowledged by Kafka, oldest forgotten
+    (as :func:`recent_key`: the agency and the canonical id).
 
     They answer a retried batch "duplicate"; the processor deduplicates exactly anyway,
     so this is a courtesy and may forget. An id is kept as its 64-bit ``hash()`` (salted
@@ -709,19 +715,20 @@ class Ingestor:
         producer = self._link.get()
         n = len(sends)
         own = self.per_token.inflight(token_id)
-        if not await own.acquire(n, settings.backpressure_wait_seconds):
-            self.per_token.forget_idle(token_id)
-            self._metrics.rate_limited.inc()
-            raise TooManyRequests(
-                f"token {token_id} has {own.inflight} events in flight to Kafka (limit "
-                f"{own.limit} per token); nothing was accepted",
-                retry_after=1,
-            )
         try:
-            await self._write_shared(producer, sends, dead, agency)
+            if not await own.acquire(n, settings.backpressure_wait_seconds):
+                self._metrics.rate_limited.inc()
+                raise TooManyRequests(
+                    f"token {token_id} has {own.inflight} events in flight to Kafka (limit "
+                    f"{own.limit} per token); nothing was accepted",
+                    retry_after=1,
+                )
+            try:
+                await self._write_shared(producer, sends, dead, agency)
+            finally:
+                await own.release(n)
         finally:
-            await own.release(n)
-            self.per_token.forget_idle(token_id)
+            self.per_token.done(token_id)
 
     async def _write_shared(
         self,

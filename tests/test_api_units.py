@@ -123,10 +123,13 @@ def test_token_slots_cap_each_token_and_forget_idle_ones() -> None:
         assert await a.acquire(80, wait=0)
         assert not await a.acquire(30, wait=0.01)  # over a's own bound ...
         assert await b.acquire(100, wait=0)  # ... while b has all of its own
+        assert slots.inflight("a") is a  # a second request of a shares a's bound
+        slots.done("a")
         await a.release(80)
         await b.release(100)
-        slots.forget_idle("a")
-        slots.forget_idle("b")
+        slots.done("a")
+        assert "a" not in slots._inflight and "b" in slots._inflight
+        slots.done("b")
         assert not slots._inflight
 
     asyncio.run(inflight())
