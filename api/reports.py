@@ -72,6 +72,7 @@ REASON_NAMES: Final = {
     "unknown_life_situation": "неизвестная жизненная ситуация",
     "unknown_reason_code": "неизвестный код причины",
     "forbidden_agency": "событие чужого ведомства",
+    "wrong_key": "ключ записи Kafka не по правилу",
     "other": "прочее",
 }
 

@@ -102,6 +102,8 @@ class Reason(enum.StrEnum):
     UNKNOWN_LIFE_SITUATION = "unknown_life_situation"
     UNKNOWN_REASON_CODE = "unknown_reason_code"
     FORBIDDEN_AGENCY = "forbidden_agency"
+    #: the Kafka record key is not :func:`event_key` of its event (processor only)
+    WRONG_KEY = "wrong_key"
 
 
 class Attrs(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -403,14 +405,21 @@ def encode_event(event: Event) -> bytes:
 
 
 def event_key(event: Event) -> bytes:
-    """The Kafka key: the case id, else the journey id, else the appeal or event id.
+    """The canonical Kafka key (the one rule, README "Kafka keys"), UTF-8:
+
+    - ``c:<case>`` when the event belongs to a case (a case spans agencies, so the
+      agency is not part of it);
+    - else ``j:<agency>:<journey>``;
+    - else ``a:<agency>:<appeal>`` (appeals without a journey);
+    - else ``e:<event_id>``.
 
     Keying by case keeps every journey of one life-situation instance on one partition,
-    so the processor can see a case complete. Appeals without a journey are keyed by the
-    appeal id, so received and answered meet on one partition.
+    so the processor can see a case complete; every event of a journey in a case must
+    carry the case. The processor dead-letters a record whose key is not this one
+    (reason ``wrong_key``), so a journey is never silently split across partitions.
     """
     if event.case is not None:
-        return f"c:{event.agency}:{event.case}".encode()
+        return f"c:{event.case}".encode()
     if event.journey is not None:
         return f"j:{event.agency}:{event.journey}".encode()
     if event.attrs.appeal is not None:

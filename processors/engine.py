@@ -19,7 +19,15 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from contract import aggregates as agg
-from contract.events import MAX_FUTURE, Event, EventType, Problem, Reason, decode_event
+from contract.events import (
+    MAX_FUTURE,
+    Event,
+    EventType,
+    Problem,
+    Reason,
+    decode_event,
+    event_key,
+)
 from processors import state as st
 from processors.appeals import AppealBook
 from processors.archive import ClosedJourneys
@@ -157,6 +165,8 @@ class PartitionEngine:
                 continue
             t = round(result.occurred_at.timestamp() * 1000)
             problems = [_future(result, ts)] if t > ts + _MAX_FUTURE_MS else catalog.check(result)
+            if not problems and rec.key != event_key(result):
+                problems = [_wrong_key(result)]
             if problems:
                 dead.append(self._dead(rec, problems, result))
                 continue
@@ -419,6 +429,24 @@ def _future(ev: Event, received_ms: int) -> Problem:
         Reason.FUTURE_TIMESTAMP,
         "occurred_at is more than 5 minutes ahead of the receiver's clock "
         f"({ev.occurred_at.isoformat()} > {now.isoformat()}); check the sender's clock",
+    )
+
+
+def _wrong_key(ev: Event) -> Problem:
+    rule = (
+        "c:<case>"
+        if ev.case is not None
+        else "j:<agency>:<journey>"
+        if ev.journey is not None
+        else "a:<agency>:<appeal>"
+        if ev.attrs.appeal is not None
+        else "e:<event_id>"
+    )
+    return Problem(
+        "",
+        Reason.WRONG_KEY,
+        f"the Kafka record key must be {rule} (contract.events.event_key, README "
+        '"Kafka keys"); a record keyed otherwise could split its journey across partitions',
     )
 
 

@@ -190,7 +190,12 @@ class JourneyMachine:
         if j.started_ms is not None:
             r.hist("form_seconds").observe("form_seconds", max(0, t - j.started_ms) / 1000)
         info = self.ctx.services.get(j.dims[1])
-        if info is not None and j.steps & info.all_steps != info.all_steps:
+        # only a self-service form has steps; MFC and office applications never skip any
+        if (
+            info is not None
+            and j.dims[3] in SELF_SERVICE
+            and j.steps & info.all_steps != info.all_steps
+        ):
             r.skipped_steps += 1
         self._set_deadline(j, key, t)
 
@@ -265,7 +270,7 @@ class JourneyMachine:
     # -- cases -----------------------------------------------------------------------
 
     def _join_case(self, j: Journey, t: int) -> None:
-        ckey = f"{j.dims[0]}|{j.case}"
+        ckey = j.case or ""
         c = self.cases.get(ckey)
         if c is None:
             c = self.cases[ckey] = Case(dims=j.dims, started_ms=t)
@@ -277,7 +282,7 @@ class JourneyMachine:
         self.dirty_cases.add(ckey)
 
     def _resolve_case(self, j: Journey, t: int, *, decided: bool) -> None:
-        ckey = f"{j.dims[0]}|{j.case}"
+        ckey = j.case or ""
         c = self.cases.get(ckey)
         if c is None:
             return

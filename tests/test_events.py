@@ -240,7 +240,7 @@ def test_event_key_prefers_case_then_journey_then_appeal() -> None:
     assert isinstance(with_case, Event)
     assert isinstance(without, Event)
     assert isinstance(appeal, Event)
-    assert event_key(with_case) == b"c:minsoc:c-9"
+    assert event_key(with_case) == b"c:c-9"
     assert event_key(without) == b"j:minsoc:j-1"
     assert event_key(appeal) == b"a:minsoc:a-5"
 

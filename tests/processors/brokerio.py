@@ -17,7 +17,7 @@ from contract.topics import Topics
 from processors.metrics import build_metrics
 from processors.runner import Processor
 from processors.settings import ProcessorSettings
-from tests.fixtures.streams import CATALOG_PATH, Stream, encode
+from tests.fixtures.streams import CATALOG_PATH, Stream, canonical_key, encode
 
 
 def processor_settings(topics: Topics, common: CommonSettings) -> ProcessorSettings:
@@ -70,7 +70,8 @@ def produce(settings: CommonSettings, topics: Topics, stream: Stream, seconds: f
     p = bus.producer(settings)
     started = time.monotonic()
     for n, (part, ts, raw) in enumerate(items):
-        p.send(topics.events, key=f"k{part}".encode(), value=raw, partition=part, timestamp_ms=ts)
+        key = canonical_key(raw)
+        p.send(topics.events, key=key, value=raw, partition=part, timestamp_ms=ts)
         if seconds and n % 50 == 0:
             p.flush()
             ahead = started + seconds * n / len(items) - time.monotonic()

@@ -33,7 +33,7 @@ def expected(stream: Stream) -> tuple[dict[Cell, Counter[str]], Counter[str]]:
     journeys: dict[tuple[str, str], dict[str, Any]] = {}
     appeals: dict[str, datetime] = {}
     requests: dict[str, datetime] = {}
-    cases: dict[tuple[str, str], dict[str, Any]] = {}
+    cases: dict[str, dict[str, Any]] = {}
     for evs in stream.events.values():
         for ev in evs:
             if not isinstance(ev, dict) or ev.get("service") == "no-such-service":
@@ -63,10 +63,11 @@ def expected(stream: Stream) -> tuple[dict[Cell, Counter[str]], Counter[str]]:
                     key, {"dims": dims, "steps": set(), "err": False, "case": ev.get("case")}
                 )
                 j["last"] = t
-                if key[1] and ev.get("case") and (ev["agency"], ev["case"]) not in cases:
-                    cases[(ev["agency"], ev["case"])] = {"cell": cell, "journeys": set()}
+                # a case is its id alone: its journeys may belong to several agencies
+                if key[1] and ev.get("case") and ev["case"] not in cases:
+                    cases[ev["case"]] = {"cell": cell, "journeys": set()}
                 if ev.get("case"):
-                    cases[(ev["agency"], ev["case"])]["journeys"].add(key)
+                    cases[ev["case"]]["journeys"].add(key)
             if typ == "journey.started":
                 tot[cell]["started"] += 1
                 if ev["channel"] in ("portal", "mobile", "proactive"):
@@ -87,7 +88,9 @@ def expected(stream: Stream) -> tuple[dict[Cell, Counter[str]], Counter[str]]:
                 tot[cell]["submitted"] += 1
                 tot[cell]["resolved"] += 1
                 tot[cell]["resolved_with_errors"] += j["err"]
-                tot[cell]["skipped_steps"] += len(j["steps"]) < STEPS[dims[1]]
+                # only self-service forms have steps to skip
+                self_service = dims[3] in ("portal", "mobile")
+                tot[cell]["skipped_steps"] += self_service and len(j["steps"]) < STEPS[dims[1]]
             elif typ == "journey.abandoned":
                 j["cancelled"] = t
                 tot[cell]["abandoned"] += 1

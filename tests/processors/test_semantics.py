@@ -1,0 +1,114 @@
+"""Issue 14 on the processor: what the counts mean (skipped steps, cases, the key rule)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import msgspec
+import pytest
+
+from contract.events import Event, decode_event, event_key
+from processors.context import Context
+from tests.fixtures.streams import Rec, encode, event, generate, local
+from tests.processors import oracle
+from tests.processors.brokerio import summed
+from tests.processors.harness import Harness
+from tests.processors.test_journeys import journey
+
+
+@pytest.fixture
+def h(ctx: Context) -> Harness:
+    return Harness(ctx)
+
+
+def test_skipped_steps_only_on_channels_with_form_steps(h: Harness) -> None:
+    t = local("2026-03-02 10:00")
+    for ch in ("mfc", "office"):
+        service = "soc-card" if ch == "office" else "soc-benefit"
+        evs = journey(t, ("journey.started", 0), ("journey.submitted", 5), journey=ch)
+        h.feed([{**e, "channel": ch, "service": service} for e in evs])
+    h.feed(journey(t, ("journey.started", 0), ("journey.submitted", 5), journey="p"))
+    assert h.rollup(channel="portal").skipped_steps == 1
+    assert h.rollup(channel="mfc").skipped_steps == 0
+    assert h.rollup(channel="office").skipped_steps == 0
+
+
+def test_a_case_across_agencies_is_one_case_with_one_end_to_end_time(h: Harness) -> None:
+    t = local("2026-03-02 10:00")
+    c = {"case": "k1", "life_situation": "birth"}
+    soc = journey(t, ("journey.started", 0), ("journey.submitted", 1), journey="a", **c)
+    reg = journey(
+        t,
+        ("journey.started", 10),
+        ("journey.submitted", 11),
+        journey="b",
+        agency="reg",
+        service="reg-cert",
+        **c,
+    )
+    h.feed([*soc, *reg])
+    h.feed(journey(t, ("decision.made", 60, {"outcome": "approved"}), journey="a", **c))
+    assert h.rollup().cases_completed == 0  # the other agency's journey is still open
+    h.feed(
+        journey(
+            t,
+            ("decision.made", 180, {"outcome": "approved"}),
+            journey="b",
+            agency="reg",
+            service="reg-cert",
+            **c,
+        )
+    )
+    r = h.rollup(life_situation="birth")
+    assert (r.cases_started, r.cases_completed) == (1, 1)
+    assert r.case_seconds is not None and r.case_seconds.sum_ms == 180 * 60_000
+    assert list(h.engine.journeys.cases) == ["k1"]
+
+
+def test_the_canonical_key_is_the_case_alone_else_agency_and_journey() -> None:
+    t = local("2026-03-02 10:00")
+    a = decode_event(encode(event("journey.started", t, case="k1")))
+    b = decode_event(encode(event("journey.started", t, agency="reg", case="k1")))
+    c = decode_event(encode(event("journey.started", t)))
+    assert isinstance(a, Event) and isinstance(b, Event) and isinstance(c, Event)
+    assert event_key(a) == event_key(b) == b"c:k1"
+    assert event_key(c) == b"j:soc:j1"
+
+
+def test_a_record_not_keyed_by_the_canonical_key_is_dead_lettered(h: Harness) -> None:
+    t = local("2026-03-02 10:00")
+    good = event("journey.started", t, journey="j9")
+    bad = event("journey.submitted", t + timedelta(minutes=1), journey="j9")
+    ts = int((t + timedelta(minutes=2)).timestamp() * 1000)
+    h.dead += h.engine.process(
+        [
+            Rec("t.events", 0, 0, ts, b"j:soc:j9", encode(good)),
+            Rec("t.events", 0, 1, ts, b"j9", encode(bad)),
+        ]
+    )
+    h.commit()
+    assert [d.reason for d in h.dead] == ["wrong_key"]
+    detail = msgspec.json.decode(h.dead[0].value)
+    assert detail["agency"] == "soc" and "j:<agency>:<journey>" in detail["message"]
+    r = h.rollup()
+    assert (r.started, r.submitted, r.events) == (1, 0, 1)
+
+
+def test_engines_match_the_independent_count(ctx: Context) -> None:
+    """Without a broker: one harness per partition, summed, against the oracle
+    (cases across agencies included; the broker tests check the same under faults)."""
+    stream = generate(seed=11, journeys=400, invalid=True)
+    assert any(ev.get("case") and ev["agency"] == "reg" for ev in stream.all()), (
+        "the stream has cases across agencies"
+    )
+    aggregates: dict[bytes, bytes] = {}
+    for p, evs in stream.events.items():
+        hp = Harness(ctx, partition=p)
+        hp.feed(evs)
+        aggregates.update(hp.aggregates)
+    cells, gauges = summed(aggregates)
+    want, want_gauges = oracle.expected(stream)
+    got = oracle.flatten(cells)
+    diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
+    assert not diff, list(diff.items())[:5]
+    assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
