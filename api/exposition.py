@@ -158,6 +158,7 @@ _HISTS: Final = {
     "form_duration_seconds": "form_seconds",
     "office_wait_seconds": "wait_seconds",
     "interagency_response_seconds": "interagency_seconds",
+    "case_duration_seconds": "case_seconds",
     "clock_skew_seconds": "skew_seconds",
 }
 _GAUGES: Final = {

@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 #: (agency, service, municipality, channel, life_situation)
 Cell = tuple[str, str, str, str, str]
 #: (agency, service, life_situation): what scorecards and reports group by
-Group = tuple[str, str, str]
+#: (agency, service, life_situation, channel)
+Group = tuple[str, str, str, str]
 #: (partition, agency, service, municipality, channel)
 GaugeCell = tuple[int, str, str, str, str]
 K = TypeVar("K", bound=Hashable)
@@ -191,8 +192,8 @@ class ReadModel:
 
     def _clear(self) -> None:
         self._raw: dict[bytes, Rollup] = {}
-        # per day only by Group: periods of a year stay cheap to sum (municipality and
-        # channel are summed over already; /metrics uses the totals by full cell)
+        # per day only by Group: periods of a year stay cheap to sum (municipality is
+        # summed over already; /metrics uses the totals by full cell)
         self._day_groups: dict[str, dict[Group, Rollup]] = {}
         self._totals: dict[Cell, Rollup] = {}
         self._gauges: dict[GaugeCell, Gauges] = {}
@@ -214,7 +215,7 @@ class ReadModel:
             old = self._raw.pop(key, None)
             if new is not None:
                 self._raw[key] = new
-            group: Group = (parts[3], parts[4], parts[7])
+            group: Group = (parts[3], parts[4], parts[7], parts[6])
             delta = difference(new, old)
             if delta is not None:
                 _accumulate(self._day_groups.setdefault(day, {}), group, delta)
@@ -520,7 +521,7 @@ class ReadModel:
     ) -> dict[K, Rollup]:
         """Rollups of days ``day_from..day_to`` (ISO, inclusive) summed by ``group(g)``.
 
-        ``g`` is (agency, service, life_situation); groups for which ``group`` returns
+        ``g`` is (agency, service, life_situation, channel); groups for which ``group`` returns
         ``None`` are left out.
         """
         out: dict[K, Rollup] = {}

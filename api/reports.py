@@ -28,6 +28,7 @@ from typing import Any, Final, Literal
 import jinja2
 from pydantic import BaseModel, Field
 
+from api.lifecases import CasesOut, cases_of
 from api.readmodel import Group, ReadModel
 from api.scorecard import (
     LEVEL_NAMES,
@@ -42,7 +43,7 @@ from api.scorecard import (
     scored,
 )
 from contract.aggregates import Hist, Rollup
-from contract.catalog import Catalog
+from contract.catalog import CHANNEL_NAMES, FORM_CHANNELS, Catalog
 from contract.metrics import BUCKETS
 
 Format = Literal["json", "csv", "html"]
@@ -74,6 +75,30 @@ REASON_NAMES: Final = {
     "forbidden_agency": "событие чужого ведомства",
     "wrong_key": "ключ записи Kafka не по правилу",
     "other": "прочее",
+}
+
+
+#: Russian names of the rollup counters a restatement can move (the "what changed" column).
+CHANGED_NAMES: Final = {
+    "events": "события",
+    "started": "начатые",
+    "submitted": "поданные",
+    "abandoned": "брошенные",
+    "abandoned_timeout": "брошенные по тайм-ауту",
+    "withdrawn": "отозванные",
+    "steps": "шаги формы",
+    "errors": "ошибки",
+    "decisions": "решения",
+    "feedback": "оценки",
+    "visits": "посещения офисов",
+    "appeals_received": "жалобы",
+    "appeals_answered": "ответы на жалобы",
+    "interagency_requested": "межведомственные запросы",
+    "interagency_responded": "межведомственные ответы",
+    "cases_started": "случаи",
+    "cases_completed": "завершённые случаи",
+    "duplicates": "дубли",
+    "late": "поздние события",
 }
 
 
@@ -136,15 +161,29 @@ class FunnelStep(BaseModel):
 
 
 class Funnel(BaseModel):
-    """The form funnel of one service."""
+    """The form funnel of one service on one channel with form steps (portal, mobile)."""
 
     service: str
     service_name: str
     agency: str
+    channel: str = Field(description="portal or mobile: MFC and office journeys have no steps")
+    channel_name: str
     started: int
     submitted: int
     steps: list[FunnelStep]
     worst_step: str | None = Field(description="the step with the largest drop-off")
+
+
+class LifeRow(BaseModel):
+    """One life situation: its cases, counted once across the agencies involved."""
+
+    code: str
+    name: str
+    agencies: list[str] = Field(description="short names of the agencies of its services")
+    cases: CasesOut
+    median_days: float | None = Field(
+        description="median end-to-end time of completed cases, days (from histogram buckets)"
+    )
 
 
 class OverdueRow(BaseModel):
@@ -220,6 +259,8 @@ class Report(BaseModel):
     overdue: list[OverdueRow]
     quality: list[QualityRow]
     restated_days: list[RestatedDay]
+    restated_day_count: int = Field(0, description="distinct days restated (not day x agency)")
+    life_situations: list[LifeRow] = Field(default_factory=list)
     methodology: MethodologyOut
     agency_names: dict[str, str] = Field(description="short Russian names of the agencies")
 
@@ -279,13 +320,25 @@ def build_report(
     def by_service(g: Group) -> str | None:
         return g[1] if pred(g) and g[1] else None
 
+    def by_form(g: Group) -> tuple[str, str] | None:
+        return (g[1], g[3]) if pred(g) and g[1] and g[3] in FORM_CHANNELS else None
+
+    def by_life(g: Group) -> str | None:
+        return g[2] if pred(g) and g[2] else None
+
     per_agency = model.period(d0, d1, by_agency)
     per_service = model.period(d0, d1, by_service)
     summary = scorer.scorecard(scope, code, start, end)
 
     agency_rows = _agency_rows(catalog, per_agency, agencies, scorer, small)
     service_rows = _service_rows(catalog, per_service, scorer, small)
-    funnels = _funnels(catalog, per_service, small)
+    funnels = _funnels(catalog, model.period(d0, d1, by_form), small)
+    lives = _life_rows(catalog, model.period(d0, d1, by_life), small)
+    restated = [
+        d.model_copy(update={"last_at": _local_iso(d.last_at, catalog)})
+        for d in restated_days(model, start, end, agencies)
+    ]
+    watermark = model.watermark()
     overdue = _overdue(catalog, model, _gauge_filter(catalog, scope, code_))
     quality = _quality(catalog, model, per_agency, d0, d1, agencies)
     m = methodology
@@ -297,8 +350,8 @@ def build_report(
         name=name,
         date_from=start,
         date_to=end,
-        generated_at=now,
-        data_complete_until=model.watermark(),
+        generated_at=now.astimezone(catalog.tz),
+        data_complete_until=watermark.astimezone(catalog.tz) if watermark else None,
         ready=model.status.ready,
         summary=summary,
         agencies=agency_rows,
@@ -306,7 +359,9 @@ def build_report(
         funnels=funnels,
         overdue=overdue,
         quality=quality,
-        restated_days=restated_days(model, start, end, agencies),
+        restated_days=restated,
+        restated_day_count=len({d.day for d in restated}),
+        life_situations=lives,
         methodology=MethodologyOut(
             components=[
                 MethodologyComponent(
@@ -327,6 +382,13 @@ def build_report(
         ),
         agency_names={c: a.short_name or a.name for c, a in catalog.agencies.items()},
     )
+
+
+def _local_iso(text: str, catalog: Catalog) -> str:
+    try:
+        return datetime.fromisoformat(text).astimezone(catalog.tz).isoformat()
+    except ValueError:
+        return text
 
 
 def _agency_rows(
@@ -415,9 +477,10 @@ def _service_rows(
     return rows
 
 
-def _funnels(catalog: Catalog, per_service: dict[str, Rollup], small: int) -> list[Funnel]:
+def _funnels(catalog: Catalog, per_form: dict[tuple[str, str], Rollup], small: int) -> list[Funnel]:
+    """Funnels per (service, channel) over journeys that have the form's steps."""
     out: list[Funnel] = []
-    for code, r in per_service.items():
+    for (code, channel), r in per_form.items():
         idx = catalog.services.get(code)
         if idx is None or r.started < small:
             continue
@@ -438,14 +501,43 @@ def _funnels(catalog: Catalog, per_service: dict[str, Rollup], small: int) -> li
                 service=code,
                 service_name=idx.service.name,
                 agency=idx.service.agency,
+                channel=channel,
+                channel_name=CHANNEL_NAMES.get(channel, channel),
                 started=r.started,
                 submitted=r.submitted,
                 steps=steps,
                 worst_step=worst.code if worst is not None and (worst.drop_off or 0) > 0 else None,
             )
         )
-    out.sort(key=lambda f: -f.started)
+    out.sort(key=lambda f: (-f.started, f.service, f.channel))
     return out
+
+
+def _life_rows(catalog: Catalog, per_life: dict[str, Rollup], small: int) -> list[LifeRow]:
+    rows = []
+    for code, ls in catalog.life_situations.items():
+        r = per_life.get(code)
+        if r is None or not r.cases_started:
+            continue
+        cases = cases_of(r, small)
+        median = quantile(r.case_seconds, BUCKETS["case_seconds"], 0.5)
+        names = {
+            catalog.agencies[a].short_name or catalog.agencies[a].name
+            for s in ls.services
+            if s in catalog.services
+            and (a := catalog.services[s].service.agency) in catalog.agencies
+        }
+        rows.append(
+            LifeRow(
+                code=code,
+                name=ls.name,
+                agencies=sorted(names),
+                cases=cases,
+                median_days=None if cases.suppressed or median is None else median / 86400.0,
+            )
+        )
+    rows.sort(key=lambda x: (-(x.cases.started or 0), x.name))
+    return rows
 
 
 def _gauge_filter(catalog: Catalog, scope: Scope, code: str) -> Callable[[str, str], bool]:
@@ -631,9 +723,10 @@ def _csv_rows(report: Report) -> Iterator[tuple[Any, ...]]:
         yield services.row("index", sv.index)
     for f in report.funnels:
         funnel = _Rows("funnel", f.agency, f.service)
+        yield funnel.row("started", f.started, item=f.channel)
         for st in f.steps:
-            yield funnel.row("reached", st.reached, item=st.code)
-            yield funnel.row("drop_off", st.drop_off, item=st.code)
+            yield funnel.row("reached", st.reached, item=f"{f.channel}:{st.code}")
+            yield funnel.row("drop_off", st.drop_off, item=f"{f.channel}:{st.code}")
     for o in report.overdue:
         overdue = _Rows("overdue", o.agency, o.service, o.municipality)
         yield overdue.row("pending", o.pending)
@@ -677,6 +770,11 @@ def _pct(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else _num(100.0 * value, digits) + "\u00a0%"
 
 
+def _when(value: datetime) -> str:
+    """A local time with its UTC offset, e.g. ``02.12.2026 03:02 (UTC+05:00)``."""
+    return f"{value:%d.%m.%Y %H:%M} (UTC{value.isoformat()[-6:]})"
+
+
 _env: jinja2.Environment | None = None
 
 
@@ -692,9 +790,11 @@ def _environment() -> jinja2.Environment:
         )
         env.filters["num"] = _num
         env.filters["pct"] = _pct
+        env.filters["when"] = _when
         env.globals["LEVEL_NAMES"] = LEVEL_NAMES
         env.globals["REASON_NAMES"] = REASON_NAMES
         env.globals["COMPONENT_TEXT"] = COMPONENT_TEXT
+        env.globals["CHANGED_NAMES"] = CHANGED_NAMES
         _env = env
     return _env
 

@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, Field
 
 from api.errors import BadRequest, NotFound
+from api.lifecases import CasesOut, cases_of
 from api.readmodel import Group, ReadModel
 from contract.aggregates import Rollup
 from contract.catalog import Catalog
@@ -64,6 +65,9 @@ class RestatedDay(BaseModel):
     agency: str
     count: int = Field(description="late changes recorded")
     last_at: str = Field(description="when the last change was processed (ISO 8601)")
+    changed: list[str] = Field(
+        default_factory=list, description="rollup counters the recent late changes moved"
+    )
 
 
 class Scorecard(BaseModel):
@@ -89,6 +93,9 @@ class Scorecard(BaseModel):
         description="lowest event-time watermark over input partitions"
     )
     ready: bool = Field(description="false while the read model is still catching up")
+    cases: CasesOut | None = Field(
+        None, description="life-situation cases counted once across agencies (api/lifecases)"
+    )
 
     model_config = {
         "populate_by_name": True,
@@ -256,7 +263,13 @@ def restated_days(
 ) -> list[RestatedDay]:
     """Restated days of the period for the given agencies (``None``: all)."""
     return [
-        RestatedDay(day=date.fromisoformat(day), agency=agency, count=r.count, last_at=r.last_at)
+        RestatedDay(
+            day=date.fromisoformat(day),
+            agency=agency,
+            count=r.count,
+            last_at=r.last_at,
+            changed=sorted({f for e in r.recent for f in e.fields}),
+        )
         for day, agency, r in model.restatements(start.isoformat(), end.isoformat())
         if agencies is None or agency in agencies
     ]
@@ -318,4 +331,5 @@ class Scorer:
             small_cell=self.methodology.standards.small_cell,
             data_complete_until=self.model.watermark(),
             ready=self.model.status.ready,
+            cases=cases_of(rollup, self.methodology.standards.small_cell),
         )

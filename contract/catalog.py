@@ -26,6 +26,18 @@ _T = TypeVar("_T")
 
 DEFAULT_ABANDON_AFTER: Final = timedelta(minutes=30)
 OTHER: Final = "other"
+#: Channels whose journeys fill a form with the catalog's steps (self-service): only their
+#: journeys have funnels, skipped steps and a timeout abandonment.
+FORM_CHANNELS: Final = frozenset({"portal", "mobile"})
+#: Russian names of the channels, for reports and dashboards.
+CHANNEL_NAMES: Final = {
+    "portal": "портал",
+    "mobile": "мобильное приложение",
+    "mfc": "МФЦ",
+    "office": "офис ведомства",
+    "phone": "телефон",
+    "proactive": "проактивно",
+}
 
 _code = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 

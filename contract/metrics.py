@@ -210,6 +210,13 @@ FAMILIES: Final[tuple[Family, ...]] = (
         ("agency", "life_situation"),
     ),
     Family(
+        "case_duration_seconds",
+        "histogram",
+        "End-to-end time of completed life-situation cases (first start to last decision)",
+        ("life_situation",),
+        "case_seconds",
+    ),
+    Family(
         "late_events_total",
         "counter",
         "Lifecycle events counted late, by reason",

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from contract.catalog import FORM_CHANNELS
 from contract.events import Event, EventType
 from processors.archive import ClosedJourneys
 from processors.context import Context
@@ -41,7 +42,7 @@ from processors.state import (
 from processors.watermark import ABANDON, EVICT_CASE, Timers
 from processors.watermark import OVERDUE as OVERDUE_TIMER
 
-SELF_SERVICE: Final = frozenset({"portal", "mobile"})
+SELF_SERVICE: Final = FORM_CHANNELS
 DIGITAL: Final = frozenset({"portal", "mobile", "proactive"})
 
 #: Gauge bits of a journey: open, pending, overdue.

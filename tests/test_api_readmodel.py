@@ -309,6 +309,7 @@ def test_read_model_equals_independent_totals(
                 "agency": "minsoc",
                 "count": 2,
                 "last_at": "2026-11-04T09:00:00+05:00",
+                "changed": ["decisions"],
             }
         ]
         assert card["data_complete_until"] is not None

@@ -42,7 +42,15 @@ def _report() -> Any:
                 index=12.25,
             ),
         ],
-        funnels=[N(agency="a", service="s2", steps=[N(code="x", reached=5, drop_off=0.5)])],
+        funnels=[
+            N(
+                agency="a",
+                service="s2",
+                channel="portal",
+                started=10,
+                steps=[N(code="x", reached=5, drop_off=0.5)],
+            )
+        ],
         overdue=[N(agency="a", service="s2", municipality="75701310", pending=2, overdue=0)],
         quality=[
             N(
@@ -88,8 +96,9 @@ def test_every_kind_of_row() -> None:
         "services,a,s2,,,digital,1,3,0.333333",
         "services,a,s2,,,decision_days_median,,,",
         "services,a,s2,,,index,,,12.25",
-        "funnel,a,s2,,x,reached,,,5",
-        "funnel,a,s2,,x,drop_off,,,0.5",
+        "funnel,a,s2,,portal,started,,,10",
+        "funnel,a,s2,,portal:x,reached,,,5",
+        "funnel,a,s2,,portal:x,drop_off,,,0.5",
         "overdue,a,s2,75701310,,pending,,,2",
         "overdue,a,s2,75701310,,overdue,,,0",
         "quality,a,,,,events,,,10",

@@ -1,0 +1,139 @@
+"""Issue 14 in the report and the scorecard: what inspectors see means what it says.
+
+Funnels per channel with form steps, cases per life situation (counted once across
+agencies), restated days counted as days with what changed, local times. A read model is
+fed aggregate records directly (no broker).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from prometheus_client import CollectorRegistry
+
+from api.exposition import BusinessCollector
+from api.readmodel import ReadModel
+from api.reports import Report, build_report, render_html
+from api.scorecard import Scorer
+from contract import aggregates as agg
+from contract.aggregates import Hist, Restatement, RestatementEntry, Rollup, RollupKey
+from contract.catalog import load_catalog
+from contract.methodology import load_methodology
+from contract.settings import CommonSettings
+from contract.topics import Topics
+
+CATALOG = load_catalog()
+METHODOLOGY = load_methodology()
+SERVICE = "large_family_status"
+
+
+def _model() -> ReadModel:
+    return ReadModel(CommonSettings(), Topics("unit"), CATALOG)
+
+
+def _put(m: ReadModel, day: str, channel: str, r: Rollup, ls: str = "", p: int = 0) -> None:
+    key = RollupKey(p, day, "minsoc", SERVICE, "75701000", channel, ls).encode()
+    with m.lock:
+        m.apply_aggregate(key, agg.encode(r))
+
+
+def _report(m: ReadModel) -> Report:
+    return build_report(
+        Scorer(m, CATALOG, METHODOLOGY),
+        "region",
+        None,
+        date(2026, 11, 1),
+        date(2026, 11, 30),
+        datetime.fromisoformat("2026-11-30T20:30:00+00:00"),
+    )
+
+
+def test_funnels_are_per_channel_over_journeys_that_have_the_steps() -> None:
+    m = _model()
+    _put(m, "2026-11-02", "portal", Rollup(started=40, steps={"identity": 36, "family": 30}))
+    _put(m, "2026-11-02", "mobile", Rollup(started=20, steps={"identity": 10}))
+    # 500 MFC starts with no form steps must not make step 1 the "largest loss"
+    _put(m, "2026-11-02", "mfc", Rollup(started=500, submitted=480))
+    rep = _report(m)
+    funnels = {f.channel: f for f in rep.funnels if f.service == SERVICE}
+    assert set(funnels) == {"portal", "mobile"}
+    assert funnels["portal"].started == 40
+    assert funnels["portal"].steps[0].drop_off == 1 - 36 / 40
+    assert funnels["mobile"].steps[0].drop_off == 1 - 10 / 20
+    html = render_html(rep).decode()
+    assert "мобильное приложение" in html and "шагов формы у них нет" in html
+
+
+def test_cases_per_life_situation_in_scorecard_and_report() -> None:
+    m = _model()
+    h = Hist.empty("case_seconds")
+    for _ in range(6):
+        h.observe("case_seconds", 2 * 86400)
+    _put(
+        m,
+        "2026-11-03",
+        "portal",
+        Rollup(started=10, cases_started=8, cases_completed=6, case_seconds=h),
+        ls="large_family",
+    )
+    rep = _report(m)
+    (row,) = rep.life_situations
+    assert row.code == "large_family" and row.name == "Многодетная семья"
+    assert (row.cases.started, row.cases.completed) == (8, 6)
+    assert row.cases.mean_days == 2.0
+    assert len(row.agencies) > 1  # a life situation spans agencies
+    sc = Scorer(m, CATALOG, METHODOLOGY).scorecard(
+        "life_situation", "large_family", date(2026, 11, 1), date(2026, 11, 30)
+    )
+    assert sc.cases is not None and sc.cases.completion == 6 / 8
+    assert "Жизненные ситуации" in render_html(rep).decode()
+
+
+def _restated(m: ReadModel, p: int, day: str, agency: str, fields: list[str]) -> None:
+    rs = Restatement(
+        count=2,
+        first_at="2026-11-05T01:00:00+00:00",
+        last_at="2026-11-05T20:10:00+00:00",
+        recent=[RestatementEntry("2026-11-05T20:10:00+00:00", "journey.started", fields)],
+    )
+    with m.lock:
+        m.apply_aggregate(agg.restatement_key(p, day, agency), agg.encode(rs))
+
+
+def test_restatements_count_days_and_say_what_changed() -> None:
+    m = _model()
+    _put(m, "2026-11-02", "portal", Rollup(started=10))
+    for agency in ("minsoc", "minobr", "minzdrav"):
+        _restated(m, 0, "2026-11-02", agency, ["started", "events"])
+    _restated(m, 1, "2026-11-03", "minsoc", ["decisions"])
+    rep = _report(m)
+    assert rep.restated_day_count == 2
+    html = render_html(rep).decode()
+    assert "Пересчитано после закрытия дней: 2" in html
+    assert "начатые" in html and "решения" in html
+    assert "дн. были пересчитаны" not in html
+
+
+def test_report_times_are_in_the_region_time_zone() -> None:
+    m = _model()
+    _put(m, "2026-11-02", "portal", Rollup(started=10))
+    rep = _report(m)
+    assert rep.generated_at.isoformat() == "2026-12-01T01:30:00+05:00"
+    html = render_html(rep).decode()
+    assert "01.12.2026 01:30 (UTC+05:00)" in html
+    assert " UTC<" not in html and "водяной знак" not in html
+
+
+def test_case_end_to_end_time_per_life_situation_in_prometheus() -> None:
+    m = _model()
+    h = Hist.empty("case_seconds")
+    for days in (1, 2, 40):
+        h.observe("case_seconds", days * 86400)
+    _put(m, "2026-11-03", "portal", Rollup(cases_completed=3, case_seconds=h), ls="large_family")
+    reg = CollectorRegistry()
+    reg.register(BusinessCollector(m, CATALOG))
+    ls = {"life_situation": "large_family"}
+    v = reg.get_sample_value
+    assert v("servicepulse_case_duration_seconds_count", ls) == 3
+    assert v("servicepulse_case_duration_seconds_bucket", {**ls, "le": "259200.0"}) == 2
+    assert v("servicepulse_cases_completed_total", {"agency": "minsoc", **ls}) == 3
