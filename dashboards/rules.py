@@ -44,6 +44,7 @@ import yaml
 from contract.methodology import ComponentCode, Methodology, Standards
 from contract.metrics import FAMILY_BY_NAME, PREFIX
 from dashboards import pipeline
+from dashboards.russian import duration_ru
 
 #: Windows of the per-service completion ratio (completion-drop alert).
 SERVICE_WINDOWS: Final = ("1h", "1d")
@@ -458,9 +459,9 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
                     b.for_,
                     b.severity,
                     f"{{{{ $labels.agency }}}}: {obj.what} ниже норматива",
-                    f"За {b.long} и {b.short} доля нарушений "
-                    f"{{{{ $value | humanizePercentage }}}} при цели {obj.target:.0%}: "
-                    f"бюджет ошибок расходуется в {b.factor:g} раза быстрее допустимого.",
+                    f"За {duration_ru(b.long)} и за {duration_ru(b.short)} доля нарушений "
+                    f"{{{{ $value | humanizePercentage }}}} при цели {obj.target:.0%}; "
+                    f"скорость расхода бюджета ошибок: ×{b.factor:g} от допустимой.",
                     labels={"window": b.long},
                     dashboard=agency_link,
                 )
@@ -473,7 +474,8 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
             overdue.for_,
             "warning",
             "{{ $labels.agency }}: растёт число просроченных заявлений",
-            f"Просрочено сейчас {{{{ $value }}}} заявлений, и число растёт дольше {overdue.for_}.",
+            "Просроченных заявлений сейчас: {{ $value }}; их число растёт дольше "
+            f"{duration_ru(overdue.for_)}.",
             dashboard=agency_link,
         )
     )
@@ -506,7 +508,7 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
             silent.for_,
             "warning",
             "{{ $labels.agency }}: источник замолчал",
-            f"За последние {silent.after} от ведомства не пришло ни одного события, "
+            f"За последние {duration_ru(silent.after)} от ведомства не пришло ни одного события, "
             "хотя за сутки события были.",
             dashboard="/d/sp-quality?var-agency={{ $labels.agency }}",
         )
@@ -523,7 +525,8 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
                 b.for_,
                 b.severity,
                 "{{ $labels.agency }}: растёт доля отклонённых событий",
-                f"За {b.long} и {b.short} отклонено {{{{ $value | humanizePercentage }}}} "
+                f"За {duration_ru(b.long)} и за {duration_ru(b.short)} отклонено "
+                "{{ $value | humanizePercentage }} "
                 f"событий при допустимых {budget:.0%}.",
                 labels={"window": b.long},
                 dashboard="/d/sp-quality?var-agency={{ $labels.agency }}",
@@ -539,7 +542,7 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
             "warning",
             "Обработчик отстаёт от потока событий",
             "Необработанных событий в Kafka: {{ $value }}; отставание держится "
-            f"дольше {lag.for_}.",
+            f"дольше {duration_ru(lag.for_)}.",
             dashboard="/d/sp-pipeline",
         ),
         _alert(
@@ -547,9 +550,10 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
             f"{WATERMARK_DELAY_MAX} > {delay.seconds}",
             delay.for_,
             "warning",
-            "Водяной знак времени событий отстаёт",
-            "Отставание водяного знака {{ $value | humanizeDuration }}: просрочки и "
-            "брошенные заявления определяются с задержкой.",
+            "Учёт по времени событий отстаёт",
+            "Самый медленный раздел учёл события лишь до момента, отстающего на "
+            '{{ $value | printf "%.0f" }} с: просрочки и брошенные заявления '
+            "определяются с задержкой.",
             dashboard="/d/sp-pipeline",
         ),
         _alert(
@@ -558,8 +562,9 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
             "",
             "critical",
             "Kafka удалил необработанные события",
-            "За 15m удалено до обработки событий: {{ $value }}. В показатели они не "
-            "попадут; увеличьте retention.ms топика событий или устраните отставание "
+            "За 15\u00a0мин удалено до обработки событий: {{ $value }}. В показатели они не "
+            "попадут; увеличьте срок хранения топика событий (retention.ms) или устраните "
+            "отставание "
             "обработчика (журнал обработчика называет разделы и смещения).",
             dashboard="/d/sp-pipeline",
         ),
@@ -569,7 +574,7 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
             down.for_,
             "critical",
             "{{ $labels.job }} ({{ $labels.instance }}) недоступен",
-            f"Prometheus не может получить метрики компонента дольше {down.for_}.",
+            f"Prometheus не может получить метрики компонента дольше {duration_ru(down.for_)}.",
             dashboard="/d/sp-pipeline",
         ),
     ]

@@ -613,7 +613,7 @@ def alert_cases(m: Methodology) -> list[AlertCase]:
                 }
             ],
             "30m",
-            [({}, "20m 0s")],
+            [({}, "1200")],
             quiet_at=["5m"],
         ),
         AlertCase(
