@@ -236,6 +236,7 @@ class MethodologyOut(BaseModel):
     office_wait_seconds: int
     interagency_seconds: int
     appeal_term_days: int
+    complaint_term_working_days: int = 15
     timezone: str
 
 
@@ -378,6 +379,7 @@ def build_report(
             office_wait_seconds=m.standards.office_wait_seconds,
             interagency_seconds=m.standards.interagency_seconds,
             appeal_term_days=m.standards.appeal_term_days,
+            complaint_term_working_days=m.standards.complaint_term_working_days,
             timezone=catalog.timezone,
         ),
         agency_names={c: a.short_name or a.name for c, a in catalog.agencies.items()},

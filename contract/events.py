@@ -77,6 +77,18 @@ class Outcome(enum.StrEnum):
     REJECTED = "rejected"
 
 
+class AppealKind(enum.StrEnum):
+    """``attrs.kind`` of ``appeal.received``: which law sets the term (default ``appeal``).
+
+    ``complaint``: a complaint about a public service under 210-FZ art. 11.2, considered
+    within 15 working days of registration; ``appeal``: a citizen's appeal under 59-FZ,
+    within 30 days. The terms come from the methodology's standards.
+    """
+
+    COMPLAINT = "complaint"
+    APPEAL = "appeal"
+
+
 class Reason(enum.StrEnum):
     """Why an event was rejected; the ``reason`` label of ``events_rejected_total``."""
 
@@ -122,6 +134,7 @@ class Attrs(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     wait_seconds: Annotated[int, msgspec.Meta(ge=0, le=86_400)] | None = None
     score: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
     appeal: Id | None = None
+    kind: AppealKind | None = None
 
 
 _NO_ATTRS = Attrs()
@@ -168,7 +181,7 @@ ATTRS_RULES: Final[dict[EventType, AttrsRule]] = {
     EventType.INTERAGENCY_RESPONDED: _rule(["request", "counterpart"]),
     EventType.VISIT_SERVED: _rule(["office", "wait_seconds"]),
     EventType.FEEDBACK_GIVEN: _rule(["score"]),
-    EventType.APPEAL_RECEIVED: _rule(["appeal"]),
+    EventType.APPEAL_RECEIVED: _rule(["appeal"], ["kind"]),
     EventType.APPEAL_ANSWERED: _rule(["appeal"]),
 }
 

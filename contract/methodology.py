@@ -55,6 +55,8 @@ class Standards(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     office_wait_seconds: int = 900
     interagency_seconds: int = 172_800
     appeal_term_days: int = 30
+    #: complaints under 210-FZ art. 11.2: working days from registration
+    complaint_term_working_days: int = 15
     csat_good_min_score: int = 4
     small_cell: int = 5
 

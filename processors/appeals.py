@@ -1,7 +1,9 @@
 """Appeals (received -> answered) and interagency requests (requested -> responded).
 
-Appeals are answered on time when answered at or before the end of the 30-calendar-day
-term from receipt; interagency requests within PT48H of the request (the methodology's
+Appeals are answered on time when answered at or before the end of their term from
+receipt: 30 calendar days for a citizen's appeal (59-FZ, ``attrs.kind`` ``appeal``, the
+default), 15 working days for a complaint about a service (210-FZ art. 11.2,
+``complaint``); interagency requests within PT48H of the request (the methodology's
 standard). An answer or response with no known receipt or request is counted with
 timeliness ``unknown`` (left out of the ratios). Repeats of a receipt, answer, request
 or response (new event ids) are counted in ``late`` and change nothing else.
@@ -59,11 +61,12 @@ class AppealBook:
     # -- appeals ---------------------------------------------------------------------
 
     def received(self, ev: Event, t: int, dims: Dims) -> None:
-        """``appeal.received``: opens the appeal and its 30-day term."""
+        """``appeal.received``: opens the appeal and its term (by ``attrs.kind``)."""
         key = f"{ev.agency}|{ev.attrs.appeal}"
         a = self.appeals.get(key)
         if a is None:
-            due = self.ctx.appeal_deadline_ms(t)
+            kind = ev.attrs.kind.value if ev.attrs.kind is not None else "appeal"
+            due = self.ctx.appeal_deadline_ms(t, kind)
             a = self.appeals[key] = Appeal(dims=dims, received_ms=t, deadline_ms=due)
             self.gauges.add(self._cell(dims), APPEALS_OPEN, 1)
             self.timers.add(due, APPEAL_OVERDUE, key)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from contract.catalog import Catalog, Deadline
-from contract.deadlines import APPEAL_TERM, DeadlineCalculator
+from contract.deadlines import DeadlineCalculator
 from contract.methodology import Standards
 
 #: Day boundaries are memoised per 15-minute slot: every UTC offset in use is a
@@ -93,9 +93,16 @@ class Context:
             due = self._deadlines[key] = round(self.calc.deadline(term, start_ms / 1000) * 1000)
         return due
 
-    def appeal_deadline_ms(self, received_ms: int) -> int:
-        """The end of the 30-calendar-day appeal term counted from receipt."""
-        return self.deadline_ms(APPEAL_TERM, received_ms)
+    def appeal_deadline_ms(self, received_ms: int, kind: str = "appeal") -> int:
+        """The end of the term of an appeal (59-FZ, calendar days) or a complaint
+        (210-FZ art. 11.2, working days) counted from receipt."""
+        st = self.standards
+        term = (
+            Deadline(working_days=st.complaint_term_working_days)
+            if kind == "complaint"
+            else Deadline(calendar_days=st.appeal_term_days)
+        )
+        return self.deadline_ms(term, received_ms)
 
 
 def iso(ms: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -112,3 +113,21 @@ def test_engines_match_the_independent_count(ctx: Context) -> None:
     diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
     assert not diff, list(diff.items())[:5]
     assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
+
+
+def test_complaints_have_15_working_days_and_appeals_30_days(h: Harness) -> None:
+    t = local("2026-03-02 10:00")
+    common: dict[str, Any] = {"journey": None, "service": None, "channel": "portal"}
+    h.feed(
+        [
+            event("appeal.received", t, appeal="c1", kind="complaint", **common),
+            event("appeal.received", t, appeal="c2", kind="complaint", **common),
+            event("appeal.received", t, appeal="a1", kind="appeal", **common),
+            event("appeal.received", t, appeal="d1", **common),  # default: 59-FZ appeal
+        ]
+    )
+    # 15 working days from 2 March (9 March a holiday) end at 24:00 on 24 March
+    h.feed([event("appeal.answered", local("2026-03-24 23:00"), appeal="c1", **common)])
+    late = local("2026-03-25 09:00")
+    h.feed([event("appeal.answered", late, appeal=a, **common) for a in ("c2", "a1", "d1")])
+    assert h.rollup().appeals_answered == {"on_time": 3, "late": 1}
