@@ -152,6 +152,7 @@ _SCALARS: Final = {
     "cases_completed_total": "cases_completed",
     "duplicate_events_total": "duplicates",
     "events_processed_total": "events",
+    "deadlines_beyond_calendar_total": "beyond_calendar",
 }
 _HISTS: Final = {
     "decision_duration_seconds": "decision_seconds",

@@ -91,6 +91,7 @@ INT_FIELDS: Final = (
     "cases_started",
     "cases_completed",
     "duplicates",
+    "beyond_calendar",
 )
 #: The counter fields of :class:`Rollup` that map a bounded label value to a count.
 MAP_FIELDS: Final = (
@@ -141,6 +142,8 @@ class Rollup(msgspec.Struct, omit_defaults=True):
     cases_started: int = 0
     cases_completed: int = 0
     duplicates: int = 0
+    #: deadlines set (applications, appeals) past the production calendar's last year
+    beyond_calendar: int = 0
     steps: dict[str, int] = msgspec.field(default_factory=dict)
     errors: dict[str, int] = msgspec.field(default_factory=dict)
     decisions: dict[str, int] = msgspec.field(default_factory=dict)

@@ -290,6 +290,15 @@ class Catalog:
         """IANA name of the region's time zone: day boundaries of every rollup."""
         return self.file.region.timezone
 
+    @property
+    def calendar_until(self) -> date | None:
+        """The last day the production calendar covers (``None`` without a calendar).
+
+        Deadlines after it are computed with Monday to Friday as working days; the
+        processor counts them (``servicepulse_deadlines_beyond_calendar_total``).
+        """
+        return date(max(self.years), 12, 31) if self.years else None
+
     def is_working_day(self, day: date) -> bool:
         """Whether ``day`` is a working day by the production calendar.
 

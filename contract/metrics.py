@@ -210,6 +210,12 @@ FAMILIES: Final[tuple[Family, ...]] = (
         ("agency", "life_situation"),
     ),
     Family(
+        "deadlines_beyond_calendar_total",
+        "counter",
+        "Deadlines set past the production calendar's last day (Monday-Friday assumed)",
+        DIMS,
+    ),
+    Family(
         "case_duration_seconds",
         "histogram",
         "End-to-end time of completed life-situation cases (first start to last decision)",

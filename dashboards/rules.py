@@ -498,6 +498,24 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
         )
     )
 
+    series = f"{PREFIX}deadlines_beyond_calendar_total"
+    beyond = f"sum by (agency) (max without (instance) ({series}))"
+    before = f"sum by (agency) (max without (instance) ({series} offset 1h))"
+    quality.append(
+        _alert(
+            "ServicePulseDeadlinesBeyondCalendar",
+            # summed first, so a series that appears for the first time counts too
+            f"({beyond} - {before}) > 0\nor\n({beyond} > 0 unless {before})",
+            "",
+            "warning",
+            "{{ $labels.agency }}: сроки за пределами производственного календаря",
+            "Сроков после последнего дня производственного календаря за 1\u00a0ч: "
+            "{{ $value }}. Рабочие дни для них приняты как пн–пт; дополните календарь в "
+            "каталоге (границу называет servicepulse catalog check).",
+            dashboard=agency_link,
+        )
+    )
+
     processed = f"{PREFIX}events_processed_total"
     silent = policy.source_silent
     sources: list[dict[str, Any]] = [

@@ -552,6 +552,17 @@ def alert_cases(m: Methodology) -> list[AlertCase]:
             quiet_at=["2h"],
         ),
         AlertCase(
+            "minsoc sets 3 deadlines past the calendar at 70 min; zags's 2 are old",
+            "ServicePulseDeadlinesBeyondCalendar",
+            [
+                _counter("deadlines_beyond_calendar_total", bad, f"_x70 3x{n - 71}"),
+                _counter("deadlines_beyond_calendar_total", good, f"2x{n}"),
+            ],
+            "90m",
+            [({"agency": "minsoc"}, "3")],
+            quiet_at=["65m"],
+        ),
+        AlertCase(
             "minsoc stops sending after an hour, zags keeps sending",
             "ServicePulseSourceSilent",
             [

@@ -67,6 +67,8 @@ class AppealBook:
         if a is None:
             kind = ev.attrs.kind.value if ev.attrs.kind is not None else "appeal"
             due = self.ctx.appeal_deadline_ms(t, kind)
+            if self.ctx.beyond_calendar(due):
+                self.rollups.cell(self.ctx.day(t), dims, "beyond_calendar").beyond_calendar += 1
             a = self.appeals[key] = Appeal(dims=dims, received_ms=t, deadline_ms=due)
             self.gauges.add(self._cell(dims), APPEALS_OPEN, 1)
             self.timers.add(due, APPEAL_OVERDUE, key)

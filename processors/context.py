@@ -93,6 +93,13 @@ class Context:
             due = self._deadlines[key] = round(self.calc.deadline(term, start_ms / 1000) * 1000)
         return due
 
+    def beyond_calendar(self, due_ms: int) -> bool:
+        """Whether a day-term deadline falls after the production calendar's last day
+        (its working days were then guessed as Monday to Friday)."""
+        until = self.catalog.calendar_until
+        # the deadline is 24:00 of its last day, i.e. 00:00 local of the day after
+        return until is None or self.day(due_ms - 1) > until.isoformat()
+
     def appeal_deadline_ms(self, received_ms: int, kind: str = "appeal") -> int:
         """The end of the term of an appeal (59-FZ, calendar days) or a complaint
         (210-FZ art. 11.2, working days) counted from receipt."""

@@ -232,7 +232,14 @@ class JourneyMachine:
         info = self.ctx.services.get(j.dims[1])
         if info is None:
             return
-        j.deadline_ms = self.ctx.deadline_ms(info.deadline, base_ms)
+        due = self.ctx.deadline_ms(info.deadline, base_ms)
+        if info.deadline.hours is None and self.ctx.beyond_calendar(due):
+            was = j.deadline_ms is not None and self.ctx.beyond_calendar(j.deadline_ms)
+            if not was:  # once per journey, on the deadline that first left the calendar
+                self.rollups.cell(
+                    self.ctx.day(base_ms), j.dims, "beyond_calendar"
+                ).beyond_calendar += 1
+        j.deadline_ms = due
         j.overdue = False
         self.timers.add(j.deadline_ms, OVERDUE_TIMER, key)
 

@@ -177,6 +177,12 @@ def catalog_check(file: Annotated[Path, typer.Argument(help="catalog YAML to che
         f"{len(f.municipalities)} municipalities, {len(f.offices)} offices, "
         f"{len(f.life_situations)} life situations, calendar {sorted(cat.years)}"
     )
+    until = cat.calendar_until
+    out.print(
+        f"production calendar horizon: {until.isoformat() if until else 'none'}; deadlines "
+        "after it count Monday-Friday as working days and are counted in "
+        "servicepulse_deadlines_beyond_calendar_total (alert ServicePulseDeadlinesBeyondCalendar)"
+    )
 
 
 # -- kafka -----------------------------------------------------------------------------

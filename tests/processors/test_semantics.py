@@ -10,7 +10,7 @@ import pytest
 
 from contract.events import Event, decode_event, event_key
 from processors.context import Context
-from tests.fixtures.streams import Rec, encode, event, generate, local
+from tests.fixtures.streams import CATALOG_PATH, Rec, encode, event, generate, local
 from tests.processors import oracle
 from tests.processors.brokerio import summed
 from tests.processors.harness import Harness
@@ -131,3 +131,24 @@ def test_complaints_have_15_working_days_and_appeals_30_days(h: Harness) -> None
     late = local("2026-03-25 09:00")
     h.feed([event("appeal.answered", late, appeal=a, **common) for a in ("c2", "a1", "d1")])
     assert h.rollup().appeals_answered == {"on_time": 3, "late": 1}
+
+
+def test_deadlines_past_the_calendar_are_counted_once(h: Harness) -> None:
+    # the test calendar covers 2026: five working days from 28 December end in 2027
+    t = local("2026-12-28 10:00")
+    h.feed(journey(t, ("journey.started", 0), ("journey.submitted", 5), journey="late-year"))
+    h.feed(journey(local("2026-03-02 10:00"), ("journey.submitted", 5), journey="march"))
+    common: dict[str, Any] = {"journey": None, "service": None, "channel": "portal"}
+    h.feed([event("appeal.received", t, appeal="x", kind="complaint", **common)])
+    assert h.rollup("2026-12-28").beyond_calendar == 2
+    assert h.rollup("2026-03-02").beyond_calendar == 0
+
+
+def test_catalog_check_names_the_calendar_horizon() -> None:
+    from typer.testing import CliRunner
+
+    from servicepulse.cli import app
+
+    result = CliRunner().invoke(app, ["catalog", "check", str(CATALOG_PATH)], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert "production calendar horizon: 2026-12-31" in result.output
