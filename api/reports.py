@@ -156,8 +156,10 @@ class FunnelStep(BaseModel):
 
     code: str
     name: str
-    reached: int
-    drop_off: float | None = Field(description="1 - reached / reached at the step before")
+    reached: int | None = Field(description="null when suppressed (small cell)")
+    drop_off: float | None = Field(
+        description="1 - reached / reached at the step before; null when either is suppressed"
+    )
 
 
 class Funnel(BaseModel):
@@ -194,8 +196,8 @@ class OverdueRow(BaseModel):
     service_name: str
     municipality: str
     municipality_name: str
-    pending: int
-    overdue: int
+    pending: int | None = Field(description="null when suppressed (small cell)")
+    overdue: int | None = Field(description="null when suppressed (small cell)")
 
 
 class QualityRow(BaseModel):
@@ -340,7 +342,7 @@ def build_report(
         for d in restated_days(model, start, end, agencies)
     ]
     watermark = model.watermark()
-    overdue = _overdue(catalog, model, _gauge_filter(catalog, scope, code_))
+    overdue = _overdue(catalog, model, _gauge_filter(catalog, scope, code_), small)
     quality = _quality(catalog, model, per_agency, d0, d1, agencies)
     m = methodology
     return Report(
@@ -487,10 +489,10 @@ def _funnels(catalog: Catalog, per_form: dict[tuple[str, str], Rollup], small: i
         if idx is None or r.started < small:
             continue
         steps: list[FunnelStep] = []
-        prev = r.started
+        prev: int | None = r.started
         for st in idx.service.steps:
-            reached = r.steps.get(st.code, 0)
-            drop = (1.0 - reached / prev) if prev else None
+            reached = _count(r.steps.get(st.code, 0), small)
+            drop = (1.0 - reached / prev) if prev and reached is not None else None
             steps.append(FunnelStep(code=st.code, name=st.name, reached=reached, drop_off=drop))
             prev = reached
         worst = max(
@@ -558,7 +560,7 @@ def _gauge_filter(catalog: Catalog, scope: Scope, code: str) -> Callable[[str, s
 
 
 def _overdue(
-    catalog: Catalog, model: ReadModel, keep: Callable[[str, str], bool]
+    catalog: Catalog, model: ReadModel, keep: Callable[[str, str], bool], small: int
 ) -> list[OverdueRow]:
     acc: dict[tuple[str, str, str], list[int]] = {}
     for (a, s, m, _c), g in model.gauges():
@@ -582,11 +584,12 @@ def _overdue(
                 service_name=svc.service.name if svc else s,
                 municipality=m,
                 municipality_name=muni.name if muni else m,
-                pending=pending,
-                overdue=overdue,
+                pending=_count(pending, small),
+                overdue=_count(overdue, small),
             )
         )
-    rows.sort(key=lambda r: (-r.overdue, -r.pending, r.service, r.municipality))
+    # sorted by the true counts, so a suppressed row does not reveal its place by name
+    rows.sort(key=lambda r: (-(r.overdue or 0), -(r.pending or 0), r.service, r.municipality))
     return rows[:OVERDUE_ROWS]
 
 

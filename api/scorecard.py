@@ -8,13 +8,20 @@ is below the methodology's small-cell threshold is suppressed (no number is show
 does not count), so no person can be singled out; the index is then renormalised over
 the components that remain, exactly as the methodology does for components without data.
 Days of the period that were restated after they closed are listed.
+
+Where suppression applies (docs/METRICS.md, "Small cells"): to what is *published*, the
+scorecard API and the period reports (JSON, CSV, HTML), which may be passed on as open
+data. The live Prometheus metrics and Grafana dashboards are for inspectors and agencies
+behind their tokens and show exact counts. In published figures the region is summed
+only from the agencies' cells that are shown (:func:`published_region`): an agency's
+hidden cell would otherwise still move the region's figure.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -25,7 +32,7 @@ from api.lifecases import CasesOut, cases_of
 from api.readmodel import Group, ReadModel
 from contract.aggregates import Rollup
 from contract.catalog import Catalog
-from contract.methodology import Methodology, score
+from contract.methodology import Methodology, Score, fractions, score, score_fractions
 
 Scope = Literal["region", "agency", "service", "life_situation"]
 MAX_DAYS: Final = 366
@@ -93,6 +100,11 @@ class Scorecard(BaseModel):
         description="lowest event-time watermark over input partitions"
     )
     ready: bool = Field(description="false while the read model is still catching up")
+    hidden_small_cells: dict[str, int] = Field(
+        default_factory=dict,
+        description="region only: per component, how many agencies' small cells were left "
+        "out of the region's figures (they are hidden in the agencies' rows too)",
+    )
     cases: CasesOut | None = Field(
         None, description="life-situation cases counted once across agencies (api/lifecases)"
     )
@@ -160,8 +172,12 @@ def scored(rollup: Rollup, methodology: Methodology) -> Scored:
     suppressed components are treated like components without data and the weights are
     renormalised over the rest (the same formula, over fewer components).
     """
+    return scored_score(score(rollup, methodology), methodology)
+
+
+def scored_score(base: Score, methodology: Methodology) -> Scored:
+    """:func:`scored` of an already computed :class:`contract.methodology.Score`."""
     small = methodology.standards.small_cell
-    base = score(rollup, methodology)
     comps: list[ComponentOut] = []
     suppressed: list[str] = []
     counted: list[str] = []
@@ -189,6 +205,27 @@ def scored(rollup: Rollup, methodology: Methodology) -> Scored:
     return Scored(
         index=index, level=level, counted=counted, suppressed=suppressed, components=comps
     )
+
+
+def published_region(
+    per_agency: Iterable[Rollup], methodology: Methodology
+) -> tuple[Scored, dict[str, int]]:
+    """The region scored from the agencies' shown cells only, and per component how many
+    agencies' small cells were left out."""
+    small = methodology.standards.small_cell
+    sums = {c.code: [0, 0] for c in methodology.components}
+    hidden: dict[str, int] = {}
+    for r in per_agency:
+        for code, (n, d) in fractions(r, methodology.standards).items():
+            if code not in sums:
+                continue
+            if 0 < d < small:
+                hidden[code] = hidden.get(code, 0) + 1
+                continue
+            sums[code][0] += n
+            sums[code][1] += d
+    base = score_fractions({k: (v[0], v[1]) for k, v in sums.items()}, methodology)
+    return scored_score(base, methodology), hidden
 
 
 # -- scopes and periods ---------------------------------------------------------------------
@@ -312,7 +349,14 @@ class Scorer:
             start.isoformat(), end.isoformat(), lambda g: 0 if pred(g) else None
         )
         rollup = sums.get(0, Rollup())
-        sc = scored(rollup, self.methodology)
+        hidden: dict[str, int] = {}
+        if scope == "region":
+            per_agency = self.model.period(
+                start.isoformat(), end.isoformat(), lambda g: g[0] if pred(g) else None
+            )
+            sc, hidden = published_region(per_agency.values(), self.methodology)
+        else:
+            sc = scored(rollup, self.methodology)
         days = restated_days(self.model, start, end, agencies)
         return Scorecard(
             scope=scope,
@@ -331,5 +375,6 @@ class Scorer:
             small_cell=self.methodology.standards.small_cell,
             data_complete_until=self.model.watermark(),
             ready=self.model.status.ready,
+            hidden_small_cells=hidden,
             cases=cases_of(rollup, self.methodology.standards.small_cell),
         )

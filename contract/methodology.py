@@ -246,7 +246,11 @@ def fractions(r: Rollup, standards: Standards) -> dict[str, tuple[int, int]]:
 
 def score(rollup: Rollup, methodology: Methodology) -> Score:
     """The index of a summed rollup: weights renormalised over components with data."""
-    fr = fractions(rollup, methodology.standards)
+    return score_fractions(fractions(rollup, methodology.standards), methodology)
+
+
+def score_fractions(fr: dict[str, tuple[int, int]], methodology: Methodology) -> Score:
+    """The index of given (numerator, denominator) per component (as :func:`score`)."""
     comps = tuple(
         ComponentValue(c.code, c.name, c.weight, *fr[c.code]) for c in methodology.components
     )

@@ -459,7 +459,8 @@ def test_report_renders_in_three_formats() -> None:
     funnel = rep.funnels[0]
     assert [s.reached for s in funnel.steps[:2]] == [36, 30]
     assert funnel.steps[0].drop_off == pytest.approx(1 - 36 / 40)
-    assert rep.overdue[0].overdue == 3 and rep.overdue[0].pending == 8
+    # 3 overdue is a small cell: hidden in the published report (issue 14, item 9)
+    assert rep.overdue[0].overdue is None and rep.overdue[0].pending == 8
     q = rep.quality[0]
     assert (q.events, q.rejected) == (80, 1) and q.rejected_by_reason == {"bad_format": 1}
 

@@ -137,3 +137,29 @@ def test_case_end_to_end_time_per_life_situation_in_prometheus() -> None:
     assert v("servicepulse_case_duration_seconds_count", ls) == 3
     assert v("servicepulse_case_duration_seconds_bucket", {**ls, "le": "259200.0"}) == 2
     assert v("servicepulse_cases_completed_total", {"agency": "minsoc", **ls}) == 3
+
+
+def test_published_figures_hide_small_cells_consistently() -> None:
+    m = _model()
+    # minsoc: 3 scores, all bad (a small cell); minobr: 10 scores, all good
+    _put(m, "2026-11-02", "portal", Rollup(started=40, steps={"identity": 3}, feedback={"1": 3}))
+    key = RollupKey(0, "2026-11-02", "minobr", "school_enrolment", "75701000", "portal", "")
+    with m.lock:
+        m.apply_aggregate(key.encode(), agg.encode(Rollup(started=20, feedback={"5": 10})))
+        m.apply_aggregate(
+            agg.GaugeKey(0, "minsoc", SERVICE, "75701000", "mfc").encode(),
+            agg.encode(agg.Gauges(pending=4, overdue=3)),
+        )
+    rep = _report(m)
+    sat = next(c for c in rep.summary.components if c.code == "satisfaction")
+    # the region is summed from the cells the agencies' rows show: 10 of 10, not 10 of 13
+    assert (sat.numerator, sat.denominator) == (10, 10)
+    assert rep.summary.hidden_small_cells == {"satisfaction": 1}
+    minsoc = next(a for a in rep.agencies if a.code == "minsoc")
+    assert next(c for c in minsoc.components if c.code == "satisfaction").suppressed
+    funnel = next(f for f in rep.funnels if f.service == SERVICE)
+    assert funnel.steps[0].reached is None and funnel.steps[0].drop_off is None
+    (row,) = rep.overdue
+    assert (row.pending, row.overdue) == (None, None)
+    html = render_html(rep).decode()
+    assert "Показатели региона рассчитаны без малых ячеек ведомств" in html
