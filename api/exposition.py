@@ -160,7 +160,8 @@ _HISTS: Final = {
     "office_wait_seconds": "wait_seconds",
     "interagency_response_seconds": "interagency_seconds",
     "case_duration_seconds": "case_seconds",
-    "clock_skew_seconds": "skew_seconds",
+    "delivery_delay_seconds": "skew_seconds",
+    "clock_skew_seconds": "sender_skew_seconds",
 }
 _GAUGES: Final = {
     "applications_pending": "pending",

@@ -48,7 +48,10 @@ from contract.metrics import BUCKETS
 
 Format = Literal["json", "csv", "html"]
 OVERDUE_ROWS: Final = 50
+#: a delivery later than this after occurred_at counts as delayed (backfills, late sends)
 SKEW_LIMIT_SECONDS: Final = 300.0
+#: a producer clock off by more than this (its sent_at against the broker) counts as skewed
+CLOCK_SKEW_LIMIT_SECONDS: Final = 60.0
 
 REASON_NAMES: Final = {
     "invalid_json": "некорректный JSON",
@@ -211,10 +214,19 @@ class QualityRow(BaseModel):
     rejected_by_reason: dict[str, int]
     late: int = Field(description="lifecycle events counted late")
     duplicates: int
-    skew_over_limit_share: float | None = Field(
-        description="share of events received more than 5 minutes after occurred_at"
+    delay_over_limit_share: float | None = Field(
+        None,
+        description="delivery delay: share of events received over 5 minutes after occurred_at",
     )
-    skew_p95_seconds: float | None = Field(description="95th percentile of clock skew")
+    delay_p95_seconds: float | None = Field(
+        None, description="95th percentile of the delivery delay (receive time - occurred_at)"
+    )
+    skew_measured: int = Field(0, description="events whose producer stamped its send time")
+    skew_over_limit_share: float | None = Field(
+        description="clock skew: share of stamped events whose producer clock was off by "
+        "more than 1 minute (|sent_at - broker receive time|); null without stamps"
+    )
+    skew_p95_seconds: float | None = Field(description="95th percentile of the clock skew")
     skipped_steps: int = Field(description="submitted journeys that skipped catalog steps")
     skipped_share: float | None = Field(description="skipped_steps / submitted")
 
@@ -606,7 +618,8 @@ def _quality(
     for (source, reason), n in dead.items():
         by_agency.setdefault(source, {})[reason] = n
     rows = []
-    skew_bounds = BUCKETS["skew_seconds"]
+    delay_bounds = BUCKETS["skew_seconds"]
+    skew_bounds = BUCKETS["sender_skew_seconds"]
     for code, agency in catalog.agencies.items():
         if agencies is not None and code not in agencies:
             continue
@@ -626,8 +639,13 @@ def _quality(
                 rejected_by_reason=dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
                 late=sum(r.late.values()),
                 duplicates=r.duplicates,
-                skew_over_limit_share=share_over(r.skew_seconds, skew_bounds, SKEW_LIMIT_SECONDS),
-                skew_p95_seconds=quantile(r.skew_seconds, skew_bounds, 0.95),
+                delay_over_limit_share=share_over(r.skew_seconds, delay_bounds, SKEW_LIMIT_SECONDS),
+                delay_p95_seconds=quantile(r.skew_seconds, delay_bounds, 0.95),
+                skew_measured=r.sender_skew_seconds.count if r.sender_skew_seconds else 0,
+                skew_over_limit_share=share_over(
+                    r.sender_skew_seconds, skew_bounds, CLOCK_SKEW_LIMIT_SECONDS
+                ),
+                skew_p95_seconds=quantile(r.sender_skew_seconds, skew_bounds, 0.95),
                 skipped_steps=r.skipped_steps,
                 skipped_share=r.skipped_steps / r.submitted if r.submitted else None,
             )
@@ -746,7 +764,8 @@ def _csv_rows(report: Report) -> Iterator[tuple[Any, ...]]:
             yield quality.row("rejected_by_reason", n, item=reason)
         yield quality.row("late", q.late)
         yield quality.row("duplicates", q.duplicates)
-        yield quality.row("skew_over_5min_share", q.skew_over_limit_share)
+        yield quality.row("delay_over_5min_share", q.delay_over_limit_share)
+        yield quality.row("clock_skew_over_1min_share", q.skew_over_limit_share)
         yield quality.row("skipped_steps", q.skipped_share, numerator=q.skipped_steps)
     for d in report.restated_days:
         restated = _Rows("restated", d.agency)

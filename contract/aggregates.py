@@ -112,6 +112,7 @@ HIST_FIELDS: Final = (
     "interagency_seconds",
     "case_seconds",
     "skew_seconds",
+    "sender_skew_seconds",
 )
 
 
@@ -157,7 +158,10 @@ class Rollup(msgspec.Struct, omit_defaults=True):
     wait_seconds: Hist | None = None
     interagency_seconds: Hist | None = None
     case_seconds: Hist | None = None
+    #: delivery delay (broker receive time - occurred_at); the name is historic
     skew_seconds: Hist | None = None
+    #: |producer's ``sent_at`` header - broker receive time|: the sender's clock skew
+    sender_skew_seconds: Hist | None = None
 
     def hist(self, name: str) -> Hist:
         """The histogram field ``name``, created empty on first use."""

@@ -417,6 +417,11 @@ def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
+#: Kafka record header with the producer's send time, epoch milliseconds as ASCII digits
+#: (stamped by the producer library; the processor measures clock skew from it).
+SENT_AT_HEADER: Final = "sent_at"
+
+
 def event_key(event: Event) -> bytes:
     """The canonical Kafka key (the one rule, README "Kafka keys"), UTF-8:
 

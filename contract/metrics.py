@@ -47,6 +47,7 @@ BUCKETS: Final[dict[str, tuple[float, ...]]] = {
     ),
     "case_seconds": (DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 60 * DAY, 90 * DAY),
     "skew_seconds": (1, 5, 30, 60, 300, 3600, DAY),
+    "sender_skew_seconds": (1, 5, 30, 60, 300, 3600, DAY),
 }
 
 Kind = Literal["counter", "gauge", "histogram"]
@@ -239,11 +240,18 @@ FAMILIES: Final[tuple[Family, ...]] = (
         ("agency", "reason"),
     ),
     Family(
-        "clock_skew_seconds",
+        "delivery_delay_seconds",
         "histogram",
-        "Receive time minus occurred_at",
+        "Delivery delay: broker receive time minus occurred_at (backfills and late sends)",
         ("agency",),
         "skew_seconds",
+    ),
+    Family(
+        "clock_skew_seconds",
+        "histogram",
+        "Producer clock skew: |sent_at header (producer's clock) - broker receive time|",
+        ("agency",),
+        "sender_skew_seconds",
     ),
 )
 

@@ -1308,19 +1308,36 @@ def quality(m: Methodology) -> Board:
                     max=1,
                 )
             ),
-            series_panel(
-                Spec(
-                    "Расхождение часов",
-                    "Время получения минус occurred_at: 90-й перцентиль по ведомствам.",
-                    "s",
-                    [
-                        Query(
-                            "histogram_quantile(0.9, sum by (le, agency) (rate("
-                            f"{PREFIX}clock_skew_seconds_bucket{{{f}}}[$__rate_interval])))",
-                            "{{agency}}",
-                        )
-                    ],
-                    width=24,
+            *(
+                series_panel(
+                    Spec(
+                        title,
+                        text,
+                        "s",
+                        [
+                            Query(
+                                "histogram_quantile(0.9, sum by (le, agency) (rate("
+                                f"{PREFIX}{family}_bucket{{{f}}}[$__rate_interval])))",
+                                "{{agency}}",
+                            )
+                        ],
+                        width=12,
+                    )
+                )
+                for title, text, family in (
+                    (
+                        "Задержка доставки",
+                        "Время получения минус время события: 90-й перцентиль по ведомствам. "
+                        "Догрузка задним числом и отправка с опозданием — не ошибка часов.",
+                        "delivery_delay_seconds",
+                    ),
+                    (
+                        "Расхождение часов источника",
+                        "Отметка отправки по часам источника против времени получения "
+                        "брокером (по модулю): 90-й перцентиль; только для событий, "
+                        "отправленных библиотекой производителя.",
+                        "clock_skew_seconds",
+                    ),
                 )
             ),
         )

@@ -21,6 +21,7 @@ import msgspec
 from contract import aggregates as agg
 from contract.events import (
     MAX_FUTURE,
+    SENT_AT_HEADER,
     Event,
     EventType,
     Problem,
@@ -170,13 +171,16 @@ class PartitionEngine:
             if problems:
                 dead.append(self._dead(rec, problems, result))
                 continue
-            self.apply(result, ts, t)
+            self.apply(result, ts, t, _sent_at(rec))
         return dead
 
-    def apply(self, ev: Event, received_ms: int, t: int | None = None) -> None:
+    def apply(
+        self, ev: Event, received_ms: int, t: int | None = None, sent_ms: int | None = None
+    ) -> None:
         """Apply one valid, catalog-checked event received at ``received_ms``.
 
-        ``t`` is ``occurred_at`` in epoch ms when the caller has it already.
+        ``t`` is ``occurred_at`` in epoch ms when the caller has it already; ``sent_ms``
+        the producer's ``sent_at`` header, where it stamped one (clock skew).
         """
         ctx = self.ctx
         if t is None:
@@ -203,7 +207,11 @@ class PartitionEngine:
             return
         r = rollups.cell(day, dims, "events")
         r.events += 1
+        # delivery delay; the sender's clock skew only where it stamped its send time
         r.hist("skew_seconds").observe("skew_seconds", max(0, received_ms - t) / 1000)
+        if sent_ms is not None:
+            skew = abs(sent_ms - received_ms) / 1000
+            r.hist("sender_skew_seconds").observe("sender_skew_seconds", skew)
         wm = self.wm
         if wm.watermark_ms is not None and t < wm.watermark_ms:
             r.late["behind_watermark"] = r.late.get("behind_watermark", 0) + 1
@@ -430,6 +438,14 @@ def _future(ev: Event, received_ms: int) -> Problem:
         "occurred_at is more than 5 minutes ahead of the receiver's clock "
         f"({ev.occurred_at.isoformat()} > {now.isoformat()}); check the sender's clock",
     )
+
+
+def _sent_at(rec: InputRecord) -> int | None:
+    """The ``sent_at`` header (epoch ms) of a record, if it has a well-formed one."""
+    for name, value in getattr(rec, "headers", None) or ():
+        if name == SENT_AT_HEADER and value is not None and value.isdigit() and len(value) < 16:
+            return int(value)
+    return None
 
 
 def _wrong_key(ev: Event) -> Problem:

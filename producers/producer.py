@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from pydantic import SecretStr
 from contract import bus
 from contract.catalog import Catalog
 from contract.events import (
+    SENT_AT_HEADER,
     Event,
     Problem,
     Reason,
@@ -352,7 +354,13 @@ class EventProducer:
     def _send_valid(self, event: Event) -> None:
         client = self._ensure_client()
         try:
-            future = client.send(self._topic, key=event_key(event), value=encode_event(event))
+            sent = str(int(time.time() * 1000)).encode()
+            future = client.send(
+                self._topic,
+                key=event_key(event),
+                value=encode_event(event),
+                headers=[(SENT_AT_HEADER, sent)],
+            )
         except bus.KafkaError as exc:
             raise DeliveryError(
                 f"event {event.event_id} could not be handed to Kafka at "

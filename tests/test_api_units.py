@@ -432,7 +432,7 @@ def test_collector_exposes_every_family_from_the_catalog_only() -> None:
     assert v("servicepulse_form_duration_seconds_bucket", {**hl, "le": "60.0"}) == 6
     assert v("servicepulse_form_duration_seconds_bucket", {**hl, "le": "+Inf"}) == 12
     assert v("servicepulse_form_duration_seconds_sum", hl) == pytest.approx(24.69)
-    assert v("servicepulse_clock_skew_seconds_count", {"agency": "minsoc"}) == 12
+    assert v("servicepulse_delivery_delay_seconds_count", {"agency": "minsoc"}) == 12
     # the cell of an agency the catalog does not know is left out
     assert (
         v("servicepulse_journeys_started_total", {**base, "agency": "nosuch", "service": ""})

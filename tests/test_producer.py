@@ -83,6 +83,9 @@ def test_round_trip_and_keying(topic_factory: TopicFactory) -> None:
         decoded = decode_event(rec.value)
         assert isinstance(decoded, Event)
         assert rec.key == event_key(decoded)
+        # the producer's send time, for the processor's clock-skew measurement
+        sent_at = dict(rec.headers)["sent_at"]
+        assert sent_at.isdigit() and abs(int(sent_at) - rec.timestamp) < 600_000
         by_id[decoded.event_id] = (decoded, rec.partition)
     for e in sent:
         decoded, _ = by_id[e["event_id"]]

@@ -61,6 +61,7 @@ def _report() -> Any:
                 rejected_by_reason={"bad_format": 2},
                 late=0,
                 duplicates=1,
+                delay_over_limit_share=0.5,
                 skew_over_limit_share=None,
                 skipped_steps=3,
                 skipped_share=0.3,
@@ -106,7 +107,8 @@ def test_every_kind_of_row() -> None:
         "quality,a,,,bad_format,rejected_by_reason,,,2",
         "quality,a,,,,late,,,0",
         "quality,a,,,,duplicates,,,1",
-        "quality,a,,,,skew_over_5min_share,,,",
+        "quality,a,,,,delay_over_5min_share,,,0.5",
+        "quality,a,,,,clock_skew_over_1min_share,,,",
         "quality,a,,,,skipped_steps,3,,0.3",
         "restated,a,,,2026-01-02,restatements,,,4",
     ]

@@ -152,3 +152,30 @@ def test_catalog_check_names_the_calendar_horizon() -> None:
     result = CliRunner().invoke(app, ["catalog", "check", str(CATALOG_PATH)], terminal_width=300)
     assert result.exit_code == 0, result.output
     assert "production calendar horizon: 2026-12-31" in result.output
+
+
+def test_delivery_delay_and_clock_skew_are_measured_apart(h: Harness) -> None:
+    t = local("2026-03-02 10:00")
+    late = t + timedelta(days=2)  # a backfill: sent two days late by a correct clock
+    ms = int(late.timestamp() * 1000)
+    backfill = event("journey.started", t, journey="b")
+    skewed = event("journey.started", late - timedelta(seconds=2), journey="s")
+    unstamped = event("journey.started", late - timedelta(seconds=2), journey="u")
+    h.dead += h.engine.process(
+        [
+            Rec("t", 0, 0, ms, b"j:soc:b", encode(backfill), [("sent_at", str(ms - 50).encode())]),
+            # a producer clock 10 minutes ahead of the broker's
+            Rec(
+                "t", 0, 1, ms, b"j:soc:s", encode(skewed), [("sent_at", str(ms + 600_000).encode())]
+            ),
+            Rec("t", 0, 2, ms, b"j:soc:u", encode(unstamped)),
+        ]
+    )
+    h.commit()
+    assert h.dead == []
+    r = h.rollup()
+    delay, skew = r.skew_seconds, r.sender_skew_seconds
+    assert delay is not None and skew is not None
+    assert delay.count == 3 and delay.counts[-1] == 1  # the backfill: over a day late
+    assert skew.count == 2  # only stamped events say anything about the clock
+    assert skew.counts[0] == 1 and skew.sum_ms == 50 + 600_000
