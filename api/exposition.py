@@ -320,6 +320,11 @@ class BusinessCollector(Collector):
         for within, v in r.visits.items():
             if within in _BOOL:
                 _put(counters, "office_visits_total", {**base, "within_standard": within}, v)
+        for key, v in r.office_visits.items():
+            office, _, within = key.rpartition(":")
+            if office in cat.offices and within in _BOOL:
+                labels = {**base, "office": office, "within_standard": within}
+                _put(counters, "office_visits_by_office_total", labels, v)
         for timeliness, v in r.appeals_answered.items():
             if timeliness in _TIMELINESS:
                 _put(counters, "appeals_answered_total", {**base, "timeliness": timeliness}, v)

@@ -38,6 +38,7 @@ from api.scorecard import (
     Scope,
     Scorecard,
     Scorer,
+    ratio,
     restated_days,
     scope_filter,
     scored,
@@ -191,6 +192,16 @@ class LifeRow(BaseModel):
     )
 
 
+class OfficeRow(BaseModel):
+    """One office: visits and the share within the office wait standard."""
+
+    code: str
+    name: str
+    municipality_name: str
+    visits: int | None = Field(description="null when suppressed (small cell)")
+    within_standard: Ratio
+
+
 class OverdueRow(BaseModel):
     """Applications pending and overdue now, by service and municipality."""
 
@@ -276,6 +287,7 @@ class Report(BaseModel):
     restated_days: list[RestatedDay]
     restated_day_count: int = Field(0, description="distinct days restated (not day x agency)")
     life_situations: list[LifeRow] = Field(default_factory=list)
+    offices: list[OfficeRow] = Field(default_factory=list)
     methodology: MethodologyOut
     agency_names: dict[str, str] = Field(description="short Russian names of the agencies")
 
@@ -349,6 +361,8 @@ def build_report(
     service_rows = _service_rows(catalog, per_service, scorer, small)
     funnels = _funnels(catalog, model.period(d0, d1, by_form), small)
     lives = _life_rows(catalog, model.period(d0, d1, by_life), small)
+    scope_sum = model.period(d0, d1, lambda g: 0 if pred(g) else None).get(0, Rollup())
+    offices = _office_rows(catalog, scope_sum, small)
     restated = [
         d.model_copy(update={"last_at": _local_iso(d.last_at, catalog)})
         for d in restated_days(model, start, end, agencies)
@@ -377,6 +391,7 @@ def build_report(
         restated_days=restated,
         restated_day_count=len({d.day for d in restated}),
         life_situations=lives,
+        offices=offices,
         methodology=MethodologyOut(
             components=[
                 MethodologyComponent(
@@ -553,6 +568,32 @@ def _life_rows(catalog: Catalog, per_life: dict[str, Rollup], small: int) -> lis
             )
         )
     rows.sort(key=lambda x: (-(x.cases.started or 0), x.name))
+    return rows
+
+
+def _office_rows(catalog: Catalog, r: Rollup, small: int) -> list[OfficeRow]:
+    acc: dict[str, list[int]] = {}
+    for key, n in r.office_visits.items():
+        office, _, within = key.rpartition(":")
+        v = acc.setdefault(office, [0, 0])
+        v[0] += n
+        v[1] += n if within == "true" else 0
+    rows = []
+    for code, (visits, ok) in acc.items():
+        o = catalog.offices.get(code)
+        if o is None:
+            continue
+        muni = catalog.municipalities.get(o.municipality)
+        rows.append(
+            OfficeRow(
+                code=code,
+                name=o.name,
+                municipality_name=muni.name if muni else o.municipality,
+                visits=_count(visits, small),
+                within_standard=ratio(ok, visits, small),
+            )
+        )
+    rows.sort(key=lambda x: (x.within_standard.value is None, x.within_standard.value or 0.0))
     return rows
 
 

@@ -103,6 +103,7 @@ MAP_FIELDS: Final = (
     "appeals_answered",
     "interagency_responded",
     "late",
+    "office_visits",
 )
 #: The histogram fields of :class:`Rollup`, each named after its metric family in BUCKETS.
 HIST_FIELDS: Final = (
@@ -153,6 +154,8 @@ class Rollup(msgspec.Struct, omit_defaults=True):
     appeals_answered: dict[str, int] = msgspec.field(default_factory=dict)
     interagency_responded: dict[str, int] = msgspec.field(default_factory=dict)
     late: dict[str, int] = msgspec.field(default_factory=dict)
+    #: office visits by ``"<office code>:<true|false>"`` (within the wait standard)
+    office_visits: dict[str, int] = msgspec.field(default_factory=dict)
     form_seconds: Hist | None = None
     decision_seconds: Hist | None = None
     wait_seconds: Hist | None = None

@@ -343,7 +343,9 @@ class Catalog:
                 problems.append(
                     Problem("service", Reason.UNKNOWN_SERVICE, f"unknown service {event.service!r}")
                 )
-            elif svc.service.agency != event.agency:
+            elif svc.service.agency != event.agency and event.type != EventType.VISIT_SERVED:
+                # an MFC office serves other agencies' services: a visit names the service
+                # it was for, whoever owns it
                 problems.append(
                     Problem(
                         "service",

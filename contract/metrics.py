@@ -154,6 +154,12 @@ FAMILIES: Final[tuple[Family, ...]] = (
         ("agency", "municipality", "channel", "within_standard"),
     ),
     Family(
+        "office_visits_by_office_total",
+        "counter",
+        "Office visits by office (catalog code), the service visited for and wait within standard",
+        ("agency", "office", "service", "within_standard"),
+    ),
+    Family(
         "office_wait_seconds",
         "histogram",
         "Office queue waiting time",

@@ -48,9 +48,8 @@ from processors.watermark import (
     Watermark,
 )
 
-_NO_SERVICE: Final = frozenset(
-    {EventType.VISIT_SERVED, EventType.APPEAL_RECEIVED, EventType.APPEAL_ANSWERED}
-)
+#: no service dimension (a visit keeps the service it was for, where it names one)
+_NO_SERVICE: Final = frozenset({EventType.APPEAL_RECEIVED, EventType.APPEAL_ANSWERED})
 _UUID: Final = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
@@ -188,6 +187,8 @@ class PartitionEngine:
         etype = ev.type
         if etype in _NO_SERVICE:
             dims: Dims = (ev.agency, "", ev.municipality, ev.channel.value, "")
+        elif etype == EventType.VISIT_SERVED:
+            dims = (ev.agency, ev.service or "", ev.municipality, ev.channel.value, "")
         else:
             dims = (
                 ev.agency,
@@ -228,6 +229,8 @@ class PartitionEngine:
         r = self.rollups.cell(self.ctx.day(t), dims, "visits")
         k = "true" if wait <= self.ctx.wait_standard_s else "false"
         r.visits[k] = r.visits.get(k, 0) + 1
+        ok = f"{ev.attrs.office}:{k}"
+        r.office_visits[ok] = r.office_visits.get(ok, 0) + 1
         r.hist("wait_seconds").observe("wait_seconds", wait)
 
     def _feedback(self, ev: Event, t: int, dims: Dims) -> None:

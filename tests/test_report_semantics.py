@@ -163,3 +163,22 @@ def test_published_figures_hide_small_cells_consistently() -> None:
     assert (row.pending, row.overdue) == (None, None)
     html = render_html(rep).decode()
     assert "Показатели региона рассчитаны без малых ячеек ведомств" in html
+
+
+def test_offices_in_prometheus_and_the_report() -> None:
+    m = _model()
+    office = next(iter(CATALOG.offices))
+    key = RollupKey(0, "2026-11-02", "mfc", SERVICE, "75701000", "mfc", "")
+    visits = {f"{office}:true": 6, f"{office}:false": 2, "no-such-office:true": 9}
+    with m.lock:
+        m.apply_aggregate(
+            key.encode(), agg.encode(Rollup(visits={"true": 6}, office_visits=visits))
+        )
+    reg = CollectorRegistry()
+    reg.register(BusinessCollector(m, CATALOG))
+    labels = {"agency": "mfc", "office": office, "service": SERVICE, "within_standard": "true"}
+    assert reg.get_sample_value("servicepulse_office_visits_by_office_total", labels) == 6
+    rep = _report(m)
+    (row,) = rep.offices
+    assert row.code == office and row.visits == 8 and row.within_standard.value == 6 / 8
+    assert CATALOG.offices[office].name in render_html(rep).decode()

@@ -73,6 +73,10 @@ def test_every_event_is_valid_and_in_time_order(
         "visit.served", "feedback.given", "appeal.received", "appeal.answered",
     ):  # fmt: skip
         assert types[etype] > 0, etype
+    # every visit names its office and the service it was for (issue 14, item 4)
+    visits = [e for e in week if e["type"] == "visit.served"]
+    assert all(e.get("service") and e["attrs"]["office"] in catalog.offices for e in visits)
+    assert len({e["attrs"]["office"] for e in visits}) > 5
 
 
 def test_rate_is_close_to_the_requested_mean(week: list[dict[str, Any]]) -> None:

@@ -357,7 +357,7 @@ class World:
             office = self.model.agency_office(j.service.agency, rng.random())
         wait = -1.0
         if office is not None:
-            wait, visit = self._visit(rng, t, office, j.citizen)
+            wait, visit = self._visit(rng, t, office, j.citizen, j.service.code)
             t += wait
             yield visit
         t += rng.uniform(60, 300)
@@ -371,9 +371,10 @@ class World:
         self.defer(p._replace(t_sub=t, proactive=True))
 
     def _visit(
-        self, rng: random.Random, t: float, office: Office, citizen: str
+        self, rng: random.Random, t: float, office: Office, citizen: str, service: str
     ) -> tuple[float, Item]:
-        """Queue wait at ``office`` for an arrival at ``t``; the visit.served item."""
+        """Queue wait at ``office`` for an arrival at ``t`` about ``service``; the
+        visit.served item (it names the service, whichever agency owns it)."""
         mean = self.model.mean_wait(office, self.model.local(t))
         wait = min(86_400.0, rng.gammavariate(1.6, mean / 1.6))
         base: Base = {
@@ -381,6 +382,7 @@ class World:
             "municipality": office.municipality,
             "channel": (Channel.MFC if office.agency == "mfc" else Channel.OFFICE).value,
             "citizen": citizen,
+            "service": service,
         }
         attrs = {"office": office.code, "wait_seconds": int(wait)}
         return wait, (t + wait, "visit.served", base, attrs)
@@ -479,11 +481,13 @@ class World:
             t_back = model.next_open(Channel.MFC, t_dec + rng.uniform(DAY, 5 * DAY))
             t_back += rng.uniform(0, 3 * HOUR)
             office = model.mfc_office(j.municipality, rng.random())
-            wait2, visit = self._visit(rng, t_back, office, j.citizen)
+            wait2, visit = self._visit(rng, t_back, office, j.citizen, j.service.code)
             items.append(visit)
             if wait2 > 1800 and rng.random() < 0.05:
                 t_recv = visit[0] + rng.uniform(HOUR, DAY)
-                items.extend(self._appeal(rng, t_recv, p.jno, 1.0, visit[2], "m"))
+                # a complaint about the MFC's queue: the MFC's, about no service of its own
+                about = {k: v for k, v in (visit[2] or {}).items() if k != "service"}
+                items.extend(self._appeal(rng, t_recv, p.jno, 1.0, about, "m"))
         items.sort(key=lambda item: item[0])
         return items
 

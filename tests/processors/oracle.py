@@ -41,8 +41,10 @@ def expected(stream: Stream) -> tuple[dict[Cell, Counter[str]], Counter[str]]:
             t = datetime.fromisoformat(ev["occurred_at"])
             typ = ev["type"]
             a = ev.get("attrs", {})
-            if typ in ("visit.served", "appeal.received", "appeal.answered"):
+            if typ in ("appeal.received", "appeal.answered"):
                 dims = (ev["agency"], "", ev["municipality"], ev["channel"], "")
+            elif typ == "visit.served":  # the service it was for, whoever owns it
+                dims = (ev["agency"], ev.get("service", ""), ev["municipality"], ev["channel"], "")
             else:
                 dims = (
                     ev["agency"],
@@ -103,7 +105,9 @@ def expected(stream: Stream) -> tuple[dict[Cell, Counter[str]], Counter[str]]:
             elif typ == "feedback.given":
                 tot[cell][f"feedback:{a['score']}"] += 1
             elif typ == "visit.served":
-                tot[cell][f"visits:{'true' if a['wait_seconds'] <= 900 else 'false'}"] += 1
+                within = "true" if a["wait_seconds"] <= 900 else "false"
+                tot[cell][f"visits:{within}"] += 1
+                tot[cell][f"office_visits:{a['office']}:{within}"] += 1
             elif typ == "appeal.received":
                 # 15 working days of a complaint span at least 21 calendar days; the
                 # generator answers after 5, 25 or 45 days, never near a term's end

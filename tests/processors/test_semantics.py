@@ -179,3 +179,27 @@ def test_delivery_delay_and_clock_skew_are_measured_apart(h: Harness) -> None:
     assert delay.count == 3 and delay.counts[-1] == 1  # the backfill: over a day late
     assert skew.count == 2  # only stamped events say anything about the clock
     assert skew.counts[0] == 1 and skew.sum_ms == 50 + 600_000
+
+
+def test_visits_carry_their_office_and_the_service_they_were_for(h: Harness) -> None:
+    t = local("2026-03-02 10:00")
+    common: dict[str, Any] = {"journey": None, "agency": "mfc", "channel": "mfc"}
+    h.feed(
+        [
+            event(
+                "visit.served", t, service="soc-benefit", office="mfc-1", wait_seconds=300, **common
+            ),
+            event(
+                "visit.served", t, service="reg-cert", office="mfc-2", wait_seconds=3000, **common
+            ),
+            event("visit.served", t, service=None, office="mfc-2", wait_seconds=60, **common),
+        ]
+    )
+    assert h.dead == []  # an MFC serves other agencies' services
+    assert h.rollup(service="soc-benefit").office_visits == {"mfc-1:true": 1}
+    assert h.rollup(service="reg-cert").office_visits == {"mfc-2:false": 1}
+    assert h.rollup(agency="mfc").office_visits == {
+        "mfc-1:true": 1,
+        "mfc-2:false": 1,
+        "mfc-2:true": 1,
+    }
