@@ -269,6 +269,19 @@ class BusinessCollector(Collector):
             base = {"agency": a, "service": s, "municipality": m, "channel": c}
             for name, fld in _GAUGES.items():
                 _put(gauges, name, base, getattr(g, fld))
+        for code, ag in cat.agencies.items():
+            labels = {"agency": code, "agency_name": ag.short_name or ag.name}
+            _put(gauges, "catalog_agency_info", labels, 1)
+        for code, muni in cat.municipalities.items():
+            labels = {"municipality": code, "municipality_name": muni.name}
+            _put(gauges, "catalog_municipality_info", labels, 1)
+        for code, office in cat.offices.items():
+            labels = {
+                "office": code,
+                "office_name": office.name,
+                "municipality": office.municipality,
+            }
+            _put(gauges, "catalog_office_info", labels, 1)
         for (agency, reason), n in self._model.dead_letters().items():
             a = agency if agency in cat.agencies else "unknown"
             _put(counters, "events_rejected_total", {"agency": a, "reason": reason}, n)

@@ -259,6 +259,23 @@ FAMILIES: Final[tuple[Family, ...]] = (
         ("agency",),
         "sender_skew_seconds",
     ),
+    # Russian names of catalog codes as info series (value 1), so dashboards show names:
+    # ``... * on (office) group_left (office_name) servicepulse_catalog_office_info``.
+    Family(
+        "catalog_agency_info", "gauge", "Catalog name of each agency (1)", ("agency", "agency_name")
+    ),
+    Family(
+        "catalog_municipality_info",
+        "gauge",
+        "Catalog name of each municipality (1)",
+        ("municipality", "municipality_name"),
+    ),
+    Family(
+        "catalog_office_info",
+        "gauge",
+        "Catalog name and municipality of each office (1)",
+        ("office", "office_name", "municipality"),
+    ),
 )
 
 FAMILY_BY_NAME: Final = {f.name: f for f in FAMILIES}

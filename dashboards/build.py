@@ -123,6 +123,12 @@ class Filters:
         )
 
 
+def _named(label: str) -> str:
+    """Join the catalog's Russian name of ``label`` (``<label>_name``) onto a vector."""
+    info = f"{PREFIX}catalog_{label}_info"
+    return f"\n* on ({label}) group_left ({label}_name) max by ({label}, {label}_name) ({info})"
+
+
 def share(num: str, den: str) -> str:
     """``num / (den > 0)``: a share that is absent, not NaN, without data."""
     return f"{num}\n/\n({den} > 0)"
@@ -989,9 +995,8 @@ def offices(m: Methodology) -> Board:
     return Board(
         UIDS["offices"],
         "ServicePulse — МФЦ: офисы и очереди",
-        f"Ожидание в очереди и соблюдение норматива {standard // 60} минут по "
-        "муниципалитетам (метрики не разбиты по отдельным офисам, чтобы ограничить "
-        "число рядов).",
+        f"Ожидание в очереди и соблюдение норматива {standard // 60} минут по офисам "
+        "(коды каталога) и муниципалитетам; названия — из каталога.",
         variables=("agency", "municipality"),
         source="office_visits_total",
     ).row(
@@ -1039,8 +1044,34 @@ def offices(m: Methodology) -> Board:
                                 "municipality",
                             ),
                             q.inc("office_visits_total", by="municipality"),
-                        ),
-                        "{{municipality}}",
+                        )
+                        + _named("municipality"),
+                        "{{municipality_name}}",
+                        instant=True,
+                    )
+                ],
+                min=0,
+                max=1,
+                thresholds=_objective_colours(m, "wait"),
+            )
+        ),
+        bars_panel(
+            Spec(
+                "Норматив по офисам",
+                f"Доля посещений с ожиданием не дольше {standard // 60} минут в каждом офисе.",
+                "percentunit",
+                [
+                    Query(
+                        share(
+                            q.inc(
+                                "office_visits_by_office_total",
+                                f'within_standard="{R.TRUE}"',
+                                "office",
+                            ),
+                            q.inc("office_visits_by_office_total", by="office"),
+                        )
+                        + _named("office"),
+                        "{{office_name}}",
                         instant=True,
                     )
                 ],

@@ -182,3 +182,24 @@ def test_offices_in_prometheus_and_the_report() -> None:
     (row,) = rep.offices
     assert row.code == office and row.visits == 8 and row.within_standard.value == 6 / 8
     assert CATALOG.offices[office].name in render_html(rep).decode()
+
+
+def test_dashboards_show_names_not_codes() -> None:
+    reg = CollectorRegistry()
+    reg.register(BusinessCollector(_model(), CATALOG))
+    office, info = next(iter(CATALOG.offices.items()))
+    labels = {"office": office, "office_name": info.name, "municipality": info.municipality}
+    assert reg.get_sample_value("servicepulse_catalog_office_info", labels) == 1
+    muni = CATALOG.municipalities["75738000"].name
+    assert (
+        reg.get_sample_value(
+            "servicepulse_catalog_municipality_info",
+            {"municipality": "75738000", "municipality_name": muni},
+        )
+        == 1
+    )
+    from dashboards import build
+
+    board = build.render(METHODOLOGY)["sp-offices.json"]
+    assert "office_visits_by_office_total" in board and "{{office_name}}" in board
+    assert "{{municipality}}" not in board and "{{municipality_name}}" in board
