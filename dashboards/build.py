@@ -592,8 +592,8 @@ def overview(m: Methodology) -> Board:
             table_panel(
                 Spec(
                     "Активные оповещения",
-                    "Оповещения Prometheus: firing (сработало) и pending (ожидает "
-                    "подтверждения в течение for).",
+                    "Оповещения Prometheus: сработавшие и ожидающие подтверждения "
+                    "(условие держится, но ещё не дольше заданного срока).",
                     "none",
                     [
                         Query(
@@ -1382,7 +1382,7 @@ def pipeline_health(m: Methodology) -> Board:
         Board(
             UIDS["pipeline"],
             "ServicePulse — работа конвейера",
-            "Доступность компонентов, отставание обработчиков от Kafka, водяной знак, "
+            "Доступность компонентов, отставание обработчиков от Kafka, учёт по времени событий, "
             "время пакетов и транзакций, восстановление состояния, вычисление правил.",
             variables=(),
             time_from="now-3h",
@@ -1426,8 +1426,9 @@ def pipeline_health(m: Methodology) -> Board:
             ),
             series_panel(
                 Spec(
-                    "Отставание водяного знака",
-                    "Текущее время минус водяной знак времени событий, наибольшее по разделам.",
+                    "Отставание учёта по времени событий",
+                    "Текущее время минус момент, до которого события учтены, наибольшее по "
+                    "разделам.",
                     "s",
                     [Query(R.WATERMARK_DELAY_MAX, "наибольшее")],
                 )
@@ -1497,9 +1498,10 @@ def pipeline_health(m: Methodology) -> Board:
             ),
             series_panel(
                 Spec(
-                    "Транзакции и dead-letter",
-                    "Транзакции Kafka по результату, события, отправленные в dead-letter, "
-                    "и события, удалённые retention топика до обработки (потеряны), в секунду.",
+                    "Транзакции и отбракованные события",
+                    "Транзакции Kafka по результату, события, отбракованные в очередь ошибок, "
+                    "и события, удалённые по сроку хранения топика до обработки (потеряны), "
+                    "в секунду.",
                     "cps",
                     [
                         Query(
@@ -1510,7 +1512,7 @@ def pipeline_health(m: Methodology) -> Board:
                         Query(
                             f"sum by (reason) (rate({pipeline.PROCESSOR_DEADLETTERS.name}"
                             "[$__rate_interval]))",
-                            "dead-letter: {{reason}}",
+                            "отбраковано: {{reason}}",
                         ),
                         Query(
                             f"sum(rate({pipeline.PROCESSOR_RETENTION_LOST.name}"

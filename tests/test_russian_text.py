@@ -38,3 +38,28 @@ def test_alert_texts_need_no_plural_agreement_and_have_no_english_units() -> Non
         assert not re.search(r"\b\d+[smhd]\b", t), t  # "За 1h и 5m"
         assert "humanizeDuration" not in t, t  # renders "20m 0s"
         assert "водян" not in t.lower(), t
+
+
+def test_russian_pages_carry_no_english_jargon() -> None:
+    import json
+
+    from dashboards import build
+
+    texts: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("title", "description", "legendFormat") and isinstance(v, str):
+                    texts.append(v)
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for text in build.render(load_methodology()).values():
+        walk(json.loads(text))
+    assert texts
+    for t in texts:
+        for word in ("dead-letter", "retention", "firing", "watermark", "водяной знак"):
+            assert word not in t.lower(), t
