@@ -16,7 +16,10 @@ from zoneinfo import ZoneInfo
 
 from contract.catalog import Catalog, Deadline
 
+#: a citizen's appeal under 59-FZ (the methodology's default ``appeal_term_days``)
 APPEAL_TERM = Deadline(calendar_days=30)
+#: a complaint about a service under 210-FZ art. 11.2 (``complaint_term_working_days``)
+COMPLAINT_TERM = Deadline(working_days=15)
 
 
 class DeadlineCalculator:

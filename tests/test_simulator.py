@@ -77,6 +77,9 @@ def test_every_event_is_valid_and_in_time_order(
     visits = [e for e in week if e["type"] == "visit.served"]
     assert all(e.get("service") and e["attrs"]["office"] in catalog.offices for e in visits)
     assert len({e["attrs"]["office"] for e in visits}) > 5
+    # both kinds of appeal: complaints about a service (210-FZ) and 59-FZ appeals
+    kinds = Counter(e["attrs"].get("kind") for e in week if e["type"] == "appeal.received")
+    assert kinds["complaint"] > 0 and kinds[None] > 0
 
 
 def test_rate_is_close_to_the_requested_mean(week: list[dict[str, Any]]) -> None:

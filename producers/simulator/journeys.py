@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from contract.catalog import Office, Service
-from contract.deadlines import APPEAL_TERM, DeadlineCalculator
+from contract.deadlines import APPEAL_TERM, COMPLAINT_TERM, DeadlineCalculator
 from contract.events import Channel
 from producers.pseudonym import Pseudonymizer, snils_checksum
 from producers.simulator.model import ASSISTED, RegionModel
@@ -475,7 +475,9 @@ class World:
         )
         if rng.random() < p_appeal:
             t_recv = t_dec + max(1800.0, DAY * math.exp(rng.gauss(0, 1.3)))
-            items.extend(self._appeal(rng, t_recv, p.jno, r.appeal_slowness, base))
+            # after a rejection or a late decision it is a complaint about the service
+            kind = "complaint" if rejected or late else None
+            items.extend(self._appeal(rng, t_recv, p.jno, r.appeal_slowness, base, kind=kind))
         # an approved MFC applicant comes back for the result
         if j.channel == Channel.MFC and not rejected and rng.random() < sc.result_pickup_rate:
             t_back = model.next_open(Channel.MFC, t_dec + rng.uniform(DAY, 5 * DAY))
@@ -487,7 +489,7 @@ class World:
                 t_recv = visit[0] + rng.uniform(HOUR, DAY)
                 # a complaint about the MFC's queue: the MFC's, about no service of its own
                 about = {k: v for k, v in (visit[2] or {}).items() if k != "service"}
-                items.extend(self._appeal(rng, t_recv, p.jno, 1.0, about, "m"))
+                items.extend(self._appeal(rng, t_recv, p.jno, 1.0, about, "m", kind="complaint"))
         items.sort(key=lambda item: item[0])
         return items
 
@@ -499,12 +501,17 @@ class World:
         slowness: float,
         base: Base | None,
         suffix: str = "",
+        *,
+        kind: str | None = None,
     ) -> list[Item]:
-        """An appeal received at ``t_recv`` and its answer, about ``base``'s agency."""
+        """An appeal received at ``t_recv`` and its answer, about ``base``'s agency: a
+        59-FZ appeal (30 days), or with ``kind="complaint"`` a 210-FZ complaint about a
+        service (15 working days)."""
         sc = self.sc
         appeal_base = dict(base or {})
         appeal = f"{self.tag}-a{jno:x}{suffix}"
-        deadline = self.calc.deadline(APPEAL_TERM, t_recv)
+        term = COMPLAINT_TERM if kind == "complaint" else APPEAL_TERM
+        deadline = self.calc.deadline(term, t_recv)
         u = rng.random()
         if u < sc.appeal_late_rate:
             t_ans = deadline + rng.expovariate(1 / (4 * DAY)) + HOUR
@@ -515,7 +522,12 @@ class World:
             t_ans = t_recv + span * 0.95 * rng.betavariate(3.0, 2.0)
         t_ans = self.model.working_time(t_ans, rng.uniform(0, 9 * HOUR))
         return [
-            (t_recv, "appeal.received", appeal_base, {"appeal": appeal}),
+            (
+                t_recv,
+                "appeal.received",
+                appeal_base,
+                {"appeal": appeal, **({"kind": kind} if kind else {})},
+            ),
             (max(t_ans, t_recv + 60), "appeal.answered", appeal_base, {"appeal": appeal}),
         ]
 
