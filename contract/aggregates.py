@@ -10,7 +10,7 @@ replaced whole, so compaction keeps exactly the latest state of each key):
     cell, contributed by one input partition. Only the owner of the partition writes
     it, so the latest value is the whole truth for that partition; readers sum the
     partitions. ``service`` and ``life_situation`` are ``""`` where they do not apply
-    (appeals, office visits). ``day`` is ISO ``YYYY-MM-DD`` in the catalog time zone.
+    (appeals; visits that name no service). ``day`` is ISO ``YYYY-MM-DD`` in the catalog time zone.
 
 ``g|<partition>|<agency>|<service>|<municipality>|<channel>``
     :class:`Gauges` - live counts now (open journeys, pending and overdue
