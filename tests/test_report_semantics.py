@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from api.exposition import BusinessCollector
@@ -203,3 +204,21 @@ def test_dashboards_show_names_not_codes() -> None:
     board = build.render(METHODOLOGY)["sp-offices.json"]
     assert "office_visits_by_office_total" in board and "{{office_name}}" in board
     assert "{{municipality}}" not in board and "{{municipality_name}}" in board
+
+
+def test_a_wrong_key_shows_in_the_agencys_data_quality() -> None:
+    m = _model()
+    _put(m, "2026-11-02", "portal", Rollup(started=10, events=10))
+    dead = {
+        "reason": "wrong_key",
+        "agency": "minsoc",
+        "source": "processor",
+        "received_at": "2026-11-02T10:00:00+05:00",
+        "received_day": "2026-11-02",
+    }
+    with m.lock:
+        m.apply_dead_letter(msgspec.json.encode(dead), 0)
+    rep = _report(m)
+    q = next(q for q in rep.quality if q.agency == "minsoc")
+    assert q.rejected_by_reason == {"wrong_key": 1}
+    assert "ключ записи Kafka не по правилу" in render_html(rep).decode()
