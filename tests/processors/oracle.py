@@ -100,8 +100,16 @@ def expected(stream: Stream) -> tuple[dict[Cell, Counter[str]], Counter[str]]:
                 tot[cell]["resolved_with_errors"] += j["err"]
             elif typ == "decision.made":
                 j["decided"] = t
-                on_time = t - j["submitted"] < timedelta(days=1)
-                tot[cell][f"decisions:{a['outcome']}:{'on_time' if on_time else 'late'}"] += 1
+                # from the submission, else the start (one may be lost to retention)
+                base = j.get("submitted") or j.get("started")
+                tl = (
+                    "unknown"
+                    if base is None
+                    else "on_time"
+                    if t - base < timedelta(days=1)
+                    else "late"
+                )
+                tot[cell][f"decisions:{a['outcome']}:{tl}"] += 1
             elif typ == "feedback.given":
                 tot[cell][f"feedback:{a['score']}"] += 1
             elif typ == "visit.served":
@@ -115,15 +123,21 @@ def expected(stream: Stream) -> tuple[dict[Cell, Counter[str]], Counter[str]]:
                 appeals[a["appeal"]] = (t, term)
                 tot[cell]["appeals_received"] += 1
             elif typ == "appeal.answered":
-                received, term = appeals.pop(a["appeal"])
-                tl = "on_time" if t - received <= term else "late"
+                got = appeals.pop(a["appeal"], None)  # None: its receipt was lost
+                tl = "unknown" if got is None else "on_time" if t - got[0] <= got[1] else "late"
                 tot[cell][f"appeals_answered:{tl}"] += 1
             elif typ == "interagency.requested":
                 requests[a["request"] + ev["journey"]] = t
                 tot[cell]["interagency_requested"] += 1
             elif typ == "interagency.responded":
-                took = t - requests.pop(a["request"] + ev["journey"])
-                label = "within" if took <= timedelta(hours=48) else "over"
+                sent = requests.pop(a["request"] + ev["journey"], None)  # None: request lost
+                label = (
+                    "unknown"
+                    if sent is None
+                    else "within"
+                    if t - sent <= timedelta(hours=48)
+                    else "over"
+                )
                 tot[cell][f"interagency_responded:{label}"] += 1
     gauges: Counter[str] = Counter()
     for j in journeys.values():
