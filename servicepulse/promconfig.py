@@ -35,6 +35,7 @@ def render_config(
     *,
     scrape_interval: str = "5s",
     evaluation_interval: str = "5s",
+    alertmanagers: Sequence[str] = (),
 ) -> str:
     """``prometheus.yml`` text: one static scrape job per entry of ``jobs``.
 
@@ -43,6 +44,7 @@ def render_config(
         rule_files: paths or globs of rule files.
         scrape_interval: how often targets are scraped.
         evaluation_interval: how often rule groups without their own interval run.
+        alertmanagers: ``host:port`` of Alertmanagers to send firing alerts to.
     """
     doc = {
         "global": {
@@ -61,6 +63,9 @@ def render_config(
             if targets
         ],
     }
+    if alertmanagers:
+        targets = [{"targets": list(alertmanagers)}]
+        doc["alerting"] = {"alertmanagers": [{"static_configs": targets}]}
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -90,6 +95,7 @@ def prometheus_for(
     methodology: Path | None = None,
     name: str = "prometheus",
     ready_timeout: float = 60.0,
+    alertmanagers: Sequence[str] = (),
 ) -> ManagedProcess:
     """A Prometheus on ``127.0.0.1:port`` scraping ``jobs``, with the generated rules.
 
@@ -115,6 +121,7 @@ def prometheus_for(
                 [str(rules_dir / "*.yml")],
                 scrape_interval=scrape_interval,
                 evaluation_interval=evaluation_interval,
+                alertmanagers=alertmanagers,
             )
         )
 
@@ -138,7 +145,12 @@ def prometheus_for(
 
 
 def prometheus_process(
-    run_dir: Path, port: int, *, api_port: int, processor_ports: list[int]
+    run_dir: Path,
+    port: int,
+    *,
+    api_port: int,
+    processor_ports: list[int],
+    alertmanagers: Sequence[str] = (),
 ) -> ManagedProcess:
     """The local stack's Prometheus: scrapes the API and every processor on loopback.
 
@@ -158,4 +170,5 @@ def prometheus_process(
         scrape_interval="5s",
         evaluation_interval="5s",
         methodology=CommonSettings().methodology,
+        alertmanagers=alertmanagers,
     )
