@@ -288,14 +288,18 @@ def router(scorer: Scorer, licence: str, max_age: int, page: jinja2.Template) ->
         return _cached(request, body.encode(), "application/json", max_age)
 
     @r.get("/open/", response_class=HTMLResponse, include_in_schema=False)
-    def open_page(request: Request) -> Response:
+    def open_page(
+        request: Request,
+        month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
+    ) -> Response:
         f = file("agencies", "month", None, None)
         months = sorted({row.period for row in f.rows})
-        latest = [row for row in f.rows if months and row.period == months[-1]]
+        shown = month if month in months else (months[-1] if months else None)
         html = page.render(
             f=f,
-            rows=latest,
-            month=months[-1] if months else None,
+            rows=[row for row in f.rows if row.period == shown],
+            month=shown,
+            months=months,
             region=scorer.catalog.file.region.name,
             LEVEL_NAMES=LEVEL_NAMES,
             names={c.code: c.name for c in scorer.methodology.components},
