@@ -8,7 +8,8 @@ and the inspectors' alerts page shows it. The store is a view, not a log: after 
 Alertmanager's next notification (``repeat_interval``) fills it again.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: FastAPI reads the annotations of the route
+# functions defined inside router(), which refer to local names.
 
 import hmac
 import threading

@@ -13,7 +13,8 @@ journeys started than the threshold shows no count and no index at all. Answers 
 ``SERVICEPULSE_OPEN_DATA_ENABLED=false`` removes the routes.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: FastAPI reads the annotations of the route
+# functions defined inside router(), which refer to local names.
 
 import csv
 import hashlib
