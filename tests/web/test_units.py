@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
+import anyio
+import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -161,3 +164,28 @@ def test_alert_store_keeps_the_latest_state_and_is_bounded() -> None:
     assert items[1].notifications == 2
     store.add(_note(("C", "warning", "firing"), ("D", "warning", "firing")))
     assert {a.name for a in store.list()} == {"A", "C", "D"}  # B, the oldest, dropped
+
+
+def _status(app: Any, path: str) -> int:
+    # in-process ASGI, no lifespan: nothing connects to Kafka
+    async def get() -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return (await c.get(path)).status_code
+
+    return anyio.run(get)
+
+
+def test_settings_turn_the_open_data_and_the_web_view_off(tmp_path: Path) -> None:
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    settings = ApiSettings(token_db=tmp_path / "t.db", readmodel_snapshot=None)
+    on = create_app(settings)
+    assert _status(on, "/open/v1/agencies/month.json") == 200
+    assert _status(on, "/login") == 200
+    off = create_app(settings, web=WebSettings(open_data_enabled=False, web_enabled=False))
+    assert _status(off, "/open/v1/agencies/month.json") == 404
+    assert _status(off, "/open/") == 404
+    assert _status(off, "/login") == 404
+    assert _status(off, "/docs") == 200
