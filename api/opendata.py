@@ -293,12 +293,18 @@ def router(scorer: Scorer, licence: str, max_age: int, page: jinja2.Template) ->
         request: Request,
         month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
     ) -> Response:
-        f = file("agencies", "month", None, None)
-        months = sorted({row.period for row in f.rows})
+        # only the month shown is computed; the list of months comes from the days held
+        months = sorted({d[:7] for d in scorer.model.days()})
         shown = month if month in months else (months[-1] if months else None)
+        if shown is None:
+            f = file("agencies", "month", None, None)
+        else:
+            first = date.fromisoformat(shown + "-01")
+            last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+            f = file("agencies", "month", first, last)
         html = page.render(
             f=f,
-            rows=[row for row in f.rows if row.period == shown],
+            rows=f.rows,
             month=shown,
             months=months,
             region=scorer.catalog.file.region.name,

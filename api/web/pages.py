@@ -147,7 +147,7 @@ def router(
         **extra: Any,
     ) -> HTMLResponse:
         rep = views.report(scorer, scope, code, p)
-        chart, _cards = views.trend(scorer, scope, code, p)
+        chart = views.trend(scorer, scope, code, p)
         report_q = f"scope={scope}" + (f"&code={quote(code)}" if code else "") + f"&{p.query()}"
         return page(
             request,
@@ -242,9 +242,7 @@ def router(
             raise NotFound(f"unknown agency {code!r}")
         v.require(code)
         rep = views.report(scorer, "agency", code, p)
-        return scope_page(
-            request, v, p, "agency", code, "agency.html", gaps=views.gaps(scorer, rep, [code])
-        )
+        return scope_page(request, v, p, "agency", code, "agency.html", gaps=views.gaps(rep))
 
     @r.get("/service/{code}")
     def service(request: Request, code: str, v: Who, p: When) -> HTMLResponse:
@@ -265,7 +263,7 @@ def router(
             channels=views.channel_funnels(scorer, code),
             funnel=views.funnel_chart(rep, code),
             decisions=views.decisions(scorer, code, p),
-            gaps=views.gaps(scorer, rep, [idx.service.agency]),
+            gaps=views.gaps(rep),
         )
 
     @r.get("/life/{code}")
@@ -315,7 +313,6 @@ def router(
     def perceived_page(request: Request, v: Who, p: When) -> HTMLResponse:
         scope: Scope = "region" if v.inspector else "agency"
         rep = views.report(scorer, scope, None if v.inspector else v.agency, p)
-        agencies = None if v.inspector else [v.agency or ""]
         return page(
             request,
             "perceived.html",
@@ -323,7 +320,7 @@ def router(
             "Измеренное и воспринимаемое",
             r=rep,
             p=p,
-            gaps=views.gaps(scorer, rep, agencies),
+            gaps=views.gaps(rep),
         )
 
     @r.get("/alerts")

@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from api import perceived
 from api.reports import Report, build_report, quantile
-from api.scorecard import Scope, Scorecard, Scorer
+from api.scorecard import Scope, Scorer, scope_filter, scored
 from api.web import charts
 from contract.aggregates import Rollup
 from contract.metrics import BUCKETS
@@ -46,21 +46,40 @@ def report(scorer: Scorer, scope: Scope, code: str | None, p: Period) -> Report:
     return result
 
 
-def trend(
-    scorer: Scorer, scope: Scope, code: str | None, p: Period
-) -> tuple[Markup, list[Scorecard]]:
-    """(SVG, daily scorecards) of the index over the last 30 days of the period."""
+def daily_index(
+    scorer: Scorer, scope: Scope, code: str | None, days: list[date]
+) -> list[float | None]:
+    """The index of each day, as ``/v1/scorecard?from=day&to=day`` returns it.
+
+    The same rollups and :func:`api.scorecard.scored` as the scorecard, cached as one
+    entry (thirty scorecards would push everything else out of the scorer's cache).
+    """
+    _code, _name, pred, _agencies = scope_filter(scorer.catalog, scope, code)
+
+    def compute() -> list[float | None]:
+        out: list[float | None] = []
+        for d in days:
+            iso = d.isoformat()
+            sums = scorer.model.period(iso, iso, lambda g: 0 if pred(g) else None)
+            out.append(scored(sums.get(0, Rollup()), scorer.methodology).index)
+        return out
+
+    result: list[float | None] = scorer.cached(("web-trend", scope, code, tuple(days)), compute)
+    return result
+
+
+def trend(scorer: Scorer, scope: Scope, code: str | None, p: Period) -> Markup:
+    """SVG of the index per day over the last 30 days of the period."""
     first = max(p.start, p.end - timedelta(days=TREND_DAYS - 1))
     days = [first + timedelta(days=i) for i in range((p.end - first).days + 1)]
-    cards: list[Scorecard] = [scorer.scorecard(scope, code, d, d) for d in days]
+    values = daily_index(scorer, scope, code, days)
     m = scorer.methodology
     bands = [(v, name) for name, v in sorted(m.levels.items(), key=lambda kv: kv[1]) if v > 0]
-    svg = charts.trend(
-        [(f"{d.day:02d}.{d.month:02d}", c.index) for d, c in zip(days, cards, strict=True)],
+    return charts.trend(
+        [(f"{d.day:02d}.{d.month:02d}", v) for d, v in zip(days, values, strict=True)],
         label=f"Индекс клиентоцентричности по дням, {first:%d.%m}–{p.end:%d.%m}",
         bands=[(v, _LEVEL_RU.get(n, n)) for v, n in bands],
     )
-    return svg, cards
 
 
 _LEVEL_RU = {"advanced": "продвинутый", "satisfactory": "удовлетворительный", "basic": "базовый"}
@@ -212,18 +231,11 @@ def case_time(scorer: Scorer, code: str, p: Period) -> CaseTime:
     )
 
 
-def gaps(scorer: Scorer, rep: Report, agencies: list[str] | None) -> dict[str, Any]:
-    """Measured against perceived: per service of the report's scope and per office area."""
-    per_service = {s.code: s for s in rep.services}
-    sums = scorer.model.period(
-        rep.date_from.isoformat(),
-        rep.date_to.isoformat(),
-        lambda g: g[1] if g[1] in per_service else None,
-    )
+def gaps(rep: Report) -> dict[str, Any]:
+    """Measured against perceived of the report's scope: per service and per office area
+    (the report's ``perceived`` rows, the same table as in the printed report)."""
     return {
-        "services": perceived.by_service(sums, scorer.catalog, scorer.methodology),
-        "offices": perceived.by_office(
-            perceived.office_rollups(scorer.model, agencies), scorer.catalog, scorer.methodology
-        ),
+        "services": [g for g in rep.perceived if g.kind == "service"],
+        "offices": [g for g in rep.perceived if g.kind != "service"],
         "how_to_read": perceived.HOW_TO_READ,
     }
