@@ -100,7 +100,7 @@ def bars(
     bar: int = 22,
 ) -> Markup:
     """Horizontal bars: ``rows`` are (name, share 0..1 of the longest bar, text at the end)."""
-    gap, name_w = 6, 210
+    gap, name_w = 6, 260
     height = max(1, len(rows)) * (bar + gap) + gap
     w = width - name_w - 70
     out = [

@@ -65,6 +65,7 @@ def environment() -> jinja2.Environment:
     env.filters["num"] = ru.num
     env.filters["pct"] = ru.pct
     env.filters["points"] = ru.points
+    env.filters["month"] = ru.month
     env.globals["LEVEL_NAMES"] = LEVEL_NAMES
     env.globals["CHANNEL_RU"] = views.CHANNEL_RU
     env.globals["plural"] = ru.plural

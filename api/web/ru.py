@@ -62,6 +62,30 @@ MONTHS = (
 )
 
 
+MONTHS_NOMINATIVE = (
+    "январь",
+    "февраль",
+    "март",
+    "апрель",
+    "май",
+    "июнь",
+    "июль",
+    "август",
+    "сентябрь",
+    "октябрь",
+    "ноябрь",
+    "декабрь",
+)
+
+
+def month(period: str | None) -> str:
+    """``2026-12`` as ``декабрь 2026``; ``—`` for none."""
+    if not period:
+        return "—"
+    year, mon = period.split("-")[:2]
+    return f"{MONTHS_NOMINATIVE[int(mon) - 1]} {year}"
+
+
 def local_time(moment: datetime | None, tz: tzinfo) -> str:
     """``2 декабря 2026, 10:15`` in the region's time zone; ``—`` for none."""
     if moment is None:

@@ -62,6 +62,39 @@ def check_scorecard(page: Any, card: dict[str, Any]) -> None:
             assert number(cells[1]) == comp["numerator"]
 
 
+def _notify(base: str) -> None:
+    """An Alertmanager-shaped notification to the webhook (the real chain: test_alerts_e2e)."""
+    now = datetime.now(UTC).isoformat()
+
+    def alert(sev: str, status: str, summary: str) -> dict[str, Any]:
+        return {
+            "status": status,
+            "labels": {
+                "alertname": "ServicePulseOfficeWaitBelowStandard",
+                "severity": sev,
+                "agency": "mfc" if sev == "critical" else "zags",
+            },
+            "annotations": {
+                "summary": summary,
+                "description": "За 1h и 5m доля нарушений 41% при цели 90%.",
+            },
+            "startsAt": now,
+            "endsAt": now if status == "resolved" else "0001-01-01T00:00:00Z",
+            "fingerprint": uuid.uuid4().hex[:16],
+        }
+
+    body = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "servicepulse-api",
+        "alerts": [
+            alert("critical", "firing", "mfc: ожидание в очереди дольше норматива"),
+            alert("warning", "resolved", "zags: ожидание в очереди дольше норматива"),
+        ],
+    }
+    assert httpx.post(f"{base}/v1/alerts/webhook", json=body, timeout=10).status_code == 200
+
+
 def shot(page: Any, name: str, phone: bool) -> None:
     if SAVE_SHOTS:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -79,6 +112,7 @@ def test_every_page_renders_with_the_scorecards_numbers(
     page.on("pageerror", lambda e: errors.append(str(e)))
     sign_in(page, web_stack.url, web_stack.inspector)
     assert page.url.rstrip("/") == web_stack.url
+    _notify(web_stack.url)  # something for the alerts page to show
     for name, path, scope, code in PAGES:
         resp = page.goto(web_stack.url + path)
         assert resp is not None and resp.status == 200, (path, resp and resp.status)

@@ -53,7 +53,8 @@ def test_numbers_shares_and_points_are_russian() -> None:
     assert ru.pct(0.912) == "91,2\u00a0%"
     assert ru.points(-0.035) == "−3,5\u00a0п.\u00a0п."
     assert ru.points(0.0) == "0,0\u00a0п.\u00a0п."
-    assert ru.num(None) == ru.pct(None) == "—"
+    assert ru.num(None) == ru.pct(None) == ru.month(None) == "—"
+    assert ru.month("2026-12") == "декабрь 2026"
 
 
 def test_times_are_in_the_regions_zone_in_plain_words() -> None:
