@@ -54,6 +54,8 @@ from api.scorecard import Scorecard, Scorer, period_bounds
 from api.server import MetricsListener, metrics_token_ok
 from api.settings import ApiSettings
 from api.tokens import FailureLimiter, Kind, TokenInfo, TokenStore
+from api.web.settings import WebSettings
+from api.web.wiring import install as install_web
 from contract.catalog import Catalog, load_catalog
 from contract.events import Event, json_schema
 from contract.methodology import Methodology, load_methodology
@@ -157,6 +159,7 @@ def create_app(
     catalog: Catalog | None = None,
     methodology: Methodology | None = None,
     tokens: TokenStore | None = None,
+    web: WebSettings | None = None,
 ) -> FastAPI:
     """Build the API. No I/O happens until the app's lifespan starts.
 
@@ -167,6 +170,7 @@ def create_app(
         catalog: defaults to ``settings.catalog`` (else the demo catalog).
         methodology: defaults to ``settings.methodology`` (else the shipped one).
         tokens: defaults to the SQLite store at ``settings.token_db``.
+        web: settings of the web view, open data and alerts; default: from the environment.
     """
     settings = settings or ApiSettings()
     if registry is None:
@@ -225,6 +229,8 @@ def create_app(
         version=VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by the web view (api/web/wiring.py)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.ingestor = ingestor
@@ -242,6 +248,8 @@ def create_app(
     bearer = HTTPBearer(auto_error=False, description="an agency or inspector token")
 
     failures = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute / 60)
+    web_view = install_web(app, web or WebSettings(), scorer, model, tokens, failures)
+    app.state.web = web_view
 
     def authenticate(
         request: Request,
@@ -480,7 +488,8 @@ def create_app(
         },
     )
     def get_report(
-        _token: Annotated[TokenInfo, Depends(inspector_token)],
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         scope: ScopeQ = "region",
         code: CodeQ = None,
         date_from: FromQ = None,
@@ -491,7 +500,10 @@ def create_app(
     ) -> Response:
         """Ranking of agencies, per-service table, funnel drop-offs, overdue applications,
         data quality per source and the methodology: the report an inspector prints and
-        signs. The same numbers as `/v1/scorecard`."""
+        signs. The same numbers as `/v1/scorecard`. A browser signed in to the web view may
+        open it with its session cookie instead of a token."""
+        if not (credentials is None and web_view.report_allowed(request, scope, code)):
+            inspector_token(authenticate(request, credentials))
         start, end = period_bounds(catalog, date_from, date_to)
         report = build_report(scorer, scope, code, start, end, datetime.now(UTC))
         body, media = render(report, fmt)

@@ -36,6 +36,7 @@ KAFKA_PORT = _port("KAFKA", 9092)
 CONTROLLER_PORT = _port("CONTROLLER", 9093)
 API_PORT = _port("API", 8000)
 PROMETHEUS_PORT = _port("PROMETHEUS", 9090)
+ALERTMANAGER_PORT = _port("ALERTMANAGER", 9094)  # 9093 is the Kafka controller's here
 PROCESSOR_METRICS_PORT = _port("PROCESSOR", 9400)
 
 
@@ -98,6 +99,18 @@ def plan(
                 url=f"http://127.0.0.1:{API_PORT}/docs",
             )
         )
+    alertmanagers: list[str] = []
+    if prometheus and shutil.which("prometheus-alertmanager") and _has("alertmanager"):
+        from servicepulse import alertmanager
+
+        parts.append(
+            alertmanager.alertmanager_process(
+                run_dir,
+                ALERTMANAGER_PORT,
+                f"http://127.0.0.1:{API_PORT}{alertmanager.WEBHOOK_PATH}",
+            )
+        )
+        alertmanagers.append(f"127.0.0.1:{ALERTMANAGER_PORT}")
     if prometheus and shutil.which("prometheus") and _has("promconfig"):
         from servicepulse import promconfig
 
@@ -107,6 +120,7 @@ def plan(
                 PROMETHEUS_PORT,
                 api_port=API_PORT,
                 processor_ports=[PROCESSOR_METRICS_PORT + i for i in range(processors)],
+                alertmanagers=alertmanagers,
             )
         )
     if demo and _has("simulatecmd"):

@@ -33,6 +33,7 @@ def _registry() -> dict[str, tuple[str, BenchFn]]:
     from servicepulse.bench.processor import bench_processor
     from servicepulse.bench.profiling import bench_profile
     from servicepulse.bench.statebench import bench_state
+    from servicepulse.bench.webpages import bench_web
 
     return {
         "processor": ("processor events/s vs raw consume, 1 and 2 instances", bench_processor),
@@ -41,11 +42,12 @@ def _registry() -> dict[str, tuple[str, BenchFn]]:
         "ingest": ("API ingest events/s batched and single vs raw producer; p99", bench_ingest),
         "state": ("bytes per open journey; restore time of 1M open journeys", bench_state),
         "profile": ("pyinstrument profile of the processor hot path", bench_profile),
+        "web": ("web view page p95 at a year of history (goal <= 200 ms)", bench_web),
     }
 
 
 #: Benchmark names in the order they run.
-NAMES: tuple[str, ...] = ("processor", "peer", "latency", "ingest", "state", "profile")
+NAMES: tuple[str, ...] = ("processor", "peer", "latency", "ingest", "state", "profile", "web")
 
 
 def describe() -> str:
