@@ -8,13 +8,15 @@ which of those a value looks like; the contract refuses such a value and names o
 field and the rule, never the value.
 
 What counts (digits may be grouped by ``-``, ``.``, space or parentheses; letters, ``_``
-and ``:`` end a number):
+and ``:`` end a number; a UUID is opaque by construction and never matches):
 
 - ``snils``: 11 digits grouped 3-3-3-2 (``123-456-789 01``, ``123-456-789-01``) whatever
   the control number, or 11 ungrouped digits whose control number is valid;
-- ``phone``: 11 digits starting with 7 or 8, in any grouping (``+7 912 345-67-89``,
-  ``8(912)3456789``, ``79123456789``);
-- ``inn``: 12 digits (a person's INN) with valid check digits anywhere in the value;
+- ``phone``: 11 digits starting with 7 or 8, ungrouped (``79123456789``), after a
+  separate ``7``/``+7``/``8`` (``+7 912 345-67-89``, ``8(912)3456789``) or grouped
+  4-3-2-2, 4-3-4 or 4-7 (``8912-345-67-89``);
+- ``inn``: 12 ungrouped digits (a person's INN) with valid check digits anywhere in
+  the value;
   10 digits (an organisation's INN) with a valid check digit when they are the whole
   value: one check digit passes about one 10-digit number in eleven, so inside a longer
   id (``tick-1773082740``, epoch seconds) they are taken for what they usually are;
@@ -39,6 +41,10 @@ _INN10: Final = (2, 4, 10, 3, 5, 9, 4, 6, 8)
 _INN11: Final = (7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 _INN12: Final = (3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 _SNILS_GROUPS: Final = (3, 3, 3, 2)
+_PHONE_GROUPS: Final = frozenset({(4, 3, 2, 2), (4, 3, 4), (4, 7)})
+_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 def snils_valid(digits: str) -> bool:
@@ -80,15 +86,15 @@ def _number_rule(groups: list[str], whole: bool) -> Rule | None:
     ``whole`` says the groups are all the value holds."""
     digits = "".join(groups)
     n = len(digits)
+    single = len(groups) == 1
     if n == 11:
-        if digits[0] in "78":
+        shape = tuple(len(g) for g in groups)
+        if digits[0] in "78" and (single or shape[0] == 1 or shape in _PHONE_GROUPS):
             return "phone"
-        if len(groups) == 1:
-            return "snils" if snils_valid(digits) else None
-        if tuple(len(g) for g in groups) == _SNILS_GROUPS:
+        if shape == _SNILS_GROUPS:
             return "snils"
-        return "snils" if snils_valid(digits) else None
-    if (n == 12 or (n == 10 and whole)) and inn_valid(digits):
+        return "snils" if single and snils_valid(digits) else None
+    if single and (n == 12 or (n == 10 and whole)) and inn_valid(digits):
         return "inn"
     return None
 
@@ -103,6 +109,8 @@ def personal_data_rule(value: str) -> Rule | None:
     if "@" in value and _EMAIL.search(value):
         return "email"
     if len(value) < 10 or len(value) - len(value.translate(_DROP_DIGITS)) < 10:
+        return None
+    if _UUID.fullmatch(value):
         return None
     bare = _NUMBER.fullmatch(value.strip()) is not None
     for m in _NUMBER.finditer(value):

@@ -109,5 +109,13 @@ class Context:
 
 
 def iso(ms: int) -> str:
-    """An instant (epoch ms) as RFC 3339 in UTC, millisecond precision."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    """An instant (epoch ms) as RFC 3339 in UTC, millisecond precision.
+
+    Total, like :meth:`Context.day`: an instant outside years 1..9999 gets the first or
+    last representable instant (a record timestamp is not checked by anyone upstream).
+    """
+    try:
+        when = datetime.fromtimestamp(ms / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        when = (datetime.min if ms < 0 else datetime.max).replace(tzinfo=UTC)
+    return when.isoformat(timespec="milliseconds")
