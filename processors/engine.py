@@ -42,6 +42,7 @@ from contract.events import (
     decode_event,
     dedup_identity,
 )
+from contract.personal import personal_data_rule
 from processors import state as st
 from processors.appeals import AppealBook
 from processors.archive import ClosedJourneys
@@ -424,7 +425,9 @@ class PartitionEngine:
         }
         if extra:
             value.update(extra)
-        return DeadLetter(rec.key, _dlq_encode(value), first.reason.value, agency)
+        return DeadLetter(
+            _safe_key(rec.key, agency), _dlq_encode(value), first.reason.value, agency
+        )
 
     # -- restore ---------------------------------------------------------------------
 
@@ -513,6 +516,15 @@ def _future(ev: Event, received_ms: int) -> Problem:
         "occurred_at is more than 5 minutes ahead of the receiver's clock "
         f"({ev.occurred_at.isoformat()} > {now.isoformat()}); check the sender's clock",
     )
+
+
+def _safe_key(key: bytes | None, agency: str) -> bytes | None:
+    """The input record's key for its dead letter, unless the key carries something
+    that looks like personal data (``j:minsoc:79123456789`` from an old producer): then
+    the agency, as the API keys its dead letters."""
+    if key is None or personal_data_rule(key.decode("utf-8", "replace")) is None:
+        return key
+    return agency.encode() or None
 
 
 def _peek(raw: bytes) -> tuple[str, str]:
