@@ -22,7 +22,7 @@ from processors.runner import Processor
 from processors.settings import ProcessorSettings
 from tests.fixtures.streams import CATALOG_PATH, Stream, event, generate
 from tests.processors import oracle
-from tests.processors.brokerio import materialise, produce, read_all, summed
+from tests.processors.brokerio import materialise, new_processor, produce, read_all, summed
 from tests.processors.test_extremes import PoisonCatalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -86,3 +86,36 @@ def test_a_poison_event_is_set_aside_and_every_other_event_counted_once(
         "servicepulse_processor_transactions_total", {"result": "aborted"}
     )
     assert not aborted
+
+
+def test_a_year_zero_event_in_the_topic_is_rejected_and_stalls_nothing(
+    settings: ProcessorSettings,
+) -> None:
+    """Item 1 as reported: ``0001-01-01T00:00:00+05:00`` (a .NET ``DateTime.MinValue``
+    with a local offset) written by an API of the earlier version; it used to restart
+    the session forever."""
+    stream = Stream(events={p: list(evs) for p, evs in STREAM.events.items()})
+    planted = []
+    for p in sorted(stream.events)[:3]:
+        evs = stream.events[p]
+        mid = len(evs) // 2
+        while not isinstance(evs[mid], dict):
+            mid += 1
+        ev = dict(_poison(evs[mid], p))  # type: ignore[arg-type]
+        ev.update(occurred_at="0001-01-01T00:00:00+05:00", attrs={"code": "esia_timeout"})
+        evs.insert(mid + 1, msgspec.json.encode(ev))
+        planted.append(ev["event_id"])
+    proc, registry = new_processor(settings)
+    produce(settings, proc.topics, stream)
+    proc.run_until_caught_up(timeout_s=120)
+
+    cells, gauges = summed(materialise(settings, proc.topics))
+    want, want_gauges = oracle.expected(STREAM)
+    got = oracle.flatten(cells)
+    diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
+    assert not diff, f"cells differ from the oracle (want, got): {list(diff.items())[:5]}"
+    assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
+    dead = [msgspec.json.decode(v) for _, v in read_all(settings, proc.topics.deadletter) if v]
+    early = [d for d in dead if d["reason"] == "too_early"]
+    assert sorted(d["event_id"] for d in early) == sorted(planted)
+    assert registry.get_sample_value("servicepulse_processor_sessions_total") == 1
