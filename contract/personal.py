@@ -36,7 +36,7 @@ Rule = Literal["snils", "phone", "inn", "email"]
 _NUMBER: Final = re.compile(r"\+?\d(?:[\d \t().-]*\d)?", re.ASCII)
 _GROUP: Final = re.compile(r"\d+", re.ASCII)
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
-_DROP_DIGITS: Final = str.maketrans("", "", "0123456789")
+_DIGITS: Final = b"0123456789"
 _INN10: Final = (2, 4, 10, 3, 5, 9, 4, 6, 8)
 _INN11: Final = (7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 _INN12: Final = (3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
@@ -108,7 +108,8 @@ def personal_data_rule(value: str) -> Rule | None:
     """
     if "@" in value and _EMAIL.search(value):
         return "email"
-    if len(value) < 10 or len(value) - len(value.translate(_DROP_DIGITS)) < 10:
+    raw = value.encode("utf-8", "replace")
+    if len(raw) < 10 or len(raw) - len(raw.translate(None, _DIGITS)) < 10:
         return None
     if _UUID.fullmatch(value):
         return None

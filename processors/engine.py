@@ -33,7 +33,6 @@ import msgspec
 
 from contract import aggregates as agg
 from contract.events import (
-    LIFECYCLE_TYPES,
     MAX_FUTURE,
     Event,
     EventType,
@@ -68,6 +67,16 @@ _NO_SERVICE: Final = frozenset(
 )
 _UUID: Final = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+#: Lifecycle types whose application computes a deadline or maps an error code.
+_PREPARED: Final = frozenset(
+    {
+        EventType.JOURNEY_STARTED,
+        EventType.JOURNEY_SUBMITTED,
+        EventType.JOURNEY_ERROR,
+        EventType.DECISION_MADE,
+        EventType.APPEAL_RECEIVED,
+    }
 )
 _dlq_encode: Final = msgspec.json.Encoder().encode
 logger = logging.getLogger(__name__)
@@ -219,29 +228,28 @@ class PartitionEngine:
     def _prepare(self, ev: Event, t: int) -> None:
         """Compute every derived value of ``ev`` that can fail, before state changes.
 
-        Each is a deterministic function of the event and the catalog (days and
-        deadlines memoised in the context), so if it succeeds here it succeeds again
-        when the state machine asks for it.
+        Each is a deterministic function of the event and the catalog (deadlines
+        memoised in the context), so if it succeeds here it succeeds again when the state
+        machine asks for it. Local days need no check: :meth:`Context.day` is total (and
+        :meth:`apply` computes the event's day before it changes anything).
         """
         ctx = self.ctx
-        ctx.day(t)
-        ctx.day(t - ctx.lateness_ms)
         etype = ev.type
-        if etype in LIFECYCLE_TYPES:
-            # the journey's service is that of its first event (its dims)
-            j = self.journeys.journeys.get(f"{ev.agency}|{ev.journey}")
-            service = j.dims[1] if j is not None else (ev.service or "")
-            info = ctx.services.get(service)
-            if info is not None:
-                ctx.deadline_ms(info.deadline, t)
-                if j is not None and etype is EventType.DECISION_MADE:
-                    base = j.submitted_ms if j.submitted_ms is not None else j.started_ms
-                    if base is not None:
-                        ctx.deadline_ms(info.deadline, base)
-            if etype is EventType.JOURNEY_ERROR:
-                ctx.catalog.error_code(service, ev.attrs.code)
-        elif etype is EventType.APPEAL_RECEIVED:
+        if etype is EventType.APPEAL_RECEIVED:
             ctx.appeal_deadline_ms(t)
+            return
+        # a lifecycle event: the journey's service is that of its first event (its dims)
+        j = self.journeys.journeys.get(f"{ev.agency}|{ev.journey}")
+        service = j.dims[1] if j is not None else (ev.service or "")
+        info = ctx.services.get(service)
+        if info is not None:
+            ctx.deadline_ms(info.deadline, t)
+            if j is not None and etype is EventType.DECISION_MADE:
+                base = j.submitted_ms if j.submitted_ms is not None else j.started_ms
+                if base is not None:
+                    ctx.deadline_ms(info.deadline, base)
+        if etype is EventType.JOURNEY_ERROR:
+            ctx.catalog.error_code(service, ev.attrs.code)
 
     def apply(self, ev: Event, received_ms: int, t: int | None = None) -> None:
         """Apply one valid, catalog-checked event received at ``received_ms``.
@@ -251,8 +259,9 @@ class PartitionEngine:
         ctx = self.ctx
         if t is None:
             t = round(ev.occurred_at.timestamp() * 1000)
-        self._prepare(ev, t)
         etype = ev.type
+        if etype in _PREPARED:
+            self._prepare(ev, t)
         if etype in _NO_SERVICE:
             dims: Dims = (ev.agency, "", ev.municipality, ev.channel.value, "")
         else:

@@ -190,3 +190,45 @@ def test_event_ids_are_canonical_lower_case() -> None:
     )
     assert isinstance(ev, Event)
     assert ev.event_id == upper.lower()
+
+
+_ID_TEXT = st.text(alphabet="0123456789-.:_ab", min_size=1, max_size=40)
+
+
+@settings(max_examples=400)
+@given(
+    st.sampled_from([f for f, _ in FIELDS]), _ID_TEXT, st.booleans(), st.one_of(st.none(), _ID_TEXT)
+)
+def test_decoding_never_raises_and_refuses_exactly_what_the_detector_finds(
+    path: str, value: str, journey_event: bool, case: str | None
+) -> None:
+    ev = make(case=case) if journey_event else _attrless(case)
+    if path.startswith("attrs.") and journey_event:
+        base = dict(FIELDS)[path]
+        ev = make(case=case, **{k: v for k, v in base.items() if k != "attrs"})
+        ev["attrs"] = {**base.get("attrs", {}), path.removeprefix("attrs."): value}
+    elif not path.startswith("attrs."):
+        ev[path] = value
+    result = decode_event(json.dumps(ev).encode(), NOW)
+    present = {
+        "journey": ev.get("journey"),
+        "case": ev.get("case"),
+        **{f"attrs.{k}": v for k, v in ev.get("attrs", {}).items()},
+    }
+    expected = {
+        f
+        for f, v in present.items()
+        if isinstance(v, str) and f in dict(FIELDS) and personal_data_rule(v) is not None
+    }
+    if isinstance(result, Event):
+        assert not expected
+    else:
+        got = {p.field for p in result if p.reason == Reason.PERSONAL_DATA}
+        assert got == expected
+
+
+def _attrless(case: str | None) -> dict[str, Any]:
+    ev = make(type="journey.started", attrs=None)
+    if case is not None:
+        ev["case"] = case
+    return ev
