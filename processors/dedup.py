@@ -202,7 +202,9 @@ class DedupStore:
             received_ms: the record timestamp (advances the receive clock).
             uid: the 128-bit UUID as an integer.
         """
-        clock = self._advance_to(received_ms // HOUR_MS)
+        clock = self._clock
+        if clock is None or received_ms // HOUR_MS > clock:
+            clock = self._advance_to(received_ms // HOUR_MS)
         key = (agency, t_ms // HOUR_MS)
         slot = self._slots.get(key)
         if slot is None:
@@ -213,7 +215,7 @@ class DedupStore:
                     return True
         legacy = self._legacy.hours
         if legacy:
-            old = legacy.get(t_ms // HOUR_MS)
+            old = legacy.get(key[1])
             if old is not None and fold64(uid) in old:
                 return True
         b = slot.get(clock)
@@ -248,6 +250,11 @@ class DedupStore:
                 self._tombstones.extend(f"u|{hour}|{r}|{a}|{i}".encode() for i in range(b.blocks))
                 if not slot:
                     del self._slots[key]
+
+    @property
+    def has_legacy(self) -> bool:
+        """Whether blocks of the earlier format are still held."""
+        return bool(self._legacy.hours)
 
     def expire_legacy(self, watermark_ms: int) -> None:
         """Forget blocks of the earlier format as that format did (event time)."""

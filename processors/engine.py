@@ -320,7 +320,8 @@ class PartitionEngine:
             rollups.end_event(at_ms, "watermark")
         wm.watermark_ms = new_wm
         rollups.open_day = self.ctx.day(new_wm)
-        self.dedup.expire_legacy(new_wm)
+        if self.dedup.has_legacy:
+            self.dedup.expire_legacy(new_wm)
         self.closed.expire(new_wm)
         self._wm_dirty = True
 
