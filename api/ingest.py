@@ -617,7 +617,7 @@ class Ingestor:
             if isinstance(item, Problem):
                 append(self._reject(index, None, [item], 422, agency, received_at, dead))
                 continue
-            decoded = decode_event(item, now)
+            decoded = decode_event(item, now, self._settings.earliest_occurred_at)
             if not isinstance(decoded, Event):
                 eid = _event_id_of(item)
                 append(self._reject(index, eid, decoded, 422, agency, received_at, dead))

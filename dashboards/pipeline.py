@@ -77,6 +77,17 @@ PROCESSOR_RETENTION_LOST: Final = OpsMetric(
     "counter",
     "Input offsets the events topic's retention deleted before they were processed",
 )
+PROCESSOR_PROCESSING_ERRORS: Final = OpsMetric(
+    "servicepulse_processor_processing_errors_total",
+    "counter",
+    "Valid events the processor raised on and set aside, by agency",
+    ("agency",),
+)
+PROCESSOR_SESSIONS: Final = OpsMetric(
+    "servicepulse_processor_sessions_total",
+    "counter",
+    "Kafka sessions started (a restart after a failure starts a new one)",
+)
 
 PROCESSOR_METRICS: Final = (
     PROCESSOR_EVENTS,
@@ -90,6 +101,8 @@ PROCESSOR_METRICS: Final = (
     PROCESSOR_STATE,
     PROCESSOR_PARTITIONS,
     PROCESSOR_RETENTION_LOST,
+    PROCESSOR_PROCESSING_ERRORS,
+    PROCESSOR_SESSIONS,
 )
 
 API_REQUESTS: Final = OpsMetric(

@@ -265,6 +265,10 @@ OVERDUE_SUM: Final = "agency:servicepulse_applications_overdue:sum"
 #: count the catch-up as new events). A gap is harmless: ``increase`` spans it.
 READY_GATE: Final = f"\nand on ()\n(min({pipeline.API_READMODEL_READY.name}) == 1)"
 LAG_SUM: Final = "servicepulse:processor_consumer_lag:sum"
+#: A processor that starts this many new sessions within the window is restarting
+#: repeatedly (the first session of a process is not an increase).
+RESTARTS: Final = 3
+RESTART_WINDOW: Final = "10m"
 WATERMARK_DELAY_MAX: Final = "servicepulse:processor_watermark_delay_seconds:max"
 
 
@@ -561,6 +565,29 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
             "За 15m удалено до обработки событий: {{ $value }}. В показатели они не "
             "попадут; увеличьте retention.ms топика событий или устраните отставание "
             "обработчика (журнал обработчика называет разделы и смещения).",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
+            "ServicePulseProcessingErrors",
+            f"sum by (agency) (increase({pipeline.PROCESSOR_PROCESSING_ERRORS.name}[15m])) > 0",
+            "",
+            "warning",
+            "{{ $labels.agency }}: обработчик отложил события, на которых упал",
+            "За 15m отложено в топик отклонённых событий (processing_error): {{ $value }}. "
+            "Остальные события посчитаны; класс исключения указан в записи и в журнале "
+            "обработчика.",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
+            "ServicePulseProcessorRestarting",
+            f"sum by (instance) (increase({pipeline.PROCESSOR_SESSIONS.name}"
+            f"[{RESTART_WINDOW}])) >= {RESTARTS}",
+            "",
+            "critical",
+            "Обработчик {{ $labels.instance }} перезапускает сессию Kafka",
+            f"Не меньше {RESTARTS} новых сессий за {RESTART_WINDOW}. Сессия перезапускается "
+            "только при сбоях инфраструктуры (Kafka, транзакции); журнал обработчика "
+            "называет причину.",
             dashboard="/d/sp-pipeline",
         ),
         _alert(

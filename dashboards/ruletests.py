@@ -631,6 +631,48 @@ def alert_cases(m: Methodology) -> list[AlertCase]:
             quiet_at=["20m"],
         ),
         AlertCase(
+            "two events of soc set aside by the processor",
+            "ServicePulseProcessingErrors",
+            [
+                {
+                    "series": pipeline.PROCESSOR_PROCESSING_ERRORS.name
+                    + labels_text(
+                        {"job": pipeline.JOB_PROCESSOR, "instance": "p1:9400", "agency": "soc"}
+                    ),
+                    "values": f"0x30 2x{n - 31}",
+                },
+                {
+                    "series": pipeline.PROCESSOR_PROCESSING_ERRORS.name
+                    + labels_text(
+                        {"job": pipeline.JOB_PROCESSOR, "instance": "p1:9400", "agency": "reg"}
+                    ),
+                    "values": f"0x{n}",
+                },
+            ],
+            "35m",
+            [({"agency": "soc"}, "2")],
+            quiet_at=["20m"],
+        ),
+        AlertCase(
+            "a processor that started nine new sessions within a minute",
+            "ServicePulseProcessorRestarting",
+            [
+                {
+                    "series": pipeline.PROCESSOR_SESSIONS.name
+                    + labels_text({"job": pipeline.JOB_PROCESSOR, "instance": "p1:9400"}),
+                    "values": f"1x60 10x{n - 61}",
+                },
+                {
+                    "series": pipeline.PROCESSOR_SESSIONS.name
+                    + labels_text({"job": pipeline.JOB_PROCESSOR, "instance": "p2:9400"}),
+                    "values": f"1x{n}",
+                },
+            ],
+            "65m",
+            [({"instance": "p1:9400"}, "")],
+            quiet_at=["30m"],
+        ),
+        AlertCase(
             "the API target is down, a processor is up",
             "ServicePulseComponentDown",
             [

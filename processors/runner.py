@@ -451,6 +451,8 @@ class _Session:
                     for d in dead:
                         self.producer.send(self.topics.deadletter, key=d.key, value=d.value)
                         metrics.deadletters.labels(d.reason).inc()
+                        if d.reason == "processing_error":
+                            metrics.processing_errors.labels(d.agency or "unknown").inc()
                         self.p.stats.deadletters += 1
                     self.offsets[tp] = bus.commit_offset(nxt)
                     self.next_offset[tp.partition] = nxt
@@ -739,7 +741,13 @@ class Processor:
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
-        self.ctx = Context(catalog, standards, settings.allowed_lateness, settings.dedup_horizon)
+        self.ctx = Context(
+            catalog,
+            standards,
+            settings.allowed_lateness,
+            settings.dedup_horizon,
+            settings.earliest_occurred_at,
+        )
         self.metrics = metrics
         self.clock = clock
         self.stats = RunStats()

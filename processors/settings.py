@@ -33,7 +33,8 @@ class ProcessorSettings(CommonSettings):
     )
     dedup_horizon: timedelta = Field(
         timedelta(days=7),
-        description="event ids are remembered this long in event time; closed journeys too",
+        description="event ids are remembered this long in receive time (the Kafka record "
+        "timestamp); closed journeys this long in event time",
     )
     commit_interval_ms: int = Field(500, ge=10, description="at most this long per transaction")
     max_batch: int = Field(100_000, ge=1, description="at most this many events per transaction")

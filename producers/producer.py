@@ -277,7 +277,7 @@ class EventProducer:
                 agency,
             )
         now = datetime.now(UTC) if self._check_future else None
-        result = decode_event(raw, now)
+        result = decode_event(raw, now, self._settings.earliest_occurred_at)
         if isinstance(result, list):
             return Rejected(index, tuple(result), event_id, agency)
         problems = self._catalog.check(result)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -36,6 +36,8 @@ def _default(info: FieldInfo) -> str:
         return ""
     if isinstance(value, timedelta):
         return str(TypeAdapter(timedelta).dump_python(value, mode="json"))
+    if isinstance(value, datetime):
+        return str(TypeAdapter(datetime).dump_python(value, mode="json"))
     if hasattr(value, "get_secret_value"):
         return "(secret)"
     if isinstance(value, bool):

@@ -113,7 +113,7 @@ def fingerprint(e: PartitionEngine) -> dict[str, Any]:
         "appeals": table(e.appeals.appeals),
         "requests": table(e.appeals.requests),
         "closed": e.closed.items(),
-        "dedup": sorted((h, sorted([*b.frozen, *b.fresh])) for h, b in e.dedup._hours.items()),
+        "dedup": e.dedup.items(),
         "watermark": (e.wm.max_event_ms, e.wm.watermark_ms, e.wm.live),
         "gauges": {k: v for k, v in e.gauges.counts.items() if any(v)},
         "timers": sorted({_effective(e, t) for t in e.timers._heap if _live_timer(e, t)}),
