@@ -24,16 +24,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
 )
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
+from api import errors, scrape
 from api.errors import (
     BadRequest,
     Forbidden,
@@ -43,7 +41,7 @@ from api.errors import (
     Unauthorized,
     error_responses,
 )
-from api.exposition import ApiMetrics, BusinessCollector, build_metrics
+from api.exposition import ApiMetrics, build_metrics
 from api.ingest import Ingestor, IngestResponse, ProducerLink
 from api.readmodel import ReadModel
 from api.reports import Report, build_report, render
@@ -187,7 +185,7 @@ def create_app(
         snapshot_interval=settings.snapshot_interval_seconds,
     )
     scorer = Scorer(model, catalog, methodology)
-    registry.register(BusinessCollector(model, catalog, metrics.unknown_cells))
+    scrape.install(metrics, model)
     metrics.inflight.set_function(lambda: ingestor.inflight)
     metrics.readmodel_ready.set_function(lambda: 1.0 if model.status.ready else 0.0)
     metrics.readmodel_lag.set_function(lambda: model.status.lag)
@@ -287,6 +285,7 @@ def create_app(
                 "records": st.records,
                 "restored_from_snapshot": st.restored_from_snapshot,
                 "error": st.error,
+                "business_metrics": "withheld" if scrape.withheld(model) else "served",
             },
             "producer": {"connected": link.connected},
         }
@@ -299,9 +298,12 @@ def create_app(
         response_class=Response,
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
-    def prometheus_metrics() -> Response:
+    def prometheus_metrics(request: Request) -> Response:
         """Business metrics from the read model and the API's own metrics."""
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        content, headers = scrape.body(
+            model, registry, metrics, request.headers.get("accept-encoding", "")
+        )
+        return Response(content, headers=headers)
 
     @app.get("/v1/schema/event", tags=["ingest"], summary="JSON Schema of an event")
     async def event_schema() -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from api.exposition import LiveExposition
 from contract import aggregates as agg
 from contract import bus
 from contract.aggregates import Gauges, Hist, Restatement, Rollup, Watermark
@@ -176,6 +177,8 @@ class ReadModel:
         self._settings = settings
         self._topics = topics
         self._tz = catalog.tz
+        #: the business families of /metrics, kept up to date as records are applied
+        self.exposition = LiveExposition(catalog)
         self._snapshot_path = snapshot
         self._snapshot_interval = snapshot_interval
         self.lock = threading.RLock()
@@ -219,12 +222,16 @@ class ReadModel:
             if delta is not None:
                 _accumulate(self._day_groups.setdefault(day, {}), group, delta)
                 _accumulate(self._totals, cell, delta)
+                self.exposition.add_rollup(cell, delta)
         elif kind == "g" and len(parts) == 6:
             gkey: GaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
             if value is None:
-                self._gauges.pop(gkey, None)
+                gold = self._gauges.pop(gkey, None)
+                gnew = None
             else:
-                self._gauges[gkey] = agg.decode_gauges(value)
+                gold = self._gauges.get(gkey)
+                gnew = self._gauges[gkey] = agg.decode_gauges(value)
+            self.exposition.gauges_changed(gkey[1:], gold, gnew)
         elif kind == "s" and len(parts) == 4:
             skey = (int(parts[1]), parts[2], parts[3])
             if value is None:
@@ -258,6 +265,7 @@ class ReadModel:
             day = datetime.fromtimestamp(timestamp_ms / 1000, self._tz).date().isoformat()
         k = (day, agency, reason)
         self._dead[k] = self._dead.get(k, 0) + 1
+        self.exposition.add_dead_letter(agency, reason)
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None, ts: int) -> None:
         try:
@@ -487,6 +495,8 @@ class ReadModel:
         for k, v in snap.records:
             self._apply(self._topics.aggregates, k, v, 0)
         self._dead = {(d, a, r): n for d, a, r, n in snap.dead}
+        for (_d, a, r), n in self._dead.items():
+            self.exposition.add_dead_letter(a, r, n)
         self._offsets = {(t, p): o for t, p, o in snap.offsets}
         self.status.restored_from_snapshot = True
         logger.info(

@@ -59,8 +59,10 @@ TAG: Final = "servicepulse"
 DATASOURCE_UID: Final = "servicepulse-prometheus"
 DS: Final = DataSourceRef(type_val="prometheus", uid="${datasource}")
 
-#: Variables of the business dashboards and the label each one filters.
-VARIABLES: Final = ("agency", "service", "municipality", "channel")
+#: Variables of the business dashboards and the label each one filters. Municipality is
+#: not among them: only office visits carry it in Prometheus (the MFC dashboard has it);
+#: per-municipality journeys are in the API's scorecards and reports (docs/METRICS.md).
+VARIABLES: Final = ("agency", "service", "channel")
 
 LEVEL_RU: Final = {
     "basic": "базовый",
