@@ -185,7 +185,7 @@ def create_app(
         snapshot_interval=settings.snapshot_interval_seconds,
     )
     scorer = Scorer(model, catalog, methodology)
-    scrape.install(metrics, model)
+    scrape.install(metrics, model, catalog)
     metrics.inflight.set_function(lambda: ingestor.inflight)
     metrics.readmodel_ready.set_function(lambda: 1.0 if model.status.ready else 0.0)
     metrics.readmodel_lag.set_function(lambda: model.status.lag)

@@ -72,6 +72,7 @@ class ApiMetrics:
     unknown_cells: Gauge
     business_withheld: Gauge
     business_series: Gauge
+    business_series_budget: Gauge
 
 
 def build_metrics(registry: CollectorRegistry) -> ApiMetrics:
@@ -144,6 +145,12 @@ def build_metrics(registry: CollectorRegistry) -> ApiMetrics:
         business_series=Gauge(
             p + "business_series",
             "Series of the business families, by family (compare with the series budget)",
+            ["family"],
+            registry=registry,
+        ),
+        business_series_budget=Gauge(
+            p + "business_series_budget",
+            "Most series a business family can have for the catalog (docs/METRICS.md)",
             ["family"],
             registry=registry,
         ),

@@ -19,10 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from api.exposition import ApiMetrics
 from api.readmodel import ReadModel
+from contract.cardinality import budget
+from contract.catalog import Catalog
 
 
-def install(metrics: ApiMetrics, model: ReadModel) -> None:
-    """Wire the gauges that describe the exposition to the read model."""
+def install(metrics: ApiMetrics, model: ReadModel, catalog: Catalog) -> None:
+    """Wire the gauges that describe the exposition to the read model and catalog."""
+    for name, n in budget(catalog).items():
+        metrics.business_series_budget.labels(name).set(n)
     metrics.unknown_cells.set_function(lambda: model.exposition.unknown_cells)
     metrics.business_withheld.set_function(lambda: 0.0 if model.status.ready else 1.0)
 
