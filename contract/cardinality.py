@@ -69,7 +69,8 @@ def family_budget(f: Family, n: Sizes) -> int:
     ``(agency, service)`` pairs are the services plus one agency-level pair per agency
     (``service=""``: feedback or late events without a service); ``step`` and ``code``
     are per service (and ``other`` per agency); the municipality of office families is
-    that of an office (or ``other``); a histogram counts its buckets, ``+Inf``, ``_sum`` and ``_count``.
+    that of an office (or ``other``); a histogram counts its buckets, ``+Inf``, ``_sum``
+    and ``_count``.
     """
     labels = set(f.labels)
     if "step" in labels:
