@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from servicepulse.bench.harness import BenchContext, Figure, Goal
+from servicepulse.bench.harness import BenchContext, Figure, Goal, GoalOp
 
 #: Keys a day of the simulator's regional traffic makes (issue 15's measurement).
 KEYS_PER_DAY = 2_640
@@ -190,68 +190,53 @@ def bench_history(ctx: BenchContext) -> list[Figure]:
         p = _run_child("processor", days)
         note = f"{days} days, {a['records']:,} records ({KEYS_PER_DAY}/day), in-process"
         tag = f"{days} d"
-        figures += [
-            Figure(
-                "history",
-                f"API scrape CPU, median of {SCRAPES}, {tag}",
+        # (name, value, unit, goal op, goal target, details)
+        rows: list[tuple[str, float, str, GoalOp, float | None, dict[str, Any]]] = [
+            (
+                f"API scrape CPU, median of {SCRAPES}",
                 round(a["scrape_cpu_ms_median"], 2),
                 "ms",
-                goal=Goal("value", "<=", GOAL_SCRAPE_MS),
-                note=note,
-                details=a,
+                "<=",
+                GOAL_SCRAPE_MS,
+                a,
             ),
-            Figure("history", f"API scrape bytes (gzip), {tag}", a["scrape_gzip_bytes"], "bytes"),
-            Figure(
-                "history",
-                f"API business series, {tag}",
-                a["series"],
-                "series",
-                goal=Goal("value", "<=", GOAL_SERIES),
-            ),
-            Figure(
-                "history",
-                f"API RSS after catch-up, {tag}",
-                round(a["rss_mib"], 1),
-                "MiB",
-                goal=Goal("value", "<=", GOAL_RSS_MIB),
-            ),
-            Figure(
-                "history",
-                f"API catch-up CPU (apply only), {tag}",
+            ("API scrape bytes (gzip)", a["scrape_gzip_bytes"], "bytes", "<=", None, {}),
+            ("API business series", a["series"], "series", "<=", GOAL_SERIES, {}),
+            ("API RSS after catch-up", round(a["rss_mib"], 1), "MiB", "<=", GOAL_RSS_MIB, {}),
+            (
+                "API catch-up CPU (apply only)",
                 round(a["apply_cpu_s"], 2),
                 "s",
-                goal=Goal("value", "<=", GOAL_RESTART_S),
+                "<=",
+                GOAL_RESTART_S,
+                {},
             ),
-            Figure(
-                "history",
-                f"processor RSS after restore, {tag}",
+            (
+                "processor RSS after restore",
                 round(p["rss_mib"], 1),
                 "MiB",
-                goal=Goal("value", "<=", GOAL_RSS_MIB),
-                details=p,
+                "<=",
+                GOAL_RSS_MIB,
+                p,
             ),
-            Figure(
-                "history",
-                f"processor restore CPU (apply only), {tag}",
+            (
+                "processor restore CPU (apply only)",
                 round(p["restore_cpu_s"], 2),
                 "s",
-                goal=Goal("value", "<=", GOAL_RESTART_S),
+                "<=",
+                GOAL_RESTART_S,
+                {},
             ),
-            Figure(
-                "history",
-                f"period report, month, {tag}",
-                round(a["report_month_s"], 3),
-                "s",
-                goal=Goal("value", "<", GOAL_REPORT_S),
-            ),
-            Figure(
-                "history",
-                f"period report, year, {tag}",
-                round(a["report_year_s"], 3),
-                "s",
-                goal=Goal("value", "<", GOAL_REPORT_S),
-            ),
+            ("period report, month", round(a["report_month_s"], 3), "s", "<", GOAL_REPORT_S, {}),
+            ("period report, year", round(a["report_year_s"], 3), "s", "<", GOAL_REPORT_S, {}),
         ]
+        for name, value, unit, op, target, details in rows:
+            goal = Goal("value", op, target) if target is not None else None
+            figures.append(
+                Figure(
+                    "history", f"{name}, {tag}", value, unit, goal=goal, note=note, details=details
+                )
+            )
     return figures
 
 
