@@ -177,8 +177,10 @@ class ReadModel:
         self._settings = settings
         self._topics = topics
         self._tz = catalog.tz
-        #: the business families of /metrics, kept up to date as records are applied
-        self.exposition = LiveExposition(catalog)
+        self._catalog = catalog
+        #: the business families of /metrics: built from the totals on first use (after
+        #: the catch-up, when they are served), then kept up to date record by record
+        self._exposition: LiveExposition | None = None
         self._snapshot_path = snapshot
         self._snapshot_interval = snapshot_interval
         self.lock = threading.RLock()
@@ -193,7 +195,9 @@ class ReadModel:
         self._clear()
 
     def _clear(self) -> None:
-        self._raw: dict[bytes, Rollup] = {}
+        # the latest value of each r| key as its record bytes: a few hundred bytes
+        # where the decoded Rollup costs ~1.7 KB; decoded again only when rewritten
+        self._raw: dict[bytes, bytes] = {}
         # per day only by Group: periods of a year stay cheap to sum (municipality and
         # channel are summed over already; /metrics uses the totals by full cell)
         self._day_groups: dict[str, dict[Group, Rollup]] = {}
@@ -214,15 +218,21 @@ class ReadModel:
             day = parts[2]
             cell: Cell = (parts[3], parts[4], parts[5], parts[6], parts[7])
             new = agg.decode_rollup(value) if value is not None else None
-            old = self._raw.pop(key, None)
-            if new is not None:
-                self._raw[key] = new
+            old_value = self._raw.pop(key, None)
+            if old_value == value:
+                if value is not None:
+                    self._raw[key] = value
+                return
+            old = agg.decode_rollup(old_value) if old_value is not None else None
+            if value is not None:
+                self._raw[key] = value
             group: Group = (parts[3], parts[4], parts[7])
             delta = difference(new, old)
             if delta is not None:
                 _accumulate(self._day_groups.setdefault(day, {}), group, delta)
                 _accumulate(self._totals, cell, delta)
-                self.exposition.add_rollup(cell, delta)
+                if self._exposition is not None:
+                    self._exposition.add_rollup(cell, delta)
         elif kind == "g" and len(parts) == 6:
             gkey: GaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
             if value is None:
@@ -231,7 +241,8 @@ class ReadModel:
             else:
                 gold = self._gauges.get(gkey)
                 gnew = self._gauges[gkey] = agg.decode_gauges(value)
-            self.exposition.gauges_changed(gkey[1:], gold, gnew)
+            if self._exposition is not None:
+                self._exposition.gauges_changed(gkey[1:], gold, gnew)
         elif kind == "s" and len(parts) == 4:
             skey = (int(parts[1]), parts[2], parts[3])
             if value is None:
@@ -265,7 +276,8 @@ class ReadModel:
             day = datetime.fromtimestamp(timestamp_ms / 1000, self._tz).date().isoformat()
         k = (day, agency, reason)
         self._dead[k] = self._dead.get(k, 0) + 1
-        self.exposition.add_dead_letter(agency, reason)
+        if self._exposition is not None:
+            self._exposition.add_dead_letter(agency, reason)
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None, ts: int) -> None:
         try:
@@ -284,6 +296,31 @@ class ReadModel:
                     self._bad_records,
                     exc,
                 )
+
+    @property
+    def exposition(self) -> LiveExposition:
+        """The business families of /metrics (caller holds the lock).
+
+        Built from the totals on first use and kept up to date from then on, so a
+        catch-up (which /metrics withholds anyway) does not pay for it record by record.
+        """
+        live = self._exposition
+        if live is None:
+            live = LiveExposition(self._catalog)
+            for cell, r in self._totals.items():
+                live.add_rollup(cell, r)
+            for gkey, g in self._gauges.items():
+                live.gauges_changed(gkey[1:], None, g)
+            for (_day, agency, reason), n in self._dead.items():
+                live.add_dead_letter(agency, reason, n)
+            self._exposition = live
+        return live
+
+    @property
+    def unknown_cells(self) -> int:
+        """Cells /metrics leaves out (unknown to the catalog); 0 before it is built."""
+        live = self._exposition
+        return live.unknown_cells if live is not None else 0
 
     @property
     def bad_records(self) -> int:
@@ -430,6 +467,8 @@ class ReadModel:
             lag += max(0, self._targets[tp] - pos)
         self.status.lag = lag
         if lag == 0 and not self.status.ready:
+            with self.lock:
+                self.exposition  # noqa: B018 - built here, not in the first scrape
             self.status.ready = True
             self.status.caught_up_at = time.time()
             logger.info(
@@ -466,7 +505,7 @@ class ReadModel:
         logger.debug("read model snapshot saved: %s (%d bytes)", path, len(data))
 
     def _records(self) -> list[tuple[bytes, bytes]]:
-        out: list[tuple[bytes, bytes]] = [(k, agg.encode(v)) for k, v in self._raw.items()]
+        out: list[tuple[bytes, bytes]] = list(self._raw.items())
         out.extend((agg.GaugeKey(*k).encode(), agg.encode(v)) for k, v in self._gauges.items())
         out.extend((agg.restatement_key(*k), agg.encode(v)) for k, v in self._restatements.items())
         out.extend((agg.watermark_key(k), agg.encode(v)) for k, v in self._watermarks.items())
@@ -495,8 +534,7 @@ class ReadModel:
         for k, v in snap.records:
             self._apply(self._topics.aggregates, k, v, 0)
         self._dead = {(d, a, r): n for d, a, r, n in snap.dead}
-        for (_d, a, r), n in self._dead.items():
-            self.exposition.add_dead_letter(a, r, n)
+        self._exposition = None  # rebuilt from what was restored
         self._offsets = {(t, p): o for t, p, o in snap.offsets}
         self.status.restored_from_snapshot = True
         logger.info(

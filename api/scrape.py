@@ -27,7 +27,7 @@ def install(metrics: ApiMetrics, model: ReadModel, catalog: Catalog) -> None:
     """Wire the gauges that describe the exposition to the read model and catalog."""
     for name, n in budget(catalog).items():
         metrics.business_series_budget.labels(name).set(n)
-    metrics.unknown_cells.set_function(lambda: model.exposition.unknown_cells)
+    metrics.unknown_cells.set_function(lambda: model.unknown_cells)
     metrics.business_withheld.set_function(lambda: 0.0 if model.status.ready else 1.0)
 
 
