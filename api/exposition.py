@@ -228,6 +228,8 @@ class _Table:
     values: dict[tuple[str, ...], float] = field(default_factory=dict)
     hists: dict[tuple[str, ...], Hist] = field(default_factory=dict)
     lines: dict[tuple[str, ...], bytes] = field(default_factory=dict)
+    #: each series' sample lines up to the value, made once
+    heads: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
     stale: set[tuple[str, ...]] = field(default_factory=set)
     #: the header and every line, joined; ``None`` when a line changed since
     block: bytes | None = None
@@ -248,29 +250,46 @@ class _Table:
         if self.block is not None:
             return self.block
         f = self.family
+        heads = self.heads
         for lv in self.stale:
-            labels = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(f.labels, lv, strict=True))
+            head = heads.get(lv)
+            if head is None:
+                head = heads[lv] = _heads(f, lv)
             if f.kind == "histogram":
-                self.lines[lv] = _histogram_lines(f, labels, self.hists[lv])
+                self.lines[lv] = _histogram_lines(head, self.hists[lv])
             else:
-                self.lines[lv] = f"{f.full}{{{labels}}} {_number(self.values[lv])}\n".encode()
+                self.lines[lv] = f"{head[0]}{_number(self.values[lv])}\n".encode()
         self.stale = set()
         self.block = self.header() + b"".join(self.lines.values())
         return self.block
 
 
-def _histogram_lines(f: Family, labels: str, h: Hist) -> bytes:
+def _heads(f: Family, lv: tuple[str, ...]) -> tuple[str, ...]:
+    """Each sample line of one series up to its value (labels never change)."""
+    labels = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(f.labels, lv, strict=True))
+    if f.kind != "histogram":
+        return (f"{f.full}{{{labels}}} ",)
     assert f.buckets is not None  # noqa: S101 - every histogram family names its buckets
-    bounds = BUCKETS[f.buckets]
     sep = "," if labels else ""
+    les = [_le(b) for b in BUCKETS[f.buckets]] + ["+Inf"]
+    return (
+        *(f'{f.full}_bucket{{{labels}{sep}le="{le}"}} ' for le in les),
+        f"{f.full}_count{{{labels}}} ",
+        f"{f.full}_sum{{{labels}}} ",
+    )
+
+
+def _histogram_lines(heads: tuple[str, ...], h: Hist) -> bytes:
+    """Cumulative buckets, +Inf, count and sum of one series (``heads`` from _heads)."""
     out: list[str] = []
     cumulative = 0
-    for i, bound in enumerate(bounds):
+    n = len(heads) - 3  # finite buckets
+    for i in range(n):
         cumulative += h.counts[i] if i < len(h.counts) else 0
-        out.append(f'{f.full}_bucket{{{labels}{sep}le="{_le(bound)}"}} {cumulative}\n')
-    out.append(f'{f.full}_bucket{{{labels}{sep}le="+Inf"}} {h.count}\n')
-    out.append(f"{f.full}_count{{{labels}}} {h.count}\n")
-    out.append(f"{f.full}_sum{{{labels}}} {_number(h.sum_ms / 1000.0)}\n")
+        out.append(f"{heads[i]}{cumulative}\n")
+    total = h.count
+    out.append(f"{heads[n]}{total}\n{heads[n + 1]}{total}\n")
+    out.append(f"{heads[n + 2]}{_number(h.sum_ms / 1000.0)}\n")
     return "".join(out).encode()
 
 
