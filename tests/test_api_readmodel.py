@@ -220,8 +220,17 @@ def test_read_model_equals_independent_totals(
     with running_api(settings) as server:
         ready = server.wait_ready()
         assert not ready["readmodel"]["restored_from_snapshot"]
+        assert ready["readmodel"]["business_metrics"] == "served"
         got = scrape(server.url)
         assert_equal(got, want)
+        # gzip as Prometheus asks for it: one stream holding both parts; plain the same
+        zipped = httpx.get(f"{server.url}/metrics", headers={"Accept-Encoding": "gzip"})
+        plain = httpx.get(f"{server.url}/metrics", headers={"Accept-Encoding": "identity"})
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert "content-encoding" not in plain.headers
+        for text in (zipped.text, plain.text):
+            assert "servicepulse_journeys_started_total{" in text
+            assert "servicepulse_api_requests_total{" in text
         overdue = {
             "agency": "minsoc",
             "service": "large_family_status",
