@@ -1539,6 +1539,38 @@ def pipeline_health(m: Methodology) -> Board:
                     ],
                 )
             ),
+            series_panel(
+                Spec(
+                    "Сбор /metrics API",
+                    "Длительность сбора метрик API Prometheus'ом (норма — миллисекунды).",
+                    "s",
+                    [
+                        Query(
+                            f'scrape_duration_seconds{{job="{pipeline.JOB_API}"}}',
+                            "{{instance}}",
+                        )
+                    ],
+                    width=12,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Бизнес-ряды и бюджет",
+                    "Число бизнес-рядов, которые отдаёт API, и бюджет каталога (docs/METRICS.md).",
+                    "none",
+                    [
+                        Query(
+                            f"sum by (instance) ({pipeline.API_BUSINESS_SERIES.name})",
+                            "{{instance}} ряды",
+                        ),
+                        Query(
+                            f"sum by (instance) ({pipeline.API_BUSINESS_SERIES_BUDGET.name})",
+                            "{{instance}} бюджет",
+                        ),
+                    ],
+                    width=12,
+                )
+            ),
         )
     )
 
