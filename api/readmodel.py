@@ -229,8 +229,10 @@ class ReadModel:
             group: Group = (parts[3], parts[4], parts[7])
             delta = difference(new, old)
             if delta is not None:
-                _accumulate(self._day_groups.setdefault(day, {}), group, delta)
+                # totals first: they copy; the day's sum may then keep ``delta`` itself
+                # (difference() always returns a fresh object, referenced nowhere else)
                 _accumulate(self._totals, cell, delta)
+                _accumulate(self._day_groups.setdefault(day, {}), group, delta, owned=True)
                 if self._exposition is not None:
                     self._exposition.add_rollup(cell, delta)
         elif kind == "g" and len(parts) == 6:
@@ -629,11 +631,12 @@ class ReadModel:
         return datetime.fromtimestamp(low, UTC)
 
 
-def _accumulate(target: dict[K, Rollup], key: K, delta: Rollup) -> None:
+def _accumulate(target: dict[K, Rollup], key: K, delta: Rollup, owned: bool = False) -> None:
+    """Add ``delta`` into ``target[key]``; with ``owned`` a new entry is ``delta`` itself."""
     acc = target.get(key)
     if acc is None:
         # a msgspec round trip copies in microseconds; Rollup.add field by field is ~10x slower
-        target[key] = agg.decode_rollup(agg.encode(delta))
+        target[key] = delta if owned else agg.decode_rollup(agg.encode(delta))
     else:
         acc.add(delta)
 
