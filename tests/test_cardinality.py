@@ -80,3 +80,16 @@ def test_every_family_stays_within_its_budget_when_every_cell_is_filled() -> Non
     assert got["office_wait_seconds"] == limits["office_wait_seconds"]
     assert sum(limits.values()) <= GOAL
     assert live.unknown_cells == 0
+
+
+def test_series_command_prints_the_budget_per_family_and_total() -> None:
+    from typer.testing import CliRunner
+
+    from servicepulse.cli import app
+
+    result = CliRunner().invoke(app, ["dashboards", "series"])
+    assert result.exit_code == 0, result.output
+    rows = dict(line.split() for line in result.output.splitlines()[1:] if line.strip())
+    limits = budget(CATALOG)
+    assert {k: int(v) for k, v in rows.items() if k != "total"} == limits
+    assert int(rows["total"]) == sum(limits.values())
