@@ -379,6 +379,9 @@ class ReadModel:
             try:
                 while not self._stop.is_set():
                     self._poll_once(consumer)
+                    if self.status.ready and self._exposition is None:
+                        with self.lock:  # built here rather than by the first scrape
+                            self.exposition  # noqa: B018
                     if (
                         self.status.ready
                         and self.version != saved_version
@@ -469,8 +472,6 @@ class ReadModel:
             lag += max(0, self._targets[tp] - pos)
         self.status.lag = lag
         if lag == 0 and not self.status.ready:
-            with self.lock:
-                self.exposition  # noqa: B018 - built here, not in the first scrape
             self.status.ready = True
             self.status.caught_up_at = time.time()
             logger.info(
