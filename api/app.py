@@ -24,17 +24,15 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
 )
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors
+from api import errors, scrape
 from api.errors import (
     BadRequest,
     Forbidden,
@@ -44,7 +42,7 @@ from api.errors import (
     Unauthorized,
     error_responses,
 )
-from api.exposition import ApiMetrics, BusinessCollector, build_metrics
+from api.exposition import ApiMetrics, build_metrics
 from api.ingest import Ingestor, IngestResponse, ProducerLink
 from api.media import NDJSON_TYPES, media_of, without_signature
 from api.readmodel import ReadModel
@@ -194,12 +192,16 @@ def create_app(
         snapshot_interval=settings.snapshot_interval_seconds,
     )
     scorer = Scorer(model, catalog, methodology)
-    registry.register(BusinessCollector(model, catalog, metrics.unknown_cells))
+    scrape.install(metrics, model, catalog)
     metrics.inflight.set_function(lambda: ingestor.inflight)
     metrics.readmodel_ready.set_function(lambda: 1.0 if model.status.ready else 0.0)
     metrics.readmodel_lag.set_function(lambda: model.status.lag)
     metrics.readmodel_records.set_function(lambda: model.status.records)
-    listener = MetricsListener(settings, registry) if settings.api_metrics_port else None
+    listener = (
+        MetricsListener(settings, lambda enc: scrape.body(model, registry, metrics, enc))
+        if settings.api_metrics_port
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -309,6 +311,7 @@ def create_app(
                 "records": st.records,
                 "restored_from_snapshot": st.restored_from_snapshot,
                 "error": st.error,
+                "business_metrics": "withheld" if scrape.withheld(model) else "served",
             },
             "producer": {"connected": link.connected},
         }
@@ -331,7 +334,10 @@ def create_app(
             `SERVICEPULSE_METRICS_TOKEN` set, only for `Authorization: Bearer <it>`."""
             if not metrics_token_ok(settings, request.headers.get("authorization")):
                 raise Unauthorized("/metrics needs its bearer token (SERVICEPULSE_METRICS_TOKEN)")
-            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+            content, headers = scrape.body(
+                model, registry, metrics, request.headers.get("accept-encoding", "")
+            )
+            return Response(content, headers=headers)
 
     @app.get("/v1/schema/event", tags=["ingest"], summary="JSON Schema of an event")
     async def event_schema() -> dict[str, Any]:

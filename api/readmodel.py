@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from api.exposition import LiveExposition
 from contract import aggregates as agg
 from contract import bus
 from contract.aggregates import Gauges, Hist, Restatement, Rollup, Watermark
@@ -176,6 +177,10 @@ class ReadModel:
         self._settings = settings
         self._topics = topics
         self._tz = catalog.tz
+        self._catalog = catalog
+        #: the business families of /metrics: built from the totals on first use (after
+        #: the catch-up, when they are served), then kept up to date record by record
+        self._exposition: LiveExposition | None = None
         self._snapshot_path = snapshot
         self._snapshot_interval = snapshot_interval
         self.lock = threading.RLock()
@@ -190,7 +195,9 @@ class ReadModel:
         self._clear()
 
     def _clear(self) -> None:
-        self._raw: dict[bytes, Rollup] = {}
+        # the latest value of each r| key as its record bytes: a few hundred bytes
+        # where the decoded Rollup costs ~1.7 KB; decoded again only when rewritten
+        self._raw: dict[bytes, bytes] = {}
         # per day only by Group: periods of a year stay cheap to sum (municipality and
         # channel are summed over already; /metrics uses the totals by full cell)
         self._day_groups: dict[str, dict[Group, Rollup]] = {}
@@ -211,20 +218,33 @@ class ReadModel:
             day = parts[2]
             cell: Cell = (parts[3], parts[4], parts[5], parts[6], parts[7])
             new = agg.decode_rollup(value) if value is not None else None
-            old = self._raw.pop(key, None)
-            if new is not None:
-                self._raw[key] = new
+            old_value = self._raw.pop(key, None)
+            if old_value == value:
+                if value is not None:
+                    self._raw[key] = value
+                return
+            old = agg.decode_rollup(old_value) if old_value is not None else None
+            if value is not None:
+                self._raw[key] = value
             group: Group = (parts[3], parts[4], parts[7])
             delta = difference(new, old)
             if delta is not None:
-                _accumulate(self._day_groups.setdefault(day, {}), group, delta)
+                # totals first: they copy; the day's sum may then keep ``delta`` itself
+                # (difference() always returns a fresh object, referenced nowhere else)
                 _accumulate(self._totals, cell, delta)
+                _accumulate(self._day_groups.setdefault(day, {}), group, delta, owned=True)
+                if self._exposition is not None:
+                    self._exposition.add_rollup(cell, delta)
         elif kind == "g" and len(parts) == 6:
             gkey: GaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
             if value is None:
-                self._gauges.pop(gkey, None)
+                gold = self._gauges.pop(gkey, None)
+                gnew = None
             else:
-                self._gauges[gkey] = agg.decode_gauges(value)
+                gold = self._gauges.get(gkey)
+                gnew = self._gauges[gkey] = agg.decode_gauges(value)
+            if self._exposition is not None:
+                self._exposition.gauges_changed(gkey[1:], gold, gnew)
         elif kind == "s" and len(parts) == 4:
             skey = (int(parts[1]), parts[2], parts[3])
             if value is None:
@@ -258,6 +278,8 @@ class ReadModel:
             day = datetime.fromtimestamp(timestamp_ms / 1000, self._tz).date().isoformat()
         k = (day, agency, reason)
         self._dead[k] = self._dead.get(k, 0) + 1
+        if self._exposition is not None:
+            self._exposition.add_dead_letter(agency, reason)
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None, ts: int) -> None:
         try:
@@ -276,6 +298,31 @@ class ReadModel:
                     self._bad_records,
                     exc,
                 )
+
+    @property
+    def exposition(self) -> LiveExposition:
+        """The business families of /metrics (caller holds the lock).
+
+        Built from the totals on first use and kept up to date from then on, so a
+        catch-up (which /metrics withholds anyway) does not pay for it record by record.
+        """
+        live = self._exposition
+        if live is None:
+            live = LiveExposition(self._catalog)
+            for cell, r in self._totals.items():
+                live.add_rollup(cell, r)
+            for gkey, g in self._gauges.items():
+                live.gauges_changed(gkey[1:], None, g)
+            for (_day, agency, reason), n in self._dead.items():
+                live.add_dead_letter(agency, reason, n)
+            self._exposition = live
+        return live
+
+    @property
+    def unknown_cells(self) -> int:
+        """Cells /metrics leaves out (unknown to the catalog); 0 before it is built."""
+        live = self._exposition
+        return live.unknown_cells if live is not None else 0
 
     @property
     def bad_records(self) -> int:
@@ -332,6 +379,9 @@ class ReadModel:
             try:
                 while not self._stop.is_set():
                     self._poll_once(consumer)
+                    if self.status.ready and self._exposition is None:
+                        with self.lock:  # built here rather than by the first scrape
+                            self.exposition  # noqa: B018
                     if (
                         self.status.ready
                         and self.version != saved_version
@@ -461,7 +511,7 @@ class ReadModel:
         logger.debug("read model snapshot saved: %s (%d bytes)", path, len(data))
 
     def _records(self) -> list[tuple[bytes, bytes]]:
-        out: list[tuple[bytes, bytes]] = [(k, agg.encode(v)) for k, v in self._raw.items()]
+        out: list[tuple[bytes, bytes]] = list(self._raw.items())
         out.extend((agg.GaugeKey(*k).encode(), agg.encode(v)) for k, v in self._gauges.items())
         out.extend((agg.restatement_key(*k), agg.encode(v)) for k, v in self._restatements.items())
         out.extend((agg.watermark_key(k), agg.encode(v)) for k, v in self._watermarks.items())
@@ -490,6 +540,7 @@ class ReadModel:
         for k, v in snap.records:
             self._apply(self._topics.aggregates, k, v, 0)
         self._dead = {(d, a, r): n for d, a, r, n in snap.dead}
+        self._exposition = None  # rebuilt from what was restored
         self._offsets = {(t, p): o for t, p, o in snap.offsets}
         self.status.restored_from_snapshot = True
         logger.info(
@@ -584,11 +635,12 @@ class ReadModel:
         return datetime.fromtimestamp(low, UTC)
 
 
-def _accumulate(target: dict[K, Rollup], key: K, delta: Rollup) -> None:
+def _accumulate(target: dict[K, Rollup], key: K, delta: Rollup, owned: bool = False) -> None:
+    """Add ``delta`` into ``target[key]``; with ``owned`` a new entry is ``delta`` itself."""
     acc = target.get(key)
     if acc is None:
         # a msgspec round trip copies in microseconds; Rollup.add field by field is ~10x slower
-        target[key] = agg.decode_rollup(agg.encode(delta))
+        target[key] = delta if owned else agg.decode_rollup(agg.encode(delta))
     else:
         acc.add(delta)
 

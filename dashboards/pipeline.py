@@ -132,10 +132,31 @@ API_READMODEL_LAG: Final = OpsMetric(
     "Records between the read model and the end offsets seen at start",
 )
 
+API_BUSINESS_WITHHELD: Final = OpsMetric(
+    "servicepulse_api_business_withheld",
+    "gauge",
+    "1 while the business families are left out of /metrics (read model catching up)",
+)
+API_BUSINESS_SERIES: Final = OpsMetric(
+    "servicepulse_api_business_series",
+    "gauge",
+    "Series of the business families, by family",
+    ("family",),
+)
+API_BUSINESS_SERIES_BUDGET: Final = OpsMetric(
+    "servicepulse_api_business_series_budget",
+    "gauge",
+    "Most series a business family can have for the catalog",
+    ("family",),
+)
+
 API_METRICS: Final = (
     API_REQUESTS,
     API_LATENCY,
     API_INGEST,
     API_READMODEL_READY,
     API_READMODEL_LAG,
+    API_BUSINESS_WITHHELD,
+    API_BUSINESS_SERIES,
+    API_BUSINESS_SERIES_BUDGET,
 )

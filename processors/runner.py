@@ -365,20 +365,25 @@ class _Session:
         rc.assign(list(todo))
         for tp in todo:
             rc.seek(tp, begins[tp])
-        deadline = started + self.p.settings.restore_timeout_s
+        # the limit is on a lack of progress, not on the total: a long restore that keeps
+        # reading records never times out (issue 15)
+        stall = self.p.settings.restore_timeout_s
+        progressed = started
         n = 0
         changelog, aggregates = self.topics.changelog, self.topics.aggregates
         while todo:
-            if time.monotonic() > deadline:
+            if time.monotonic() - progressed > stall:
                 behind = {
                     f"{tp.topic}[{tp.partition}]": (rc.position(tp), e) for tp, e in todo.items()
                 }
                 raise RestoreError(
-                    f"restoring partitions {parts} took over "
-                    f"{self.p.settings.restore_timeout_s}s; still behind (position, end): {behind}"
+                    f"restoring partitions {parts} read no record for {stall:g}s; "
+                    f"still behind (position, end): {behind}"
                 )
             with self._calling():
                 batch = rc.poll(timeout_ms=200, max_records=20_000)
+            if batch:
+                progressed = time.monotonic()
             for tp, recs in batch.items():
                 n += len(recs)
                 if tp.topic == changelog:

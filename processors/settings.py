@@ -45,7 +45,7 @@ class ProcessorSettings(CommonSettings):
         60_000, ge=1_000, description="broker aborts a transaction left open this long"
     )
     restore_timeout_s: float = Field(
-        120.0, gt=0, description="give up restoring state after this long"
+        120.0, gt=0, description="give up a restore that has read no record for this long"
     )
     idle_tick_ms: int = Field(
         1_000, ge=100, description="how often live idle partitions advance with the wall clock"

@@ -177,7 +177,7 @@ class Stack:
             name=name,
             run_dir=self.run_dir,
             argv=_cli("serve", "--port", str(self.api_port)),
-            env=self.env(readmodel_snapshot="", **settings),
+            env=self.env(**{"readmodel_snapshot": "", **settings}),
             ready=lambda: _http_ok(f"{url}/healthz"),
             ready_timeout=60,
             stop_timeout=20,
