@@ -435,8 +435,11 @@ class Producer:
         if on_delivery is not None:
             done = on_delivery
 
-            def cb(err: ck.KafkaError | None, _msg: Any) -> None:
-                done(None if err is None else _from_error(err, "not delivered"))
+            def cb(err: ck.KafkaError | None, msg: Any) -> None:
+                if err is None:
+                    done(None, msg.partition(), msg.offset())
+                else:
+                    done(_from_error(err, "not delivered"), -1, -1)
 
         deadline: float | None = None
         while True:
@@ -611,10 +614,37 @@ class Admin:
         for tp, f in futures.items():
             _result(f, f"cannot delete records of {_ours(tp)}", timeout_s)
 
+    def partition_leaders(
+        self, topics: Sequence[str], timeout_s: float
+    ) -> dict[TopicPartition, int]:
+        md = self._metadata(timeout_s)
+        out: dict[TopicPartition, int] = {}
+        for name in topics:
+            t = md.topics.get(name)
+            if t is None or t.error is not None:
+                continue
+            for p in t.partitions.values():
+                out[TopicPartition(name, p.id)] = p.leader if p.error is None else -1
+        return out
+
+    def list_groups(self, timeout_s: float) -> list[str]:
+        got = _result(
+            self._a.list_consumer_groups(request_timeout=timeout_s), "no groups", timeout_s
+        )
+        return [g.group_id for g in got.valid]
+
+    def delete_groups(self, groups: Sequence[str], timeout_s: float) -> None:
+        if not groups:
+            return
+        futures = self._a.delete_consumer_groups(list(groups), request_timeout=timeout_s)
+        for g, f in futures.items():
+            _result(f, f"cannot delete group {g}", timeout_s)
+
     def group_offsets(
-        self, group: str, partitions: Sequence[TopicPartition], timeout_s: float
+        self, group: str, partitions: Sequence[TopicPartition] | None, timeout_s: float
     ) -> dict[TopicPartition, int | None]:
-        req = ConsumerGroupTopicPartitions(group, [_tp(tp) for tp in partitions])
+        tps = None if partitions is None else [_tp(tp) for tp in partitions]
+        req = ConsumerGroupTopicPartitions(group, tps)
         futures = self._a.list_consumer_group_offsets(
             [req], require_stable=True, request_timeout=timeout_s
         )

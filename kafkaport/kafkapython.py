@@ -16,6 +16,7 @@ from kafka import TopicPartition as KTopicPartition
 from kafka.errors import KafkaError as KError
 from kafka.errors import KafkaTimeoutError as KTimeout
 from kafka.errors import UnknownTopicOrPartitionError
+from kafka.partitioner.default import murmur2
 
 from contract.settings import CommonSettings
 from kafkaport.ports import DeliveryCallback, GroupMetadata, Isolation, RebalanceListener
@@ -114,6 +115,12 @@ class KafkaPython:
     def admin(self) -> Any:
         """Not offered over kafka-python (see the module)."""
         raise NotImplementedError("administration runs on kafkaport.confluent")
+
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """The partition Java's (and both clients') default partitioner picks for ``key``."""
+    h: int = murmur2(key)
+    return (h & 0x7FFFFFFF) % partitions
 
 
 def _ktp(tp: TopicPartition) -> KTopicPartition:
@@ -233,8 +240,8 @@ class Producer:
             raise error(exc, f"cannot send to {topic}") from exc
         if on_delivery is not None:
             done = on_delivery
-            future.add_callback(lambda _md: done(None))
-            future.add_errback(lambda exc: done(error(exc, "not delivered")))
+            future.add_callback(lambda md: done(None, md.partition, md.offset))
+            future.add_errback(lambda exc: done(error(exc, "not delivered"), -1, -1))
 
     def flush(self, timeout_s: float) -> int:
         try:
@@ -255,4 +262,4 @@ class Producer:
         self._p.close(timeout=timeout_s)
 
 
-__all__ = ["Consumer", "KafkaPython", "Producer", "error"]
+__all__ = ["Consumer", "KafkaPython", "Producer", "error", "murmur2_partition"]

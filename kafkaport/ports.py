@@ -14,8 +14,9 @@ from typing import Literal, Protocol
 from kafkaport.types import KafkaError, Record, TopicPartition
 
 Isolation = Literal["read_committed", "read_uncommitted"]
-#: Called once per record sent, with ``None`` when the broker acknowledged it.
-DeliveryCallback = Callable[[KafkaError | None], None]
+#: Called once per record sent: ``(None, partition, offset)`` when the broker
+#: acknowledged it, ``(error, -1, -1)`` when it was not delivered.
+DeliveryCallback = Callable[[KafkaError | None, int, int], None]
 
 
 class GroupMetadata(Protocol):
@@ -212,10 +213,25 @@ class Admin(Protocol):
         """Move each partition's log start to the offset (what retention does)."""
         ...
 
+    def partition_leaders(
+        self, topics: Sequence[str], timeout_s: float
+    ) -> dict[TopicPartition, int]:
+        """The leader broker of every partition of ``topics`` (-1: none yet)."""
+        ...
+
+    def list_groups(self, timeout_s: float) -> list[str]:
+        """The ids of the cluster's consumer groups."""
+        ...
+
+    def delete_groups(self, groups: Sequence[str], timeout_s: float) -> None:
+        """Delete consumer groups (empty ones; others fail)."""
+        ...
+
     def group_offsets(
-        self, group: str, partitions: Sequence[TopicPartition], timeout_s: float
+        self, group: str, partitions: Sequence[TopicPartition] | None, timeout_s: float
     ) -> dict[TopicPartition, int | None]:
-        """A group's committed offsets (stable: waits out open transactions)."""
+        """A group's committed offsets (of every partition it committed if
+        ``partitions`` is ``None``); stable: waits out open transactions."""
         ...
 
     def close(self) -> None:

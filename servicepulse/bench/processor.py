@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contract import aggregates, bus
+import kafkaport
+from contract import aggregates
 from contract.settings import CommonSettings
 from contract.topics import Topics
 from servicepulse import stack
@@ -164,19 +165,17 @@ def read_rollup_totals(
     every ``r|`` key and sums the partitions, as the API's read model does.
     """
     end = offsets.end_offsets(settings, topic)
-    consumer = bus.consumer(settings, group_id=None)
+    consumer = kafkaport.connect(settings).consumer(client_id="servicepulse-bench")
     latest: dict[bytes, aggregates.Rollup] = {}
     try:
-        consumer.assign(list(end))
-        consumer.seek_to_beginning(*end)
+        consumer.assign(dict.fromkeys(end, kafkaport.BEGINNING))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and any(
-            consumer.position(tp) < off for tp, off in end.items()
+            (consumer.position(tp) or 0) < off for tp, off in end.items()
         ):
-            for records in consumer.poll(timeout_ms=500, max_records=5_000).values():
-                for rec in records:
-                    if rec.key and rec.key.startswith(b"r|") and rec.value is not None:
-                        latest[rec.key] = aggregates.decode_rollup(rec.value)
+            for rec in consumer.poll(0.5, 5_000):
+                if rec.key and rec.key.startswith(b"r|") and rec.value is not None:
+                    latest[rec.key] = aggregates.decode_rollup(rec.value)
     finally:
         consumer.close()
     totals: dict[tuple[str, str], list[int]] = {}

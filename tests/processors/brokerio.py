@@ -13,11 +13,12 @@ from contract.catalog import Catalog
 from contract.methodology import load_methodology
 from contract.settings import CommonSettings
 from contract.topics import Topics
-from kafkaport import BEGINNING, TopicPartition, connect
+from kafkaport import connect
 from kafkaport.topics import delete_topics
 from processors.metrics import build_metrics
 from processors.runner import Processor
 from processors.settings import ProcessorSettings
+from tests.fixtures.kafka import read_topic
 from tests.fixtures.streams import CATALOG_PATH, Stream, encode
 
 
@@ -83,20 +84,7 @@ def produce(settings: CommonSettings, topics: Topics, stream: Stream, seconds: f
 
 def read_all(settings: CommonSettings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     """Every committed record of a topic, in partition order."""
-    c = connect(settings).consumer(client_id="test-read")
-    try:
-        tps = [TopicPartition(topic, q) for q in sorted(c.partitions_for(topic, 30))]
-        ends = {tp: end for tp, (_, end) in c.watermarks(tps, 30).items()}
-        c.assign(dict.fromkeys(tps, BEGINNING))
-        per: dict[int, list[tuple[bytes | None, bytes | None]]] = {tp.partition: [] for tp in tps}
-        deadline = time.monotonic() + 60
-        while any((c.position(tp) or 0) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for r in c.poll(0.5, 10_000):
-                per[r.partition].append((r.key, r.value))
-        return [kv for tp in tps for kv in per[tp.partition]]
-    finally:
-        c.close()
+    return [(r.key, r.value) for r in read_topic(settings, topic)]
 
 
 def materialise(settings: CommonSettings, topics: Topics) -> dict[bytes, bytes]:
