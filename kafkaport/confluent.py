@@ -363,11 +363,17 @@ class Consumer:
         out: dict[TopicPartition, tuple[int, int]] = {}
         deadline = time.monotonic() + timeout_s
         for tp in partitions:
-            left = max(0.1, deadline - time.monotonic())
-            try:
-                got = self._c.get_watermark_offsets(_tp(tp), timeout=left, cached=False)
-            except ck.KafkaException as exc:
-                raise error(exc, f"cannot read the offsets of {tp}") from exc
+            while True:
+                left = max(0.1, deadline - time.monotonic())
+                try:
+                    got = self._c.get_watermark_offsets(_tp(tp), timeout=left, cached=False)
+                    break
+                except ck.KafkaException as exc:
+                    err = error(exc, f"cannot read the offsets of {tp}")
+                    # a new topic's leaders take a moment to settle
+                    if not err.retriable or time.monotonic() + 0.1 > deadline:
+                        raise err from exc
+                    time.sleep(0.1)
             if got is None:
                 raise KafkaTimeoutError(f"no offsets of {tp} within {timeout_s}s")
             out[tp] = (got[0], got[1])
