@@ -471,7 +471,8 @@ class Producer:
                 raise error(exc, f"cannot send to {topic}") from exc
 
     def flush(self, timeout_s: float) -> int:
-        return self._p.flush(timeout_s)
+        left: int = self._p.flush(timeout_s)
+        return left
 
     def partitions_for(self, topic: str, timeout_s: float) -> set[int]:
         return _partitions(self._p, topic, timeout_s)
