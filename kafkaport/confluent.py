@@ -153,8 +153,9 @@ class ConfluentKafka:
         cfg = {
             **self._base(client_id),
             "isolation.level": isolation,
+            # offsets commit in transactions; the offset store (never committed by the
+            # consumer itself) tells a fetch restarted by a rebalance where to resume
             "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             # a group is required by librdkafka's consumer; assign() does not join it
             "group.id": group_id or f"{client_id}-unused",

@@ -243,8 +243,14 @@ class Session:
                     eng = self.engines.get(p)
                     if eng is None:
                         raise SessionError(f"records for partition {p} with no state")
-                    first, nxt = part[0].offset, part[-1].offset + 1
                     expected = self.next_offset.get(p)
+                    if expected is not None and part[0].offset < expected:
+                        # delivered again (a fetch restarted by a rebalance): those
+                        # records are applied already and must not count twice
+                        part = [r for r in part if r.offset >= expected]
+                        if not part:
+                            continue
+                    first, nxt = part[0].offset, part[-1].offset + 1
                     if expected is not None and first > expected:
                         self.check_gap(TopicPartition(events, p), expected, first)
                     if debug:
@@ -257,7 +263,7 @@ class Session:
                     checkpoint.processed(TopicPartition(events, p), nxt)
                     self.next_offset[p] = nxt
                     touched.add(p)
-                n += len(recs)
+                    n += len(part)
                 busy += time.monotonic() - t0
             if n >= s.max_batch or self.p.stopping or not recs:
                 break

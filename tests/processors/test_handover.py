@@ -173,3 +173,46 @@ def test_records_the_client_skips_are_caught_before_a_commit(
     diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
     assert not diff, f"cells differ from the oracle (want, got): {list(diff.items())[:5]}"
     assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
+
+
+def test_records_the_client_delivers_again_count_once(settings: ProcessorSettings) -> None:
+    """A client that moves a partition's position back over records it returned already
+    (librdkafka 2.12 restarted a retained partition's fetch from its assigned offset
+    after a cooperative rebalance; moved back by hand here): those records are applied
+    already and must not be counted again (as duplicates or otherwise)."""
+    slow = settings.model_copy(
+        update={"max_batch": 20, "poll_records": 20, "commit_interval_ms": 50}
+    )
+    proc, registry = new_processor(slow)
+    produce(slow, proc.topics, STREAM)
+    tp = TopicPartition(proc.topics.events, 0)
+    end = len(STREAM.events[0])
+    stats: list[RunStats] = []
+    runner = threading.Thread(
+        target=lambda: stats.append(proc.run_until_caught_up(timeout_s=120)), daemon=True
+    )
+    runner.start()
+    deadline = time.monotonic() + 60
+    moved = 0
+    while moved < 3 and runner.is_alive():
+        assert time.monotonic() < deadline, "the consumer was never moved back"
+        session = proc._session
+        at = session.next_offset.get(0) if session is not None else None
+        if session is not None and session.consumer is not None and at is not None:
+            if 10 < at < end - 5:
+                session.consumer.seek(tp, at - 10)  # what the client did by itself
+                moved += 1
+                time.sleep(0.3)
+        time.sleep(0.02)
+    runner.join(timeout=150)
+    assert moved == 3, "the processor finished before the consumer could be moved back"
+    assert stats, "the processor did not catch up"
+    assert stats[0].events == sum(len(v) for v in STREAM.events.values())
+    assert _total(registry, "sessions") == 1
+
+    cells, gauges = summed(materialise(slow, proc.topics))
+    want, want_gauges = oracle.expected(STREAM)
+    got = oracle.flatten(cells)
+    diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
+    assert not diff, f"cells differ from the oracle (want, got): {list(diff.items())[:5]}"
+    assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
