@@ -198,11 +198,11 @@ def test_records_the_client_delivers_again_count_once(settings: ProcessorSetting
         assert time.monotonic() < deadline, "the consumer was never moved back"
         session = proc._session
         at = session.next_offset.get(0) if session is not None else None
-        if session is not None and session.consumer is not None and at is not None:
-            if 10 < at < end - 5:
-                session.consumer.seek(tp, at - 10)  # what the client did by itself
-                moved += 1
-                time.sleep(0.3)
+        consumer = session.consumer if session is not None else None
+        if consumer is not None and at is not None and 10 < at < end - 5:
+            consumer.seek(tp, at - 10)  # what the client did by itself
+            moved += 1
+            time.sleep(0.3)
         time.sleep(0.02)
     runner.join(timeout=150)
     assert moved == 3, "the processor finished before the consumer could be moved back"
