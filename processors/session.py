@@ -252,7 +252,10 @@ class Session:
                             continue
                     first, nxt = part[0].offset, part[-1].offset + 1
                     if expected is not None and first > expected:
-                        self.check_gap(TopicPartition(events, p), expected, first)
+                        tp = TopicPartition(events, p)
+                        if not self.check_gap(tp, expected, first):
+                            consumer.seek(tp, expected)  # read the skipped records
+                            continue
                     if debug:
                         logger.debug("p%d: offsets %d-%d", p, first, nxt - 1)
                     dead = eng.process(part)
@@ -298,7 +301,7 @@ class Session:
         stats.records_out += out
         stats.last_commit_at = time.monotonic()
 
-    def check_gap(self, tp: TopicPartition, expected: int, first: int) -> None:
+    def check_gap(self, tp: TopicPartition, expected: int, first: int) -> bool:
         """Records of ``tp`` came from offset ``first`` although ``expected`` was next.
 
         Offsets below the partition's log start were deleted by the events topic's
@@ -307,8 +310,9 @@ class Session:
         (``servicepulse_processor_retention_lost_total``, once per process) and logged
         as an error, and processing goes on. Above the log start, offsets may rightly
         hold nothing for a ``read_committed`` reader (transaction markers, aborted
-        records); if they hold records, the client skipped them, and the session
-        restarts from the last commit instead of losing them.
+        records); if they hold records, the client skipped them: ``False`` (the caller
+        moves the consumer back to ``expected`` and drops the records it got).
+        Returns whether the records from ``first`` may be processed.
         """
         c = self._gap
         if c is None:
@@ -335,21 +339,25 @@ class Session:
                 )
             expected = start
             if expected >= first:
-                return
+                return True
         c.assign({tp: expected})
         deadline = time.monotonic() + REQUEST_S
         while True:
             held = [r.offset for r in c.poll(0.2, 500) if expected <= r.offset < first]
             if held:
                 self.p.metrics.skips.inc()
-                raise SessionError(
-                    f"partition {tp.partition}: the Kafka client skipped offsets "
-                    f"{expected}-{first - 1} (records at {held[0]}...); restarting from "
-                    "the last commit"
+                logger.warning(
+                    "partition %d: the Kafka client skipped offsets %d-%d (records at %d...); "
+                    "reading them again",
+                    tp.partition,
+                    expected,
+                    first - 1,
+                    held[0],
                 )
+                return False
             pos = c.position(tp)
             if pos is not None and pos >= first:
-                return
+                return True
             if time.monotonic() > deadline:
                 raise SessionError(
                     f"partition {tp.partition}: could not check offsets {expected}-{first - 1}"

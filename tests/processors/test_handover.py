@@ -13,9 +13,10 @@ read the changelog and aggregates to their end, then start from exactly those of
 Reading state first restores it without the old owner's last transaction while the
 offsets already point past it, and the events of that transaction are lost.
 
-Second, a client that moves a partition's position past records it never returned:
-the processor must catch the gap before committing. (The skips once blamed on
-kafka-python were records deleted by retention: tests/processors/test_retention.py.)
+Second, a client that moves a partition's position past records it never returned, or
+back over records it returned already: the processor must catch both before committing.
+(The skips once blamed on kafka-python were records deleted by retention:
+tests/processors/test_retention.py.)
 """
 
 from __future__ import annotations
@@ -140,8 +141,9 @@ def test_records_the_client_skips_are_caught_before_a_commit(
     settings: ProcessorSettings,
 ) -> None:
     """A client that moves a partition's position past records it never returned (the
-    consumer moved forward by hand here): the processor must notice the gap before
-    committing, restart from the last commit and still count every event once."""
+    consumer moved forward by hand here; librdkafka 2.12 did it by itself after cooperative
+    rebalances): the processor must notice the gap before committing, move the consumer
+    back and still count every event once."""
     slow = settings.model_copy(
         update={"max_batch": 20, "poll_records": 20, "commit_interval_ms": 50}
     )
@@ -165,7 +167,7 @@ def test_records_the_client_skips_are_caught_before_a_commit(
         time.sleep(0.05)
     runner.join(timeout=150)
     assert stats, "the processor did not catch up"
-    assert _total(registry, "sessions") >= 2, "the session did not restart"
+    assert _total(registry, "sessions") == 1, "a skip needs no new session"
 
     cells, gauges = summed(materialise(slow, proc.topics))
     want, want_gauges = oracle.expected(STREAM)
