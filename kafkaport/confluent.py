@@ -160,7 +160,10 @@ class ConfluentKafka:
             # a group is required by librdkafka's consumer; assign() does not join it
             "group.id": group_id or f"{client_id}-unused",
             "partition.assignment.strategy": "cooperative-sticky",
-            "enable.partition.eof": True,
+            # no end-of-partition events: with them, librdkafka 2.12's batch consume
+            # dropped the record that followed one (the position passes transaction
+            # markers and aborted records by itself)
+            "enable.partition.eof": False,
         }
         if session_timeout_ms is not None:
             cfg["session.timeout.ms"] = session_timeout_ms
@@ -241,9 +244,6 @@ class Consumer:
     def __init__(self, client: ck.Consumer) -> None:
         self._c = client
         self._listener: RebalanceListener | None = None
-        #: the end offset each partition was last found at (partition EOF events): a
-        #: read_committed position stays before aborted records at a partition's end
-        self._eof: dict[tuple[str, int], int] = {}
 
     def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
         self._listener = listener
@@ -261,8 +261,6 @@ class Consumer:
     # cooperative protocol they carry only the partitions that move
     def _on_assign(self, c: ck.Consumer, parts: list[ck.TopicPartition]) -> None:
         tps = [_ours(p) for p in parts]
-        for tp in tps:
-            self._eof.pop((tp.topic, tp.partition), None)
         starts = self._listener.on_assigned(tps) if tps and self._listener else {}
         c.incremental_assign([_tp(tp, starts.get(tp, ck.OFFSET_STORED)) for tp in tps])
 
@@ -281,7 +279,6 @@ class Consumer:
             c.incremental_unassign(parts)
 
     def assign(self, starts: Mapping[TopicPartition, int]) -> None:
-        self._eof.clear()
         try:
             self._c.assign([_tp(tp, off) for tp, off in starts.items()])
         except ck.KafkaException as exc:
@@ -291,7 +288,6 @@ class Consumer:
         return [_ours(p) for p in self._c.assignment()]
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
-        self._eof.pop((partition.topic, partition.partition), None)
         try:
             self._c.seek(_tp(partition, offset))
         except ck.KafkaException as exc:
@@ -312,10 +308,7 @@ class Consumer:
             if err is not None:
                 if err.fatal():
                     raise _from_error(err, "consume failed")
-                if err.code() == _E._PARTITION_EOF:
-                    self._eof[(m.topic(), m.partition())] = m.offset()  # type: ignore[index,assignment]
-                else:
-                    logger.warning("consumer: %s", err.str())
+                logger.warning("consumer: %s", err.str())
                 continue
             append(
                 Record(
@@ -334,8 +327,6 @@ class Consumer:
             off = self._c.position([_tp(partition)])[0].offset
         except ck.KafkaException as exc:
             raise error(exc, f"no position of {partition}") from exc
-        eof = self._eof.get((partition.topic, partition.partition), -1)
-        off = max(off, eof)
         return off if off >= 0 else None
 
     def last_end(self, partition: TopicPartition) -> int | None:
