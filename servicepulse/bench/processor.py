@@ -4,7 +4,7 @@ For 1 and 2 instances: a fresh set of topics, the data set produced into the eve
 topic, then the real ``servicepulse process`` command started as child processes (one
 consumer group, exactly-once) and timed by the group referee
 (:mod:`servicepulse.bench.offsets`) until every input offset is committed. The raw
-kafka-python consume rate of the same topic is measured just before and just after;
+confluent-kafka consume rate of the same topic is measured just before and just after;
 the faster of the two is the baseline. The aggregates it wrote are read back and its
 journeys started/submitted per service and day compared with totals computed directly
 from the events, so a fast but wrong processor cannot pass.
@@ -34,7 +34,7 @@ from servicepulse.bench.harness import BenchContext, Figure, Goal, unavailable
 GOAL = Goal("ratio", ">=", 0.60)
 #: The /metrics port of every processor child this process started, by pid.
 _METRICS_PORTS: dict[int, int] = {}
-BASELINE = "raw kafka-python consume, same topic"
+BASELINE = "raw confluent-kafka consume, same topic"
 
 
 def missing() -> str | None:
