@@ -61,6 +61,10 @@ _FENCED = frozenset(
 )
 _TIMEOUTS = frozenset({_E._TIMED_OUT, _E.REQUEST_TIMED_OUT, _E._TIMED_OUT_QUEUE})
 _UNKNOWN = frozenset({_E.UNKNOWN_TOPIC_OR_PART, _E._UNKNOWN_TOPIC, _E._UNKNOWN_PARTITION})
+#: what a partition answers while a new topic's leadership settles
+_SETTLING = frozenset(
+    {_E.NOT_LEADER_FOR_PARTITION, _E.LEADER_NOT_AVAILABLE, _E.UNKNOWN_TOPIC_OR_PART}
+)
 #: how long ``send`` waits for room in a full local queue before it gives up
 _QUEUE_FULL_WAIT_S = 30.0
 
@@ -362,8 +366,10 @@ class Consumer:
                     break
                 except ck.KafkaException as exc:
                     err = error(exc, f"cannot read the offsets of {tp}")
+                    code = exc.args[0].code() if exc.args else None
                     # a new topic's leaders take a moment to settle
-                    if not err.retriable or time.monotonic() + 0.1 > deadline:
+                    settling = err.retriable or code in _SETTLING
+                    if not settling or time.monotonic() + 0.1 > deadline:
                         raise err from exc
                     time.sleep(0.1)
             if got is None:
