@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from kafkaport.ports import Consumer, Kafka, TransactionalProducer
-from kafkaport.types import Record, TopicPartition
+from kafkaport.types import KafkaError, Record, TopicPartition
 from processors import recovery
 from processors.checkpoint import Checkpoint
 from processors.engine import PartitionEngine
@@ -295,11 +295,54 @@ class Session:
         checkpoint, consumer = self.checkpoint, self.consumer
         if checkpoint is None or consumer is None or not checkpoint.pending(self.engines):
             return
-        out = checkpoint.commit(self.engines, consumer.group_metadata())
+        try:
+            out = checkpoint.commit(self.engines, consumer.group_metadata())
+        except KafkaError as exc:
+            if not exc.requires_abort or exc.fatal:
+                raise
+            # e.g. offsets of a generation the group has just left behind (a commit
+            # during a rebalance, KIP-447 fencing): the transaction is lost, the
+            # membership is not
+            self._recover_in_place(exc)
+            return
         stats = self.p.stats
         stats.transactions += 1
         stats.records_out += out
         stats.last_commit_at = time.monotonic()
+
+    def _recover_in_place(self, exc: KafkaError) -> None:
+        """Abort the open transaction and rebuild the owned partitions from Kafka, staying
+        in the group (leaving it would move every partition of every instance again)."""
+        checkpoint, consumer, producer = self.checkpoint, self.consumer, self.producer
+        if checkpoint is None or consumer is None or producer is None:
+            raise SessionError("no clients to recover with") from exc
+        owned = sorted(self.engines)
+        logger.warning(
+            "transaction refused (%s); restoring partitions %s from the last commit", exc, owned
+        )
+        checkpoint.open = False
+        checkpoint.offsets = {}
+        producer.abort_transaction(REQUEST_S)
+        self.p.metrics.transactions.labels("aborted").inc()
+        self.engines.clear()
+        self.next_offset.clear()
+        if not owned:
+            return
+        got = recovery.restore(
+            self.kafka,
+            consumer,
+            self.topics,
+            owned,
+            self.p.ctx,
+            self.p.settings.restore_timeout_s,
+        )
+        self.engines.update(got.engines)
+        for tp, off in got.starts.items():
+            self.next_offset[tp.partition] = off
+            consumer.seek(tp, off)
+        self.p.stats.restore_seconds += got.seconds
+        self.p.stats.restored_records += got.records
+        self.p.metrics.restore_seconds.observe(got.seconds)
 
     def check_gap(self, tp: TopicPartition, expected: int, first: int) -> bool:
         """Records of ``tp`` came from offset ``first`` although ``expected`` was next.
