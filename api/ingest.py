@@ -331,6 +331,7 @@ class ProducerLink:
             linger_ms=2,
             delivery_timeout_ms=timeout_ms + 10,
             request_timeout_ms=max(1000, timeout_ms - 10),
+            max_block_s=1.0,  # never hold the event loop longer when the buffer is full
         )
         try:
             # fetch metadata now: the topics must exist before events are accepted

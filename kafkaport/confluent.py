@@ -65,8 +65,6 @@ _UNKNOWN = frozenset({_E.UNKNOWN_TOPIC_OR_PART, _E._UNKNOWN_TOPIC, _E._UNKNOWN_P
 _SETTLING = frozenset(
     {_E.NOT_LEADER_FOR_PARTITION, _E.LEADER_NOT_AVAILABLE, _E.UNKNOWN_TOPIC_OR_PART}
 )
-#: how long ``send`` waits for room in a full local queue before it gives up
-_QUEUE_FULL_WAIT_S = 30.0
 
 
 def error(exc: BaseException, doing: str) -> KafkaError:
@@ -203,6 +201,7 @@ class ConfluentKafka:
         batch_bytes: int | None = None,
         delivery_timeout_ms: int | None = None,
         request_timeout_ms: int | None = None,
+        max_block_s: float = 30.0,
     ) -> Producer:
         cfg = self._producer_config(client_id, linger_ms, batch_bytes)
         if delivery_timeout_ms is not None:
@@ -210,7 +209,7 @@ class ConfluentKafka:
         if request_timeout_ms is not None:
             cfg["request.timeout.ms"] = request_timeout_ms
         try:
-            return Producer(ck.Producer(cfg), serve=True)
+            return Producer(ck.Producer(cfg), serve=True, block_s=max_block_s)
         except ck.KafkaException as exc:
             raise error(exc, "cannot create a producer") from exc
 
@@ -411,8 +410,9 @@ class Producer:
     With ``serve``, a daemon thread serves delivery callbacks (they run on it).
     """
 
-    def __init__(self, client: ck.Producer, *, serve: bool) -> None:
+    def __init__(self, client: ck.Producer, *, serve: bool, block_s: float = 30.0) -> None:
         self._p = client
+        self._block_s = block_s
         self._closed = threading.Event()
         self._server: threading.Thread | None = None
         if serve:
@@ -459,10 +459,10 @@ class Producer:
                 return
             except BufferError as exc:  # the local queue is full: serve it and retry
                 now = time.monotonic()
-                deadline = deadline or now + _QUEUE_FULL_WAIT_S
+                deadline = deadline or now + self._block_s
                 if now > deadline:
                     raise KafkaTimeoutError(
-                        f"the producer's queue stayed full for {_QUEUE_FULL_WAIT_S:.0f}s"
+                        f"the producer's queue stayed full for {self._block_s:.1f}s"
                     ) from exc
                 self._p.poll(0.05)
             except ck.KafkaException as exc:

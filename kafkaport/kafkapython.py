@@ -85,6 +85,7 @@ class KafkaPython:
         batch_bytes: int | None = None,
         delivery_timeout_ms: int | None = None,
         request_timeout_ms: int | None = None,
+        max_block_s: float = 30.0,
     ) -> Producer:
         cfg: dict[str, Any] = {
             **self._settings.kafka_config(),
@@ -93,6 +94,7 @@ class KafkaPython:
             "enable_idempotence": True,
             "linger_ms": linger_ms,
             "max_in_flight_requests_per_connection": 5,
+            "max_block_ms": int(max_block_s * 1000),
         }
         if batch_bytes is not None:
             cfg["batch_size"] = batch_bytes
@@ -102,7 +104,6 @@ class KafkaPython:
             # kafka-python requires delivery >= request timeout + linger
             floor = cfg.get("request_timeout_ms", 30_000) + linger_ms
             cfg["delivery_timeout_ms"] = max(delivery_timeout_ms, floor)
-            cfg["max_block_ms"] = min(60_000, max(delivery_timeout_ms, 1_000))
         try:
             return Producer(KafkaProducer(**cfg))
         except KError as exc:

@@ -263,8 +263,10 @@ class Kafka(Protocol):
         batch_bytes: int | None = None,
         delivery_timeout_ms: int | None = None,
         request_timeout_ms: int | None = None,
+        max_block_s: float = 30.0,
     ) -> Producer:
-        """An idempotent producer with ``acks=all``."""
+        """An idempotent producer with ``acks=all``; ``send`` waits at most
+        ``max_block_s`` for room in a full buffer (then raises a timeout)."""
         ...
 
     def transactional_producer(

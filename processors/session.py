@@ -188,7 +188,7 @@ class Session:
         logger.info("revoked partitions %s", gone)
         try:
             if self.state in (State.RUNNING, State.CLOSING):
-                self._commit()
+                self._commit(leaving=tuple(gone))
         finally:
             self._drop(gone)
 
@@ -291,32 +291,34 @@ class Session:
         self._gauges(now)
         return n
 
-    def _commit(self) -> None:
+    def _commit(self, leaving: tuple[int, ...] = ()) -> None:
+        """Commit what is pending; ``leaving``: partitions about to be revoked (not worth
+        restoring if the commit is refused)."""
         checkpoint, consumer = self.checkpoint, self.consumer
         if checkpoint is None or consumer is None or not checkpoint.pending(self.engines):
             return
         try:
             out = checkpoint.commit(self.engines, consumer.group_metadata())
         except KafkaError as exc:
-            if not exc.requires_abort or exc.fatal:
+            if not exc.requires_abort or exc.fatal or self.state is not State.RUNNING:
                 raise
             # e.g. offsets of a generation the group has just left behind (a commit
             # during a rebalance, KIP-447 fencing): the transaction is lost, the
             # membership is not
-            self._recover_in_place(exc)
+            self._recover_in_place(exc, leaving)
             return
         stats = self.p.stats
         stats.transactions += 1
         stats.records_out += out
         stats.last_commit_at = time.monotonic()
 
-    def _recover_in_place(self, exc: KafkaError) -> None:
+    def _recover_in_place(self, exc: KafkaError, leaving: tuple[int, ...]) -> None:
         """Abort the open transaction and rebuild the owned partitions from Kafka, staying
         in the group (leaving it would move every partition of every instance again)."""
         checkpoint, consumer, producer = self.checkpoint, self.consumer, self.producer
         if checkpoint is None or consumer is None or producer is None:
             raise SessionError("no clients to recover with") from exc
-        owned = sorted(self.engines)
+        owned = sorted(set(self.engines) - set(leaving))
         logger.warning(
             "transaction refused (%s); restoring partitions %s from the last commit", exc, owned
         )

@@ -220,6 +220,7 @@ class EventProducer:
                 batch_bytes=256 * 1024,
                 delivery_timeout_ms=timeout_ms,
                 request_timeout_ms=min(30_000, max(1_000, timeout_ms // 2)),
+                max_block_s=min(60.0, max(self._delivery_timeout_s, 1.0)),
             )
         return self._client
 
