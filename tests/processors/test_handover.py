@@ -182,9 +182,7 @@ def test_records_the_client_delivers_again_count_once(settings: ProcessorSetting
     (librdkafka 2.12 restarted a retained partition's fetch from its assigned offset
     after a cooperative rebalance; moved back by hand here): those records are applied
     already and must not be counted again (as duplicates or otherwise)."""
-    slow = settings.model_copy(
-        update={"max_batch": 5, "poll_records": 5, "commit_interval_ms": 50}
-    )
+    slow = settings.model_copy(update={"max_batch": 5, "poll_records": 5, "commit_interval_ms": 50})
     proc, registry = new_processor(slow)
     produce(slow, proc.topics, STREAM)
     tp = TopicPartition(proc.topics.events, 0)
