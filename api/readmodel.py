@@ -31,13 +31,13 @@ import msgspec
 
 from api.exposition import LiveExposition
 from contract import aggregates as agg
-from contract import bus
 from contract.aggregates import Gauges, Hist, Restatement, Rollup, Watermark
 from contract.catalog import Catalog
 from contract.errors import BusError
 from contract.events import Reason
 from contract.settings import CommonSettings
 from contract.topics import Topics
+from kafkaport import BEGINNING, Consumer, KafkaError, TopicPartition, connect
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +190,8 @@ class ReadModel:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._bad_records = 0
-        self._targets: dict[bus.TopicPartition, int] = {}
-        self._assigned: list[bus.TopicPartition] = []
+        self._targets: dict[TopicPartition, int] = {}
+        self._assigned: list[TopicPartition] = []
         self._clear()
 
     def _clear(self) -> None:
@@ -390,7 +390,7 @@ class ReadModel:
                         self.save_snapshot()
                         last_snapshot = time.monotonic()
                         saved_version = self.version
-            except bus.KafkaError as exc:
+            except KafkaError as exc:
                 self.status.error = f"consumer failed: {exc}"
                 logger.warning("read model consumer failed, reconnecting: %s", exc)
             finally:
@@ -400,46 +400,42 @@ class ReadModel:
         if self.status.ready:
             self.save_snapshot()
 
-    def _open_consumer(self, deadline: float | None) -> bus.KafkaConsumer:
+    def _open_consumer(self, deadline: float | None) -> Consumer:
         """Connect, assign every partition of both topics and seek; sets the targets."""
-        consumer = bus.consumer(
-            self._settings,
-            client_id="servicepulse-api-readmodel",
-            group_id=None,
-            max_poll_records=5000,
-            fetch_max_wait_ms=200,
-        )
         try:
-            tps: list[bus.TopicPartition] = []
+            consumer = connect(self._settings).consumer(
+                client_id="servicepulse-api-readmodel", fetch_max_wait_ms=200
+            )
+        except KafkaError as exc:
+            raise BusError(f"read model cannot connect to Kafka: {exc}") from exc
+        try:
+            tps: list[TopicPartition] = []
             for topic in (self._topics.aggregates, self._topics.deadletter):
-                parts = consumer.partitions_for_topic(topic)
+                parts = consumer.partitions_for(topic, 10.0)
                 while not parts:
                     late = deadline is not None and time.monotonic() > deadline
                     if self._stop.is_set() or late:
                         raise BusError(f"topic {topic!r} does not exist on the broker")
                     self.status.error = f"waiting for topic {topic!r} to be created"
                     time.sleep(1.0)
-                    consumer.poll(timeout_ms=0)
-                    parts = consumer.partitions_for_topic(topic)
-                tps.extend(bus.TopicPartition(topic, p) for p in sorted(parts))
-            consumer.assign(tps)
-            ends: dict[bus.TopicPartition, int] = consumer.end_offsets(tps)
+                    parts = consumer.partitions_for(topic, 10.0)
+                tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+            ends = {tp: end for tp, (_, end) in consumer.watermarks(tps, 30.0).items()}
             with self.lock:
                 if not self._offsets:
                     self._restore(ends)
+                starts = {}
                 for tp in tps:
                     pos = self._offsets.get((tp.topic, tp.partition))
-                    if pos is None:
-                        consumer.seek_to_beginning(tp)
-                    else:
-                        consumer.seek(tp, pos)
+                    starts[tp] = BEGINNING if pos is None else pos
+            consumer.assign(starts)
             self._targets = {tp: ends.get(tp, 0) for tp in tps}
             self._assigned = tps
             self.status.connected = True
             self.status.error = ""
             self._update_lag(consumer)
             return consumer
-        except bus.KafkaError as exc:
+        except KafkaError as exc:
             consumer.close()
             raise BusError(
                 f"read model cannot read from {self._settings.kafka_bootstrap}: {exc}"
@@ -448,27 +444,27 @@ class ReadModel:
             consumer.close()
             raise
 
-    def _poll_once(self, consumer: bus.KafkaConsumer) -> None:
-        batches = consumer.poll(timeout_ms=200)
-        if batches:
-            n = 0
+    def _poll_once(self, consumer: Consumer) -> None:
+        records = consumer.poll(0.2, 5000)
+        if records:
             with self.lock:
-                for tp, records in batches.items():
-                    topic = tp.topic
-                    for rec in records:
-                        self._apply(topic, rec.key, rec.value, rec.timestamp)
-                    n += len(records)
-                    self._offsets[(topic, tp.partition)] = records[-1].offset + 1
+                offsets = self._offsets
+                for rec in records:
+                    self._apply(rec.topic, rec.key, rec.value, rec.timestamp)
+                    offsets[(rec.topic, rec.partition)] = rec.offset + 1
                 self.version += 1
-            self.status.records += n
+            self.status.records += len(records)
         self._update_lag(consumer)
 
-    def _update_lag(self, consumer: bus.KafkaConsumer) -> None:
+    def _update_lag(self, consumer: Consumer) -> None:
         lag = 0
         for tp in self._assigned:
             pos = consumer.position(tp)
             with self.lock:
-                self._offsets[(tp.topic, tp.partition)] = pos
+                if pos is None:  # nothing read yet: where it was assigned to start
+                    pos = self._offsets.get((tp.topic, tp.partition), 0)
+                else:
+                    self._offsets[(tp.topic, tp.partition)] = pos
             lag += max(0, self._targets[tp] - pos)
         self.status.lag = lag
         if lag == 0 and not self.status.ready:
@@ -517,7 +513,7 @@ class ReadModel:
         out.extend((agg.watermark_key(k), agg.encode(v)) for k, v in self._watermarks.items())
         return out
 
-    def _restore(self, ends: dict[bus.TopicPartition, int]) -> None:
+    def _restore(self, ends: dict[TopicPartition, int]) -> None:
         """Load the snapshot if it belongs to these topics and is not ahead of them."""
         path = self._snapshot_path
         if path is None or not path.exists():
@@ -532,7 +528,7 @@ class ReadModel:
             logger.info("ignoring read-model snapshot %s of other topics", path)
             return
         for t, p, o in snap.offsets:
-            end = ends.get(bus.TopicPartition(t, p))
+            end = ends.get(TopicPartition(t, p))
             if end is None or o > end:
                 # the topic was recreated: its offsets start again below ours
                 logger.warning("ignoring read-model snapshot %s: %s[%d] is behind it", path, t, p)

@@ -56,7 +56,7 @@ def bench(
     the ratio, the goal and pass/fail.
 
     \b
-    processor  events/s with transactions vs raw kafka-python consume
+    processor  events/s with transactions vs raw confluent-kafka consume
                of the same topic, 1 and 2 instances (goal >= 60%)
     peer       the same aggregation in Quix Streams, same topic:
                ours over theirs

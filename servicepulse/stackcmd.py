@@ -137,16 +137,18 @@ def plan(
 
 
 def _topics() -> None:
-    from contract import bus
+    import kafkaport
     from contract.settings import CommonSettings
     from contract.topics import Topics
+    from kafkaport.topics import align_topic_configs, ensure_topics, topic_config_drift
 
     settings = CommonSettings(kafka_bootstrap=f"127.0.0.1:{KAFKA_PORT}")
     specs = Topics(settings.topic_prefix).specs()
-    bus.ensure_topics(settings, specs)
+    kafka = kafkaport.connect(settings)
+    ensure_topics(kafka, specs)
     # topics an older version created in this stack's data keep their configs otherwise
-    drift = bus.topic_config_drift(settings, specs)
-    bus.align_topic_configs(settings, drift)
+    drift = topic_config_drift(kafka, specs)
+    align_topic_configs(kafka, drift)
     for d in drift:
         console.print(f"  set {d.topic} {d.key}={d.wanted} (was {d.actual})", highlight=False)
 

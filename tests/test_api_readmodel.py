@@ -17,11 +17,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract import aggregates as agg
-from contract import bus
 from contract.aggregates import Gauges, Hist, Restatement, RestatementEntry, Rollup, RollupKey
 from contract.metrics import BUCKETS
 from contract.settings import CommonSettings
 from contract.topics import Topics
+from kafkaport import connect
 from tests.fixtures.api import api_settings, running_api
 from tests.fixtures.kafka import TopicFactory
 
@@ -63,21 +63,25 @@ class Writer:
 
     def __init__(self, settings: CommonSettings, topic: str) -> None:
         self.topic = topic
-        self.producer = bus.producer(settings, transactional_id=f"test-{uuid.uuid4().hex[:8]}")
-        self.producer.init_transactions()
+        self.producer = connect(settings).transactional_producer(
+            client_id="test-writer",
+            transactional_id=f"test-{uuid.uuid4().hex[:8]}",
+            transaction_timeout_ms=60_000,
+        )
+        self.producer.init_transactions(30)
 
     def transaction(self, records: list[tuple[bytes, bytes]], commit: bool = True) -> None:
         self.producer.begin_transaction()
         for k, v in records:
-            self.producer.send(self.topic, key=k, value=v)
+            self.producer.send(self.topic, v, k)
         if commit:
-            self.producer.commit_transaction()
+            self.producer.commit_transaction(30)
         else:
-            self.producer.flush()
-            self.producer.abort_transaction()
+            self.producer.flush(30)
+            self.producer.abort_transaction(30)
 
     def close(self) -> None:
-        self.producer.close(timeout=5)
+        self.producer.close(5)
 
 
 def expected_totals(latest: dict[bytes, Rollup]) -> dict[str, dict[tuple[str, ...], float]]:

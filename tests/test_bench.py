@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from contract import bus
+from kafkaport import connect
 from servicepulse.bench.harness import Figure, Goal
 from servicepulse.bench.report import markdown_table
 from tests.fixtures.kafka import Broker
@@ -78,9 +78,9 @@ def test_bench_quick_runs_and_writes_positive_results(kafka_broker: Broker, tmp_
         assert figures[f"processor events/s, {n} instance{'s' * (n > 1)}"]["details"][
             "totals_match"
         ]
-    client = bus.admin(kafka_broker.settings())
+    client = connect(kafka_broker.settings()).admin()
     try:
-        leftovers = [t for t in client.list_topics() if results["run_id"] in t]
+        leftovers = [t for t in client.list_topics(30) if results["run_id"] in t]
     finally:
         client.close()
     assert leftovers == []

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from contract import aggregates as agg
+from processors import recovery
 from processors.context import Context
 from processors.engine import DeadLetter, PartitionEngine
 from processors.state import Journey
@@ -51,15 +52,14 @@ class Harness:
 
     def restored(self) -> PartitionEngine:
         """A new engine restored from the changelog and aggregates written so far."""
-        e = PartitionEngine(self.partition, self.ctx)
-        for k, v in self.changelog.items():
-            e.restore_changelog(k, v)
-        for k, v in self.aggregates.items():
-            parts = k.decode().split("|")
-            if int(parts[1]) == self.partition:
-                e.restore_aggregate(parts, v)
-        e.finish_restore()
-        return e
+        engines = {self.partition: PartitionEngine(self.partition, self.ctx)}
+        recovery.load(
+            engines,
+            ((self.partition, k, v) for k, v in self.changelog.items()),
+            self.aggregates.items(),
+        )
+        recovery.finish(engines)
+        return engines[self.partition]
 
     def rollup(self, day: str | None = None, **dims: str) -> agg.Rollup:
         """Sum of the rollups of ``day`` (all days if None) matching ``dims``."""
