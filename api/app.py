@@ -24,17 +24,15 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
 )
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors
+from api import errors, scrape
 from api.errors import (
     BadRequest,
     Forbidden,
@@ -44,7 +42,7 @@ from api.errors import (
     Unauthorized,
     error_responses,
 )
-from api.exposition import ApiMetrics, BusinessCollector, build_metrics
+from api.exposition import ApiMetrics, build_metrics
 from api.ingest import Ingestor, IngestResponse, ProducerLink
 from api.media import NDJSON_TYPES, media_of, without_signature
 from api.readmodel import ReadModel
@@ -54,6 +52,8 @@ from api.scorecard import Scorecard, Scorer, period_bounds
 from api.server import MetricsListener, metrics_token_ok
 from api.settings import ApiSettings
 from api.tokens import FailureLimiter, Kind, TokenInfo, TokenStore
+from api.web.settings import WebSettings
+from api.web.wiring import install as install_web
 from contract.catalog import Catalog, load_catalog
 from contract.events import Event, json_schema
 from contract.methodology import Methodology, load_methodology
@@ -157,6 +157,7 @@ def create_app(
     catalog: Catalog | None = None,
     methodology: Methodology | None = None,
     tokens: TokenStore | None = None,
+    web: WebSettings | None = None,
 ) -> FastAPI:
     """Build the API. No I/O happens until the app's lifespan starts.
 
@@ -167,6 +168,7 @@ def create_app(
         catalog: defaults to ``settings.catalog`` (else the demo catalog).
         methodology: defaults to ``settings.methodology`` (else the shipped one).
         tokens: defaults to the SQLite store at ``settings.token_db``.
+        web: settings of the web view, open data and alerts; default: from the environment.
     """
     settings = settings or ApiSettings()
     if registry is None:
@@ -190,12 +192,16 @@ def create_app(
         snapshot_interval=settings.snapshot_interval_seconds,
     )
     scorer = Scorer(model, catalog, methodology)
-    registry.register(BusinessCollector(model, catalog, metrics.unknown_cells))
+    scrape.install(metrics, model, catalog)
     metrics.inflight.set_function(lambda: ingestor.inflight)
     metrics.readmodel_ready.set_function(lambda: 1.0 if model.status.ready else 0.0)
     metrics.readmodel_lag.set_function(lambda: model.status.lag)
     metrics.readmodel_records.set_function(lambda: model.status.records)
-    listener = MetricsListener(settings, registry) if settings.api_metrics_port else None
+    listener = (
+        MetricsListener(settings, lambda enc: scrape.body(model, registry, metrics, enc))
+        if settings.api_metrics_port
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -225,6 +231,8 @@ def create_app(
         version=VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by the web view (api/web/wiring.py)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.ingestor = ingestor
@@ -242,6 +250,8 @@ def create_app(
     bearer = HTTPBearer(auto_error=False, description="an agency or inspector token")
 
     failures = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute / 60)
+    web_view = install_web(app, web or WebSettings(), scorer, model, tokens, failures)
+    app.state.web = web_view
 
     def authenticate(
         request: Request,
@@ -301,6 +311,7 @@ def create_app(
                 "records": st.records,
                 "restored_from_snapshot": st.restored_from_snapshot,
                 "error": st.error,
+                "business_metrics": "withheld" if scrape.withheld(model) else "served",
             },
             "producer": {"connected": link.connected},
         }
@@ -323,7 +334,10 @@ def create_app(
             `SERVICEPULSE_METRICS_TOKEN` set, only for `Authorization: Bearer <it>`."""
             if not metrics_token_ok(settings, request.headers.get("authorization")):
                 raise Unauthorized("/metrics needs its bearer token (SERVICEPULSE_METRICS_TOKEN)")
-            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+            content, headers = scrape.body(
+                model, registry, metrics, request.headers.get("accept-encoding", "")
+            )
+            return Response(content, headers=headers)
 
     @app.get("/v1/schema/event", tags=["ingest"], summary="JSON Schema of an event")
     async def event_schema() -> dict[str, Any]:
@@ -480,7 +494,8 @@ def create_app(
         },
     )
     def get_report(
-        _token: Annotated[TokenInfo, Depends(inspector_token)],
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         scope: ScopeQ = "region",
         code: CodeQ = None,
         date_from: FromQ = None,
@@ -491,7 +506,10 @@ def create_app(
     ) -> Response:
         """Ranking of agencies, per-service table, funnel drop-offs, overdue applications,
         data quality per source and the methodology: the report an inspector prints and
-        signs. The same numbers as `/v1/scorecard`."""
+        signs. The same numbers as `/v1/scorecard`. A browser signed in to the web view may
+        open it with its session cookie instead of a token."""
+        if not (credentials is None and web_view.report_allowed(request, scope, code)):
+            inspector_token(authenticate(request, credentials))
         start, end = period_bounds(catalog, date_from, date_to)
         report = build_report(scorer, scope, code, start, end, datetime.now(UTC))
         body, media = render(report, fmt)

@@ -34,7 +34,6 @@ from api.errors import BadRequest, PayloadTooLarge, RateLimited, TooManyRequests
 from api.exposition import ApiMetrics
 from api.settings import ApiSettings
 from api.tokens import TokenInfo
-from contract import bus
 from contract.catalog import Catalog
 from contract.errors import BusError
 from contract.events import (
@@ -47,6 +46,7 @@ from contract.events import (
     split_batch,
 )
 from contract.topics import Topics
+from kafkaport import KafkaError, Producer, connect
 
 logger = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ class RecentIds:
 
 
 class _Acks:
-    """Counts the acknowledgements of one batch from kafka-python's sender thread."""
+    """Counts the acknowledgements of one batch (called on the Kafka client's thread)."""
 
     __slots__ = ("_done", "_failed", "_future", "_loop", "error", "expected")
 
@@ -345,14 +345,12 @@ class _Acks:
         self.expected = expected
         self.error: BaseException | None = None
 
-    def ok(self, _metadata: object) -> None:
+    def done(self, exc: BaseException | None, _partition: int, _offset: int) -> None:
+        """One record's answer: ``exc`` is ``None`` when acknowledged."""
+        if exc is not None and next(self._failed) == 1:
+            self.error = exc
         if next(self._done) == self.expected:
             self._loop.call_soon_threadsafe(self._resolve)
-
-    def fail(self, exc: BaseException) -> None:
-        if next(self._failed) == 1:
-            self.error = exc
-        self.ok(None)
 
     def _resolve(self) -> None:
         if not self._future.done():
@@ -379,7 +377,7 @@ class ProducerLink:
     def __init__(self, settings: ApiSettings, topics: Topics) -> None:
         self._settings = settings
         self._topics = topics
-        self._producer: bus.KafkaProducer | None = None
+        self._producer: Producer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -395,23 +393,26 @@ class ProducerLink:
         """Whether a producer is open."""
         return self._producer is not None
 
-    def _open(self) -> bus.KafkaProducer:
+    def _open(self) -> Producer:
         timeout_ms = int(self._settings.request_timeout_seconds * 1000)
-        producer = bus.producer(
-            self._settings,
+        producer = connect(self._settings).producer(
             client_id="servicepulse-api",
             linger_ms=2,
             delivery_timeout_ms=timeout_ms + 10,
             request_timeout_ms=max(1000, timeout_ms - 10),
-            max_block_ms=1000,
+            max_block_s=1.0,  # never hold the event loop longer when the buffer is full
         )
         try:
-            # fetch metadata now, so the first request's send() does not block the loop
+            # fetch metadata now: the topics must exist before events are accepted
             for topic in (self._topics.events, self._topics.deadletter):
-                producer.partitions_for(topic)
-        except bus.KafkaError as exc:
-            producer.close(timeout=1)
+                if not producer.partitions_for(topic, 5.0):
+                    raise BusError(f"topic {topic!r} does not exist on the broker")
+        except KafkaError as exc:
+            producer.close(0)
             raise BusError(f"cannot read metadata of topic {topic!r}: {exc}") from exc
+        except BusError:
+            producer.close(0)
+            raise
         return producer
 
     def _connect_loop(self) -> None:
@@ -426,12 +427,12 @@ class ProducerLink:
                 continue
             with self._lock:
                 if self._stop.is_set():
-                    producer.close(timeout=1)
+                    producer.close(1)
                     return
                 self._producer = producer
             logger.info("producer connected to %s", self._settings.kafka_bootstrap)
 
-    def get(self) -> bus.KafkaProducer:
+    def get(self) -> Producer:
         """The open producer. Raises :class:`Unavailable` while there is none."""
         producer = self._producer
         if producer is None:
@@ -466,18 +467,17 @@ class ProducerLink:
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                producer.flush(timeout=timeout)
-            except bus.KafkaError as exc:
-                logger.warning("producer flush at shutdown failed: %s", exc)
-            producer.close(timeout=timeout)
+            left = producer.flush(timeout)
+            if left:
+                logger.warning("producer flush at shutdown: %d records unacknowledged", left)
+            producer.close(0)
 
 
-def _close_quietly(producer: bus.KafkaProducer) -> None:
+def _close_quietly(producer: Producer) -> None:
     """Close a failed producer without waiting for its unsent records."""
     try:
-        producer.close(timeout=0)
-    except bus.KafkaError as exc:
+        producer.close(0)
+    except KafkaError as exc:
         logger.debug("closing the replaced producer: %s", exc)
 
 
@@ -617,7 +617,7 @@ class Ingestor:
             if isinstance(item, Problem):
                 append(self._reject(index, None, [item], 422, agency, received_at, dead))
                 continue
-            decoded = decode_event(item, now)
+            decoded = decode_event(item, now, self._settings.earliest_occurred_at)
             if not isinstance(decoded, Event):
                 eid = _event_id_of(item)
                 append(self._reject(index, eid, decoded, 422, agency, received_at, dead))
@@ -709,7 +709,7 @@ class Ingestor:
         if not sends:
             # nothing to acknowledge: the answer does not depend on Kafka
             if dead and self._link.connected:
-                with contextlib.suppress(bus.KafkaError, Unavailable):
+                with contextlib.suppress(KafkaError, Unavailable):
                     self._send_dead_letters(self._link.get(), dead, agency)
             return
         producer = self._link.get()
@@ -732,7 +732,7 @@ class Ingestor:
 
     async def _write_shared(
         self,
-        producer: bus.KafkaProducer,
+        producer: Producer,
         sends: list[tuple[bytes, bytes]],
         dead: list[DeadLetter],
         agency: str,
@@ -751,14 +751,13 @@ class Ingestor:
             acks = _Acks(loop, n)
             events_topic = self._topics.events
             send = producer.send
+            done = acks.done
             try:
                 for key, value in sends:
-                    send(events_topic, value=value, key=key).add_callback(acks.ok).add_errback(
-                        acks.fail
-                    )
+                    send(events_topic, value, key, on_delivery=done)
                 if dead:
                     self._send_dead_letters(producer, dead, agency)
-            except bus.KafkaError as exc:
+            except KafkaError as exc:
                 self._link.report(False)
                 raise Unavailable(
                     f"Kafka refused the batch ({type(exc).__name__}); nothing was accepted",
@@ -778,9 +777,7 @@ class Ingestor:
                 retry_after=settings.kafka_retry_after_seconds,
             )
 
-    def _send_dead_letters(
-        self, producer: bus.KafkaProducer, dead: list[DeadLetter], agency: str
-    ) -> None:
+    def _send_dead_letters(self, producer: Producer, dead: list[DeadLetter], agency: str) -> None:
         """Write rejections to the dead-letter topic; their failure only logs.
 
         The client has its per-event answer either way; a lost dead letter loses one
@@ -790,8 +787,10 @@ class Ingestor:
         key = agency.encode()
         encode = _dead_letter_encoder.encode
         for d in dead:
-            producer.send(topic, value=encode(d), key=key).add_errback(self._dead_letter_failed)
+            producer.send(topic, encode(d), key, on_delivery=self._dead_letter_done)
 
-    def _dead_letter_failed(self, exc: BaseException) -> None:
+    def _dead_letter_done(self, exc: BaseException | None, _partition: int, _offset: int) -> None:
+        if exc is None:
+            return
         self._metrics.dead_letter_failures.inc()
         logger.debug("dead letter not written: %s", exc)

@@ -28,7 +28,9 @@ from typing import Any, Final, Literal
 import jinja2
 from pydantic import BaseModel, Field
 
+from api import perceived as perceived_
 from api.lifecases import CasesOut, cases_of
+from api.perceived import GapRow
 from api.readmodel import Group, ReadModel
 from api.scorecard import (
     LEVEL_NAMES,
@@ -290,6 +292,10 @@ class Report(BaseModel):
     offices: list[OfficeRow] = Field(default_factory=list)
     methodology: MethodologyOut
     agency_names: dict[str, str] = Field(description="short Russian names of the agencies")
+    perceived: list[GapRow] = Field(
+        default_factory=list,
+        description="satisfaction against measured times per service and office area",
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -412,6 +418,10 @@ def build_report(
             timezone=catalog.timezone,
         ),
         agency_names={c: a.short_name or a.name for c, a in catalog.agencies.items()},
+        perceived=[
+            *perceived_.by_service(per_service, catalog, methodology),
+            *perceived_.by_office(perceived_.office_rollups(model, agencies), catalog, methodology),
+        ],
     )
 
 
@@ -860,6 +870,7 @@ def _environment() -> jinja2.Environment:
         env.globals["REASON_NAMES"] = REASON_NAMES
         env.globals["COMPONENT_TEXT"] = COMPONENT_TEXT
         env.globals["CHANGED_NAMES"] = CHANGED_NAMES
+        env.globals["PERCEIVED_HOW_TO_READ"] = perceived_.HOW_TO_READ
         _env = env
     return _env
 

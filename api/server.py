@@ -24,7 +24,6 @@ from socketserver import ThreadingMixIn
 from typing import Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.errors import error_body
@@ -139,20 +138,24 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+#: Renders a ``/metrics`` body for an ``Accept-Encoding`` value: (bytes, headers).
+MetricsRender = Callable[[str], tuple[bytes, dict[str, str]]]
+
+
 class MetricsListener:
-    """``/metrics`` of ``registry`` on its own port (``SERVICEPULSE_API_METRICS_PORT``),
+    """``/metrics`` (as ``render`` makes it) on its own port (``SERVICEPULSE_API_METRICS_PORT``),
     behind ``SERVICEPULSE_METRICS_TOKEN`` when that is set. Served by a thread; the API
     port then has no ``/metrics``.
     """
 
-    def __init__(self, settings: ApiSettings, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: ApiSettings, render: MetricsRender) -> None:
         self._settings = settings
-        self._registry = registry
+        self._render = render
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def _app(self) -> Callable[..., Iterable[bytes]]:
-        metrics = make_wsgi_app(self._registry)
+        render = self._render
         settings = self._settings
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -167,7 +170,9 @@ class MetricsListener:
                     [("Content-Type", "application/json"), ("WWW-Authenticate", "Bearer")],
                 )
                 return [body]
-            return metrics(environ, start_response)  # type: ignore[no-any-return]
+            content, headers = render(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            start_response("200 OK", list(headers.items()))
+            return [content]
 
         return app
 

@@ -37,6 +37,7 @@ def render_config(
     scrape_interval: str = "5s",
     evaluation_interval: str = "5s",
     credentials_files: Mapping[str, str] | None = None,
+    alertmanagers: Sequence[str] = (),
 ) -> str:
     """``prometheus.yml`` text: one static scrape job per entry of ``jobs``.
 
@@ -47,6 +48,7 @@ def render_config(
         evaluation_interval: how often rule groups without their own interval run.
         credentials_files: job name -> file holding the bearer token its targets want
             (the API's ``SERVICEPULSE_METRICS_TOKEN``).
+        alertmanagers: ``host:port`` of Alertmanagers to send firing alerts to.
     """
     credentials_files = credentials_files or {}
     doc = {
@@ -71,6 +73,9 @@ def render_config(
             if targets
         ],
     }
+    if alertmanagers:
+        targets = [{"targets": list(alertmanagers)}]
+        doc["alerting"] = {"alertmanagers": [{"static_configs": targets}]}
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -101,6 +106,7 @@ def prometheus_for(
     name: str = "prometheus",
     ready_timeout: float = 60.0,
     tokens: Mapping[str, str] | None = None,
+    alertmanagers: Sequence[str] = (),
 ) -> ManagedProcess:
     """A Prometheus on ``127.0.0.1:port`` scraping ``jobs``, with the generated rules.
 
@@ -136,6 +142,7 @@ def prometheus_for(
                 scrape_interval=scrape_interval,
                 evaluation_interval=evaluation_interval,
                 credentials_files=credentials,
+                alertmanagers=alertmanagers,
             )
         )
 
@@ -159,7 +166,12 @@ def prometheus_for(
 
 
 def prometheus_process(
-    run_dir: Path, port: int, *, api_port: int, processor_ports: list[int]
+    run_dir: Path,
+    port: int,
+    *,
+    api_port: int,
+    processor_ports: list[int],
+    alertmanagers: Sequence[str] = (),
 ) -> ManagedProcess:
     """The local stack's Prometheus: scrapes the API and every processor on loopback.
 
@@ -184,4 +196,5 @@ def prometheus_process(
         evaluation_interval="5s",
         methodology=api.methodology,
         tokens={pipeline.JOB_API: token} if token else None,
+        alertmanagers=alertmanagers,
     )

@@ -181,7 +181,7 @@ def test_every_4xx_has_the_documented_error_shape(api: ApiServer) -> None:
                 assert repr(name) in body["error"]["message"], body
                 assert "79123456789" not in r.text and "7" * 65 not in r.text
         assert_error_shape(c.get("/v1/nosuch"), 404, "not_found")
-        assert_error_shape(c.get("/"), 404, "not_found")
+        assert_error_shape(c.get("/no/such/page"), 404, "not_found")
     with api.client(agency) as c:
         r = c.request("PATCH", "/v1/events")
         assert_error_shape(r, 405, "method_not_allowed")

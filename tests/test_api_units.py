@@ -9,16 +9,17 @@ import hashlib
 import io
 import json
 import sqlite3
+import zlib
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.errors import BadRequest, NotFound, TooManyRequests
-from api.exposition import BusinessCollector
 from api.ingest import RateLimiter, RecentIds, TokenSlots, recent_key
 from api.readmodel import ReadModel, difference, negated
 from api.reports import build_report, quantile, render_csv, render_html, render_json
@@ -394,18 +395,37 @@ def _populated() -> ReadModel:
     return m
 
 
-def test_collector_exposes_every_family_from_the_catalog_only() -> None:
-    reg = CollectorRegistry()
-    reg.register(BusinessCollector(_populated(), CATALOG))
-    names = {m.name for m in reg.collect()}
+def _scrape(m: ReadModel, compressed: bool = False) -> dict[tuple[str, frozenset[Any]], float]:
+    with m.lock:
+        if compressed:
+            body = m.exposition.gzip_payload(b"# EOF-free tail\n")
+            # one gzip member: a decoder that stops after the first member sees all of it
+            d = zlib.decompressobj(31)
+            text = d.decompress(body)
+            assert d.eof and not d.unused_data and text.endswith(b"# EOF-free tail\n")
+        else:
+            text = m.exposition.payload()
+    out: dict[tuple[str, frozenset[Any]], float] = {}
+    names: set[str] = set()
+    for fam in text_string_to_metric_families(text.decode()):
+        names.add(fam.name)
+        for sample in fam.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    out[("__families__", frozenset(names))] = 0
+    return out
+
+
+def test_exposition_exposes_every_family_from_the_catalog_only() -> None:
+    m = _populated()
+    samples = _scrape(m)
+    names = next(k[1] for k in samples if k[0] == "__families__")
     assert names == {f.full.removesuffix("_total") for f in FAMILIES}
-    base = {
-        "agency": "minsoc",
-        "service": "large_family_status",
-        "municipality": "75701000",
-        "channel": "portal",
-    }
-    v = reg.get_sample_value
+    assert _scrape(m, compressed=True) == samples
+
+    def v(name: str, labels: dict[str, str]) -> float | None:
+        return samples.get((name, frozenset(labels.items())))
+
+    base = {"agency": "minsoc", "service": "large_family_status", "channel": "portal"}
     assert v("servicepulse_journeys_started_total", base) == 40
     assert v("servicepulse_journey_steps_total", {**base, "step": "identity"}) == 36
     assert v("servicepulse_journey_steps_total", {**base, "step": "bogus_step"}) is None
@@ -427,17 +447,48 @@ def test_collector_exposes_every_family_from_the_catalog_only() -> None:
     assert (
         v("servicepulse_events_rejected_total", {"agency": "minsoc", "reason": "bad_format"}) == 1
     )
-    hl = {"agency": "minsoc", "service": "large_family_status", "channel": "portal"}
+    hl = base
     assert v("servicepulse_form_duration_seconds_bucket", {**hl, "le": "30.0"}) == 2
     assert v("servicepulse_form_duration_seconds_bucket", {**hl, "le": "60.0"}) == 6
     assert v("servicepulse_form_duration_seconds_bucket", {**hl, "le": "+Inf"}) == 12
     assert v("servicepulse_form_duration_seconds_sum", hl) == pytest.approx(24.69)
     assert v("servicepulse_delivery_delay_seconds_count", {"agency": "minsoc"}) == 12
-    # the cell of an agency the catalog does not know is left out
-    assert (
-        v("servicepulse_journeys_started_total", {**base, "agency": "nosuch", "service": ""})
-        is None
-    )
+    # the cell of an agency the catalog does not know is left out, and counted
+    assert not any(("agency", "nosuch") in k[1] for k in samples)
+    assert m.exposition.unknown_cells == 1
+
+
+def test_exposition_renders_only_what_changed_and_equals_a_full_render() -> None:
+    m = _populated()
+    first = _scrape(m)
+    with m.lock:
+        r = _rollup(started=5, feedback={"4": 2})
+        m.apply_aggregate(_key(0, "2026-11-02"), agg.encode(r))
+        m.apply_aggregate(
+            agg.GaugeKey(1, "minsoc", "large_family_status", "75701000", "mfc").encode(),
+            agg.encode(Gauges()),
+        )
+    again = _scrape(m)
+    base = {"agency": "minsoc", "service": "large_family_status", "channel": "portal"}
+    started = ("servicepulse_journeys_started_total", frozenset(base.items()))
+    # the partition-0 record of 2026-11-02 went from 20 started to 5
+    assert first[started] == 40 and again[started] == 25
+    pending = frozenset({**base, "channel": "mfc"}.items())
+    assert again[("servicepulse_applications_pending", pending)] == 7
+    # the incremental render equals a render of a model fed the same records at once
+    fresh = _model()
+    with m.lock, fresh.lock:
+        for k, value in m._records():
+            fresh.apply_aggregate(k, value)
+        for (d, a, reason), n in m._dead.items():
+            for _ in range(n):
+                fresh.apply_dead_letter(
+                    json.dumps(
+                        {"reason": reason, "agency": a, "received_at": d + "T12:00:00+05:00"}
+                    ).encode(),
+                    0,
+                )
+    assert _scrape(fresh) == again
 
 
 # -- reports ------------------------------------------------------------------------------

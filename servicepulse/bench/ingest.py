@@ -4,7 +4,7 @@ The real ``servicepulse serve`` runs as a child process (one uvicorn worker) wit
 agency token and the per-token rate limit and request cap switched off; this process is the load
 generator (threads with keep-alive ``http.client`` connections: the cheapest Python
 client, so the server, not the client, is measured). In the same run and on the same
-events topic, a bare kafka-python producer (``acks=all``, idempotent) sends the same
+events topic, a bare confluent-kafka producer (``acks=all``, idempotent) sends the same
 kind of events as fast as it can, before and after the API phases; the faster of the
 two is the baseline. Then batched requests are sent at half
 the measured batched rate, open-loop on a fixed schedule, for the p50/p99 request
@@ -34,7 +34,7 @@ from servicepulse.bench.harness import BenchContext, Figure, Goal, percentile, u
 
 GOAL_BATCHED = Goal("ratio", ">=", 0.50)
 BATCH = 1000
-BASELINE = "raw kafka-python producer (acks=all, idempotent)"
+BASELINE = "raw confluent-kafka producer (acks=all, idempotent)"
 #: Client connections per phase. Single-event requests are bound by the Kafka
 #: acknowledgement each one waits for, so they need many in flight, as many agencies
 #: sending at once would have.
