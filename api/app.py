@@ -45,11 +45,14 @@ from api.errors import (
 )
 from api.exposition import ApiMetrics, BusinessCollector, build_metrics
 from api.ingest import Ingestor, IngestResponse, ProducerLink
+from api.issuing import IssuingService
+from api.keys import KeyStore
 from api.readmodel import ReadModel
 from api.reports import Report, build_report, render
 from api.scorecard import Scope as ScopeName
 from api.scorecard import Scorecard, Scorer, period_bounds
 from api.settings import ApiSettings
+from api.signatures import Verifier, build_signature_metrics
 from api.tokens import FailureLimiter, Kind, TokenInfo, TokenStore
 from contract.catalog import Catalog, load_catalog
 from contract.events import Event, json_schema
@@ -154,6 +157,7 @@ def create_app(
     catalog: Catalog | None = None,
     methodology: Methodology | None = None,
     tokens: TokenStore | None = None,
+    keys: KeyStore | None = None,
 ) -> FastAPI:
     """Build the API. No I/O happens until the app's lifespan starts.
 
@@ -164,6 +168,8 @@ def create_app(
         catalog: defaults to ``settings.catalog`` (else the demo catalog).
         methodology: defaults to ``settings.methodology`` (else the shipped one).
         tokens: defaults to the SQLite store at ``settings.token_db``.
+        keys: agencies' signing keys; defaults to the SQLite store at
+            ``settings.key_db_path``.
     """
     settings = settings or ApiSettings()
     if registry is None:
@@ -187,6 +193,15 @@ def create_app(
         snapshot_interval=settings.snapshot_interval_seconds,
     )
     scorer = Scorer(model, catalog, methodology)
+    keys = keys or KeyStore(settings.key_db_path, settings.token_cache_seconds)
+    signatures = Verifier(
+        keys,
+        settings.signature_window.total_seconds(),
+        settings.signature_nonce_capacity,
+        build_signature_metrics(registry),
+    )
+    issuing = IssuingService(settings, topics, model, catalog)
+    issuing.check()
     registry.register(BusinessCollector(model, catalog, metrics.unknown_cells))
     metrics.inflight.set_function(lambda: ingestor.inflight)
     metrics.readmodel_ready.set_function(lambda: 1.0 if model.status.ready else 0.0)
@@ -203,12 +218,15 @@ def create_app(
         )
         link.start()
         model.start()
+        issuing.start()
         try:
             yield
         finally:
+            issuing.stop()
             model.stop()
             link.close()
             tokens.close()
+            keys.close()
             logger.info("API stopped")
 
     app = FastAPI(
@@ -391,7 +409,9 @@ def create_app(
             body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
             content_type = request.headers.get("content-type", "")
             ndjson = content_type.split(";")[0].strip().lower() == "application/x-ndjson"
-            outcome = await ingestor.ingest(body, token, ndjson=ndjson)
+            with signatures.verified(request.headers, body, token.agency or "") as signed:
+                headers = signed.record_headers if signed else None
+                outcome = await ingestor.ingest(body, token, ndjson=ndjson, record_headers=headers)
         return Response(outcome.body, media_type="application/json")
 
     # -- scorecards and reports ------------------------------------------------------------------
@@ -451,7 +471,7 @@ def create_app(
                 },
                 "description": "The report in the requested format",
             },
-            **error_responses(400, 401, 403, 404),
+            **error_responses(400, 401, 403, 404, 503),
         },
     )
     def get_report(
@@ -470,12 +490,14 @@ def create_app(
         start, end = period_bounds(catalog, date_from, date_to)
         report = build_report(scorer, scope, code, start, end, datetime.now(UTC))
         body, media = render(report, fmt)
+        params = {"scope": scope, "code": code, "from": start.isoformat(), "to": end.isoformat()}
+        body, issued = issuing.issue(body, fmt, params)
         filename = f"servicepulse-{scope}-{start.isoformat()}-{end.isoformat()}.{fmt}"
         disposition = "inline" if fmt != "csv" else "attachment"
         return Response(
             body,
             media_type=media,
-            headers={"Content-Disposition": f'{disposition}; filename="{filename}"'},
+            headers={"Content-Disposition": f'{disposition}; filename="{filename}"', **issued},
         )
 
     _install_openapi(app)

@@ -483,11 +483,19 @@ class Ingestor:
         finally:
             self._requests -= 1
 
-    async def ingest(self, body: bytes, token: TokenInfo, *, ndjson: bool = False) -> Outcome:
+    async def ingest(
+        self,
+        body: bytes,
+        token: TokenInfo,
+        *,
+        ndjson: bool = False,
+        record_headers: list[tuple[str, bytes]] | None = None,
+    ) -> Outcome:
         """Validate and write one batch; the answer once Kafka acknowledged it.
 
         ``ndjson``: the client declared ``application/x-ndjson`` (one event per line, even
-        when the first line starts with ``[``).
+        when the first line starts with ``[``). ``record_headers``: Kafka headers every
+        event of the batch is written with (the key id of a signed batch).
 
         Raises:
             BadRequest: the body is empty or a malformed JSON array.
@@ -560,7 +568,7 @@ class Ingestor:
             sends.append((event_key(decoded), encode_event(decoded)))
             append(EventResult(index, "accepted", eid))
 
-        await self._write(sends, dead, agency)
+        await self._write(sends, dead, agency, record_headers)
         recent.add_all(ids)
         accepted = len(sends)
         rejected = len(results) - accepted - duplicates
@@ -609,7 +617,11 @@ class Ingestor:
         self._metrics.rejected.labels(agency, reason.value).inc(n)
 
     async def _write(
-        self, sends: list[tuple[bytes, bytes]], dead: list[DeadLetter], agency: str
+        self,
+        sends: list[tuple[bytes, bytes]],
+        dead: list[DeadLetter],
+        agency: str,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Produce the batch and wait for every acknowledgement of the events."""
         settings = self._settings
@@ -635,9 +647,9 @@ class Ingestor:
             send = producer.send
             try:
                 for key, value in sends:
-                    send(events_topic, value=value, key=key).add_callback(acks.ok).add_errback(
-                        acks.fail
-                    )
+                    send(events_topic, value=value, key=key, headers=headers).add_callback(
+                        acks.ok
+                    ).add_errback(acks.fail)
                 if dead:
                     self._send_dead_letters(producer, dead, agency)
             except bus.KafkaError as exc:
