@@ -264,7 +264,8 @@ class Verifier:
         return result
 
     def _check(self, headers: Mapping[str, str], body: bytes, agency: str) -> Verified | None:
-        values = [headers.get(h) for h in HEADERS]
+        # lower case: what Starlette's headers and HTTP/2 use; a plain mapping must be so too
+        values = [headers.get(h.lower()) for h in HEADERS]
         present = [h for h, v in zip(HEADERS, values, strict=True) if v is not None]
         if not present:
             if self._keys.policy(agency) is Policy.REQUIRED:

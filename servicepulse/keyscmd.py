@@ -20,8 +20,8 @@ from contract.errors import ServicePulseError
 if TYPE_CHECKING:
     from api.keys import KeyInfo, KeyStore
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)  # long hashes and paths stay on one line
 
 keys_app = typer.Typer(
     help="Agencies' signing keys: create, register, rotate, revoke, list; signature policy.",
@@ -198,7 +198,10 @@ def keys_list(
     finally:
         store.close()
     now = datetime.now(UTC)
-    table = Table("id", "agency", "state", "name", "created", "rotated", "revoked")
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=16)  # ids are copied from here: never cut
+    for column in ("agency", "state", "name", "created", "rotated", "revoked"):
+        table.add_column(column)
     for i in infos:
         table.add_row(
             i.id,

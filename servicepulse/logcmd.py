@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from api.settings import ApiSettings
     from contract.keyfiles import Ed25519PublicKey
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)  # long hashes and paths stay on one line
 
 log_app = typer.Typer(
     help="The signed, hash-chained log of issued reports and closed days.", no_args_is_help=True
