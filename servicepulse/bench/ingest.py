@@ -33,6 +33,7 @@ from servicepulse.bench import baselines, workload
 from servicepulse.bench.harness import BenchContext, Figure, Goal, percentile, unavailable
 
 GOAL_BATCHED = Goal("ratio", ">=", 0.50)
+GOAL_SIGNED = Goal("ratio", ">=", 0.80)
 BATCH = 1000
 BASELINE = "raw kafka-python producer (acks=all, idempotent)"
 #: Client connections per phase. Single-event requests are bound by the Kafka
@@ -153,13 +154,14 @@ def _bodies(records: list[tuple[bytes, bytes]], size: int) -> Iterator[tuple[int
         yield len(chunk), b"[" + b",".join(chunk) + b"]"
 
 
-def _post(conn: http.client.HTTPConnection, token: str, body: bytes) -> tuple[int, bytes]:
-    conn.request(
-        "POST",
-        "/v1/events",
-        body,
-        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
+def _post(
+    conn: http.client.HTTPConnection,
+    token: str,
+    body: bytes,
+    extra: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    conn.request("POST", "/v1/events", body, {**headers, **extra} if extra else headers)
     resp = conn.getresponse()
     return resp.status, resp.read()
 
@@ -169,10 +171,14 @@ def closed_loop(
     bodies: list[tuple[int, bytes]],
     threads: int,
     duration: float | None = None,
+    headers: list[dict[str, str]] | None = None,
 ) -> Load:
-    """Send ``bodies`` as fast as ``threads`` connections allow (or for ``duration`` s)."""
+    """Send ``bodies`` as fast as ``threads`` connections allow (or for ``duration`` s).
+
+    ``headers``: extra request headers per body (the signatures of signed batches).
+    """
     stop_at = None if duration is None else time.monotonic() + duration
-    return _send(server, bodies, threads, stop_at=stop_at)
+    return _send(server, bodies, threads, stop_at=stop_at, headers=headers)
 
 
 def open_loop(server: Server, bodies: list[tuple[int, bytes]], rate: float, threads: int) -> Load:
@@ -188,6 +194,7 @@ def _send(
     *,
     interval: float | None = None,
     stop_at: float | None = None,
+    headers: list[dict[str, str]] | None = None,
 ) -> Load:
     """Send ``bodies`` over ``threads`` keep-alive connections, each taking the next body.
 
@@ -218,7 +225,7 @@ def _send(
                     wait = t - time.perf_counter()
                     if wait > 0:
                         time.sleep(wait)
-                status, data = _post(conn, server.token, body)
+                status, data = _post(conn, server.token, body, headers[i] if headers else None)
                 dt = time.perf_counter() - t
                 with lock:
                     load.requests += 1
@@ -257,6 +264,7 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
         ("ingest events/s, batched (1000/request)", "events/s", GOAL_BATCHED),
         ("ingest events/s, single (1/request)", "events/s", None),
         ("ingest p99 request latency at half the batched rate", "s", None),
+        ("ingest events/s, batched (1000/request), signatures required", "events/s", GOAL_SIGNED),
     ]
     why = missing()
     if why:
@@ -283,6 +291,7 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
             server, list(_bodies(batched_records, BATCH)), threads=BATCHED_CONNECTIONS
         )
         ctx.say(f"  batched {batched.rate:,.0f} events/s")
+        signed, unsigned = signed_phases(ctx, server, agency, n)
         ctx.say(
             f"ingest: single events for {single_s:.0f} s ({SINGLE_CONNECTIONS} connections) ..."
         )
@@ -365,7 +374,65 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
             + f"; p50 {p50 * 1000:.0f} ms",
             {**details(half), "target_rate": round(half_rate, 1)},
         ),
+        Figure(
+            "ingest",
+            names[3][0],
+            signed.rate if not signed.not_accepted else None,
+            "events/s",
+            "the same batches unsigned (policy optional), the faster of before and after",
+            unsigned,
+            GOAL_SIGNED,
+            note(signed, f"Ed25519, policy required, {BATCHED_CONNECTIONS} client connections"),
+            {**details(signed), "unsigned_per_s": round(unsigned, 1)},
+        ),
     ]
+
+
+def signed_phases(ctx: BenchContext, server: Server, agency: str, n: int) -> tuple[Load, float]:
+    """Batched ingest with signatures required, between two unsigned runs of the same size.
+
+    Returns the signed load and the faster unsigned rate (the baseline: a load spike can
+    only lower the ratio). Batches are signed before the clock starts (the client's
+    signing is not the server's cost); the policy is switched through the key database
+    the server reads, waiting out its cache, and checked with an unsigned batch.
+    """
+    from api.keys import KeyStore, Policy
+    from contract.keyfiles import Ed25519PrivateKey
+    from producers.signing import sign_batch
+
+    key = Ed25519PrivateKey.generate()
+    store = KeyStore(ctx.work_dir / "api" / "keys.db", cache_seconds=0)
+    cache_s = 2.5  # the server's SERVICEPULSE_TOKEN_CACHE_SECONDS (2 s) and a margin
+    try:
+        store.register(agency, key.public_key(), "bench")
+        before = closed_loop(
+            server, list(_bodies(_records(n, 105, agency), BATCH)), threads=BATCHED_CONNECTIONS
+        )
+        ctx.say(f"  unsigned again {before.rate:,.0f} events/s")
+        store.set_policy(agency, Policy.REQUIRED)
+        time.sleep(cache_s)
+        probe = _bodies(_records(1, 106, agency), 1)
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            status, _ = _post(conn, server.token, next(probe)[1])
+        finally:
+            conn.close()
+        if status != 401:
+            raise RuntimeError(f"an unsigned batch got HTTP {status} with signatures required")
+        bodies = list(_bodies(_records(n, 107, agency), BATCH))
+        headers = [sign_batch(b, key) for _, b in bodies]
+        ctx.say(f"ingest: batched and signed, {n:,} events ...")
+        signed = closed_loop(server, bodies, threads=BATCHED_CONNECTIONS, headers=headers)
+        ctx.say(f"  signed {signed.rate:,.0f} events/s")
+        store.set_policy(agency, Policy.OPTIONAL)
+        time.sleep(cache_s)
+        after = closed_loop(
+            server, list(_bodies(_records(n, 108, agency), BATCH)), threads=BATCHED_CONNECTIONS
+        )
+        ctx.say(f"  unsigned after {after.rate:,.0f} events/s")
+    finally:
+        store.close()
+    return signed, max(before.rate, after.rate)
 
 
 def _busiest_agency() -> str:
