@@ -513,7 +513,6 @@ def day_close_bodies(
     catalog: Catalog,
     entries: Iterable[Entry],
     close_after: timedelta,
-    today: date | None = None,
 ) -> list[dict[str, Any]]:
     """The ``day_close`` entries due: days past the horizon not closed yet, or changed.
 
@@ -533,8 +532,6 @@ def day_close_bodies(
     out: list[dict[str, Any]] = []
     for day in model.days():
         d = date.fromisoformat(day)
-        if today is not None and d >= today:
-            continue
         end = datetime.combine(d + timedelta(days=1), datetime.min.time(), catalog.tz)
         if watermark < end + close_after:
             continue

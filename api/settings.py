@@ -89,7 +89,10 @@ class ApiSettings(CommonSettings):
         "(ISO 8601)",
     )
     signature_nonce_capacity: int = Field(
-        500_000, ge=1, description="most nonces of signed batches remembered to refuse replays"
+        200_000,
+        ge=1,
+        description="most nonces of signed batches remembered to refuse replays (about 300 "
+        "bytes each)",
     )
     ledger_enabled: bool = Field(
         True, description="record every issued report in the hash-chained log (the ledger topic)"

@@ -9,14 +9,17 @@ from __future__ import annotations
 import hashlib
 import random
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from api.issuing import IssuingService
 from api.ledger import (
     GENESIS,
     Entry,
     day_close_bodies,
+    deployment_key,
     html_digest,
     issue,
     seal,
@@ -26,8 +29,10 @@ from api.ledger import (
 from api.readmodel import ReadModel
 from api.reports import build_report, render
 from api.scorecard import Scorer
+from api.settings import ApiSettings
 from contract import aggregates as agg
 from contract.catalog import load_catalog
+from contract.errors import ConfigError
 from contract.keyfiles import Ed25519PrivateKey
 from contract.methodology import load_methodology
 from contract.settings import CommonSettings
@@ -172,3 +177,16 @@ def test_a_restated_day_is_a_new_entry_never_a_silent_change() -> None:
     assert again[0]["agencies"]["minsoc"]["started"] == before + 1
     # not yet past the horizon: nothing is closed
     assert day_close_bodies(model, CATALOG, [], timedelta(days=60)) == []
+
+
+def test_a_missing_log_key_is_created_in_local_mode_only(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.key"
+    with pytest.raises(ConfigError, match="log init-key"):
+        deployment_key(path, "production")
+    settings = ApiSettings(mode="production", token_db=tmp_path / "tokens.db")
+    service = IssuingService(settings, Topics("unit"), None, CATALOG)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="SERVICEPULSE_LEDGER_KEY"):
+        service.check()
+    key = deployment_key(path, "local")
+    assert path.exists() and deployment_key(path, "production").public_key() == key.public_key()
+    service.check()  # the key exists now: production may start

@@ -317,3 +317,25 @@ def test_two_writers_never_fork_the_chain(topic_factory: TopicFactory) -> None:
     assert chain.ok, chain.problems
     assert [e.seq for e in chain.entries] == list(range(6))
     assert [e.body["sha256"] for e in chain.entries] == [f"{i:064x}" for i in range(6)]
+
+
+def test_the_api_closes_due_days_in_the_log(topic_factory: TopicFactory, tmp_path: Path) -> None:
+    topics, common = topic_factory(3)
+    write_transactionally(common, topics.aggregates, demo_records(["2026-11-02", "2026-11-03"]))
+    settings = api_settings(common, tmp_path, ledger_close_interval="PT1S")
+    with running_api(settings):
+        deadline = time.monotonic() + 60
+        days: list[str] = []
+        while time.monotonic() < deadline and len(days) < 2:
+            time.sleep(0.5)
+            chain = verify_chain(
+                read_records(common, topics.ledger),
+                load_private_key(settings.ledger_key_path).public_key(),
+            )
+            assert chain.ok, chain.problems
+            days = [e.body["day"] for e in chain.entries if e.kind == "day_close"]
+        time.sleep(2.5)  # two more rounds: a day already closed is not closed again
+    chain = verify_chain(
+        read_records(common, topics.ledger), load_private_key(settings.ledger_key_path).public_key()
+    )
+    assert [e.body["day"] for e in chain.entries] == ["2026-11-02", "2026-11-03"]
