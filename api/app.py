@@ -71,6 +71,14 @@ client-centricity index as scorecards and period reports; Prometheus scrapes `/m
 create --agency CODE`) may push events of their own agency only; inspector tokens
 (`--inspector`) are read-only and see every agency.
 
+**Signed batches** (optional, or required by an agency's policy): the headers
+`X-ServicePulse-Key-Id`, `-Timestamp`, `-Nonce` and `-Signature` carry an Ed25519
+signature of the exact body (docs/API.md, "Signed batches"); a refused batch is answered
+with its own error code and nothing of it is written.
+
+**Issued reports** are recorded in a signed, hash-chained log before they are answered
+(`X-ServicePulse-Log-Seq`); `servicepulse reports verify FILE` checks a file later.
+
 **Ingest guarantees**: an event reported `accepted` was acknowledged by Kafka
 (`acks=all`). On 503 nothing of the batch was accepted: retry the same batch after
 `Retry-After` seconds; event ids already written are answered `duplicate` or counted once
