@@ -74,6 +74,10 @@ class LedgerError(ServicePulseError):
     """The log could not be read or appended to, or a report could not be recorded."""
 
 
+class LedgerConflict(LedgerError):
+    """Another writer appended after the entry an append was based on (see ``after``)."""
+
+
 def canonical(value: Any) -> bytes:
     """Canonical JSON: sorted keys, no insignificant spaces, UTF-8."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -332,19 +336,36 @@ class Ledger:
             raise
         return producer
 
-    def append(self, kind: str, body: dict[str, Any], now: datetime | None = None) -> Entry:
+    def append(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        now: datetime | None = None,
+        *,
+        after: str | None = None,
+    ) -> Entry:
         """Append one entry; returns it once Kafka committed it.
 
+        ``after``: append only if the log's last entry has this hash (``GENESIS`` for an
+        empty log), i.e. nobody appended since the caller read it; else raise
+        :class:`LedgerConflict` and append nothing. What the single writer checks under
+        its epoch, so two processes deciding from the same tail cannot both append.
+
         Raises:
+            LedgerConflict: the last entry is not ``after``.
             LedgerError: Kafka did not commit it (after retries) or the log is broken.
         """
         with self._lock:
+            tail = self._tail.hash if self._tail else GENESIS
+            if after is not None and after != tail:
+                # our view may be stale (another writer fenced us): reread before refusing
+                self._discard()
             error: Exception | None = None
             for attempt in range(4):
                 try:
                     if self._producer is None:
                         self._producer = self._open()
-                    return self._append(self._producer, kind, body, now)
+                    return self._append(self._producer, kind, body, now, after)
                 except _RETRIED as exc:
                     error = exc
                     logger.warning(
@@ -359,10 +380,17 @@ class Ledger:
             ) from error
 
     def _append(
-        self, producer: bus.KafkaProducer, kind: str, body: dict[str, Any], now: datetime | None
+        self,
+        producer: bus.KafkaProducer,
+        kind: str,
+        body: dict[str, Any],
+        now: datetime | None,
+        after: str | None,
     ) -> Entry:
         tail = self._tail
         seq, prev = (tail.seq + 1, tail.hash) if tail else (0, GENESIS)
+        if after is not None and after != prev:
+            raise LedgerConflict(f"the log moved on: its last entry is {prev[:16]}…")
         entry, value = seal(self._key, seq, prev, kind, body, now or datetime.now(UTC))
         producer.begin_transaction()
         future = producer.send(self.topic, value=value, partition=0)
@@ -555,10 +583,23 @@ def close_days(
     catalog: Catalog,
     close_after: timedelta,
 ) -> list[Entry]:
-    """Append the due ``day_close`` entries (see :func:`day_close_bodies`)."""
-    parsed = (parse(v) for _offset, v in read_records(settings, ledger.topic))
-    entries = [e for e in parsed if isinstance(e, Entry)]
-    return [
-        ledger.append("day_close", body)
-        for body in day_close_bodies(model, catalog, entries, close_after)
-    ]
+    """Append the due ``day_close`` entries (see :func:`day_close_bodies`).
+
+    Each append names the entry the decision was based on (``after``); when another
+    writer (an API replica) appended meanwhile, the log is read again and what is due
+    computed again, so a day is never closed twice with the same totals.
+    """
+    done: list[Entry] = []
+    for _attempt in range(5):
+        parsed = (parse(v) for _offset, v in read_records(settings, ledger.topic))
+        entries = [e for e in parsed if isinstance(e, Entry)]
+        head = entries[-1].hash if entries else GENESIS
+        try:
+            for body in day_close_bodies(model, catalog, entries, close_after):
+                entry = ledger.append("day_close", body, after=head)
+                done.append(entry)
+                head = entry.hash
+            return done
+        except LedgerConflict:
+            continue
+    raise LedgerError("the log kept moving while days were being closed; retried later")

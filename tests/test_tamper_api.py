@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.ledger import Ledger, read_records, transactional_id, verify_chain
+from api.ledger import Ledger, LedgerConflict, read_records, transactional_id, verify_chain
 from api.settings import ApiSettings
 from contract import bus
 from contract.keyfiles import Ed25519PrivateKey, load_private_key
@@ -310,13 +310,21 @@ def test_two_writers_never_fork_the_chain(topic_factory: TopicFactory) -> None:
             # each writer's append fences the other, which must reopen and reread the tail
             a.append("report", {"sha256": f"{2 * i:064x}"})
             b.append("report", {"sha256": f"{2 * i + 1:064x}"})
+        chain = verify_chain(read_records(common, topics.ledger), key.public_key())
+        assert chain.ok, chain.problems
+        assert [e.seq for e in chain.entries] == list(range(6))
+        assert [e.body["sha256"] for e in chain.entries] == [f"{i:064x}" for i in range(6)]
+        # a decision taken on a tail that another writer extended meanwhile is refused
+        head = chain.entries[-1].hash
+        a.append("report", {"sha256": "a" * 64}, after=head)
+        with pytest.raises(LedgerConflict):
+            b.append("day_close", {"day": "2026-11-02"}, after=head)
     finally:
         a.close()
         b.close()
     chain = verify_chain(read_records(common, topics.ledger), key.public_key())
-    assert chain.ok, chain.problems
-    assert [e.seq for e in chain.entries] == list(range(6))
-    assert [e.body["sha256"] for e in chain.entries] == [f"{i:064x}" for i in range(6)]
+    assert chain.ok and [e.kind for e in chain.entries][-1] == "report"
+    assert len(chain.entries) == 7
 
 
 def test_the_api_closes_due_days_in_the_log(topic_factory: TopicFactory, tmp_path: Path) -> None:
