@@ -347,3 +347,30 @@ def test_the_api_closes_due_days_in_the_log(topic_factory: TopicFactory, tmp_pat
         read_records(common, topics.ledger), load_private_key(settings.ledger_key_path).public_key()
     )
     assert [e.body["day"] for e in chain.entries] == ["2026-11-02", "2026-11-03"]
+
+
+def test_the_producer_librarys_https_sink_signs_batches(
+    topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    from api.keys import KeyStore, Policy
+    from producers.signing import BatchSigner
+    from producers.simulator.sinks import HttpSink
+
+    _topics, common = topic_factory(3)
+    settings = api_settings(common, tmp_path)
+    key = Ed25519PrivateKey.generate()
+    store = KeyStore(settings.key_db_path, cache_seconds=0)
+    store.register("minsoc", key.public_key())
+    store.set_policy("minsoc", Policy.REQUIRED)
+    store.close()
+    with running_api(settings) as api:
+        api.wait_ready()
+        token = api.agency_token("minsoc")
+        signed = HttpSink(api.url, default_token=token, signers={"minsoc": BatchSigner(key)})
+        unsigned = HttpSink(api.url, default_token=token)
+        for sink in (signed, unsigned):
+            for _ in range(3):
+                sink.send(event())
+            sink.close()
+    assert signed.stats.delivered == 3 and not signed.stats.rejected
+    assert unsigned.stats.delivered == 0 and unsigned.stats.rejected["http_401"] == 3
