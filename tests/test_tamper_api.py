@@ -127,6 +127,7 @@ def test_signed_batches_through_the_api(
         assert made.returncode == 0, made.stderr
         outputs += [made.stdout, made.stderr]
     assert oct(ours.stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "keys.db").stat().st_mode & 0o777) == "0o600"
     policy = cli("keys", "policy", "--agency", "minsoc", "required", env=env)
     assert policy.returncode == 0 and "required" in policy.stdout, policy.stderr
     key, other = load_private_key(ours), load_private_key(theirs)
