@@ -45,7 +45,7 @@ from api.errors import (
 )
 from api.exposition import ApiMetrics, BusinessCollector, build_metrics
 from api.ingest import Ingestor, IngestResponse, ProducerLink
-from api.issuing import IssuingService
+from api.issuing import IssuingService, build_issuing_metrics
 from api.keys import KeyStore
 from api.readmodel import ReadModel
 from api.reports import Report, build_report, render
@@ -208,7 +208,7 @@ def create_app(
         settings.signature_nonce_capacity,
         build_signature_metrics(registry),
     )
-    issuing = IssuingService(settings, topics, model, catalog)
+    issuing = IssuingService(settings, topics, model, catalog, build_issuing_metrics(registry))
     issuing.check()
     registry.register(BusinessCollector(model, catalog, metrics.unknown_cells))
     metrics.inflight.set_function(lambda: ingestor.inflight)

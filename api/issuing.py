@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
 
 from api.errors import Unavailable
 from api.ledger import (
@@ -34,17 +37,55 @@ from contract.topics import Topics
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class IssuingMetrics:
+    """Counters of the log of issued numbers."""
+
+    reports: Counter
+    day_closes: Counter
+    failures: Counter
+
+
+def build_issuing_metrics(registry: CollectorRegistry) -> IssuingMetrics:
+    """Register the counters in ``registry``."""
+    reports = Counter(
+        "servicepulse_api_reports_issued",
+        "Reports recorded in the log and handed out, by format",
+        ["format"],
+        registry=registry,
+    )
+    for fmt in ("json", "csv", "html"):
+        reports.labels(fmt)
+    day_closes = Counter(
+        "servicepulse_api_day_closes",
+        "Day-close entries appended to the log (restatements of closed days included)",
+        registry=registry,
+    )
+    failures = Counter(
+        "servicepulse_api_log_failures",
+        "Appends to the log that failed (a report answered 503, or a close retried later)",
+        registry=registry,
+    )
+    return IssuingMetrics(reports, day_closes, failures)
+
+
 class IssuingService:
     """Records reports and closes days in the log (see the module docstring)."""
 
     def __init__(
-        self, settings: ApiSettings, topics: Topics, model: ReadModel, catalog: Catalog
+        self,
+        settings: ApiSettings,
+        topics: Topics,
+        model: ReadModel,
+        catalog: Catalog,
+        metrics: IssuingMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._topic = topics.ledger
         self._txn_id = transactional_id(topics.prefix)
         self._model = model
         self._catalog = catalog
+        self._metrics = metrics or build_issuing_metrics(CollectorRegistry())
         self._ledger: Ledger | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -104,11 +145,13 @@ class IssuingService:
         try:
             out, entry = issue(ledger, body, fmt, params, "api")
         except LedgerError as exc:
+            self._metrics.failures.inc()
             logger.warning("report not issued: %s", exc)
             raise Unavailable(
                 "the report could not be recorded in the log of issued reports; it was not issued",
                 retry_after=self._settings.kafka_retry_after_seconds,
             ) from exc
+        self._metrics.reports.labels(fmt).inc()
         return out, issued_headers(entry)
 
     def _close_loop(self, interval: float) -> None:
@@ -124,8 +167,10 @@ class IssuingService:
                     self._settings.ledger_close_after,
                 )
             except LedgerError as exc:
+                self._metrics.failures.inc()
                 logger.warning("closing days in the log failed (retried later): %s", exc)
                 continue
+            self._metrics.day_closes.inc(len(entries))
             for e in entries:
                 logger.info(
                     "day closed in the log day=%s seq=%d restates=%s",

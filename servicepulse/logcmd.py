@@ -85,11 +85,18 @@ def log_init_key(
 
 
 @log_app.command("verify")
-def log_verify(public_key: PublicKeyOption = None, topic: TopicOption = None) -> None:
+def log_verify(
+    public_key: PublicKeyOption = None,
+    topic: TopicOption = None,
+    expect: Annotated[
+        str | None,
+        typer.Option(help="an entry hash published earlier: the log must still hold it"),
+    ] = None,
+) -> None:
     """Check the whole log: every hash, signature, sequence number and link.
 
-    Exits 0 and prints the head (publish its hash: a log cut short after it then shows),
-    or 1 listing every problem.
+    Exits 0 and prints the head (publish its hash: with --expect HASH, a log cut short
+    before that entry then fails), or 1 listing every problem.
     """
     from api.settings import ApiSettings
 
@@ -102,6 +109,9 @@ def log_verify(public_key: PublicKeyOption = None, topic: TopicOption = None) ->
         console.print(f"[red]broken:[/] {p}", highlight=False)
     head = report.head
     n = len(report.entries)
+    if expect is not None and not any(e.hash == expect for e in report.entries):
+        report.problems.append(f"no entry has the expected hash {expect}: the log was cut short")
+        console.print(f"[red]broken:[/] {report.problems[-1]}", highlight=False)
     if not report.ok:
         raise _error(f"the log does NOT verify: {len(report.problems)} problems in {n} entries")
     if head is None:

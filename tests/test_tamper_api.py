@@ -235,6 +235,8 @@ def test_issued_reports_are_logged_and_verifiable(
                 assert r.headers["X-ServicePulse-Log-Seq"].isdigit()
                 files[fmt] = tmp_path / f"report.{fmt}"
                 files[fmt].write_bytes(r.content)
+            metrics = c.get("/metrics").text
+            assert 'servicepulse_api_reports_issued_total{format="html"} 1.0' in metrics
     page = files["html"].read_bytes()
     assert b"servicepulse reports verify" in page and b"SHA-256" in page
 
@@ -277,6 +279,8 @@ def test_issued_reports_are_logged_and_verifiable(
     assert verified.returncode == 0 and "6 entries" in verified.stdout, (
         verified.stdout + verified.stderr
     )
+    head = verified.stdout.split("hash ")[-1].strip()
+    assert cli("log", "verify", "--expect", head, env=env).returncode == 0
     shown = cli("log", "show", env=env)
     assert "day_close" in shown.stdout and "report" in shown.stdout
 
@@ -293,6 +297,13 @@ def test_issued_reports_are_logged_and_verifiable(
         # a report recorded in a tampered log is not vouched for
         doubt = cli("reports", "verify", str(files["json"]), "--topic", target, env=env)
         assert doubt.returncode == 1, name
+
+    # the last entry dropped: the chain itself is sound, the published head is missing
+    cut = f"{topics.prefix}.ledger-cut-at-the-end"
+    _copy_topic(common, topics.ledger, cut, list(range(n - 1)))
+    assert cli("log", "verify", "--topic", cut, env=env).returncode == 0
+    short = cli("log", "verify", "--topic", cut, "--expect", head, env=env)
+    assert short.returncode == 1 and "cut short" in short.stderr
 
     key_file = ApiSettings(token_db=tmp_path / "tokens.db").ledger_key_path
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
