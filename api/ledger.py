@@ -49,7 +49,7 @@ from cryptography.exceptions import InvalidSignature
 from api.readmodel import ReadModel
 from contract import bus
 from contract.catalog import Catalog
-from contract.errors import ConfigError, ServicePulseError
+from contract.errors import BusError, ConfigError, ServicePulseError
 from contract.keyfiles import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -316,6 +316,8 @@ class Ledger:
             max_block_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
             delivery_timeout_ms=timeout_ms + 10,
+            # kafka-python waits 30 s for a first broker by default: too long for a request
+            bootstrap_timeout_ms=timeout_ms,
         )
         try:
             producer.init_transactions()
@@ -361,12 +363,15 @@ class Ledger:
                 # our view may be stale (another writer fenced us): reread before refusing
                 self._discard()
             error: Exception | None = None
+            # a fenced writer needs one more attempt per competing writer; Kafka being
+            # away is not worth more than the timeout
+            deadline = time.monotonic() + self._timeout
             for attempt in range(4):
                 try:
                     if self._producer is None:
                         self._producer = self._open()
                     return self._append(self._producer, kind, body, now, after)
-                except _RETRIED as exc:
+                except (*_RETRIED, BusError) as exc:
                     error = exc
                     logger.warning(
                         "log append failed (attempt %d; reopening the writer): %s: %s",
@@ -375,6 +380,8 @@ class Ledger:
                         exc,
                     )
                     self._discard()
+                if time.monotonic() > deadline:
+                    break
             raise LedgerError(
                 f"could not append to the log topic {self.topic!r}: {error}"
             ) from error

@@ -386,3 +386,18 @@ def test_the_producer_librarys_https_sink_signs_batches(
             sink.close()
     assert signed.stats.delivered == 3 and not signed.stats.rejected
     assert unsigned.stats.delivered == 0 and unsigned.stats.rejected["http_401"] == 3
+
+
+def test_without_kafka_a_report_is_not_issued(tmp_path: Path) -> None:
+    from api.ledger import LedgerError, issue
+    from servicepulse.stack import free_port
+
+    nowhere = CommonSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}")  # type: ignore[call-arg]
+    timeout = 2.0
+    ledger = Ledger(nowhere, "x.ledger", Ed25519PrivateKey.generate(), "t", timeout=timeout)
+    start = time.monotonic()
+    with pytest.raises(LedgerError):
+        issue(ledger, b"{}", "json", {}, "cli")
+    ledger.close()
+    # one attempt bounded by the timeout, then the deadline (a bound, not a speed: x10)
+    assert time.monotonic() - start < 10 * timeout, "an unreachable Kafka held the request"
