@@ -207,35 +207,43 @@ def verify_chain(
     sequence number. Checking continues after a problem, so every one is listed.
     """
     out = ChainReport()
-    expected_key = key_id_of(public)
-    prev, seq = GENESIS, 0
+    before: Entry | None = None
     for offset, value in records:
         entry = parse(value, offset)
         if isinstance(entry, str):
             out.problems.append(f"offset {offset}: {entry}")
             continue
-        where = f"offset {offset} (entry {entry.seq})"
-        if hashlib.sha256(canonical(entry.payload())).hexdigest() != entry.hash:
-            out.problems.append(f"{where}: the entry does not match its hash (changed)")
-        sig = b64decode(entry.sig)
-        try:
-            if sig is None or entry.key_id != expected_key:
-                raise InvalidSignature
-            public.verify(sig, SIGNED_PREFIX + entry.hash.encode())
-        except InvalidSignature:
-            out.problems.append(
-                f"{where}: the signature does not verify with the deployment key {expected_key}"
-            )
-        if entry.seq != seq:
-            out.problems.append(f"{where}: sequence number {entry.seq}, expected {seq}")
-        if entry.prev != prev:
-            out.problems.append(
-                f"{where}: names {entry.prev[:16]}… as the previous entry, but it is "
-                f"{prev[:16]}… (an entry was removed, reordered or forked)"
-            )
+        out.problems.extend(link_problems(entry, before, public))
         out.entries.append(entry)
-        prev, seq = entry.hash, entry.seq + 1
+        before = entry
     return out
+
+
+def link_problems(entry: Entry, before: Entry | None, public: Ed25519PublicKey) -> list[str]:
+    """What is wrong with ``entry`` as the successor of ``before`` (``None``: the first)."""
+    problems: list[str] = []
+    where = f"offset {entry.offset} (entry {entry.seq})"
+    if hashlib.sha256(canonical(entry.payload())).hexdigest() != entry.hash:
+        problems.append(f"{where}: the entry does not match its hash (changed)")
+    expected_key = key_id_of(public)
+    sig = b64decode(entry.sig)
+    try:
+        if sig is None or entry.key_id != expected_key:
+            raise InvalidSignature
+        public.verify(sig, SIGNED_PREFIX + entry.hash.encode())
+    except InvalidSignature:
+        problems.append(
+            f"{where}: the signature does not verify with the deployment key {expected_key}"
+        )
+    prev, seq = (before.hash, before.seq + 1) if before else (GENESIS, 0)
+    if entry.seq != seq:
+        problems.append(f"{where}: sequence number {entry.seq}, expected {seq}")
+    if entry.prev != prev:
+        problems.append(
+            f"{where}: names {entry.prev[:16]}… as the previous entry, but it is "
+            f"{prev[:16]}… (an entry was removed, reordered or forked)"
+        )
+    return problems
 
 
 # -- the Kafka log -------------------------------------------------------------------------
@@ -326,11 +334,19 @@ class Ledger:
                 self._settings, self.topic, self._next_offset, self._timeout
             ):
                 entry = parse(value, offset)
-                if isinstance(entry, str):
+                problems = (
+                    [entry]
+                    if isinstance(entry, str)
+                    else link_problems(entry, self._tail, self._key.public_key())
+                )
+                if problems:
+                    # an entry this deployment did not write, or a broken chain: appending
+                    # would vouch for it; fail closed (`servicepulse log verify` tells more)
                     raise LedgerError(
-                        f"the log topic {self.topic!r} holds a bad record at offset {offset} "
-                        f"({entry}); nothing is appended to a broken log"
+                        f"the log topic {self.topic!r} is broken at offset {offset} "
+                        f"({problems[0]}); nothing is appended to a broken log"
                     )
+                assert isinstance(entry, Entry)  # noqa: S101 - no problems, so parsed
                 self._tail = entry
                 self._next_offset = offset + 1
         except BaseException:

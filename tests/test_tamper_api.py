@@ -12,13 +12,22 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from api.ledger import Ledger, LedgerConflict, read_records, transactional_id, verify_chain
+from api.ledger import (
+    Ledger,
+    LedgerConflict,
+    LedgerError,
+    read_records,
+    seal,
+    transactional_id,
+    verify_chain,
+)
 from api.settings import ApiSettings
 from contract import bus
 from contract.keyfiles import Ed25519PrivateKey, load_private_key
@@ -337,6 +346,23 @@ def test_two_writers_never_fork_the_chain(topic_factory: TopicFactory) -> None:
     chain = verify_chain(read_records(common, topics.ledger), key.public_key())
     assert chain.ok and [e.kind for e in chain.entries][-1] == "report"
     assert len(chain.entries) == 7
+
+    # an entry someone with write access but without the key appended: nobody chains on
+    forger = Ed25519PrivateKey.generate()
+    last = chain.entries[-1]
+    _entry, forged = seal(
+        forger, last.seq + 1, last.hash, "report", {"sha256": "b" * 64}, datetime.now(UTC)
+    )
+    producer = bus.producer(common)
+    producer.send(topics.ledger, value=forged, partition=0)
+    producer.flush(timeout=30)
+    producer.close(timeout=5)
+    c = Ledger(common, topics.ledger, key, txn)
+    try:
+        with pytest.raises(LedgerError, match="broken at offset"):
+            c.append("report", {"sha256": "c" * 64})
+    finally:
+        c.close()
 
 
 def test_the_api_closes_due_days_in_the_log(topic_factory: TopicFactory, tmp_path: Path) -> None:
