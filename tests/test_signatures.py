@@ -226,3 +226,40 @@ def test_key_files_are_private_and_never_overwritten(tmp_path: Path) -> None:
     signer = BatchSigner(key)
     assert "PRIVATE" not in repr(signer) and key_id_of(key) in repr(signer)
     assert b"PUBLIC KEY" in public_pem(key)
+
+
+def test_keys_command_creates_rotates_and_revokes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SERVICEPULSE_TOKEN_DB": str(tmp_path / "tokens.db")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "servicepulse", "keys", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    first = tmp_path / "k1.pem"
+    assert cli("create", "--agency", "minsoc", "-o", str(first)).returncode == 0
+    assert cli("create", "--agency", "minsoc", "-o", str(first)).returncode == 1  # kept
+    assert cli("create", "--agency", "nosuch", "-o", str(tmp_path / "x.pem")).returncode == 2
+    rotated = cli("rotate", "--agency", "minsoc", "-o", str(tmp_path / "k2.pem"), "--grace", "PT0S")
+    assert rotated.returncode == 0, rotated.stderr
+    store = KeyStore(tmp_path / "keys.db", cache_seconds=0)
+    old, new = (store.get(key_id_of(load_private_key(p))) for p in (first, tmp_path / "k2.pem"))
+    assert old is not None and new is not None
+    assert old.replaced_by == new.id and not old.active(datetime.now(UTC) + timedelta(seconds=1))
+    assert new.active(datetime.now(UTC))
+    assert cli("policy", "--agency", "minsoc").stdout.strip().endswith("optional")
+    assert cli("policy", "--agency", "minsoc", "required").returncode == 0
+    assert store.policy("minsoc") is Policy.REQUIRED
+    assert cli("revoke", new.id).returncode == 0
+    assert cli("revoke", "0" * 16).returncode == 1
+    store.close()
+    new_after = KeyStore(tmp_path / "keys.db", cache_seconds=0).get(new.id)
+    assert new_after is not None and not new_after.active(datetime.now(UTC) + timedelta(seconds=1))
