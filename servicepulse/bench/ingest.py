@@ -24,6 +24,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -291,7 +292,8 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
             server, list(_bodies(batched_records, BATCH)), threads=BATCHED_CONNECTIONS
         )
         ctx.say(f"  batched {batched.rate:,.0f} events/s")
-        signed, unsigned = signed_phases(ctx, server, agency, n)
+        ctx.say(f"ingest: signatures required vs not, {SIGNED_ROUNDS} alternated rounds ...")
+        signed_run = signed_phases(ctx, server, agency, n)
         ctx.say(
             f"ingest: single events for {single_s:.0f} s ({SINGLE_CONNECTIONS} connections) ..."
         )
@@ -374,27 +376,60 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
             + f"; p50 {p50 * 1000:.0f} ms",
             {**details(half), "target_rate": round(half_rate, 1)},
         ),
-        Figure(
-            "ingest",
-            names[3][0],
-            signed.rate if not signed.not_accepted else None,
-            "events/s",
-            "the same batches unsigned (policy optional), the faster of before and after",
-            unsigned,
-            GOAL_SIGNED,
-            note(signed, f"Ed25519, policy required, {BATCHED_CONNECTIONS} client connections"),
-            {**details(signed), "unsigned_per_s": round(unsigned, 1)},
-        ),
+        _signed_figure(names[3][0], signed_run, note, details),
     ]
 
 
-def signed_phases(ctx: BenchContext, server: Server, agency: str, n: int) -> tuple[Load, float]:
-    """Batched ingest with signatures required, between two unsigned runs of the same size.
+SIGNED_ROUNDS = 3
 
-    Returns the signed load and the faster unsigned rate (the baseline: a load spike can
-    only lower the ratio). Batches are signed before the clock starts (the client's
-    signing is not the server's cost); the policy is switched through the key database
-    the server reads, waiting out its cache, and checked with an unsigned batch.
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class SignedRun:
+    """Signed and unsigned batched phases, alternated, summed per kind."""
+
+    signed: Load = field(default_factory=Load)
+    unsigned: Load = field(default_factory=Load)
+    signed_cpu_s: float = 0.0
+    unsigned_cpu_s: float = 0.0
+
+    def add(self, load: Load, cpu_s: float, *, signed: bool) -> None:
+        """Add one phase."""
+        total = self.signed if signed else self.unsigned
+        total.events += load.events
+        total.requests += load.requests
+        total.seconds += load.seconds
+        total.latencies.extend(load.latencies)
+        total.errors.extend(load.errors[: 5 - len(total.errors)])
+        total.not_accepted += load.not_accepted
+        if signed:
+            self.signed_cpu_s += cpu_s
+        else:
+            self.unsigned_cpu_s += cpu_s
+
+    @staticmethod
+    def per_event_us(cpu_s: float, load: Load) -> float:
+        """Server CPU microseconds per event."""
+        return 1e6 * cpu_s / load.events if load.events else 0.0
+
+
+def signed_phases(ctx: BenchContext, server: Server, agency: str, n: int) -> SignedRun:
+    """Batched ingest with signatures required against the same kind of batches unsigned.
+
+    ``SIGNED_ROUNDS`` rounds of an unsigned and a signed phase of ``n / 2`` events
+    each, alternated so that a change of the machine's load falls on both kinds alike;
+    rates and the server's CPU time are summed per kind. Batches are signed before the
+    clock starts (the client's signing is not the server's cost); the policy is
+    switched through the key database the server reads, waiting out its cache, and
+    checked with an unsigned batch.
     """
     from api.keys import KeyStore, Policy
     from contract.keyfiles import Ed25519PrivateKey
@@ -403,36 +438,66 @@ def signed_phases(ctx: BenchContext, server: Server, agency: str, n: int) -> tup
     key = Ed25519PrivateKey.generate()
     store = KeyStore(ctx.work_dir / "api" / "keys.db", cache_seconds=0)
     cache_s = 2.5  # the server's SERVICEPULSE_TOKEN_CACHE_SECONDS (2 s) and a margin
+    half = max(BATCH, n // 2 // BATCH * BATCH)
+    run = SignedRun()
+    seed = 200
     try:
         store.register(agency, key.public_key(), "bench")
-        before = closed_loop(
-            server, list(_bodies(_records(n, 105, agency), BATCH)), threads=BATCHED_CONNECTIONS
-        )
-        ctx.say(f"  unsigned again {before.rate:,.0f} events/s")
-        store.set_policy(agency, Policy.REQUIRED)
-        time.sleep(cache_s)
-        probe = _bodies(_records(1, 106, agency), 1)
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        try:
-            status, _ = _post(conn, server.token, next(probe)[1])
-        finally:
-            conn.close()
-        if status != 401:
-            raise RuntimeError(f"an unsigned batch got HTTP {status} with signatures required")
-        bodies = list(_bodies(_records(n, 107, agency), BATCH))
-        headers = [sign_batch(b, key) for _, b in bodies]
-        ctx.say(f"ingest: batched and signed, {n:,} events ...")
-        signed = closed_loop(server, bodies, threads=BATCHED_CONNECTIONS, headers=headers)
-        ctx.say(f"  signed {signed.rate:,.0f} events/s")
+        for r in range(SIGNED_ROUNDS):
+            for signed in (False, True):
+                seed += 1
+                store.set_policy(agency, Policy.REQUIRED if signed else Policy.OPTIONAL)
+                time.sleep(cache_s)
+                if signed:
+                    _probe_refused(server, agency)
+                bodies = list(_bodies(_records(half, seed, agency), BATCH))
+                headers = [sign_batch(b, key) for _, b in bodies] if signed else None
+                cpu0 = _cpu_seconds(server.proc.pid)
+                load = closed_loop(server, bodies, threads=BATCHED_CONNECTIONS, headers=headers)
+                run.add(load, _cpu_seconds(server.proc.pid) - cpu0, signed=signed)
+                what = "signed" if signed else "unsigned"
+                ctx.say(f"  round {r + 1}: {what} {load.rate:,.0f} events/s")
         store.set_policy(agency, Policy.OPTIONAL)
         time.sleep(cache_s)
-        after = closed_loop(
-            server, list(_bodies(_records(n, 108, agency), BATCH)), threads=BATCHED_CONNECTIONS
-        )
-        ctx.say(f"  unsigned after {after.rate:,.0f} events/s")
     finally:
         store.close()
-    return signed, max(before.rate, after.rate)
+    return run
+
+
+def _signed_figure(name: str, run: SignedRun, note: Any, details: Any) -> Figure:
+    signed, unsigned = run.signed, run.unsigned
+    cpu_s = SignedRun.per_event_us(run.signed_cpu_s, signed)
+    cpu_u = SignedRun.per_event_us(run.unsigned_cpu_s, unsigned)
+    return Figure(
+        "ingest",
+        name,
+        signed.rate if not signed.not_accepted else None,
+        "events/s",
+        f"the same kind of batches unsigned, alternated with the signed ones "
+        f"({SIGNED_ROUNDS} rounds each)",
+        unsigned.rate if not unsigned.not_accepted else None,
+        GOAL_SIGNED,
+        note(signed, f"Ed25519, policy required, {BATCHED_CONNECTIONS} client connections")
+        + f"; server CPU {cpu_s:.1f} µs/event signed, {cpu_u:.1f} unsigned",
+        {
+            **details(signed),
+            "unsigned": details(unsigned),
+            "server_cpu_us_per_event_signed": round(cpu_s, 2),
+            "server_cpu_us_per_event_unsigned": round(cpu_u, 2),
+        },
+    )
+
+
+def _probe_refused(server: Server, agency: str) -> None:
+    """Check that the server now refuses an unsigned batch (the policy took effect)."""
+    body = next(_bodies(_records(1, 199, agency), 1))[1]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        status, _ = _post(conn, server.token, body)
+    finally:
+        conn.close()
+    if status != 401:
+        raise RuntimeError(f"an unsigned batch got HTTP {status} with signatures required")
 
 
 def _busiest_agency() -> str:
