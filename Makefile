@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SP := $(VENV)/bin/servicepulse
-APT_PACKAGES := prometheus kcat chromium
+APT_PACKAGES := prometheus prometheus-alertmanager kcat chromium
 PYTEST_ARGS ?=
 
 .PHONY: help setup deps-system deps-python deps-kafka up demo down status test test-fast reliability reliability-long lint format typecheck ci bench clean
@@ -14,7 +14,7 @@ help:  ## list the targets
 
 setup: deps-system deps-python deps-kafka  ## install everything (Debian packages, venv, Kafka jars)
 
-deps-system:  ## Debian packages: Prometheus (+promtool), kcat, Chromium (report tests)
+deps-system:  ## Debian packages: Prometheus (+promtool), Alertmanager, kcat, Chromium (web tests)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

@@ -24,16 +24,15 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
 )
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors
+from api import errors, scrape
 from api.errors import (
     BadRequest,
     Forbidden,
@@ -43,17 +42,21 @@ from api.errors import (
     Unauthorized,
     error_responses,
 )
-from api.exposition import ApiMetrics, BusinessCollector, build_metrics
+from api.exposition import ApiMetrics, build_metrics
 from api.ingest import Ingestor, IngestResponse, ProducerLink
 from api.issuing import IssuingService, build_issuing_metrics
 from api.keys import KeyStore
+from api.media import NDJSON_TYPES, media_of, without_signature
 from api.readmodel import ReadModel
 from api.reports import Report, build_report, render
 from api.scorecard import Scope as ScopeName
 from api.scorecard import Scorecard, Scorer, period_bounds
+from api.server import MetricsListener, metrics_token_ok
 from api.settings import ApiSettings
 from api.signatures import Verifier, build_signature_metrics
 from api.tokens import FailureLimiter, Kind, TokenInfo, TokenStore
+from api.web.settings import WebSettings
+from api.web.wiring import install as install_web
 from contract.catalog import Catalog, load_catalog
 from contract.events import Event, json_schema
 from contract.methodology import Methodology, load_methodology
@@ -166,6 +169,7 @@ def create_app(
     methodology: Methodology | None = None,
     tokens: TokenStore | None = None,
     keys: KeyStore | None = None,
+    web: WebSettings | None = None,
 ) -> FastAPI:
     """Build the API. No I/O happens until the app's lifespan starts.
 
@@ -178,6 +182,7 @@ def create_app(
         tokens: defaults to the SQLite store at ``settings.token_db``.
         keys: agencies' signing keys; defaults to the SQLite store at
             ``settings.key_db_path``.
+        web: settings of the web view, open data and alerts; default: from the environment.
     """
     settings = settings or ApiSettings()
     if registry is None:
@@ -210,11 +215,16 @@ def create_app(
     )
     issuing = IssuingService(settings, topics, model, catalog, build_issuing_metrics(registry))
     issuing.check()
-    registry.register(BusinessCollector(model, catalog, metrics.unknown_cells))
+    scrape.install(metrics, model, catalog)
     metrics.inflight.set_function(lambda: ingestor.inflight)
     metrics.readmodel_ready.set_function(lambda: 1.0 if model.status.ready else 0.0)
     metrics.readmodel_lag.set_function(lambda: model.status.lag)
     metrics.readmodel_records.set_function(lambda: model.status.records)
+    listener = (
+        MetricsListener(settings, lambda enc: scrape.body(model, registry, metrics, enc))
+        if settings.api_metrics_port
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -224,6 +234,9 @@ def create_app(
             topics.prefix,
             catalog.source,
         )
+        tokens.open()  # a new stack starts its (empty) token database here, mode 0600
+        if listener is not None:
+            listener.start()
         link.start()
         model.start()
         issuing.start()
@@ -231,6 +244,8 @@ def create_app(
             yield
         finally:
             issuing.stop()
+            if listener is not None:
+                listener.stop()
             model.stop()
             link.close()
             tokens.close()
@@ -242,6 +257,8 @@ def create_app(
         version=VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by the web view (api/web/wiring.py)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.ingestor = ingestor
@@ -251,10 +268,16 @@ def create_app(
     app.state.link = link
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.proxies:
+        # the client address of the failed-authentication limit; uvicorn's own proxy
+        # handling is off (server.server_options) as it believes any local client
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies)
 
     bearer = HTTPBearer(auto_error=False, description="an agency or inspector token")
 
     failures = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute / 60)
+    web_view = install_web(app, web or WebSettings(), scorer, model, tokens, failures)
+    app.state.web = web_view
 
     def authenticate(
         request: Request,
@@ -262,6 +285,7 @@ def create_app(
     ) -> TokenInfo:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("send Authorization: Bearer <token>")
+        # the peer, or with SERVICEPULSE_TRUSTED_PROXIES the address a proxy forwarded
         client = request.client.host if request.client else "unknown"
         wait = failures.wait(client)
         if wait > 0:
@@ -313,21 +337,33 @@ def create_app(
                 "records": st.records,
                 "restored_from_snapshot": st.restored_from_snapshot,
                 "error": st.error,
+                "business_metrics": "withheld" if scrape.withheld(model) else "served",
             },
             "producer": {"connected": link.connected},
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get(
-        "/metrics",
-        tags=["operations"],
-        summary="Prometheus exposition",
-        response_class=Response,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-    )
-    def prometheus_metrics() -> Response:
-        """Business metrics from the read model and the API's own metrics."""
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    if listener is None:
+
+        @app.get(
+            "/metrics",
+            tags=["operations"],
+            summary="Prometheus exposition",
+            response_class=Response,
+            responses={
+                200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                **error_responses(401),
+            },
+        )
+        def prometheus_metrics(request: Request) -> Response:
+            """Business metrics from the read model and the API's own metrics; with
+            `SERVICEPULSE_METRICS_TOKEN` set, only for `Authorization: Bearer <it>`."""
+            if not metrics_token_ok(settings, request.headers.get("authorization")):
+                raise Unauthorized("/metrics needs its bearer token (SERVICEPULSE_METRICS_TOKEN)")
+            content, headers = scrape.body(
+                model, registry, metrics, request.headers.get("accept-encoding", "")
+            )
+            return Response(content, headers=headers)
 
     @app.get("/v1/schema/event", tags=["ingest"], summary="JSON Schema of an event")
     async def event_schema() -> dict[str, Any]:
@@ -402,7 +438,7 @@ def create_app(
                     }
                 },
             },
-            **error_responses(400, 401, 403, 408, 413, 429, 503),
+            **error_responses(400, 401, 403, 408, 413, 415, 429, 503),
         },
     )
     async def post_events(
@@ -410,16 +446,22 @@ def create_app(
     ) -> Response:
         """Validate every event, write the valid ones to Kafka, answer per event.
 
-        Idempotent by `event_id`: a repeat of an id this API wrote recently is answered
-        `duplicate` and not written again.
+        Idempotent by `event_id` per agency: a repeat of an id this API wrote recently
+        for the same agency is answered `duplicate` and not written again.
         """
-        with ingestor.admit():
+        media = media_of(request.headers)
+        # the body is read holding only this token's slot: a trickling client of one
+        # agency never holds a slot the others need
+        with ingestor.admit_token(token.id):
             body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
-            content_type = request.headers.get("content-type", "")
-            ndjson = content_type.split(";")[0].strip().lower() == "application/x-ndjson"
+            # the signature covers the bytes as sent (a byte order mark included)
             with signatures.verified(request.headers, body, token.agency or "") as signed:
                 headers = signed.record_headers if signed else None
-                outcome = await ingestor.ingest(body, token, ndjson=ndjson, record_headers=headers)
+                body = without_signature(body)
+                with ingestor.admit():
+                    outcome = await ingestor.ingest(
+                        body, token, ndjson=media in NDJSON_TYPES, record_headers=headers
+                    )
         return Response(outcome.body, media_type="application/json")
 
     # -- scorecards and reports ------------------------------------------------------------------
@@ -483,7 +525,8 @@ def create_app(
         },
     )
     def get_report(
-        _token: Annotated[TokenInfo, Depends(inspector_token)],
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         scope: ScopeQ = "region",
         code: CodeQ = None,
         date_from: FromQ = None,
@@ -494,7 +537,10 @@ def create_app(
     ) -> Response:
         """Ranking of agencies, per-service table, funnel drop-offs, overdue applications,
         data quality per source and the methodology: the report an inspector prints and
-        signs. The same numbers as `/v1/scorecard`."""
+        signs. The same numbers as `/v1/scorecard`. A browser signed in to the web view may
+        open it with its session cookie instead of a token."""
+        if not (credentials is None and web_view.report_allowed(request, scope, code)):
+            inspector_token(authenticate(request, credentials))
         start, end = period_bounds(catalog, date_from, date_to)
         report = build_report(scorer, scope, code, start, end, datetime.now(UTC))
         body, media = render(report, fmt)

@@ -12,8 +12,10 @@ import math
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contract.errors import BusError, ServicePulseError
 
@@ -81,6 +83,24 @@ class RateLimited(ApiError):
     code = "rate_limited"
 
 
+class TooManyRequests(ApiError):
+    """The token has its share of ingest requests or in-flight events in use; retry later.
+
+    One agency's slow or many clients must not take every slot of the API: each token
+    has its own cap besides the shared one.
+    """
+
+    status = 429
+    code = "too_many_requests"
+
+
+class UnsupportedMediaType(ApiError):
+    """A body in a content type or encoding the API does not read (form, multipart, gzip)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class RequestTimeout(ApiError):
     """The client took too long to send the request body (a trickling upload)."""
 
@@ -134,7 +154,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Unknown code",
         408: "The request body did not arrive in time",
         413: "Body over the byte limit or too many events",
-        429: "Over the token's rate, or too many failed authentications; see Retry-After",
+        415: "A content type or encoding other than JSON or NDJSON, uncompressed",
+        429: "Over the token's rate or share of ingest, or too many failed "
+        "authentications; see Retry-After",
         503: "Kafka unavailable, API saturated or read model not ready; see Retry-After",
     }
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
@@ -162,7 +184,39 @@ async def _handle_bus_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+#: Codes of the HTTP errors Starlette and FastAPI raise themselves (unknown route, method).
+_HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+async def _handle_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A bad query parameter: 400 naming the parameter and the rule, never the value."""
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = [str(x) for x in err.get("loc", ())]
+        where = f"{loc[0]} parameter {'.'.join(loc[1:])!r}" if len(loc) > 1 else "request"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return JSONResponse(error_body("invalid_parameter", "; ".join(parts)), status_code=400)
+
+
 def install(app: FastAPI) -> None:
-    """Register the exception handlers."""
+    """Register the exception handlers: every error answers ``{"error": {code, message}}``."""
     app.add_exception_handler(ApiError, _handle_api_error)
     app.add_exception_handler(BusError, _handle_bus_error)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_error)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)

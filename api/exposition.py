@@ -1,37 +1,38 @@
 """What ``/metrics`` shows: the business families from the read model, and the API's own.
 
-:class:`BusinessCollector` renders every family of :data:`contract.metrics.FAMILIES` at
-scrape time from the read model: counters are sums over all days and partitions of the
-cumulative rollups, so they never go backwards when the API or a processor restarts;
-gauges are sums over partitions of the latest live counts; histograms come from the
-rollups' bucket counts. Label values come only from the catalog (and the contract's
-closed sets); a rollup cell the catalog does not know is left out and counted in
-``servicepulse_api_unknown_cells``.
+:class:`LiveExposition` keeps the text of every business family of
+:data:`contract.metrics.FAMILIES` up to date as aggregate records arrive: the read model
+hands it the difference each record makes to a cell, the exposition adds it to the one
+series of each family the cell feeds and marks that series' line to be rendered again.
+A scrape renders only the lines that changed since the previous scrape, joins prepared
+bytes and, when the client accepts gzip, serves a compressed copy made once per change.
+Its cost depends on the number of series (bounded by the catalog, docs/METRICS.md
+"Series budget"), never on the days of history or the number of rollup cells.
+
+Counters are sums over all days and partitions of the cumulative rollups, so they never
+go backwards; gauges are sums over partitions of the latest live counts; histograms come
+from the rollups' bucket counts. Label values come only from the catalog (and the
+contract's closed sets); a cell the catalog does not know is left out and counted in
+``servicepulse_api_unknown_cells``. Until the read model has caught up with the end
+offsets it saw at start, the business families are withheld (a partial sum would be a
+false drop and then a false jump in Prometheus), ``servicepulse_api_business_withheld``
+is 1 and ``/readyz`` says so.
 
 :func:`build_metrics` makes the API's own metrics (requests, latency, ingest results).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any, Final, Protocol
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
 
 from contract.aggregates import Gauges, Hist, Rollup
 from contract.catalog import Catalog
-from contract.events import Channel, Outcome
-from contract.metrics import BUCKETS, FAMILIES, FAMILY_BY_NAME, Family
+from contract.events import Channel, Outcome, Reason
+from contract.metrics import BUCKETS, FAMILIES, LATE_REASONS, Family
 
 # -- the API's own metrics -----------------------------------------------------------------
 
@@ -69,6 +70,9 @@ class ApiMetrics:
     readmodel_lag: Gauge
     readmodel_records: Gauge
     unknown_cells: Gauge
+    business_withheld: Gauge
+    business_series: Gauge
+    business_series_budget: Gauge
 
 
 def build_metrics(registry: CollectorRegistry) -> ApiMetrics:
@@ -132,6 +136,24 @@ def build_metrics(registry: CollectorRegistry) -> ApiMetrics:
             "Rollup cells left out of /metrics because the catalog does not know a label",
             registry=registry,
         ),
+        business_withheld=Gauge(
+            p + "business_withheld",
+            "1 while the business families are left out of /metrics: the read model has "
+            "not caught up with the end offsets it saw at start",
+            registry=registry,
+        ),
+        business_series=Gauge(
+            p + "business_series",
+            "Series of the business families, by family (compare with the series budget)",
+            ["family"],
+            registry=registry,
+        ),
+        business_series_budget=Gauge(
+            p + "business_series_budget",
+            "Most series a business family can have for the catalog (docs/METRICS.md)",
+            ["family"],
+            registry=registry,
+        ),
     )
 
 
@@ -172,61 +194,139 @@ _OUTCOMES: Final = frozenset(o.value for o in Outcome)
 _TIMELINESS: Final = frozenset({"on_time", "late", "unknown"})
 _SCORES: Final = frozenset({"1", "2", "3", "4", "5"})
 _BOOL: Final = frozenset({"true", "false"})
-_REASON_RE: Final = re.compile(r"^[a-z_]{1,40}$")
+_LATE: Final = frozenset(LATE_REASONS)
+_REJECT_REASONS: Final = frozenset(r.value for r in Reason)
+_WITHIN_48H: Final = {"within": "true", "over": "false"}
+#: the label value of a bounded dimension whose value the catalog does not bound here
+OTHER: Final = "other"
+UNKNOWN: Final = "unknown"
+#: families whose municipality is the office's (see :meth:`LiveExposition._base`)
+_OFFICE_FAMILIES: Final = frozenset({"office_visits_total", "office_wait_seconds"})
 
 Labels = dict[str, str]
+#: (agency, service, municipality, channel, life_situation)
+Cell = tuple[str, str, str, str, str]
+#: (agency, service, municipality, channel)
+GaugeCell = tuple[str, str, str, str]
 
 
-class ModelView(Protocol):
-    """The parts of the read model the collector uses."""
-
-    @property
-    def lock(self) -> AbstractContextManager[Any]:
-        """Guards :meth:`totals_view`."""
-        ...
-
-    def totals_view(self) -> Iterable[tuple[tuple[str, str, str, str, str], Rollup]]:
-        """Cells with their rollups summed over days and partitions (lock held)."""
-        ...
-
-    def gauges(self) -> list[tuple[tuple[str, str, str, str], Gauges]]:
-        """Live gauges summed over partitions."""
-        ...
-
-    def dead_letters(
-        self, day_from: str | None = None, day_to: str | None = None
-    ) -> dict[tuple[str, str], int]:
-        """Dead letters by (agency, reason)."""
-        ...
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-Sink = dict[str, dict[tuple[str, ...], float]]
+def _number(v: float) -> str:
+    if isinstance(v, int):
+        return str(v)
+    return repr(float(v))
 
 
-class BusinessCollector(Collector):
-    """Renders the business families of the read model at scrape time.
+@dataclass(slots=True)
+class _Table:
+    """The series of one family: values, their rendered lines, which lines are stale."""
+
+    family: Family
+    values: dict[tuple[str, ...], float] = field(default_factory=dict)
+    hists: dict[tuple[str, ...], Hist] = field(default_factory=dict)
+    lines: dict[tuple[str, ...], bytes] = field(default_factory=dict)
+    #: each series' sample lines up to the value, made once
+    heads: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+    stale: set[tuple[str, ...]] = field(default_factory=set)
+    #: the header and every line, joined; ``None`` when a line changed since
+    block: bytes | None = None
+
+    def header(self) -> bytes:
+        f = self.family
+        kind = "counter" if f.kind == "counter" else f.kind
+        return f"# HELP {f.full} {f.help}\n# TYPE {f.full} {kind}\n".encode()
+
+    def series(self) -> int:
+        """Samples this family exposes (a histogram's buckets, sum and count each count)."""
+        if self.family.kind != "histogram":
+            return len(self.values)
+        assert self.family.buckets is not None  # noqa: S101 - histograms name their buckets
+        return len(self.hists) * (len(BUCKETS[self.family.buckets]) + 3)
+
+    def render(self) -> bytes:
+        if self.block is not None:
+            return self.block
+        f = self.family
+        heads = self.heads
+        for lv in self.stale:
+            head = heads.get(lv)
+            if head is None:
+                head = heads[lv] = _heads(f, lv)
+            if f.kind == "histogram":
+                self.lines[lv] = _histogram_lines(head, self.hists[lv])
+            else:
+                self.lines[lv] = f"{head[0]}{_number(self.values[lv])}\n".encode()
+        self.stale = set()
+        self.block = self.header() + b"".join(self.lines.values())
+        return self.block
+
+
+def _heads(f: Family, lv: tuple[str, ...]) -> tuple[str, ...]:
+    """Each sample line of one series up to its value (labels never change)."""
+    labels = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(f.labels, lv, strict=True))
+    if f.kind != "histogram":
+        return (f"{f.full}{{{labels}}} ",)
+    assert f.buckets is not None  # noqa: S101 - every histogram family names its buckets
+    sep = "," if labels else ""
+    les = [_le(b) for b in BUCKETS[f.buckets]] + ["+Inf"]
+    return (
+        *(f'{f.full}_bucket{{{labels}{sep}le="{le}"}} ' for le in les),
+        f"{f.full}_count{{{labels}}} ",
+        f"{f.full}_sum{{{labels}}} ",
+    )
+
+
+def _histogram_lines(heads: tuple[str, ...], h: Hist) -> bytes:
+    """Cumulative buckets, +Inf, count and sum of one series (``heads`` from _heads)."""
+    out: list[str] = []
+    cumulative = 0
+    n = len(heads) - 3  # finite buckets
+    for i in range(n):
+        cumulative += h.counts[i] if i < len(h.counts) else 0
+        out.append(f"{heads[i]}{cumulative}\n")
+    total = h.count
+    out.append(f"{heads[n]}{total}\n{heads[n + 1]}{total}\n")
+    out.append(f"{heads[n + 2]}{_number(h.sum_ms / 1000.0)}\n")
+    return "".join(out).encode()
+
+
+class LiveExposition:
+    """The business families, kept up to date record by record; a scrape joins bytes.
+
+    The read model calls :meth:`add_rollup`, :meth:`gauges_changed` and
+    :meth:`add_dead_letter` while it holds its lock, and :meth:`payload` is called
+    under the same lock, so no method here locks.
 
     Args:
-        model: the read model.
         catalog: the label values allowed.
-        unknown: set to the number of cells left out at each scrape.
     """
 
-    def __init__(
-        self,
-        model: ModelView,
-        catalog: Catalog,
-        unknown: Gauge | None = None,
-    ) -> None:
-        self._model = model
+    def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        self._unknown = unknown
+        self._tables: dict[str, _Table] = {f.name: _Table(f) for f in FAMILIES}
+        self._offices: frozenset[tuple[str, str]] = frozenset(
+            (o.agency, o.municipality) for o in catalog.offices.values()
+        )
+        self._unknown: set[Cell] = set()
+        self._generation = 0
+        self._rendered: tuple[int, bytes] = (-1, b"")
+        self._compressed: tuple[int, bytes, Any] = (-1, b"", None)
 
-    def describe(self) -> Iterator[Metric]:
-        """Nothing: describing would run a collection at registration."""
-        return iter(())
+    # -- updates ---------------------------------------------------------------------
 
-    def _valid_cell(self, a: str, s: str, m: str, c: str, ls: str) -> bool:
+    @property
+    def unknown_cells(self) -> int:
+        """Cells left out because the catalog does not know one of their labels."""
+        return len(self._unknown)
+
+    def series(self) -> dict[str, int]:
+        """Series exposed per family (histogram buckets, sum and count included)."""
+        return {name: t.series() for name, t in self._tables.items()}
+
+    def _valid(self, a: str, s: str, m: str, c: str, ls: str) -> bool:
         cat = self._catalog
         return (
             a in cat.agencies
@@ -236,126 +336,127 @@ class BusinessCollector(Collector):
             and (ls == "" or ls in cat.life_situations)
         )
 
-    def collect(self) -> Iterator[Metric]:
-        """One sample set per family of :data:`contract.metrics.FAMILIES`."""
-        counters: Sink = {f.name: {} for f in FAMILIES if f.kind == "counter"}
-        gauges: Sink = {f.name: {} for f in FAMILIES if f.kind == "gauge"}
-        hists: dict[str, dict[tuple[str, ...], Hist]] = {
-            f.name: {} for f in FAMILIES if f.kind == "histogram"
+    def _add(self, name: str, base: Labels, value: float) -> None:
+        t = self._tables[name]
+        lv = tuple(base[n] for n in t.family.labels)
+        t.values[lv] = t.values.get(lv, 0) + value
+        t.stale.add(lv)
+        t.block = None
+
+    def _base(self, cell: Cell) -> Labels:
+        a, s, m, c, ls = cell
+        return {
+            "agency": a,
+            "service": s,
+            "municipality": m,
+            "channel": c,
+            "life_situation": ls,
         }
-        unknown = 0
-        cat = self._catalog
-        with self._model.lock:
-            for cell, r in self._model.totals_view():
-                a, s, m, c, ls = cell
-                if not self._valid_cell(a, s, m, c, ls):
-                    unknown += 1
-                    continue
-                base = {
-                    "agency": a,
-                    "service": s,
-                    "municipality": m,
-                    "channel": c,
-                    "life_situation": ls,
-                }
-                self._rollup(counters, hists, base, r, cat)
-        for (a, s, m, c), g in self._model.gauges():
-            if not self._valid_cell(a, s, m, c, ""):
-                unknown += 1
-                continue
-            base = {"agency": a, "service": s, "municipality": m, "channel": c}
-            for name, fld in _GAUGES.items():
-                _put(gauges, name, base, getattr(g, fld))
-        for (agency, reason), n in self._model.dead_letters().items():
-            a = agency if agency in cat.agencies else "unknown"
-            _put(counters, "events_rejected_total", {"agency": a, "reason": reason}, n)
-        if self._unknown is not None:
-            self._unknown.set(unknown)
 
-        for f in FAMILIES:
-            if f.kind == "counter":
-                cm = CounterMetricFamily(f.full, f.help, labels=f.labels)
-                for lv, v in counters[f.name].items():
-                    cm.add_metric(lv, v)
-                yield cm
-            elif f.kind == "gauge":
-                gm = GaugeMetricFamily(f.full, f.help, labels=f.labels)
-                for lv, v in gauges[f.name].items():
-                    gm.add_metric(lv, v)
-                yield gm
-            else:
-                yield _histogram(f, hists[f.name])
-
-    def _rollup(
-        self,
-        counters: Sink,
-        hists: dict[str, dict[tuple[str, ...], Hist]],
-        base: Labels,
-        r: Rollup,
-        cat: Catalog,
-    ) -> None:
+    def add_rollup(self, cell: Cell, delta: Rollup) -> None:
+        """Add the difference one aggregate record made to ``cell`` (summed over days)."""
+        if not self._valid(*cell):
+            self._unknown.add(cell)
+            return
+        self._generation += 1
+        base = self._base(cell)
+        add = self._add
         for name, fld in _SCALARS.items():
-            v = getattr(r, fld)
+            v = getattr(delta, fld)
             if v:
-                _put(counters, name, base, v)
-        svc = cat.services.get(base["service"])
-        for step, v in r.steps.items():
+                add(name, base, v)
+        svc = self._catalog.services.get(base["service"])
+        for step, v in delta.steps.items():
             if svc is not None and step in svc.step_codes:
-                _put(counters, "journey_steps_total", {**base, "step": step}, v)
-        for code, v in r.errors.items():
-            if svc is not None and code not in svc.error_codes:
-                code = "other"
-            _put(counters, "journey_errors_total", {**base, "code": code}, v)
-        for key, v in r.decisions.items():
+                add("journey_steps_total", {**base, "step": step}, v)
+        for code, v in delta.errors.items():
+            if svc is None or code not in svc.error_codes:
+                code = OTHER
+            add("journey_errors_total", {**base, "code": code}, v)
+        for key, v in delta.decisions.items():
             outcome, _, timeliness = key.partition(":")
             if outcome in _OUTCOMES and timeliness in _TIMELINESS:
-                labels = {**base, "outcome": outcome, "timeliness": timeliness}
-                _put(counters, "decisions_total", labels, v)
-        for score, v in r.feedback.items():
+                add("decisions_total", {**base, "outcome": outcome, "timeliness": timeliness}, v)
+        for score, v in delta.feedback.items():
             if score in _SCORES:
-                _put(counters, "feedback_total", {**base, "score": score}, v)
-        for within, v in r.visits.items():
+                add("feedback_total", {**base, "score": score}, v)
+        office = base
+        if (cell[0], cell[2]) not in self._offices:
+            # a visit reported for a place without an office of the agency: the label
+            # stays bounded by the catalog's offices (docs/METRICS.md)
+            office = {**base, "municipality": OTHER}
+        for within, v in delta.visits.items():
             if within in _BOOL:
-                _put(counters, "office_visits_total", {**base, "within_standard": within}, v)
-        for timeliness, v in r.appeals_answered.items():
+                add("office_visits_total", {**office, "within_standard": within}, v)
+        for timeliness, v in delta.appeals_answered.items():
             if timeliness in _TIMELINESS:
-                _put(counters, "appeals_answered_total", {**base, "timeliness": timeliness}, v)
-        for within, v in r.interagency_responded.items():
-            flag = {"within": "true", "over": "false"}.get(within)
+                add("appeals_answered_total", {**base, "timeliness": timeliness}, v)
+        for within, v in delta.interagency_responded.items():
+            flag = _WITHIN_48H.get(within)
             if flag is not None:
-                _put(counters, "interagency_responses_total", {**base, "within_48h": flag}, v)
-        for reason, v in r.late.items():
-            if _REASON_RE.match(reason):
-                _put(counters, "late_events_total", {**base, "reason": reason}, v)
+                add("interagency_responses_total", {**base, "within_48h": flag}, v)
+        for reason, v in delta.late.items():
+            add("late_events_total", {**base, "reason": reason if reason in _LATE else OTHER}, v)
         for name, fld in _HISTS.items():
-            h: Hist | None = getattr(r, fld)
-            if h is not None and h.count:
-                lv = tuple(base[n] for n in FAMILY_BY_NAME[name].labels)
-                acc = hists[name].get(lv)
+            h: Hist | None = getattr(delta, fld)
+            if h is not None and (h.sum_ms or any(h.counts)):
+                t = self._tables[name]
+                labels = office if name in _OFFICE_FAMILIES else base
+                lv = tuple(labels[n] for n in t.family.labels)
+                acc = t.hists.get(lv)
                 if acc is None:
-                    acc = hists[name][lv] = Hist.empty(fld)
+                    acc = t.hists[lv] = Hist.empty(fld)
                 acc.add(h)
+                t.stale.add(lv)
+                t.block = None
 
+    def gauges_changed(self, cell: GaugeCell, old: Gauges | None, new: Gauges | None) -> None:
+        """One partition's live counts of ``cell`` went from ``old`` to ``new``."""
+        a, s, m, c = cell
+        if not self._valid(a, s, m, c, ""):
+            self._unknown.add((a, s, m, c, ""))
+            return
+        self._generation += 1
+        base = self._base((a, s, m, c, ""))
+        for name, fld in _GAUGES.items():
+            d = (getattr(new, fld) if new else 0) - (getattr(old, fld) if old else 0)
+            t = self._tables[name]
+            lv = tuple(base[n] for n in t.family.labels)
+            if d or (new is not None and lv not in t.values):
+                self._add(name, base, d)
 
-def _put(sink: Sink, name: str, labels: Labels, value: float) -> None:
-    lv = tuple(labels[n] for n in FAMILY_BY_NAME[name].labels)
-    d = sink[name]
-    d[lv] = d.get(lv, 0) + value
+    def add_dead_letter(self, agency: str, reason: str, n: int = 1) -> None:
+        """Count ``n`` rejected events of ``agency`` for ``reason``."""
+        self._generation += 1
+        a = agency if agency in self._catalog.agencies else UNKNOWN
+        r = reason if reason in _REJECT_REASONS else OTHER
+        self._add("events_rejected_total", {"agency": a, "reason": r}, n)
 
+    # -- the scrape --------------------------------------------------------------------
 
-def _histogram(f: Family, series: dict[tuple[str, ...], Hist]) -> HistogramMetricFamily:
-    hm = HistogramMetricFamily(f.full, f.help, labels=f.labels)
-    assert f.buckets is not None  # noqa: S101 - every histogram family names its buckets
-    bounds = BUCKETS[f.buckets]
-    for lv, h in series.items():
-        cumulative = 0
-        buckets: list[tuple[str, float]] = []
-        for i, bound in enumerate(bounds):
-            cumulative += h.counts[i] if i < len(h.counts) else 0
-            buckets.append((_le(bound), cumulative))
-        buckets.append(("+Inf", h.count))
-        hm.add_metric(list(lv), buckets, h.sum_ms / 1000.0)
-    return hm
+    def payload(self) -> bytes:
+        """The business families as text; lines are rendered only for changed series."""
+        gen = self._generation
+        if self._rendered[0] != gen:
+            self._rendered = (gen, b"".join(t.render() for t in self._tables.values()))
+        return self._rendered[1]
+
+    def gzip_payload(self, tail: bytes) -> bytes:
+        """One gzip stream of the business families followed by ``tail``.
+
+        The business part is compressed once per change and kept as a compressor flushed
+        to a byte boundary; a scrape copies that compressor and compresses only ``tail``
+        (the API's own metrics), so the body is a single gzip member every client reads.
+        """
+        gen = self._generation
+        if self._compressed[0] != gen:
+            c = zlib.compressobj(1, zlib.DEFLATED, 31)
+            head = c.compress(self.payload()) + c.flush(zlib.Z_SYNC_FLUSH)
+            self._compressed = (gen, head, c)
+        _, head, prepared = self._compressed
+        c = prepared.copy()
+        body: bytes = head + c.compress(tail) + c.flush()
+        return body
 
 
 def _le(bound: float) -> str:

@@ -30,11 +30,10 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from api.errors import BadRequest, PayloadTooLarge, RateLimited, Unavailable
+from api.errors import BadRequest, PayloadTooLarge, RateLimited, TooManyRequests, Unavailable
 from api.exposition import ApiMetrics
 from api.settings import ApiSettings
 from api.tokens import TokenInfo
-from contract import bus
 from contract.catalog import Catalog
 from contract.errors import BusError
 from contract.events import (
@@ -47,6 +46,7 @@ from contract.events import (
     split_batch,
 )
 from contract.topics import Topics
+from kafkaport import KafkaError, Producer, connect
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ _dead_letter_encoder: Final = msgspec.json.Encoder()
 
 
 def _event_id_of(raw: bytes) -> str | None:
-    """The event id of a rejected event, if it has a UUID one.
+    """The event id of a rejected event, if it has a UUID one, in its canonical lower case
+    (as the contract decodes it).
 
     Anything else is not repeated: the answer and the dead letter must not carry free
     text that may be personal data.
@@ -116,7 +117,16 @@ def _event_id_of(raw: bytes) -> str | None:
         value = _id_decoder.decode(raw).event_id
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
-    return value if isinstance(value, str) and _UUID.match(value) else None
+    return value.lower() if isinstance(value, str) and _UUID.match(value) else None
+
+
+def recent_key(agency: str, event_id: str) -> str:
+    """The key of an event id in :class:`RecentIds`: per agency, the canonical lower case.
+
+    Ids are one namespace per agency (an id another agency used is no duplicate), and a
+    UUID in upper case is the same id.
+    """
+    return f"{agency}\x00{event_id.lower()}"
 
 
 # -- limits ------------------------------------------------------------------------------
@@ -182,8 +192,67 @@ class InflightLimiter:
             self._cond.notify_all()
 
 
+class TokenSlots:
+    """Requests and in-flight events per token, so one agency cannot take every slot.
+
+    ``requests`` counts a token's ingest requests from before their body is read until
+    their answer; the in-flight events of each token are bounded by an
+    :class:`InflightLimiter` of its own. Entries of idle tokens are dropped, so the
+    memory follows the tokens in use, not the traffic.
+    """
+
+    def __init__(self, max_requests: int, max_inflight: int) -> None:
+        self.max_requests = max_requests
+        self.max_inflight = max_inflight
+        self._requests: dict[str, int] = {}
+        self._inflight: dict[str, InflightLimiter] = {}
+        self._users: dict[str, int] = {}
+
+    def requests(self, token_id: str) -> int:
+        """The token's ingest requests being handled."""
+        return self._requests.get(token_id, 0)
+
+    @contextlib.contextmanager
+    def request(self, token_id: str) -> Iterator[None]:
+        """One of the token's request slots; :class:`TooManyRequests` without a free one."""
+        n = self._requests.get(token_id, 0)
+        if n >= self.max_requests:
+            raise TooManyRequests(
+                f"token {token_id} has {n} ingest requests in progress (limit "
+                f"{self.max_requests} per token); nothing was accepted",
+                retry_after=1,
+            )
+        self._requests[token_id] = n + 1
+        try:
+            yield
+        finally:
+            left = self._requests[token_id] - 1
+            if left:
+                self._requests[token_id] = left
+            else:
+                del self._requests[token_id]
+
+    def inflight(self, token_id: str) -> InflightLimiter:
+        """The in-flight limiter of a token (made on first use), for one request: give it
+        back with :meth:`done` whatever came of it."""
+        lim = self._inflight.get(token_id)
+        if lim is None:
+            lim = self._inflight[token_id] = InflightLimiter(self.max_inflight)
+        self._users[token_id] = self._users.get(token_id, 0) + 1
+        return lim
+
+    def done(self, token_id: str) -> None:
+        """A request is done with the token's limiter; the last one drops it."""
+        left = self._users[token_id] - 1
+        if left:
+            self._users[token_id] = left
+        else:
+            del self._users[token_id], self._inflight[token_id]
+
+
 class RecentIds:
-    """The last ``size`` event ids this API had acknowledged by Kafka, oldest forgotten.
+    """The last ``size`` event ids this API had acknowledged by Kafka, oldest forgotten
+    (as :func:`recent_key`: the agency and the canonical id).
 
     They answer a retried batch "duplicate"; the processor deduplicates exactly anyway,
     so this is a courtesy and may forget. An id is kept as its 64-bit ``hash()`` (salted
@@ -264,7 +333,7 @@ class RecentIds:
 
 
 class _Acks:
-    """Counts the acknowledgements of one batch from kafka-python's sender thread."""
+    """Counts the acknowledgements of one batch (called on the Kafka client's thread)."""
 
     __slots__ = ("_done", "_failed", "_future", "_loop", "error", "expected")
 
@@ -276,14 +345,12 @@ class _Acks:
         self.expected = expected
         self.error: BaseException | None = None
 
-    def ok(self, _metadata: object) -> None:
+    def done(self, exc: BaseException | None, _partition: int, _offset: int) -> None:
+        """One record's answer: ``exc`` is ``None`` when acknowledged."""
+        if exc is not None and next(self._failed) == 1:
+            self.error = exc
         if next(self._done) == self.expected:
             self._loop.call_soon_threadsafe(self._resolve)
-
-    def fail(self, exc: BaseException) -> None:
-        if next(self._failed) == 1:
-            self.error = exc
-        self.ok(None)
 
     def _resolve(self) -> None:
         if not self._future.done():
@@ -310,7 +377,7 @@ class ProducerLink:
     def __init__(self, settings: ApiSettings, topics: Topics) -> None:
         self._settings = settings
         self._topics = topics
-        self._producer: bus.KafkaProducer | None = None
+        self._producer: Producer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -326,23 +393,26 @@ class ProducerLink:
         """Whether a producer is open."""
         return self._producer is not None
 
-    def _open(self) -> bus.KafkaProducer:
+    def _open(self) -> Producer:
         timeout_ms = int(self._settings.request_timeout_seconds * 1000)
-        producer = bus.producer(
-            self._settings,
+        producer = connect(self._settings).producer(
             client_id="servicepulse-api",
             linger_ms=2,
             delivery_timeout_ms=timeout_ms + 10,
             request_timeout_ms=max(1000, timeout_ms - 10),
-            max_block_ms=1000,
+            max_block_s=1.0,  # never hold the event loop longer when the buffer is full
         )
         try:
-            # fetch metadata now, so the first request's send() does not block the loop
+            # fetch metadata now: the topics must exist before events are accepted
             for topic in (self._topics.events, self._topics.deadletter):
-                producer.partitions_for(topic)
-        except bus.KafkaError as exc:
-            producer.close(timeout=1)
+                if not producer.partitions_for(topic, 5.0):
+                    raise BusError(f"topic {topic!r} does not exist on the broker")
+        except KafkaError as exc:
+            producer.close(0)
             raise BusError(f"cannot read metadata of topic {topic!r}: {exc}") from exc
+        except BusError:
+            producer.close(0)
+            raise
         return producer
 
     def _connect_loop(self) -> None:
@@ -357,12 +427,12 @@ class ProducerLink:
                 continue
             with self._lock:
                 if self._stop.is_set():
-                    producer.close(timeout=1)
+                    producer.close(1)
                     return
                 self._producer = producer
             logger.info("producer connected to %s", self._settings.kafka_bootstrap)
 
-    def get(self) -> bus.KafkaProducer:
+    def get(self) -> Producer:
         """The open producer. Raises :class:`Unavailable` while there is none."""
         producer = self._producer
         if producer is None:
@@ -397,18 +467,17 @@ class ProducerLink:
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                producer.flush(timeout=timeout)
-            except bus.KafkaError as exc:
-                logger.warning("producer flush at shutdown failed: %s", exc)
-            producer.close(timeout=timeout)
+            left = producer.flush(timeout)
+            if left:
+                logger.warning("producer flush at shutdown: %d records unacknowledged", left)
+            producer.close(0)
 
 
-def _close_quietly(producer: bus.KafkaProducer) -> None:
+def _close_quietly(producer: Producer) -> None:
     """Close a failed producer without waiting for its unsent records."""
     try:
-        producer.close(timeout=0)
-    except bus.KafkaError as exc:
+        producer.close(0)
+    except KafkaError as exc:
         logger.debug("closing the replaced producer: %s", exc)
 
 
@@ -454,6 +523,9 @@ class Ingestor:
         self._clock = clock
         self._rate = RateLimiter(settings.rate_limit_events_per_second, settings.rate_limit_burst)
         self._inflight = InflightLimiter(settings.max_inflight_events)
+        self.per_token = TokenSlots(
+            settings.max_concurrent_ingest_per_token, settings.max_inflight_events_per_token
+        )
         self.recent = RecentIds(settings.dedup_cache_size)
         self._requests = 0
 
@@ -462,13 +534,25 @@ class Ingestor:
         """Events produced and not yet acknowledged."""
         return self._inflight.inflight
 
+    def admit_token(self, token_id: str) -> contextlib.AbstractContextManager[None]:
+        """One of the token's ``max_concurrent_ingest_per_token`` request slots, held from
+        before the body is read until the answer; without one, 429 at once.
+
+        A trickling body holds only its own token's slot, never a shared one, and the
+        bodies being read are bounded by the tokens in use times this cap times the body
+        limit.
+        """
+        if self.per_token.requests(token_id) >= self.per_token.max_requests:
+            self._metrics.rate_limited.inc()
+        return self.per_token.request(token_id)
+
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:
-        """One of ``max_concurrent_ingest`` request slots, held while a request is read
-        and written; without a free slot the request is refused at once with 503.
+        """One of ``max_concurrent_ingest`` shared slots, held while a read body is
+        validated and written; without a free slot the request is refused at once with 503.
 
-        The bodies being read are the memory the API holds per request, so this bounds it
-        (at most the slots times the body limit) whatever the number of clients.
+        Taken after the body arrived (see :meth:`admit_token`), so only requests that
+        are being processed hold one, whatever their clients' speed.
         """
         if self._requests >= self._settings.max_concurrent_ingest:
             self._metrics.saturated.inc()
@@ -541,12 +625,12 @@ class Ingestor:
             if isinstance(item, Problem):
                 append(self._reject(index, None, [item], 422, agency, received_at, dead))
                 continue
-            decoded = decode_event(item, now)
+            decoded = decode_event(item, now, self._settings.earliest_occurred_at)
             if not isinstance(decoded, Event):
                 eid = _event_id_of(item)
                 append(self._reject(index, eid, decoded, 422, agency, received_at, dead))
                 continue
-            eid = decoded.event_id
+            eid = decoded.event_id.lower()
             if decoded.agency != agency:
                 problem = Problem(
                     "agency",
@@ -559,16 +643,17 @@ class Ingestor:
             if problems:
                 append(self._reject(index, eid, problems, 422, agency, received_at, dead))
                 continue
-            if eid in recent or eid in batch_ids:
+            key = recent_key(agency, eid)
+            if key in recent or key in batch_ids:
                 duplicates += 1
                 append(EventResult(index, "duplicate", eid, 200))
                 continue
-            batch_ids.add(eid)
-            ids.append(eid)
+            batch_ids.add(key)
+            ids.append(key)
             sends.append((event_key(decoded), encode_event(decoded)))
             append(EventResult(index, "accepted", eid))
 
-        await self._write(sends, dead, agency, record_headers)
+        await self._write(sends, dead, agency, token.id, record_headers)
         recent.add_all(ids)
         accepted = len(sends)
         rejected = len(results) - accepted - duplicates
@@ -621,17 +706,48 @@ class Ingestor:
         sends: list[tuple[bytes, bytes]],
         dead: list[DeadLetter],
         agency: str,
+        token_id: str,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Produce the batch and wait for every acknowledgement of the events."""
+        """Produce the batch and wait for every acknowledgement of the events.
+
+        Room for the events is taken from the token's own in-flight bound (429 when a
+        token outpaces Kafka) and then from the shared one (503 when the API does).
+        """
         settings = self._settings
         if not sends:
             # nothing to acknowledge: the answer does not depend on Kafka
             if dead and self._link.connected:
-                with contextlib.suppress(bus.KafkaError, Unavailable):
+                with contextlib.suppress(KafkaError, Unavailable):
                     self._send_dead_letters(self._link.get(), dead, agency)
             return
         producer = self._link.get()
+        n = len(sends)
+        own = self.per_token.inflight(token_id)
+        try:
+            if not await own.acquire(n, settings.backpressure_wait_seconds):
+                self._metrics.rate_limited.inc()
+                raise TooManyRequests(
+                    f"token {token_id} has {own.inflight} events in flight to Kafka (limit "
+                    f"{own.limit} per token); nothing was accepted",
+                    retry_after=1,
+                )
+            try:
+                await self._write_shared(producer, sends, dead, agency, headers)
+            finally:
+                await own.release(n)
+        finally:
+            self.per_token.done(token_id)
+
+    async def _write_shared(
+        self,
+        producer: Producer,
+        sends: list[tuple[bytes, bytes]],
+        dead: list[DeadLetter],
+        agency: str,
+        headers: list[tuple[str, bytes]] | None,
+    ) -> None:
+        settings = self._settings
         n = len(sends)
         if not await self._inflight.acquire(n, settings.backpressure_wait_seconds):
             self._metrics.saturated.inc()
@@ -645,14 +761,13 @@ class Ingestor:
             acks = _Acks(loop, n)
             events_topic = self._topics.events
             send = producer.send
+            done = acks.done
             try:
                 for key, value in sends:
-                    send(events_topic, value=value, key=key, headers=headers).add_callback(
-                        acks.ok
-                    ).add_errback(acks.fail)
+                    send(events_topic, value, key, headers=headers, on_delivery=done)
                 if dead:
                     self._send_dead_letters(producer, dead, agency)
-            except bus.KafkaError as exc:
+            except KafkaError as exc:
                 self._link.report(False)
                 raise Unavailable(
                     f"Kafka refused the batch ({type(exc).__name__}); nothing was accepted",
@@ -672,9 +787,7 @@ class Ingestor:
                 retry_after=settings.kafka_retry_after_seconds,
             )
 
-    def _send_dead_letters(
-        self, producer: bus.KafkaProducer, dead: list[DeadLetter], agency: str
-    ) -> None:
+    def _send_dead_letters(self, producer: Producer, dead: list[DeadLetter], agency: str) -> None:
         """Write rejections to the dead-letter topic; their failure only logs.
 
         The client has its per-event answer either way; a lost dead letter loses one
@@ -684,8 +797,10 @@ class Ingestor:
         key = agency.encode()
         encode = _dead_letter_encoder.encode
         for d in dead:
-            producer.send(topic, value=encode(d), key=key).add_errback(self._dead_letter_failed)
+            producer.send(topic, encode(d), key, on_delivery=self._dead_letter_done)
 
-    def _dead_letter_failed(self, exc: BaseException) -> None:
+    def _dead_letter_done(self, exc: BaseException | None, _partition: int, _offset: int) -> None:
+        if exc is None:
+            return
         self._metrics.dead_letter_failures.inc()
         logger.debug("dead letter not written: %s", exc)

@@ -47,7 +47,6 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 
 from api.readmodel import ReadModel
-from contract import bus
 from contract.catalog import Catalog
 from contract.errors import BusError, ConfigError, ServicePulseError
 from contract.keyfiles import (
@@ -59,6 +58,7 @@ from contract.keyfiles import (
 )
 from contract.settings import CommonSettings
 from contract.signing import b64decode, b64encode
+from kafkaport import KafkaError, KafkaTimeoutError, TopicPartition, TransactionalProducer, connect
 
 logger = logging.getLogger(__name__)
 
@@ -253,30 +253,36 @@ def read_records(
     settings: CommonSettings, topic: str, start: int = 0, timeout: float = 30.0
 ) -> Iterator[tuple[int, bytes | None]]:
     """Every committed record of the log from offset ``start`` to its current end."""
-    consumer = bus.consumer(settings, group_id=None, client_id="servicepulse-ledger")
     try:
-        tp = bus.TopicPartition(topic, 0)
-        if not consumer.partitions_for_topic(topic):
+        consumer = connect(settings).consumer(client_id="servicepulse-ledger")
+    except KafkaError as exc:
+        raise LedgerError(f"cannot read the log topic {topic!r}: {exc}") from exc
+    try:
+        tp = TopicPartition(topic, 0)
+        if not consumer.partitions_for(topic, timeout):
             raise LedgerError(f"the log topic {topic!r} does not exist (servicepulse kafka topics)")
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        end = consumer.end_offsets([tp])[tp]
+        _first, end = consumer.watermarks([tp], timeout)[tp]
+        consumer.assign({tp: start})
         deadline = time.monotonic() + timeout
-        while consumer.position(tp) < end:
+        # the position passes transaction markers once read (None before the first fetch)
+        while (consumer.position(tp) or start) < end:
             if time.monotonic() > deadline:
                 raise LedgerError(f"could not read the log topic {topic!r} within {timeout:g} s")
-            for records in consumer.poll(timeout_ms=500).values():
-                for r in records:
-                    yield r.offset, r.value
-    except bus.KafkaError as exc:
+            for r in consumer.poll(0.5, 500):
+                yield r.offset, r.value
+    except KafkaError as exc:
         raise LedgerError(f"cannot read the log topic {topic!r}: {exc}") from exc
     finally:
         consumer.close()
 
 
 #: Errors after which a writer is reopened: fenced by another writer, transaction state
-#: lost, Kafka unreachable (kafka-python raises some of them outside KafkaError).
-_RETRIED: Final = (bus.KafkaError, bus.IllegalStateError, TimeoutError)
+#: lost, Kafka unreachable.
+_RETRIED: Final = (KafkaError, TimeoutError)
+
+#: How long a transaction of a writer that died may stay open before Kafka aborts it (a
+#: new writer aborts it at once when it fences the old one).
+_TRANSACTION_TIMEOUT_MS: Final = 60_000
 
 
 class Ledger:
@@ -307,28 +313,23 @@ class Ledger:
         self._txn_id = txn_id
         self._timeout = timeout
         self._lock = threading.Lock()
-        self._producer: bus.KafkaProducer | None = None
+        self._producer: TransactionalProducer | None = None
         self._tail: Entry | None = None
         self._next_offset = 0
 
     def __repr__(self) -> str:
         return f"Ledger(topic={self.topic!r}, key_id={self.key_id!r})"
 
-    def _open(self) -> bus.KafkaProducer:
-        timeout_ms = int(self._timeout * 1000)
-        producer = bus.producer(
-            self._settings,
+    def _open(self) -> TransactionalProducer:
+        producer = connect(self._settings).transactional_producer(
             client_id="servicepulse-ledger",
             transactional_id=self._txn_id,
+            transaction_timeout_ms=_TRANSACTION_TIMEOUT_MS,
             linger_ms=0,
-            max_block_ms=timeout_ms,
-            request_timeout_ms=timeout_ms,
-            delivery_timeout_ms=timeout_ms + 10,
-            # kafka-python waits 30 s for a first broker by default: too long for a request
-            bootstrap_timeout_ms=timeout_ms,
+            report_deliveries=True,  # the entry's offset is part of what append returns
         )
         try:
-            producer.init_transactions()
+            producer.init_transactions(self._timeout)
             # every earlier writer is fenced and its transaction done: read to the end
             for offset, value in read_records(
                 self._settings, self.topic, self._next_offset, self._timeout
@@ -350,7 +351,7 @@ class Ledger:
                 self._tail = entry
                 self._next_offset = offset + 1
         except BaseException:
-            producer.close(timeout=1)
+            producer.close(1.0)
             raise
         return producer
 
@@ -404,7 +405,7 @@ class Ledger:
 
     def _append(
         self,
-        producer: bus.KafkaProducer,
+        producer: TransactionalProducer,
         kind: str,
         body: dict[str, Any],
         now: datetime | None,
@@ -415,22 +416,36 @@ class Ledger:
         if after is not None and after != prev:
             raise LedgerConflict(f"the log moved on: its last entry is {prev[:16]}…")
         entry, value = seal(self._key, seq, prev, kind, body, now or datetime.now(UTC))
+        offsets: list[int] = []
+        failures: list[KafkaError] = []
+
+        def delivered(err: KafkaError | None, _partition: int, offset: int) -> None:
+            if err is None:
+                offsets.append(offset)
+            else:
+                failures.append(err)
+
         producer.begin_transaction()
-        future = producer.send(self.topic, value=value, partition=0)
-        producer.commit_transaction()
-        meta = future.get(timeout=self._timeout)
-        entry = dataclasses.replace(entry, offset=meta.offset)
+        producer.send(self.topic, value, partition=0, on_delivery=delivered)
+        # the report comes while flushing, on this thread
+        if producer.flush(self._timeout) or not offsets:
+            if failures:
+                raise failures[0]
+            raise KafkaTimeoutError(f"the entry was not written within {self._timeout:g} s")
+        producer.commit_transaction(self._timeout)
+        offset = offsets[0]
+        entry = dataclasses.replace(entry, offset=offset)
         self._tail = entry
-        self._next_offset = meta.offset + 1
-        logger.info("log entry appended seq=%d kind=%s offset=%d", seq, kind, meta.offset)
+        self._next_offset = offset + 1
+        logger.info("log entry appended seq=%d kind=%s offset=%d", seq, kind, offset)
         return entry
 
     def _discard(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
-                producer.close(timeout=1)
-            except bus.KafkaError as exc:
+                producer.close(1.0)
+            except KafkaError as exc:
                 logger.debug("closing the log writer: %s", exc)
 
     def close(self) -> None:

@@ -29,14 +29,15 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from api.exposition import LiveExposition
 from contract import aggregates as agg
-from contract import bus
 from contract.aggregates import Gauges, Hist, Restatement, Rollup, Watermark
 from contract.catalog import Catalog
 from contract.errors import BusError
 from contract.events import Reason
 from contract.settings import CommonSettings
 from contract.topics import Topics
+from kafkaport import BEGINNING, Consumer, KafkaError, TopicPartition, connect
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,10 @@ class ReadModel:
         self._settings = settings
         self._topics = topics
         self._tz = catalog.tz
+        self._catalog = catalog
+        #: the business families of /metrics: built from the totals on first use (after
+        #: the catch-up, when they are served), then kept up to date record by record
+        self._exposition: LiveExposition | None = None
         self._snapshot_path = snapshot
         self._snapshot_interval = snapshot_interval
         self.lock = threading.RLock()
@@ -185,12 +190,14 @@ class ReadModel:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._bad_records = 0
-        self._targets: dict[bus.TopicPartition, int] = {}
-        self._assigned: list[bus.TopicPartition] = []
+        self._targets: dict[TopicPartition, int] = {}
+        self._assigned: list[TopicPartition] = []
         self._clear()
 
     def _clear(self) -> None:
-        self._raw: dict[bytes, Rollup] = {}
+        # the latest value of each r| key as its record bytes: a few hundred bytes
+        # where the decoded Rollup costs ~1.7 KB; decoded again only when rewritten
+        self._raw: dict[bytes, bytes] = {}
         # per day only by Group: periods of a year stay cheap to sum (municipality and
         # channel are summed over already; /metrics uses the totals by full cell)
         self._day_groups: dict[str, dict[Group, Rollup]] = {}
@@ -211,20 +218,33 @@ class ReadModel:
             day = parts[2]
             cell: Cell = (parts[3], parts[4], parts[5], parts[6], parts[7])
             new = agg.decode_rollup(value) if value is not None else None
-            old = self._raw.pop(key, None)
-            if new is not None:
-                self._raw[key] = new
+            old_value = self._raw.pop(key, None)
+            if old_value == value:
+                if value is not None:
+                    self._raw[key] = value
+                return
+            old = agg.decode_rollup(old_value) if old_value is not None else None
+            if value is not None:
+                self._raw[key] = value
             group: Group = (parts[3], parts[4], parts[7])
             delta = difference(new, old)
             if delta is not None:
-                _accumulate(self._day_groups.setdefault(day, {}), group, delta)
+                # totals first: they copy; the day's sum may then keep ``delta`` itself
+                # (difference() always returns a fresh object, referenced nowhere else)
                 _accumulate(self._totals, cell, delta)
+                _accumulate(self._day_groups.setdefault(day, {}), group, delta, owned=True)
+                if self._exposition is not None:
+                    self._exposition.add_rollup(cell, delta)
         elif kind == "g" and len(parts) == 6:
             gkey: GaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
             if value is None:
-                self._gauges.pop(gkey, None)
+                gold = self._gauges.pop(gkey, None)
+                gnew = None
             else:
-                self._gauges[gkey] = agg.decode_gauges(value)
+                gold = self._gauges.get(gkey)
+                gnew = self._gauges[gkey] = agg.decode_gauges(value)
+            if self._exposition is not None:
+                self._exposition.gauges_changed(gkey[1:], gold, gnew)
         elif kind == "s" and len(parts) == 4:
             skey = (int(parts[1]), parts[2], parts[3])
             if value is None:
@@ -258,6 +278,8 @@ class ReadModel:
             day = datetime.fromtimestamp(timestamp_ms / 1000, self._tz).date().isoformat()
         k = (day, agency, reason)
         self._dead[k] = self._dead.get(k, 0) + 1
+        if self._exposition is not None:
+            self._exposition.add_dead_letter(agency, reason)
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None, ts: int) -> None:
         try:
@@ -276,6 +298,31 @@ class ReadModel:
                     self._bad_records,
                     exc,
                 )
+
+    @property
+    def exposition(self) -> LiveExposition:
+        """The business families of /metrics (caller holds the lock).
+
+        Built from the totals on first use and kept up to date from then on, so a
+        catch-up (which /metrics withholds anyway) does not pay for it record by record.
+        """
+        live = self._exposition
+        if live is None:
+            live = LiveExposition(self._catalog)
+            for cell, r in self._totals.items():
+                live.add_rollup(cell, r)
+            for gkey, g in self._gauges.items():
+                live.gauges_changed(gkey[1:], None, g)
+            for (_day, agency, reason), n in self._dead.items():
+                live.add_dead_letter(agency, reason, n)
+            self._exposition = live
+        return live
+
+    @property
+    def unknown_cells(self) -> int:
+        """Cells /metrics leaves out (unknown to the catalog); 0 before it is built."""
+        live = self._exposition
+        return live.unknown_cells if live is not None else 0
 
     @property
     def bad_records(self) -> int:
@@ -332,6 +379,9 @@ class ReadModel:
             try:
                 while not self._stop.is_set():
                     self._poll_once(consumer)
+                    if self.status.ready and self._exposition is None:
+                        with self.lock:  # built here rather than by the first scrape
+                            self.exposition  # noqa: B018
                     if (
                         self.status.ready
                         and self.version != saved_version
@@ -340,7 +390,7 @@ class ReadModel:
                         self.save_snapshot()
                         last_snapshot = time.monotonic()
                         saved_version = self.version
-            except bus.KafkaError as exc:
+            except KafkaError as exc:
                 self.status.error = f"consumer failed: {exc}"
                 logger.warning("read model consumer failed, reconnecting: %s", exc)
             finally:
@@ -350,46 +400,42 @@ class ReadModel:
         if self.status.ready:
             self.save_snapshot()
 
-    def _open_consumer(self, deadline: float | None) -> bus.KafkaConsumer:
+    def _open_consumer(self, deadline: float | None) -> Consumer:
         """Connect, assign every partition of both topics and seek; sets the targets."""
-        consumer = bus.consumer(
-            self._settings,
-            client_id="servicepulse-api-readmodel",
-            group_id=None,
-            max_poll_records=5000,
-            fetch_max_wait_ms=200,
-        )
         try:
-            tps: list[bus.TopicPartition] = []
+            consumer = connect(self._settings).consumer(
+                client_id="servicepulse-api-readmodel", fetch_max_wait_ms=200
+            )
+        except KafkaError as exc:
+            raise BusError(f"read model cannot connect to Kafka: {exc}") from exc
+        try:
+            tps: list[TopicPartition] = []
             for topic in (self._topics.aggregates, self._topics.deadletter):
-                parts = consumer.partitions_for_topic(topic)
+                parts = consumer.partitions_for(topic, 10.0)
                 while not parts:
                     late = deadline is not None and time.monotonic() > deadline
                     if self._stop.is_set() or late:
                         raise BusError(f"topic {topic!r} does not exist on the broker")
                     self.status.error = f"waiting for topic {topic!r} to be created"
                     time.sleep(1.0)
-                    consumer.poll(timeout_ms=0)
-                    parts = consumer.partitions_for_topic(topic)
-                tps.extend(bus.TopicPartition(topic, p) for p in sorted(parts))
-            consumer.assign(tps)
-            ends: dict[bus.TopicPartition, int] = consumer.end_offsets(tps)
+                    parts = consumer.partitions_for(topic, 10.0)
+                tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+            ends = {tp: end for tp, (_, end) in consumer.watermarks(tps, 30.0).items()}
             with self.lock:
                 if not self._offsets:
                     self._restore(ends)
+                starts = {}
                 for tp in tps:
                     pos = self._offsets.get((tp.topic, tp.partition))
-                    if pos is None:
-                        consumer.seek_to_beginning(tp)
-                    else:
-                        consumer.seek(tp, pos)
+                    starts[tp] = BEGINNING if pos is None else pos
+            consumer.assign(starts)
             self._targets = {tp: ends.get(tp, 0) for tp in tps}
             self._assigned = tps
             self.status.connected = True
             self.status.error = ""
             self._update_lag(consumer)
             return consumer
-        except bus.KafkaError as exc:
+        except KafkaError as exc:
             consumer.close()
             raise BusError(
                 f"read model cannot read from {self._settings.kafka_bootstrap}: {exc}"
@@ -398,27 +444,27 @@ class ReadModel:
             consumer.close()
             raise
 
-    def _poll_once(self, consumer: bus.KafkaConsumer) -> None:
-        batches = consumer.poll(timeout_ms=200)
-        if batches:
-            n = 0
+    def _poll_once(self, consumer: Consumer) -> None:
+        records = consumer.poll(0.2, 5000)
+        if records:
             with self.lock:
-                for tp, records in batches.items():
-                    topic = tp.topic
-                    for rec in records:
-                        self._apply(topic, rec.key, rec.value, rec.timestamp)
-                    n += len(records)
-                    self._offsets[(topic, tp.partition)] = records[-1].offset + 1
+                offsets = self._offsets
+                for rec in records:
+                    self._apply(rec.topic, rec.key, rec.value, rec.timestamp)
+                    offsets[(rec.topic, rec.partition)] = rec.offset + 1
                 self.version += 1
-            self.status.records += n
+            self.status.records += len(records)
         self._update_lag(consumer)
 
-    def _update_lag(self, consumer: bus.KafkaConsumer) -> None:
+    def _update_lag(self, consumer: Consumer) -> None:
         lag = 0
         for tp in self._assigned:
             pos = consumer.position(tp)
             with self.lock:
-                self._offsets[(tp.topic, tp.partition)] = pos
+                if pos is None:  # nothing read yet: where it was assigned to start
+                    pos = self._offsets.get((tp.topic, tp.partition), 0)
+                else:
+                    self._offsets[(tp.topic, tp.partition)] = pos
             lag += max(0, self._targets[tp] - pos)
         self.status.lag = lag
         if lag == 0 and not self.status.ready:
@@ -448,9 +494,12 @@ class ReadModel:
             )
         data = msgspec.msgpack.encode(snap)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
+            # every agency's numbers: readable by the API's user only
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                os.fchmod(f.fileno(), 0o600)
+                f.write(data)
             os.replace(tmp, path)
         except OSError as exc:
             logger.warning("cannot write read-model snapshot %s: %s", path, exc.strerror)
@@ -458,13 +507,13 @@ class ReadModel:
         logger.debug("read model snapshot saved: %s (%d bytes)", path, len(data))
 
     def _records(self) -> list[tuple[bytes, bytes]]:
-        out: list[tuple[bytes, bytes]] = [(k, agg.encode(v)) for k, v in self._raw.items()]
+        out: list[tuple[bytes, bytes]] = list(self._raw.items())
         out.extend((agg.GaugeKey(*k).encode(), agg.encode(v)) for k, v in self._gauges.items())
         out.extend((agg.restatement_key(*k), agg.encode(v)) for k, v in self._restatements.items())
         out.extend((agg.watermark_key(k), agg.encode(v)) for k, v in self._watermarks.items())
         return out
 
-    def _restore(self, ends: dict[bus.TopicPartition, int]) -> None:
+    def _restore(self, ends: dict[TopicPartition, int]) -> None:
         """Load the snapshot if it belongs to these topics and is not ahead of them."""
         path = self._snapshot_path
         if path is None or not path.exists():
@@ -479,7 +528,7 @@ class ReadModel:
             logger.info("ignoring read-model snapshot %s of other topics", path)
             return
         for t, p, o in snap.offsets:
-            end = ends.get(bus.TopicPartition(t, p))
+            end = ends.get(TopicPartition(t, p))
             if end is None or o > end:
                 # the topic was recreated: its offsets start again below ours
                 logger.warning("ignoring read-model snapshot %s: %s[%d] is behind it", path, t, p)
@@ -487,6 +536,7 @@ class ReadModel:
         for k, v in snap.records:
             self._apply(self._topics.aggregates, k, v, 0)
         self._dead = {(d, a, r): n for d, a, r, n in snap.dead}
+        self._exposition = None  # rebuilt from what was restored
         self._offsets = {(t, p): o for t, p, o in snap.offsets}
         self.status.restored_from_snapshot = True
         logger.info(
@@ -581,11 +631,12 @@ class ReadModel:
         return datetime.fromtimestamp(low, UTC)
 
 
-def _accumulate(target: dict[K, Rollup], key: K, delta: Rollup) -> None:
+def _accumulate(target: dict[K, Rollup], key: K, delta: Rollup, owned: bool = False) -> None:
+    """Add ``delta`` into ``target[key]``; with ``owned`` a new entry is ``delta`` itself."""
     acc = target.get(key)
     if acc is None:
         # a msgspec round trip copies in microseconds; Rollup.add field by field is ~10x slower
-        target[key] = agg.decode_rollup(agg.encode(delta))
+        target[key] = delta if owned else agg.decode_rollup(agg.encode(delta))
     else:
         acc.add(delta)
 

@@ -28,6 +28,8 @@ from typing import Any, Final, Literal
 import jinja2
 from pydantic import BaseModel, Field
 
+from api import perceived as perceived_
+from api.perceived import GapRow
 from api.readmodel import Group, ReadModel
 from api.scorecard import (
     LEVEL_NAMES,
@@ -221,6 +223,10 @@ class Report(BaseModel):
     restated_days: list[RestatedDay]
     methodology: MethodologyOut
     agency_names: dict[str, str] = Field(description="short Russian names of the agencies")
+    perceived: list[GapRow] = Field(
+        default_factory=list,
+        description="satisfaction against measured times per service and office area",
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -325,6 +331,10 @@ def build_report(
             timezone=catalog.timezone,
         ),
         agency_names={c: a.short_name or a.name for c, a in catalog.agencies.items()},
+        perceived=[
+            *perceived_.by_service(per_service, catalog, methodology),
+            *perceived_.by_office(perceived_.office_rollups(model, agencies), catalog, methodology),
+        ],
     )
 
 
@@ -694,6 +704,7 @@ def _environment() -> jinja2.Environment:
         env.globals["LEVEL_NAMES"] = LEVEL_NAMES
         env.globals["REASON_NAMES"] = REASON_NAMES
         env.globals["COMPONENT_TEXT"] = COMPONENT_TEXT
+        env.globals["PERCEIVED_HOW_TO_READ"] = perceived_.HOW_TO_READ
         _env = env
     return _env
 

@@ -7,11 +7,12 @@ the stack directory (``SERVICEPULSE_STACK_DIR``, default ``.servicepulse``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contract.errors import ConfigError
 from contract.settings import CommonSettings
@@ -68,6 +69,39 @@ class ApiSettings(CommonSettings):
     )
     max_concurrent_ingest: int = Field(
         64, ge=1, description="ingest requests handled at once; more are answered 503"
+    )
+    max_concurrent_ingest_per_token: int = Field(
+        8,
+        ge=1,
+        description="ingest requests of one token at once (their bodies being read "
+        "included); more are answered 429",
+    )
+    max_inflight_events_per_token: int = Field(
+        10_000, ge=1, description="events of one token produced and not yet acknowledged"
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="a request's headers must arrive within this of the connection opening "
+        "or the previous answer, else 408 and the connection is closed",
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, description="an idle keep-alive connection is closed after this"
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="addresses or networks (comma-separated) whose X-Forwarded-For is "
+        "believed; empty: none, the peer address counts",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="bearer token /metrics requires; empty: /metrics is open"
+    )
+    api_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="serve /metrics on this port (at SERVICEPULSE_API_HOST) instead of the "
+        "API port; empty: on the API port",
     )
     auth_failure_burst: int = Field(
         20, ge=1, description="failed authentications a client may make before it must wait"
@@ -127,6 +161,33 @@ class ApiSettings(CommonSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value in ("", "none", "off") else value
 
+    @field_validator("metrics_token", "api_metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _check_proxies(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        if isinstance(value, str):
+            for v in value.split(","):
+                try:
+                    if v.strip():
+                        ipaddress.ip_network(v.strip(), strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        f"SERVICEPULSE_TRUSTED_PROXIES: {v.strip()!r} is not an IP address "
+                        "or network"
+                    ) from None
+        return value
+
+    @property
+    def proxies(self) -> list[str]:
+        """``trusted_proxies`` as a list of addresses and networks."""
+        return [v.strip() for v in self.trusted_proxies.split(",") if v.strip()]
+
     @model_validator(mode="after")
     def _check(self) -> ApiSettings:
         if self.rate_limit_events_per_second and self.rate_limit_burst < self.max_events:
@@ -138,5 +199,16 @@ class ApiSettings(CommonSettings):
             raise ConfigError(
                 f"SERVICEPULSE_MAX_INFLIGHT_EVENTS={self.max_inflight_events} is below "
                 f"SERVICEPULSE_MAX_EVENTS={self.max_events}: a full batch could never pass"
+            )
+        if self.max_inflight_events_per_token < self.max_events:
+            raise ConfigError(
+                f"SERVICEPULSE_MAX_INFLIGHT_EVENTS_PER_TOKEN={self.max_inflight_events_per_token}"
+                f" is below SERVICEPULSE_MAX_EVENTS={self.max_events}: a full batch could "
+                "never pass"
+            )
+        if self.api_metrics_port is not None and self.api_metrics_port == self.api_port:
+            raise ConfigError(
+                f"SERVICEPULSE_API_METRICS_PORT={self.api_metrics_port} is the API port: "
+                "leave it empty to serve /metrics there"
             )
         return self

@@ -14,6 +14,7 @@ import contextlib
 import enum
 import hashlib
 import hmac
+import os
 import secrets
 import sqlite3
 import threading
@@ -45,6 +46,14 @@ CREATE TABLE IF NOT EXISTS tokens (
 
 class TokenError(ServicePulseError):
     """A token operation failed: unknown id, bad arguments, unreadable database."""
+
+
+class MissingDatabase(TokenError):
+    """There is no token database at the path, and creating one was not asked for."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no token database at {path}")
+        self.path = path
 
 
 class Kind(enum.StrEnum):
@@ -85,18 +94,34 @@ def _parse(token: str) -> str | None:
     return token_id
 
 
+def create_private(path: Path) -> None:
+    """Create an empty file readable by its owner only (0600), and its directory (0700)
+    if that is missing; an existing file is left as it is."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class TokenStore:
-    """Tokens in one SQLite file. Thread-safe; the file is created on first use.
+    """Tokens in one SQLite file. Thread-safe; the file is opened on first use.
+
+    A missing file is created (mode 0600; SQLite gives its ``-wal`` and ``-shm`` files
+    the same mode) only with ``create=True``, so a command run from the wrong directory
+    does not quietly start a new, empty database.
 
     Args:
-        path: the SQLite file (its directory is created). ``":memory:"`` for tests.
+        path: the SQLite file. ``":memory:"`` for tests.
         cache_seconds: how long a successful :meth:`verify` is remembered, so the hot
             path does not touch SQLite on every request. A revocation takes effect
             within this time in other processes, and at once in this one.
+        create: whether a missing file is created (with its directory).
     """
 
-    def __init__(self, path: Path | str, cache_seconds: float = 2.0) -> None:
+    def __init__(
+        self, path: Path | str, cache_seconds: float = 2.0, *, create: bool = True
+    ) -> None:
         self._path = str(path)
+        self._create = create
         self._cache_seconds = cache_seconds
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -104,13 +129,14 @@ class TokenStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            if self._path != ":memory:":
+            if self._path != ":memory:" and not Path(self._path).exists():
+                if not self._create:
+                    raise MissingDatabase(self._path)
                 try:
-                    Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+                    create_private(Path(self._path))
                 except OSError as exc:
                     raise TokenError(
-                        f"cannot create the directory of token database {self._path!r}: "
-                        f"{exc.strerror}"
+                        f"cannot create token database {self._path!r}: {exc.strerror}"
                     ) from exc
             try:
                 conn = sqlite3.connect(self._path, check_same_thread=False, timeout=5.0)
@@ -130,6 +156,11 @@ class TokenStore:
                 yield conn
             except sqlite3.Error as exc:
                 raise TokenError(f"token database {self._path!r}: {exc}") from exc
+
+    def open(self) -> None:
+        """Open (with ``create``: make) the database now rather than on first use."""
+        with self._db():
+            pass
 
     def close(self) -> None:
         """Close the database connection (reopened on next use)."""
@@ -227,10 +258,10 @@ class FailureLimiter:
 
     While a client's bucket is empty, :meth:`wait` says how long before it may try a
     token again; the API answers 429 without checking the token, so a guesser learns
-    nothing. Clients are keyed by address (``X-Forwarded-For`` from a trusted proxy, as
-    uvicorn resolves it). At most ``max_clients`` are tracked: past that, clients whose
-    bucket refilled are forgotten first, then all (memory stays bounded under a flood
-    from many addresses).
+    nothing. Clients are keyed by address: the peer's, or ``X-Forwarded-For`` when the
+    peer is one of ``SERVICEPULSE_TRUSTED_PROXIES``. At most ``max_clients`` are
+    tracked: past that, clients whose bucket refilled are forgotten first, then all
+    (memory stays bounded under a flood from many addresses).
     """
 
     def __init__(self, burst: int, rate: float, max_clients: int = 100_000) -> None:

@@ -21,6 +21,7 @@ import yaml
 
 from contract.errors import CatalogError
 from contract.events import Channel, Event, EventType, Problem, Reason
+from contract.personal import shown
 
 _T = TypeVar("_T")
 
@@ -305,14 +306,14 @@ class Catalog:
         problems: list[Problem] = []
         if event.agency not in self.agencies:
             problems.append(
-                Problem("agency", Reason.UNKNOWN_AGENCY, f"unknown agency {event.agency!r}")
+                Problem("agency", Reason.UNKNOWN_AGENCY, f"unknown agency {shown(event.agency)}")
             )
         if event.municipality not in self.municipalities:
             problems.append(
                 Problem(
                     "municipality",
                     Reason.UNKNOWN_MUNICIPALITY,
-                    f"unknown municipality (OKTMO) {event.municipality!r}",
+                    f"unknown municipality (OKTMO) {shown(event.municipality)}",
                 )
             )
         svc = None
@@ -320,15 +321,18 @@ class Catalog:
             svc = self.services.get(event.service)
             if svc is None:
                 problems.append(
-                    Problem("service", Reason.UNKNOWN_SERVICE, f"unknown service {event.service!r}")
+                    Problem(
+                        "service", Reason.UNKNOWN_SERVICE, f"unknown service {shown(event.service)}"
+                    )
                 )
             elif svc.service.agency != event.agency:
                 problems.append(
                     Problem(
                         "service",
                         Reason.SERVICE_NOT_OWNED,
-                        f"service {event.service!r} belongs to agency {svc.service.agency!r}, "
-                        f"not {event.agency!r}",
+                        f"service {shown(event.service)} belongs to agency "
+                        f"{shown(svc.service.agency)}, "
+                        f"not {shown(event.agency)}",
                     )
                 )
         if event.life_situation is not None and event.life_situation not in self.life_situations:
@@ -336,7 +340,7 @@ class Catalog:
                 Problem(
                     "life_situation",
                     Reason.UNKNOWN_LIFE_SITUATION,
-                    f"unknown life situation {event.life_situation!r}",
+                    f"unknown life situation {shown(event.life_situation)}",
                 )
             )
         attrs = event.attrs
@@ -345,12 +349,14 @@ class Catalog:
                 Problem(
                     "attrs.step",
                     Reason.UNKNOWN_STEP,
-                    f"unknown step {attrs.step!r} of service {event.service!r}",
+                    f"unknown step {shown(attrs.step)} of service {shown(event.service or '')}",
                 )
             )
         if attrs.office is not None and attrs.office not in self.offices:
             problems.append(
-                Problem("attrs.office", Reason.UNKNOWN_OFFICE, f"unknown office {attrs.office!r}")
+                Problem(
+                    "attrs.office", Reason.UNKNOWN_OFFICE, f"unknown office {shown(attrs.office)}"
+                )
             )
         if (
             event.type in (EventType.INTERAGENCY_REQUESTED, EventType.INTERAGENCY_RESPONDED)
@@ -361,7 +367,7 @@ class Catalog:
                 Problem(
                     "attrs.counterpart",
                     Reason.UNKNOWN_AGENCY,
-                    f"unknown counterpart agency {attrs.counterpart!r}",
+                    f"unknown counterpart agency {shown(attrs.counterpart)}",
                 )
             )
         return problems

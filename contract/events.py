@@ -10,7 +10,14 @@ exception, so the good events beside it are never affected.
 Problems never echo the value of ``citizen``, nor any other free text (an enum value, an
 unknown field's name): it may be personal data sent by mistake, and problems travel on
 to the dead-letter topic. Only code-shaped values (``[A-Za-z0-9._-]``, at most 64
-characters) are quoted, so the sender can see which code the catalog did not know.
+characters) that do not look like personal data are quoted, so the sender can see which
+code the catalog did not know.
+
+Identifiers are opaque: an identifier or code field whose value looks like a SNILS, a
+phone number, an e-mail address or an INN (:mod:`contract.personal`) is refused with
+reason ``personal_data``, naming the field and the rule only. ``event_id`` is
+canonicalised to lower case, so keys, partitions and deduplication see one form, and
+:func:`dedup_identity` is the identity every deduplicating component uses.
 """
 
 from __future__ import annotations
@@ -19,13 +26,19 @@ import enum
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from contract.personal import RULE_NAMES, personal_data_rule
+
 MAX_EVENT_BYTES: Final = 64 * 1024
 MAX_FUTURE: Final = timedelta(minutes=5)
+#: The default earliest ``occurred_at`` accepted (``SERVICEPULSE_EARLIEST_OCCURRED_AT``).
+EARLIEST_OCCURRED_AT: Final = datetime(2000, 1, 1, tzinfo=UTC)
+#: No setting may go below this: every instant after it has a local date in any zone.
+EARLIEST_POSSIBLE: Final = datetime(1, 1, 2, tzinfo=UTC)
 SCHEMA_VERSION: Final = 1
 
 _ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -91,6 +104,8 @@ class Reason(enum.StrEnum):
     BAD_VALUE = "bad_value"
     NO_OFFSET = "no_offset"
     FUTURE_TIMESTAMP = "future_timestamp"
+    TOO_EARLY = "too_early"
+    PERSONAL_DATA = "personal_data"
     NOT_PSEUDONYM = "not_pseudonym"
     UNSUPPORTED_VERSION = "unsupported_version"
     UNKNOWN_AGENCY = "unknown_agency"
@@ -102,6 +117,8 @@ class Reason(enum.StrEnum):
     UNKNOWN_LIFE_SITUATION = "unknown_life_situation"
     UNKNOWN_REASON_CODE = "unknown_reason_code"
     FORBIDDEN_AGENCY = "forbidden_agency"
+    #: the processor raised while applying the event (dead-lettered by the processor)
+    PROCESSING_ERROR = "processing_error"
 
 
 class Attrs(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -298,9 +315,49 @@ _FORMS: Final = {
 }
 
 
-def _semantic_problems(event: Event, now: datetime | None) -> list[Problem]:
-    """Rules msgspec cannot express: per-type fields and the future limit."""
+#: Free identifier and code fields: opaque, never personal data. (The other code fields,
+#: ``agency``, ``service``, ``life_situation``, ``attrs.step``, ``attrs.office`` and
+#: ``attrs.counterpart``, must be catalog codes, so nothing else passes them; their
+#: problems never quote a value that looks like personal data either.)
+OPAQUE_FIELDS: Final = ("journey", "case")
+OPAQUE_ATTRS: Final = ("request", "appeal", "code", "reason")
+
+
+def _personal_data(event: Event) -> list[Problem]:
+    """A free identifier or code field that looks like personal data; never quotes it."""
+    a = event.attrs
+    if a is _NO_ATTRS:
+        values: tuple[str | None, ...] = (event.journey, event.case)
+    else:
+        values = (event.journey, event.case, a.request, a.appeal, a.code, a.reason)
+    # one pass in C over all of them: most events have fewer than 10 digits and no "@"
+    joined = "\x00".join(filter(None, values)).encode()
+    if len(joined) < 10 or (
+        b"@" not in joined and len(joined) - len(joined.translate(None, _DIGITS)) < 10
+    ):
+        return []
     problems: list[Problem] = []
+    paths = ("journey", "case", "attrs.request", "attrs.appeal", "attrs.code", "attrs.reason")
+    for path, value in zip(paths, values, strict=False):  # no attrs: journey, case only
+        rule = None if value is None else personal_data_rule(value)
+        if rule is not None:
+            problems.append(
+                Problem(
+                    path,
+                    Reason.PERSONAL_DATA,
+                    f"{path} looks like {RULE_NAMES[rule]} (rule {rule}); identifiers and "
+                    "codes must be opaque and never personal data (the value is not shown)",
+                )
+            )
+    return problems
+
+
+_DIGITS: Final = b"0123456789"
+
+
+def _semantic_problems(event: Event, now: datetime | None, earliest: datetime) -> list[Problem]:
+    """Rules msgspec cannot express: per-type fields, the time limits, opaque ids."""
+    problems: list[Problem] = _personal_data(event)
     etype = event.type
     rule = ATTRS_RULES[etype]
     attrs = event.attrs
@@ -340,11 +397,28 @@ def _semantic_problems(event: Event, now: datetime | None) -> list[Problem]:
                 f"({event.occurred_at.isoformat()} > {now.isoformat()}); check the sender's clock",
             )
         )
+    occurred = event.occurred_at
+    # the year first: a datetime comparison across UTC offsets costs more than a decode
+    if occurred.year <= earliest.year + 1 and occurred < earliest:
+        problems.append(too_early(earliest))
     return problems
 
 
+def too_early(earliest: datetime) -> Problem:
+    """The problem of an ``occurred_at`` before the earliest accepted instant."""
+    return Problem(
+        "occurred_at",
+        Reason.TOO_EARLY,
+        f"occurred_at is before the earliest accepted instant {earliest.isoformat()} "
+        "(SERVICEPULSE_EARLIEST_OCCURRED_AT); a default date such as 0001-01-01 is not an "
+        "event time",
+    )
+
+
 def decode_event(
-    raw: bytes | memoryview | str, now: datetime | None = None
+    raw: bytes | memoryview | str,
+    now: datetime | None = None,
+    earliest: datetime = EARLIEST_OCCURRED_AT,
 ) -> Event | list[Problem]:
     """Decode and validate one JSON event.
 
@@ -352,9 +426,12 @@ def decode_event(
         raw: the JSON text of one event (UTF-8).
         now: the receiver's clock (timezone-aware); events more than 5 minutes after it
             are rejected. ``None`` skips that check (replaying stored events).
+        earliest: events whose ``occurred_at`` is before this instant are rejected
+            (reason ``too_early``); the setting ``SERVICEPULSE_EARLIEST_OCCURRED_AT``.
 
     Returns:
-        The event, or the problems found (at least one). Never raises for bad input.
+        The event (``event_id`` in canonical lower case), or the problems found (at
+        least one). Never raises for bad input.
     """
     if len(raw) > MAX_EVENT_BYTES:
         return [
@@ -379,8 +456,24 @@ def decode_event(
         return [Problem("", Reason.INVALID_JSON, f"malformed JSON: {exc}")]
     except RecursionError:
         return [_TOO_DEEP]
-    problems = _semantic_problems(event, now)
-    return problems if problems else event
+    problems = _semantic_problems(event, now, earliest)
+    if problems:
+        return problems
+    eid = event.event_id
+    canonical = eid.lower()
+    if canonical != eid:
+        event = msgspec.structs.replace(event, event_id=canonical)
+    return event
+
+
+def dedup_identity(event: Event) -> tuple[str, int]:
+    """What makes two events the same event: the agency and the 128-bit UUID.
+
+    Event ids are scoped per agency (two agencies may use the same id for two events)
+    and compared as numbers, so case and hyphen-free spellings of one UUID are one id.
+    The processor's deduplication and the API's recent-ids cache both key by this.
+    """
+    return event.agency, int(event.event_id.replace("-", ""), 16)
 
 
 _TOO_DEEP: Final = Problem("", Reason.INVALID_JSON, "malformed JSON: nested too deeply")
@@ -415,7 +508,7 @@ def event_key(event: Event) -> bytes:
         return f"j:{event.agency}:{event.journey}".encode()
     if event.attrs.appeal is not None:
         return f"a:{event.agency}:{event.attrs.appeal}".encode()
-    return f"e:{event.event_id}".encode()
+    return f"e:{event.event_id.lower()}".encode()
 
 
 def split_batch(body: bytes, *, ndjson: bool = False) -> Iterator[bytes | Problem]:
@@ -457,7 +550,13 @@ def json_schema() -> dict[str, Any]:
     schema["title"] = "ServicePulse event, contract v1"
     schema["description"] = (
         "One usage event of a public service. UTF-8 JSON, at most 64 KiB. "
-        "occurred_at must not be more than 5 minutes in the future of the receiver's clock."
+        "occurred_at must not be more than 5 minutes in the future of the receiver's clock, "
+        "nor before the earliest accepted instant (default 2000-01-01T00:00:00Z, setting "
+        "SERVICEPULSE_EARLIEST_OCCURRED_AT; reason too_early). event_id is compared in lower "
+        "case and per agency. Identifier and code fields (agency, service, journey, "
+        "life_situation, case and every attrs code or id) must be opaque: a value that looks "
+        "like a SNILS, a Russian phone number, an e-mail address or an INN is refused "
+        "(reason personal_data) and never quoted back."
     )
     clauses: list[dict[str, Any]] = []
     for etype, rule in ATTRS_RULES.items():

@@ -51,8 +51,26 @@ BUCKETS: Final[dict[str, tuple[float, ...]]] = {
 
 Kind = Literal["counter", "gauge", "histogram"]
 
-#: The dimension labels of business metrics, in order.
+#: The dimension labels of business metrics, in order (a family carries a subset).
 DIMS: Final = ("agency", "service", "municipality", "channel")
+#: What the journey families carry: the live questions are per agency, service and
+#: channel; municipality (x50 in the demo region) and day are served by the API
+#: (scorecards, reports), not by Prometheus (docs/METRICS.md, "Series budget").
+JOURNEY_DIMS: Final = ("agency", "service", "channel")
+
+#: Reasons of ``late_events_total`` (the processor writes no others).
+LATE_REASONS: Final = (
+    "after_abandoned",
+    "after_decided",
+    "repeated_start",
+    "repeated_submit",
+    "repeated_appeal",
+    "repeated_answer",
+    "repeated_request",
+    "repeated_response",
+    "behind_watermark",
+    "too_late",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +78,10 @@ class Family:
     """One exposed metric family.
 
     ``labels`` are the label names in order; the dimension labels first, then the
-    family's own (``step``, ``outcome``, ...). Histograms carry ``agency``, ``service``
-    and ``channel`` only: a municipality label would multiply their series by the
-    number of municipalities for little use (rates per municipality come from the
-    counters).
+    family's own (``step``, ``outcome``, ...). Each family carries only the dimensions
+    that answer a live question and stay bounded by the catalog (docs/METRICS.md,
+    "Series budget"); the municipality appears only on office visits, where it is the
+    office's, and the day never: both are served by the API's reports.
     """
 
     name: str
@@ -78,79 +96,84 @@ class Family:
         return PREFIX + self.name
 
 
-_HIST_DIMS: Final = ("agency", "service", "channel")
+_BACK_OFFICE: Final = ("agency", "service")
 
 FAMILIES: Final[tuple[Family, ...]] = (
-    Family("journeys_started_total", "counter", "Journeys started", DIMS),
+    Family("journeys_started_total", "counter", "Journeys started", JOURNEY_DIMS),
     Family(
         "journeys_started_digital_total",
         "counter",
         "Journeys started on portal, mobile or proactive channels",
-        DIMS,
+        JOURNEY_DIMS,
     ),
-    Family("journeys_submitted_total", "counter", "Journeys submitted", DIMS),
+    Family("journeys_submitted_total", "counter", "Journeys submitted", JOURNEY_DIMS),
     Family(
         "journeys_abandoned_total",
         "counter",
         "Journeys abandoned (cancelled, or timed out on portal/mobile)",
-        DIMS,
+        JOURNEY_DIMS,
     ),
-    Family("journeys_resolved_total", "counter", "Journeys submitted or abandoned", DIMS),
+    Family("journeys_resolved_total", "counter", "Journeys submitted or abandoned", JOURNEY_DIMS),
     Family(
         "journeys_resolved_with_errors_total",
         "counter",
         "Resolved journeys that saw at least one journey.error",
-        DIMS,
+        JOURNEY_DIMS,
     ),
     Family(
         "journeys_skipped_steps_total",
         "counter",
         "Submitted journeys that skipped steps of the catalog",
-        DIMS,
+        JOURNEY_DIMS,
     ),
     Family(
         "journey_steps_total",
         "counter",
         "Journeys that reached a step (once per journey)",
-        (*DIMS, "step"),
+        (*JOURNEY_DIMS, "step"),
     ),
     Family(
-        "journey_errors_total", "counter", "journey.error events by catalog code", (*DIMS, "code")
+        "journey_errors_total",
+        "counter",
+        "journey.error events by catalog code",
+        (*JOURNEY_DIMS, "code"),
     ),
     Family(
         "decisions_total",
         "counter",
         "Decisions by outcome and timeliness",
-        (*DIMS, "outcome", "timeliness"),
+        (*JOURNEY_DIMS, "outcome", "timeliness"),
     ),
     Family(
         "decision_duration_seconds",
         "histogram",
         "Time from submission (else start) to decision",
-        _HIST_DIMS,
+        _BACK_OFFICE,
         "decision_seconds",
     ),
     Family(
         "form_duration_seconds",
         "histogram",
         "Time from start to submission",
-        _HIST_DIMS,
+        JOURNEY_DIMS,
         "form_seconds",
     ),
     Family(
         "applications_pending",
         "gauge",
         "Applications submitted (or registered off-line) and not yet decided",
-        DIMS,
+        JOURNEY_DIMS,
     ),
-    Family("applications_overdue", "gauge", "Pending applications past their deadline", DIMS),
-    Family("journeys_open", "gauge", "Journeys started and not yet resolved", DIMS),
-    Family("feedback_total", "counter", "Feedback scores", (*DIMS, "score")),
+    Family(
+        "applications_overdue", "gauge", "Pending applications past their deadline", JOURNEY_DIMS
+    ),
+    Family("journeys_open", "gauge", "Journeys started and not yet resolved", JOURNEY_DIMS),
+    Family("feedback_total", "counter", "Feedback scores", (*JOURNEY_DIMS, "score")),
     Family(
         "office_visits_total",
         "counter",
         "Office visits by wait within the standard",
-        ("agency", "municipality", "channel", "within_standard"),
+        ("agency", "municipality", "within_standard"),
     ),
     Family(
         "office_wait_seconds",
@@ -163,38 +186,38 @@ FAMILIES: Final[tuple[Family, ...]] = (
         "appeals_received_total",
         "counter",
         "Appeals received",
-        ("agency", "municipality", "channel"),
+        ("agency", "channel"),
     ),
     Family(
         "appeals_answered_total",
         "counter",
         "Appeals answered by timeliness",
-        ("agency", "municipality", "channel", "timeliness"),
+        ("agency", "channel", "timeliness"),
     ),
     Family(
         "appeals_open",
         "gauge",
         "Appeals received and not answered",
-        ("agency", "municipality", "channel"),
+        ("agency", "channel"),
     ),
     Family(
         "appeals_overdue",
         "gauge",
         "Open appeals past their 30-day term",
-        ("agency", "municipality", "channel"),
+        ("agency", "channel"),
     ),
-    Family("interagency_requests_total", "counter", "Interagency requests sent", DIMS),
+    Family("interagency_requests_total", "counter", "Interagency requests sent", _BACK_OFFICE),
     Family(
         "interagency_responses_total",
         "counter",
         "Interagency responses by whether they came within PT48H",
-        (*DIMS, "within_48h"),
+        (*_BACK_OFFICE, "within_48h"),
     ),
     Family(
         "interagency_response_seconds",
         "histogram",
         "Interagency response time",
-        _HIST_DIMS,
+        _BACK_OFFICE,
         "interagency_seconds",
     ),
     Family(

@@ -7,13 +7,15 @@ Every variable is listed in ``.env.example`` and in the README.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.errors import ConfigError
+from contract.events import EARLIEST_OCCURRED_AT, EARLIEST_POSSIBLE
 
 _PLACEHOLDERS = frozenset({"", "changeme", "change-me", "secret", "local-dev-secret"})
 
@@ -38,6 +40,20 @@ class CommonSettings(BaseSettings):
     catalog: Path | None = Field(None, description="catalog YAML; default: the demo catalog")
     methodology: Path | None = Field(None, description="methodology YAML; default: shipped")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    earliest_occurred_at: datetime = Field(
+        EARLIEST_OCCURRED_AT,
+        description="events with an earlier occurred_at are rejected (too_early); "
+        "ISO 8601 date or date-time, UTC if no offset",
+    )
+
+    @field_validator("earliest_occurred_at")
+    @classmethod
+    def _aware_and_in_range(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if value < EARLIEST_POSSIBLE:
+            raise ValueError(f"must be {EARLIEST_POSSIBLE.date().isoformat()} or later")
+        return value
 
     @model_validator(mode="after")
     def _real_kafka_password(self) -> Self:

@@ -59,8 +59,10 @@ TAG: Final = "servicepulse"
 DATASOURCE_UID: Final = "servicepulse-prometheus"
 DS: Final = DataSourceRef(type_val="prometheus", uid="${datasource}")
 
-#: Variables of the business dashboards and the label each one filters.
-VARIABLES: Final = ("agency", "service", "municipality", "channel")
+#: Variables of the business dashboards and the label each one filters. Municipality is
+#: not among them: only office visits carry it in Prometheus (the MFC dashboard has it);
+#: per-municipality journeys are in the API's scorecards and reports (docs/METRICS.md).
+VARIABLES: Final = ("agency", "service", "channel")
 
 LEVEL_RU: Final = {
     "basic": "базовый",
@@ -1535,6 +1537,38 @@ def pipeline_health(m: Methodology) -> Board:
                             "{{rule_group}}",
                         )
                     ],
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Сбор /metrics API",
+                    "Длительность сбора метрик API Prometheus'ом (норма — миллисекунды).",
+                    "s",
+                    [
+                        Query(
+                            f'scrape_duration_seconds{{job="{pipeline.JOB_API}"}}',
+                            "{{instance}}",
+                        )
+                    ],
+                    width=12,
+                )
+            ),
+            series_panel(
+                Spec(
+                    "Бизнес-ряды и бюджет",
+                    "Число бизнес-рядов, которые отдаёт API, и бюджет каталога (docs/METRICS.md).",
+                    "none",
+                    [
+                        Query(
+                            f"sum by (instance) ({pipeline.API_BUSINESS_SERIES.name})",
+                            "{{instance}} ряды",
+                        ),
+                        Query(
+                            f"sum by (instance) ({pipeline.API_BUSINESS_SERIES_BUDGET.name})",
+                            "{{instance}} бюджет",
+                        ),
+                    ],
+                    width=12,
                 )
             ),
         )

@@ -77,6 +77,17 @@ PROCESSOR_RETENTION_LOST: Final = OpsMetric(
     "counter",
     "Input offsets the events topic's retention deleted before they were processed",
 )
+PROCESSOR_PROCESSING_ERRORS: Final = OpsMetric(
+    "servicepulse_processor_processing_errors_total",
+    "counter",
+    "Valid events the processor raised on and set aside, by agency",
+    ("agency",),
+)
+PROCESSOR_SESSIONS: Final = OpsMetric(
+    "servicepulse_processor_sessions_total",
+    "counter",
+    "Kafka sessions started (a restart after a failure starts a new one)",
+)
 
 PROCESSOR_METRICS: Final = (
     PROCESSOR_EVENTS,
@@ -90,6 +101,8 @@ PROCESSOR_METRICS: Final = (
     PROCESSOR_STATE,
     PROCESSOR_PARTITIONS,
     PROCESSOR_RETENTION_LOST,
+    PROCESSOR_PROCESSING_ERRORS,
+    PROCESSOR_SESSIONS,
 )
 
 API_REQUESTS: Final = OpsMetric(
@@ -119,10 +132,31 @@ API_READMODEL_LAG: Final = OpsMetric(
     "Records between the read model and the end offsets seen at start",
 )
 
+API_BUSINESS_WITHHELD: Final = OpsMetric(
+    "servicepulse_api_business_withheld",
+    "gauge",
+    "1 while the business families are left out of /metrics (read model catching up)",
+)
+API_BUSINESS_SERIES: Final = OpsMetric(
+    "servicepulse_api_business_series",
+    "gauge",
+    "Series of the business families, by family",
+    ("family",),
+)
+API_BUSINESS_SERIES_BUDGET: Final = OpsMetric(
+    "servicepulse_api_business_series_budget",
+    "gauge",
+    "Most series a business family can have for the catalog",
+    ("family",),
+)
+
 API_METRICS: Final = (
     API_REQUESTS,
     API_LATENCY,
     API_INGEST,
     API_READMODEL_READY,
     API_READMODEL_LAG,
+    API_BUSINESS_WITHHELD,
+    API_BUSINESS_SERIES,
+    API_BUSINESS_SERIES_BUDGET,
 )

@@ -57,6 +57,16 @@ LATE: Final = "late"
 RECORDING_FILE: Final = "servicepulse-recording.yml"
 ALERTS_FILE: Final = "servicepulse-alerts.yml"
 
+#: Thresholds of the pipeline's own alerts about /metrics, the read model and restores
+#: (docs/OBSERVABILITY.md). A scrape costs a few ms of CPU by design (docs/BENCHMARKS.md):
+#: a second means trouble well before the scrape timeout; the samples limit is the demo
+#: goal of 30,000 business series plus the API's own metrics.
+SCRAPE_SLOW_SECONDS: Final = 1
+SCRAPE_SAMPLES_MAX: Final = 40_000
+WITHHELD_FOR: Final = "5m"
+READMODEL_LAG_FOR: Final = "15m"
+RESTORE_SLOW_SECONDS: Final = 30
+
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -265,6 +275,10 @@ OVERDUE_SUM: Final = "agency:servicepulse_applications_overdue:sum"
 #: count the catch-up as new events). A gap is harmless: ``increase`` spans it.
 READY_GATE: Final = f"\nand on ()\n(min({pipeline.API_READMODEL_READY.name}) == 1)"
 LAG_SUM: Final = "servicepulse:processor_consumer_lag:sum"
+#: A processor that starts this many new sessions within the window is restarting
+#: repeatedly (the first session of a process is not an increase).
+RESTARTS: Final = 3
+RESTART_WINDOW: Final = "10m"
 WATERMARK_DELAY_MAX: Final = "servicepulse:processor_watermark_delay_seconds:max"
 
 
@@ -564,6 +578,29 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
             dashboard="/d/sp-pipeline",
         ),
         _alert(
+            "ServicePulseProcessingErrors",
+            f"sum by (agency) (increase({pipeline.PROCESSOR_PROCESSING_ERRORS.name}[15m])) > 0",
+            "",
+            "warning",
+            "{{ $labels.agency }}: обработчик отложил события, на которых упал",
+            "За 15m отложено в топик отклонённых событий (processing_error): {{ $value }}. "
+            "Остальные события посчитаны; класс исключения указан в записи и в журнале "
+            "обработчика.",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
+            "ServicePulseProcessorRestarting",
+            f"sum by (instance) (increase({pipeline.PROCESSOR_SESSIONS.name}"
+            f"[{RESTART_WINDOW}])) >= {RESTARTS}",
+            "",
+            "critical",
+            "Обработчик {{ $labels.instance }} перезапускает сессию Kafka",
+            f"Не меньше {RESTARTS} новых сессий за {RESTART_WINDOW}. Сессия перезапускается "
+            "только при сбоях инфраструктуры (Kafka, транзакции); журнал обработчика "
+            "называет причину.",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
             "ServicePulseComponentDown",
             f'up{{job=~"{pipeline.JOB_API}|{pipeline.JOB_PROCESSOR}"}} == 0',
             down.for_,
@@ -572,11 +609,82 @@ def alert_groups(methodology: Methodology) -> list[dict[str, Any]]:
             f"Prometheus не может получить метрики компонента дольше {down.for_}.",
             dashboard="/d/sp-pipeline",
         ),
+        *_exposition_alerts(),
     ]
     return [
         _group("servicepulse_quality_alerts", quality),
         _group("servicepulse_source_alerts", sources),
         _group("servicepulse_pipeline_alerts", pipeline_alerts),
+    ]
+
+
+def _exposition_alerts() -> list[dict[str, Any]]:
+    """Alerts on the pipeline's own numbers: scrape cost, catch-up, cardinality, restore."""
+    api = f'{{job="{pipeline.JOB_API}"}}'
+    series = pipeline.API_BUSINESS_SERIES.name
+    budget = pipeline.API_BUSINESS_SERIES_BUDGET.name
+    restore = pipeline.PROCESSOR_RESTORE.name
+    return [
+        _alert(
+            "ServicePulseScrapeSlow",
+            f"scrape_duration_seconds{api} > {SCRAPE_SLOW_SECONDS}",
+            "10m",
+            "warning",
+            "{{ $labels.instance }}: /metrics отвечает медленно",
+            "Сбор метрик API длится {{ $value }} с (норма — миллисекунды): проверьте "
+            "загрузку процессора и число рядов.",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
+            "ServicePulseScrapeLarge",
+            f"scrape_samples_scraped{api} > {SCRAPE_SAMPLES_MAX}",
+            "15m",
+            "warning",
+            "{{ $labels.instance }}: /metrics слишком велик",
+            f"API отдаёт {{{{ $value }}}} рядов при пределе {SCRAPE_SAMPLES_MAX}.",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
+            "ServicePulseReadModelBehind",
+            f"{pipeline.API_READMODEL_LAG.name} > 0",
+            READMODEL_LAG_FOR,
+            "warning",
+            "{{ $labels.instance }}: модель чтения API не догнала Kafka",
+            "До концов топиков, увиденных при старте, осталось {{ $value }} записей "
+            f"дольше {READMODEL_LAG_FOR}.",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
+            "ServicePulseBusinessMetricsWithheld",
+            f"{pipeline.API_BUSINESS_WITHHELD.name} == 1",
+            WITHHELD_FOR,
+            "critical",
+            "{{ $labels.instance }}: бизнес-метрики не публикуются",
+            "Модель чтения API ещё догоняет Kafka, поэтому /metrics не отдаёт бизнес-"
+            f"показатели (частичные суммы дали бы ложный скачок) дольше {WITHHELD_FOR}.",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
+            "ServicePulseCardinalityOverBudget",
+            f"sum by (job, instance) ({series})\n>\nsum by (job, instance) ({budget})",
+            "15m",
+            "warning",
+            "{{ $labels.instance }}: рядов больше бюджета",
+            "API отдаёт {{ $value }} бизнес-рядов, больше бюджета каталога "
+            "(docs/METRICS.md): метка получила значения вне каталога.",
+            dashboard="/d/sp-pipeline",
+        ),
+        _alert(
+            "ServicePulseRestoreSlow",
+            f"max by (job, instance) (\n  increase({restore}_sum[30m])\n  /\n"
+            f"  increase({restore}_count[30m])\n) > {RESTORE_SLOW_SECONDS}",
+            "",
+            "warning",
+            "{{ $labels.instance }}: восстановление состояния медленное",
+            "Восстановление разделов после назначения длилось в среднем {{ $value | humanize }} с "
+            f"за 30m (цель — не больше {RESTORE_SLOW_SECONDS} с).",
+            dashboard="/d/sp-pipeline",
+        ),
     ]
 
 

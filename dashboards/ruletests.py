@@ -631,6 +631,48 @@ def alert_cases(m: Methodology) -> list[AlertCase]:
             quiet_at=["20m"],
         ),
         AlertCase(
+            "two events of soc set aside by the processor",
+            "ServicePulseProcessingErrors",
+            [
+                {
+                    "series": pipeline.PROCESSOR_PROCESSING_ERRORS.name
+                    + labels_text(
+                        {"job": pipeline.JOB_PROCESSOR, "instance": "p1:9400", "agency": "soc"}
+                    ),
+                    "values": f"0x30 2x{n - 31}",
+                },
+                {
+                    "series": pipeline.PROCESSOR_PROCESSING_ERRORS.name
+                    + labels_text(
+                        {"job": pipeline.JOB_PROCESSOR, "instance": "p1:9400", "agency": "reg"}
+                    ),
+                    "values": f"0x{n}",
+                },
+            ],
+            "35m",
+            [({"agency": "soc"}, "2")],
+            quiet_at=["20m"],
+        ),
+        AlertCase(
+            "a processor that started nine new sessions within a minute",
+            "ServicePulseProcessorRestarting",
+            [
+                {
+                    "series": pipeline.PROCESSOR_SESSIONS.name
+                    + labels_text({"job": pipeline.JOB_PROCESSOR, "instance": "p1:9400"}),
+                    "values": f"1x60 10x{n - 61}",
+                },
+                {
+                    "series": pipeline.PROCESSOR_SESSIONS.name
+                    + labels_text({"job": pipeline.JOB_PROCESSOR, "instance": "p2:9400"}),
+                    "values": f"1x{n}",
+                },
+            ],
+            "65m",
+            [({"instance": "p1:9400"}, "")],
+            quiet_at=["30m"],
+        ),
+        AlertCase(
             "the API target is down, a processor is up",
             "ServicePulseComponentDown",
             [
@@ -645,8 +687,99 @@ def alert_cases(m: Methodology) -> list[AlertCase]:
             [(dict(_API), "0")],
             quiet_at=["1m"],
         ),
+        *_exposition_cases(n),
     ]
     return cases
+
+
+def _exposition_cases(n: int) -> list[AlertCase]:
+    """The pipeline's own alerts on /metrics, the read model and restores."""
+    other = {"job": pipeline.JOB_API, "instance": "api2:8000"}
+    proc = {"job": pipeline.JOB_PROCESSOR, "instance": "p1:9400"}
+    calm = {"job": pipeline.JOB_PROCESSOR, "instance": "p2:9400"}
+
+    def api_pair(metric: str, bad: str, good: str) -> list[dict[str, str]]:
+        return [
+            {"series": metric + labels_text(_API), "values": f"{bad}x{n}"},
+            {"series": metric + labels_text(other), "values": f"{good}x{n}"},
+        ]
+
+    restore = pipeline.PROCESSOR_RESTORE.name
+    return [
+        AlertCase(
+            "a scrape of the API takes 2 s",
+            "ServicePulseScrapeSlow",
+            api_pair("scrape_duration_seconds", "2", "0.01"),
+            "30m",
+            [(dict(_API), "2")],
+            quiet_at=["5m"],
+        ),
+        AlertCase(
+            "the API exposes 50000 samples",
+            "ServicePulseScrapeLarge",
+            api_pair("scrape_samples_scraped", "50000", "20000"),
+            "30m",
+            [(dict(_API), "50000")],
+            quiet_at=["10m"],
+        ),
+        AlertCase(
+            "the read model stays 500 records behind",
+            "ServicePulseReadModelBehind",
+            api_pair(pipeline.API_READMODEL_LAG.name, "500", "0"),
+            "30m",
+            [(dict(_API), "500")],
+            quiet_at=["10m"],
+        ),
+        AlertCase(
+            "business families withheld for 10 minutes",
+            "ServicePulseBusinessMetricsWithheld",
+            api_pair(pipeline.API_BUSINESS_WITHHELD.name, "1", "0"),
+            "10m",
+            [(dict(_API), "1")],
+            quiet_at=["2m"],
+        ),
+        AlertCase(
+            "35000 business series for a budget of 30000",
+            "ServicePulseCardinalityOverBudget",
+            [
+                {
+                    "series": pipeline.API_BUSINESS_SERIES.name
+                    + labels_text({**labels, "family": fam}),
+                    "values": f"{v}x{n}",
+                }
+                for labels, fam, v in (
+                    (_API, "a", 20000),
+                    (_API, "b", 15000),
+                    (other, "a", 100),
+                    (other, "b", 100),
+                )
+            ]
+            + [
+                {
+                    "series": pipeline.API_BUSINESS_SERIES_BUDGET.name
+                    + labels_text({**labels, "family": fam}),
+                    "values": f"{v}x{n}",
+                }
+                for labels in (_API, other)
+                for fam, v in (("a", 20000), ("b", 10000))
+            ],
+            "30m",
+            [(dict(_API), "35000")],
+            quiet_at=["10m"],
+        ),
+        AlertCase(
+            "restores take 60 s on average, another instance 5 s",
+            "ServicePulseRestoreSlow",
+            [
+                {"series": f"{restore}_count" + labels_text(proc), "values": f"100+0.1x{n}"},
+                {"series": f"{restore}_sum" + labels_text(proc), "values": f"6000+6x{n}"},
+                {"series": f"{restore}_count" + labels_text(calm), "values": f"100+0.1x{n}"},
+                {"series": f"{restore}_sum" + labels_text(calm), "values": f"500+0.5x{n}"},
+            ],
+            "60m",
+            [(proc, "60")],
+        ),
+    ]
 
 
 def _expected_alerts(

@@ -7,11 +7,12 @@ exact integer and the same events give the same totals on any machine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 from contract.catalog import Catalog, Deadline
 from contract.deadlines import APPEAL_TERM, DeadlineCalculator
+from contract.events import EARLIEST_OCCURRED_AT
 from contract.methodology import Standards
 
 #: Day boundaries are memoised per 15-minute slot: every UTC offset in use is a
@@ -37,13 +38,16 @@ class Context:
         catalog: the service catalog (time zone, services, calendar).
         standards: the methodology's standards (office wait, interagency term).
         lateness: allowed lateness of the watermark.
-        horizon: how long event ids (and closed journeys) are remembered, event time.
+        horizon: how long event ids are remembered (receive time) and closed journeys
+            (event time).
+        earliest: events whose ``occurred_at`` is before this are rejected (too_early).
     """
 
     catalog: Catalog
     standards: Standards
     lateness: timedelta = timedelta(minutes=5)
     horizon: timedelta = timedelta(days=7)
+    earliest: datetime = EARLIEST_OCCURRED_AT
     calc: DeadlineCalculator = field(init=False)
     lateness_ms: int = field(init=False)
     horizon_ms: int = field(init=False)
@@ -70,16 +74,22 @@ class Context:
         }
 
     def day(self, ms: int) -> str:
-        """The ISO local date (catalog time zone) of an instant in epoch ms."""
+        """The ISO local date (catalog time zone) of an instant in epoch ms.
+
+        Total: an instant whose local date is outside years 1..9999 (which the contract's
+        time limits keep out of the processor) gets the first or last date, never an
+        exception.
+        """
         slot = ms // _SLOT_MS
         d = self._days.get(slot)
         if d is None:
-            d = (
-                datetime.fromtimestamp(slot * (_SLOT_MS // 1000), self.catalog.tz)
-                .date()
-                .isoformat()
-            )
-            self._days[slot] = d
+            try:
+                local = datetime.fromtimestamp(slot * (_SLOT_MS // 1000), self.catalog.tz)
+            except (ValueError, OverflowError, OSError):
+                local_day = date.min if slot < 0 else date.max
+            else:
+                local_day = local.date()
+            d = self._days[slot] = local_day.isoformat()
         return d
 
     def deadline_ms(self, term: Deadline, start_ms: int) -> int:
@@ -99,5 +109,13 @@ class Context:
 
 
 def iso(ms: int) -> str:
-    """An instant (epoch ms) as RFC 3339 in UTC, millisecond precision."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    """An instant (epoch ms) as RFC 3339 in UTC, millisecond precision.
+
+    Total, like :meth:`Context.day`: an instant outside years 1..9999 gets the first or
+    last representable instant (a record timestamp is not checked by anyone upstream).
+    """
+    try:
+        when = datetime.fromtimestamp(ms / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        when = (datetime.min if ms < 0 else datetime.max).replace(tzinfo=UTC)
+    return when.isoformat(timespec="milliseconds")

@@ -6,11 +6,24 @@ changelog and aggregate records of everything that changed since the previous fl
 one record per changed key. Processing is a deterministic function of the restored
 state and the records in offset order (plus the wall clock, for a live partition only),
 so the same events give byte-identical outputs however they are batched.
+
+An event that makes the engine raise is isolated, not retried: :meth:`process` catches
+the exception, dead-letters the event with reason ``processing_error`` and the
+exception's class name (never its message, which may quote data), and goes on with the
+next record in the same transaction. So that a failing event leaves no half-applied
+state, :meth:`apply` first computes every derived value that can fail (the local days,
+the deadlines, the catalog lookups: deterministic functions of the event and the
+catalog, memoised where they are costly) and only then changes state, with in-memory
+arithmetic only. The processor's own errors (:class:`ProcessorError`, a failed session)
+and ``MemoryError`` still propagate: those are infrastructure failures, for which the
+session restarts from the changelog.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,12 +32,22 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from contract import aggregates as agg
-from contract.events import MAX_FUTURE, Event, EventType, Problem, Reason, decode_event
+from contract.events import (
+    MAX_FUTURE,
+    Event,
+    EventType,
+    Problem,
+    Reason,
+    decode_event,
+    dedup_identity,
+)
+from contract.personal import personal_data_rule
 from processors import state as st
 from processors.appeals import AppealBook
 from processors.archive import ClosedJourneys
 from processors.context import Context, iso
-from processors.dedup import DedupStore, id_hash
+from processors.dedup import CLOCK_KEY, DedupStore
+from processors.errors import ProcessorError
 from processors.journeys import JourneyMachine
 from processors.rollups import GaugeBook, GaugeCell, Records, RollupBook
 from processors.state import Dims
@@ -45,7 +68,18 @@ _NO_SERVICE: Final = frozenset(
 _UUID: Final = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
+#: Lifecycle types whose application computes a deadline or maps an error code.
+_PREPARED: Final = frozenset(
+    {
+        EventType.JOURNEY_STARTED,
+        EventType.JOURNEY_SUBMITTED,
+        EventType.JOURNEY_ERROR,
+        EventType.DECISION_MADE,
+        EventType.APPEAL_RECEIVED,
+    }
+)
 _dlq_encode: Final = msgspec.json.Encoder().encode
+logger = logging.getLogger(__name__)
 _MAX_FUTURE_MS: Final = int(MAX_FUTURE.total_seconds() * 1000)
 
 
@@ -68,11 +102,13 @@ class InputRecord(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A record that failed validation: the dead-letter record to write and its reason."""
+    """A record that failed validation or processing: the record to write, its reason
+    and its agency (a catalog agency, or ``""`` if unknown)."""
 
     key: bytes | None
     value: bytes
     reason: str
+    agency: str = ""
 
 
 @dataclass(slots=True)
@@ -151,7 +187,7 @@ class PartitionEngine:
                 continue
             # the future limit is checked here in epoch ms (same rule as decode_event's
             # `now`), saving a datetime per record on the hot path
-            result = decode_event(raw)
+            result = decode_event(raw, None, self.ctx.earliest)
             if isinstance(result, list):
                 dead.append(self._dead(rec, result))
                 continue
@@ -160,8 +196,60 @@ class PartitionEngine:
             if problems:
                 dead.append(self._dead(rec, problems, result))
                 continue
-            self.apply(result, ts, t)
+            try:
+                self.apply(result, ts, t)
+            except (ProcessorError, MemoryError):
+                raise
+            except Exception as exc:  # isolate the event, go on with the batch
+                dead.append(self._poisoned(rec, result, exc))
         return dead
+
+    def _poisoned(self, rec: InputRecord, ev: Event, exc: Exception) -> DeadLetter:
+        """The dead letter of an event the engine raised on (class name only, no text)."""
+        name = type(exc).__name__
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+        logger.warning(
+            "event set aside: %s at %s (topic=%s partition=%d offset=%d); the batch goes on",
+            name,
+            where,
+            rec.topic,
+            rec.partition,
+            rec.offset,
+        )
+        problem = Problem(
+            "",
+            Reason.PROCESSING_ERROR,
+            f"the processor could not apply this event ({name}); it was set aside and "
+            "counted, every other event is counted as usual",
+        )
+        return self._dead(rec, [problem], ev, {"error": name, "where": where})
+
+    def _prepare(self, ev: Event, t: int) -> None:
+        """Compute every derived value of ``ev`` that can fail, before state changes.
+
+        Each is a deterministic function of the event and the catalog (deadlines
+        memoised in the context), so if it succeeds here it succeeds again when the state
+        machine asks for it. Local days need no check: :meth:`Context.day` is total (and
+        :meth:`apply` computes the event's day before it changes anything).
+        """
+        ctx = self.ctx
+        etype = ev.type
+        if etype is EventType.APPEAL_RECEIVED:
+            ctx.appeal_deadline_ms(t)
+            return
+        # a lifecycle event: the journey's service is that of its first event (its dims)
+        j = self.journeys.journeys.get(f"{ev.agency}|{ev.journey}")
+        service = j.dims[1] if j is not None else (ev.service or "")
+        info = ctx.services.get(service)
+        if info is not None:
+            ctx.deadline_ms(info.deadline, t)
+            if j is not None and etype is EventType.DECISION_MADE:
+                base = j.submitted_ms if j.submitted_ms is not None else j.started_ms
+                if base is not None:
+                    ctx.deadline_ms(info.deadline, base)
+        if etype is EventType.JOURNEY_ERROR:
+            ctx.catalog.error_code(service, ev.attrs.code)
 
     def apply(self, ev: Event, received_ms: int, t: int | None = None) -> None:
         """Apply one valid, catalog-checked event received at ``received_ms``.
@@ -172,6 +260,8 @@ class PartitionEngine:
         if t is None:
             t = round(ev.occurred_at.timestamp() * 1000)
         etype = ev.type
+        if etype in _PREPARED:
+            self._prepare(ev, t)
         if etype in _NO_SERVICE:
             dims: Dims = (ev.agency, "", ev.municipality, ev.channel.value, "")
         else:
@@ -186,7 +276,8 @@ class PartitionEngine:
         day = ctx.day(t)
         rollups = self.rollups
         self.applied += 1
-        if self.dedup.seen(t, id_hash(ev.event_id)):
+        agency, uid = dedup_identity(ev)
+        if self.dedup.seen(agency, t, received_ms, uid):
             self.duplicates += 1
             rollups.cell(day, dims, "duplicates").duplicates += 1
             rollups.end_event(received_ms, etype.value)
@@ -229,7 +320,8 @@ class PartitionEngine:
             rollups.end_event(at_ms, "watermark")
         wm.watermark_ms = new_wm
         rollups.open_day = self.ctx.day(new_wm)
-        self.dedup.expire(new_wm)
+        if self.dedup.has_legacy:
+            self.dedup.expire_legacy(new_wm)
         self.closed.expire(new_wm)
         self._wm_dirty = True
 
@@ -309,7 +401,11 @@ class PartitionEngine:
         )
 
     def _dead(
-        self, rec: InputRecord, problems: list[Problem], ev: Event | None = None
+        self,
+        rec: InputRecord,
+        problems: list[Problem],
+        ev: Event | None = None,
+        extra: dict[str, str] | None = None,
     ) -> DeadLetter:
         first = problems[0]
         agency = event_id = ""
@@ -337,7 +433,11 @@ class PartitionEngine:
             "received_at": iso(rec.timestamp),
             "received_day": self.ctx.day(rec.timestamp),
         }
-        return DeadLetter(rec.key, _dlq_encode(value), first.reason.value)
+        if extra:
+            value.update(extra)
+        return DeadLetter(
+            _safe_key(rec.key, agency), _dlq_encode(value), first.reason.value, agency
+        )
 
     # -- restore ---------------------------------------------------------------------
 
@@ -362,9 +462,15 @@ class PartitionEngine:
                 continue
             text = key.decode()
             kind, _, rest = text.partition("|")
+            if kind == "u":
+                self.dedup.restore(rest, value)
+                continue
             if kind == "d":
                 hour, _, block = rest.partition("|")
-                self.dedup.restore(int(hour), int(block), value)
+                self.dedup.restore_legacy(int(hour), int(block), value)
+                continue
+            if key == CLOCK_KEY:
+                self.dedup.restore_clock(value)
                 continue
             if kind == "x":
                 hour, _, block = rest.partition("|")
@@ -420,6 +526,15 @@ def _future(ev: Event, received_ms: int) -> Problem:
         "occurred_at is more than 5 minutes ahead of the receiver's clock "
         f"({ev.occurred_at.isoformat()} > {now.isoformat()}); check the sender's clock",
     )
+
+
+def _safe_key(key: bytes | None, agency: str) -> bytes | None:
+    """The input record's key for its dead letter, unless the key carries something
+    that looks like personal data (``j:minsoc:79123456789`` from an old producer): then
+    the agency, as the API keys its dead letters."""
+    if key is None or personal_data_rule(key.decode("utf-8", "replace")) is None:
+        return key
+    return agency.encode() or None
 
 
 def _peek(raw: bytes) -> tuple[str, str]:

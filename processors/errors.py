@@ -26,11 +26,3 @@ class SessionError(ProcessorError):
 
 class StateError(ProcessorError):
     """A changelog record could not be decoded; names the key and what is wrong."""
-
-
-class PollStuckError(SessionError):
-    """The consumer's poll was stuck inside kafka-python and was interrupted.
-
-    The session restarts without closing that consumer (closing would wait on the same
-    stuck IO thread); its daemon threads are left behind.
-    """

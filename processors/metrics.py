@@ -34,6 +34,7 @@ class ProcessorMetrics:
     sessions: Counter
     skips: Counter
     retention_lost: Counter
+    processing_errors: Counter
 
 
 def build_metrics(registry: CollectorRegistry) -> ProcessorMetrics:
@@ -113,6 +114,13 @@ def build_metrics(registry: CollectorRegistry) -> ProcessorMetrics:
             p + "retention_lost",
             "Input offsets the events topic's retention deleted before they were processed "
             "(events lost; raise the topic's retention.ms or fix the processor's lag)",
+            registry=registry,
+        ),
+        processing_errors=Counter(
+            p + "processing_errors",
+            "Valid events the processor raised on while applying them, by agency: each was "
+            "set aside to the dead-letter topic (reason processing_error) and the batch went on",
+            ["agency"],
             registry=registry,
         ),
     )

@@ -33,7 +33,8 @@ class ProcessorSettings(CommonSettings):
     )
     dedup_horizon: timedelta = Field(
         timedelta(days=7),
-        description="event ids are remembered this long in event time; closed journeys too",
+        description="event ids are remembered this long in receive time (the Kafka record "
+        "timestamp); closed journeys this long in event time",
     )
     commit_interval_ms: int = Field(500, ge=10, description="at most this long per transaction")
     max_batch: int = Field(100_000, ge=1, description="at most this many events per transaction")
@@ -44,7 +45,7 @@ class ProcessorSettings(CommonSettings):
         60_000, ge=1_000, description="broker aborts a transaction left open this long"
     )
     restore_timeout_s: float = Field(
-        120.0, gt=0, description="give up restoring state after this long"
+        120.0, gt=0, description="give up a restore that has read no record for this long"
     )
     idle_tick_ms: int = Field(
         1_000, ge=100, description="how often live idle partitions advance with the wall clock"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 
 from contract.settings import CommonSettings
@@ -17,4 +19,9 @@ class ProducerSettings(CommonSettings):
     )
     producer_delivery_timeout_s: float = Field(
         120.0, gt=0, description="how long Kafka may take to acknowledge an event"
+    )
+    producer_client: Literal["kafka-python", "confluent"] = Field(
+        "kafka-python",
+        description="Kafka client of the producer library: kafka-python (pure Python) or "
+        "confluent (librdkafka)",
     )

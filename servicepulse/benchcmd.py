@@ -25,7 +25,7 @@ def bench(
         str | None,
         typer.Option(
             help="comma-separated benchmarks to run: processor, peer, latency, ingest, "
-            "state, profile (default: all)",
+            "state, profile, history, web (default: all)",
             metavar="NAME,...",
         ),
     ] = None,
@@ -56,7 +56,7 @@ def bench(
     the ratio, the goal and pass/fail.
 
     \b
-    processor  events/s with transactions vs raw kafka-python consume
+    processor  events/s with transactions vs raw confluent-kafka consume
                of the same topic, 1 and 2 instances (goal >= 60%)
     peer       the same aggregation in Quix Streams, same topic:
                ours over theirs
@@ -68,6 +68,10 @@ def bench(
     state      bytes per open journey (goal < 1 KiB); restore of
                1M open journeys (goal <= 60 s)
     profile    pyinstrument profile of the processor (top functions)
+    history    30 and 365 days of regional traffic as aggregate records:
+               scrape CPU/bytes/series (goal <= 50 ms, <= 30,000),
+               RSS and catch-up of API and processor, reports
+    web        web view page p95 at a year of history (goal <= 200 ms)
 
     A private Kafka broker is started on free ports and stopped at
     the end unless --bootstrap is given (needs the JDK and the jars:

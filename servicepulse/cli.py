@@ -208,9 +208,10 @@ def kafka_topics(
     Existing topics are never altered unless --fix is given (a topic created by an older
     version keeps its configs: e.g. the events topic's message.timestamp.type).
     """
-    from contract import bus
+    import kafkaport
     from contract.settings import CommonSettings
     from contract.topics import Topics
+    from kafkaport.topics import align_topic_configs, ensure_topics, topic_config_drift
 
     overrides = {
         k: v
@@ -220,10 +221,11 @@ def kafka_topics(
     settings = CommonSettings(**overrides)  # type: ignore[arg-type]
     specs = Topics(settings.topic_prefix).specs()
     try:
-        created = bus.ensure_topics(settings, specs)
-        drift = bus.topic_config_drift(settings, specs)
+        kafka = kafkaport.connect(settings)
+        created = ensure_topics(kafka, specs)
+        drift = topic_config_drift(kafka, specs)
         if fix:
-            bus.align_topic_configs(settings, drift)
+            align_topic_configs(kafka, drift)
     except ServicePulseError as exc:
         raise fail(str(exc)) from exc
     for s in specs:

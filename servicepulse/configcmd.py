@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +11,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from api.settings import ApiSettings
+from api.web.settings import WebSettings
 from contract.settings import CommonSettings
 from processors.settings import ProcessorSettings
 from producers.settings import ProducerSettings
@@ -21,6 +22,7 @@ COMPONENTS: dict[str, type[BaseSettings]] = {
     "producer": ProducerSettings,
     "processor": ProcessorSettings,
     "api": ApiSettings,
+    "web": WebSettings,
 }
 
 
@@ -34,6 +36,8 @@ def _default(info: FieldInfo) -> str:
         return ""
     if isinstance(value, timedelta):
         return str(TypeAdapter(timedelta).dump_python(value, mode="json"))
+    if isinstance(value, datetime):
+        return str(TypeAdapter(datetime).dump_python(value, mode="json"))
     if hasattr(value, "get_secret_value"):
         return "(secret)"
     if isinstance(value, bool):
@@ -67,6 +71,7 @@ SERVICEPULSE_STACK_KAFKA_PORT=9092
 SERVICEPULSE_STACK_CONTROLLER_PORT=9093
 SERVICEPULSE_STACK_API_PORT=8000
 SERVICEPULSE_STACK_PROMETHEUS_PORT=9090
+SERVICEPULSE_STACK_ALERTMANAGER_PORT=9094
 SERVICEPULSE_STACK_PROCESSOR_PORT=9400
 
 # --- docker compose only (Grafana) ---

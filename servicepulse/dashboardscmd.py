@@ -155,6 +155,57 @@ def push_cmd(
     )
 
 
+@app.command("series")
+def series_cmd(
+    catalog: Annotated[
+        Path | None, typer.Option(help="catalog YAML (default: SERVICEPULSE_CATALOG or demo)")
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(help="also read the actual series of a running API, e.g. http://api:8000"),
+    ] = None,
+) -> None:
+    """Print the series budget of every business family for a catalog (docs/METRICS.md),
+    and with --api-url the series a running API exposes now."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from contract.cardinality import GOAL, budget
+    from contract.catalog import load_catalog
+    from contract.settings import CommonSettings
+
+    chosen = catalog or CommonSettings().catalog
+    try:
+        cat = load_catalog(str(chosen) if chosen else None)
+    except ServicePulseError as exc:
+        raise _fail(str(exc), 2) from exc
+    limits = budget(cat)
+    actual: dict[str, int] = {}
+    if api_url:
+        try:
+            text = httpx.get(f"{api_url.rstrip('/')}/metrics", timeout=30).text
+        except httpx.HTTPError as exc:
+            raise _fail(f"cannot scrape {api_url}: {exc}") from exc
+        for fam in text_string_to_metric_families(text):
+            if fam.name == "servicepulse_api_business_series":
+                actual = {s.labels["family"]: int(s.value) for s in fam.samples}
+    width = max(len(n) for n in limits)
+    head = f"{'family':<{width}}  {'budget':>7}" + (f"  {'actual':>7}" if api_url else "")
+    out.print(head, highlight=False)
+    for name, n in limits.items():
+        row = f"{name:<{width}}  {n:>7}"
+        if api_url:
+            row += f"  {actual.get(name, 0):>7}"
+        out.print(row, highlight=False)
+    total = sum(limits.values())
+    row = f"{'total':<{width}}  {total:>7}"
+    if api_url:
+        row += f"  {sum(actual.values()):>7}"
+    out.print(row, highlight=False)
+    if total > GOAL:
+        console.print(f"warning: the budget exceeds the goal of {GOAL} series", highlight=False)
+
+
 def register(typer_app: typer.Typer) -> None:
     """Attach ``servicepulse dashboards ...``."""
     typer_app.add_typer(app, name="dashboards")

@@ -33,10 +33,11 @@ def process(
     """
     from prometheus_client import REGISTRY, start_http_server
 
-    from contract import bus
+    import kafkaport
     from contract.catalog import load_catalog
     from contract.methodology import load_methodology
     from contract.topics import Topics
+    from kafkaport.topics import ensure_topics, topic_config_drift
     from processors.metrics import build_metrics
     from processors.runner import Processor
     from processors.settings import ProcessorSettings
@@ -74,12 +75,11 @@ def process(
     signal.signal(signal.SIGINT, _stop)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: a hung loop shows where
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    # the watchdog interrupts a consumer poll stuck inside kafka-python with SIGUSR2
-    signal.signal(signal.SIGUSR2, lambda signum, frame: proc.interrupt_stuck_poll())
     specs = Topics(settings.topic_prefix).specs()
     try:
-        bus.ensure_topics(settings, specs)
-        for d in bus.topic_config_drift(settings, specs):
+        kafka = kafkaport.connect(settings)
+        ensure_topics(kafka, specs)
+        for d in topic_config_drift(kafka, specs):
             logger.warning("%s; `servicepulse kafka topics --fix` sets it", d)
     except ServicePulseError as exc:
         logger.warning("could not ensure topics (%s); continuing", exc)

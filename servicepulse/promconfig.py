@@ -10,6 +10,7 @@ code on free ports.
 
 from __future__ import annotations
 
+import os
 import shutil
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,8 @@ def render_config(
     *,
     scrape_interval: str = "5s",
     evaluation_interval: str = "5s",
+    credentials_files: Mapping[str, str] | None = None,
+    alertmanagers: Sequence[str] = (),
 ) -> str:
     """``prometheus.yml`` text: one static scrape job per entry of ``jobs``.
 
@@ -43,7 +46,11 @@ def render_config(
         rule_files: paths or globs of rule files.
         scrape_interval: how often targets are scraped.
         evaluation_interval: how often rule groups without their own interval run.
+        credentials_files: job name -> file holding the bearer token its targets want
+            (the API's ``SERVICEPULSE_METRICS_TOKEN``).
+        alertmanagers: ``host:port`` of Alertmanagers to send firing alerts to.
     """
+    credentials_files = credentials_files or {}
     doc = {
         "global": {
             "scrape_interval": scrape_interval,
@@ -56,11 +63,19 @@ def render_config(
                 "job_name": job,
                 "metrics_path": "/metrics",
                 "static_configs": [{"targets": list(targets)}],
+                **(
+                    {"authorization": {"credentials_file": credentials_files[job]}}
+                    if job in credentials_files
+                    else {}
+                ),
             }
             for job, targets in jobs.items()
             if targets
         ],
     }
+    if alertmanagers:
+        targets = [{"targets": list(alertmanagers)}]
+        doc["alerting"] = {"alertmanagers": [{"static_configs": targets}]}
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -90,13 +105,16 @@ def prometheus_for(
     methodology: Path | None = None,
     name: str = "prometheus",
     ready_timeout: float = 60.0,
+    tokens: Mapping[str, str] | None = None,
+    alertmanagers: Sequence[str] = (),
 ) -> ManagedProcess:
     """A Prometheus on ``127.0.0.1:port`` scraping ``jobs``, with the generated rules.
 
     The configuration and rule files are (re)written into ``run_dir`` when the process
     starts, from the methodology file (``None``: the shipped one). ``slow_interval`` is
     the evaluation interval of the 7-day and 30-day rule groups (``None``: the global
-    one, as tests use to see values within seconds).
+    one, as tests use to see values within seconds). ``tokens``: job name -> the bearer
+    token its targets want, written to a file of mode 0600 beside the configuration.
     """
     binary = shutil.which("prometheus")
     data = run_dir / DATA_SUBDIR
@@ -109,12 +127,22 @@ def prometheus_for(
         m = load_methodology(str(methodology) if methodology else None)
         artifacts.write(rules_dir, rules.render(m, slow_interval=slow_interval))
         data.mkdir(parents=True, exist_ok=True)
+        credentials = {}
+        for job, token in (tokens or {}).items():
+            path = run_dir / f"{job}.token"
+            path.unlink(missing_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token)
+            credentials[job] = str(path)
         config.write_text(
             render_config(
                 jobs,
                 [str(rules_dir / "*.yml")],
                 scrape_interval=scrape_interval,
                 evaluation_interval=evaluation_interval,
+                credentials_files=credentials,
+                alertmanagers=alertmanagers,
             )
         )
 
@@ -138,16 +166,25 @@ def prometheus_for(
 
 
 def prometheus_process(
-    run_dir: Path, port: int, *, api_port: int, processor_ports: list[int]
+    run_dir: Path,
+    port: int,
+    *,
+    api_port: int,
+    processor_ports: list[int],
+    alertmanagers: Sequence[str] = (),
 ) -> ManagedProcess:
     """The local stack's Prometheus: scrapes the API and every processor on loopback.
 
     The rules come from ``SERVICEPULSE_METHODOLOGY`` (default: the shipped methodology).
+    The API is scraped where its settings serve /metrics: ``SERVICEPULSE_API_METRICS_PORT``
+    if set, else ``api_port``, with ``SERVICEPULSE_METRICS_TOKEN`` if set.
     """
-    from contract.settings import CommonSettings
+    from api.settings import ApiSettings
 
+    api = ApiSettings()
+    token = api.metrics_token.get_secret_value() if api.metrics_token else None
     jobs = {
-        pipeline.JOB_API: [f"127.0.0.1:{api_port}"],
+        pipeline.JOB_API: [f"127.0.0.1:{api.api_metrics_port or api_port}"],
         pipeline.JOB_PROCESSOR: [f"127.0.0.1:{p}" for p in processor_ports],
         pipeline.JOB_PROMETHEUS: [f"127.0.0.1:{port}"],
     }
@@ -157,5 +194,7 @@ def prometheus_process(
         jobs,
         scrape_interval="5s",
         evaluation_interval="5s",
-        methodology=CommonSettings().methodology,
+        methodology=api.methodology,
+        tokens={pipeline.JOB_API: token} if token else None,
+        alertmanagers=alertmanagers,
     )

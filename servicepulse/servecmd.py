@@ -36,6 +36,7 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.server import server_options
     from api.settings import ApiSettings
     from servicepulse.cli import configure_logging
 
@@ -57,20 +58,36 @@ def serve(
         host=settings.api_host,
         port=settings.api_port,
         workers=1,
-        log_config=None,
         access_log=access_log,
-        lifespan="on",
-        ws="none",
         timeout_graceful_shutdown=10,
-        server_header=False,
+        **server_options(settings),
     )
 
 
-def _store(db: Path | None) -> TokenStore:
+def _store(db: Path | None, *, init: bool = False) -> TokenStore:
+    """The token store; a missing database is an error unless ``init`` (exit 1, saying
+    where it looked and what to do)."""
     from api.settings import ApiSettings
-    from api.tokens import TokenStore
+    from api.tokens import MissingDatabase, TokenError, TokenStore
 
-    return TokenStore(db or ApiSettings().token_db, cache_seconds=0)
+    path = db or ApiSettings().token_db
+    store = TokenStore(path, cache_seconds=0, create=init)
+    try:
+        store.open()
+    except MissingDatabase as exc:
+        where = "--db" if db else "SERVICEPULSE_TOKEN_DB, else $SERVICEPULSE_STACK_DIR/api-data"
+        console.print(
+            f"[bold red]error:[/] no token database at {path.resolve()} (from {where}). Run "
+            "the command where the stack runs, or set SERVICEPULSE_TOKEN_DB (or --db) to the "
+            "API's database; to start a new, empty one there, add --init.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from exc
+    except TokenError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    return store
 
 
 DbOption = Annotated[
@@ -88,6 +105,9 @@ def tokens_create(
     ] = False,
     name: Annotated[str, typer.Option(help="who holds it, for `tokens list`")] = "",
     db: DbOption = None,
+    init: Annotated[
+        bool, typer.Option("--init", help="start a new token database if there is none")
+    ] = False,
 ) -> None:
     """Create a token and print it once: it is stored only as a hash."""
     from api.tokens import Kind, TokenError
@@ -108,7 +128,7 @@ def tokens_create(
                 highlight=False,
             )
             raise typer.Exit(2)
-    store = _store(db)
+    store = _store(db, init=init)
     try:
         token, info = store.create(Kind.AGENCY if agency else Kind.INSPECTOR, agency, name)
     except TokenError as exc:

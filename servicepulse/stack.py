@@ -247,18 +247,16 @@ def kafka_ready(port: int) -> Callable[[], bool]:
     def check() -> bool:
         if not port_open(port):
             return False
-        from contract.bus import admin
+        import kafkaport
         from contract.settings import CommonSettings
 
         try:
-            client = admin(
-                CommonSettings(kafka_bootstrap=f"127.0.0.1:{port}"), request_timeout_ms=3000
-            )
+            client = kafkaport.connect(CommonSettings(kafka_bootstrap=f"127.0.0.1:{port}")).admin()
         except ServicePulseError:
             return False
         try:
-            return bool(client.describe_cluster().get("brokers"))
-        except Exception:
+            return client.broker_count(3.0) > 0
+        except ServicePulseError:
             return False
         finally:
             client.close()

@@ -36,6 +36,7 @@ KAFKA_PORT = _port("KAFKA", 9092)
 CONTROLLER_PORT = _port("CONTROLLER", 9093)
 API_PORT = _port("API", 8000)
 PROMETHEUS_PORT = _port("PROMETHEUS", 9090)
+ALERTMANAGER_PORT = _port("ALERTMANAGER", 9094)  # 9093 is the Kafka controller's here
 PROCESSOR_METRICS_PORT = _port("PROCESSOR", 9400)
 
 
@@ -98,6 +99,18 @@ def plan(
                 url=f"http://127.0.0.1:{API_PORT}/docs",
             )
         )
+    alertmanagers: list[str] = []
+    if prometheus and shutil.which("prometheus-alertmanager") and _has("alertmanager"):
+        from servicepulse import alertmanager
+
+        parts.append(
+            alertmanager.alertmanager_process(
+                run_dir,
+                ALERTMANAGER_PORT,
+                f"http://127.0.0.1:{API_PORT}{alertmanager.WEBHOOK_PATH}",
+            )
+        )
+        alertmanagers.append(f"127.0.0.1:{ALERTMANAGER_PORT}")
     if prometheus and shutil.which("prometheus") and _has("promconfig"):
         from servicepulse import promconfig
 
@@ -107,6 +120,7 @@ def plan(
                 PROMETHEUS_PORT,
                 api_port=API_PORT,
                 processor_ports=[PROCESSOR_METRICS_PORT + i for i in range(processors)],
+                alertmanagers=alertmanagers,
             )
         )
     if demo and _has("simulatecmd"):
@@ -123,16 +137,18 @@ def plan(
 
 
 def _topics() -> None:
-    from contract import bus
+    import kafkaport
     from contract.settings import CommonSettings
     from contract.topics import Topics
+    from kafkaport.topics import align_topic_configs, ensure_topics, topic_config_drift
 
     settings = CommonSettings(kafka_bootstrap=f"127.0.0.1:{KAFKA_PORT}")
     specs = Topics(settings.topic_prefix).specs()
-    bus.ensure_topics(settings, specs)
+    kafka = kafkaport.connect(settings)
+    ensure_topics(kafka, specs)
     # topics an older version created in this stack's data keep their configs otherwise
-    drift = bus.topic_config_drift(settings, specs)
-    bus.align_topic_configs(settings, drift)
+    drift = topic_config_drift(kafka, specs)
+    align_topic_configs(kafka, drift)
     for d in drift:
         console.print(f"  set {d.topic} {d.key}={d.wanted} (was {d.actual})", highlight=False)
 

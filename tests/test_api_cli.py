@@ -35,7 +35,7 @@ def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.Com
 
 def test_tokens_create_list_revoke(tmp_path: Path) -> None:
     env = {"SERVICEPULSE_TOKEN_DB": str(tmp_path / "t.db")}
-    made = cli("tokens", "create", "--agency", "minsoc", "--name", "ИС Минсоца", env=env)
+    made = cli("tokens", "create", "--agency", "minsoc", "--name", "ИС Минсоца", "--init", env=env)
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     assert token.startswith("sp_") and len(token) > 40
@@ -50,11 +50,34 @@ def test_tokens_create_list_revoke(tmp_path: Path) -> None:
     assert cli("tokens", "revoke", "000000000000", env=env).returncode == 1
 
 
+def test_tokens_create_refuses_to_start_an_empty_database(tmp_path: Path) -> None:
+    """Issue 12, item 8: `tokens create` away from the stack's directory used to create
+    a new, empty database silently (and the token in it never worked)."""
+    env = {"SERVICEPULSE_STACK_DIR": str(tmp_path / "elsewhere")}
+    env_missing = env  # and no SERVICEPULSE_TOKEN_DB
+    expected = tmp_path / "elsewhere" / "api-data" / "tokens.db"
+    r = cli("tokens", "create", "--agency", "minsoc", env=env_missing)
+    assert r.returncode == 1 and not r.stdout
+    message = " ".join(r.stderr.split())
+    assert str(expected) in message and "--init" in message and "SERVICEPULSE_TOKEN_DB" in message
+    assert not expected.exists() and not expected.parent.exists()
+    for args in (("list",), ("revoke", "000000000000")):
+        assert cli("tokens", *args, env=env_missing).returncode == 1
+        assert not expected.exists()
+
+    made = cli("tokens", "create", "--agency", "minsoc", "--init", env=env_missing)
+    assert made.returncode == 0, made.stderr
+    assert expected.stat().st_mode & 0o777 == 0o600
+    assert expected.parent.stat().st_mode & 0o077 == 0  # the directory we made is private
+    again = cli("tokens", "create", "--agency", "minsoc", env=env_missing)  # exists: no --init
+    assert again.returncode == 0, again.stderr
+
+
 @pytest.mark.integration
 def test_serve_as_the_stack_launches_it(topic_factory: TopicFactory, tmp_path: Path) -> None:
     _topics, common = topic_factory(3)
     env = _env(common, tmp_path)
-    token = cli("tokens", "create", "--agency", "minsoc", env=env).stdout.strip()
+    token = cli("tokens", "create", "--agency", "minsoc", "--init", env=env).stdout.strip()
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(

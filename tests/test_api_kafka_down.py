@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contract import bus
 from contract.topics import Topics
+from kafkaport import connect
+from kafkaport.topics import ensure_topics
 from tests.fixtures.api import api_settings, event, read_topic, running_api
 from tests.fixtures.kafka import Broker
 
@@ -25,7 +26,7 @@ def test_kafka_down_is_503_and_nothing_is_falsely_accepted(
     assert private_broker.process is not None
     common = private_broker.settings("down")
     topics = Topics("down")
-    bus.ensure_topics(common, topics.specs(3))
+    ensure_topics(connect(common), topics.specs(3))
     settings = api_settings(
         common,
         tmp_path,

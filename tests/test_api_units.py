@@ -3,22 +3,24 @@ scorecard arithmetic and report rendering. No broker needed."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
 import json
 import sqlite3
+import zlib
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
-from api.errors import BadRequest, NotFound
-from api.exposition import BusinessCollector
-from api.ingest import RateLimiter, RecentIds
+from api.errors import BadRequest, NotFound, TooManyRequests
+from api.ingest import RateLimiter, RecentIds, TokenSlots, recent_key
 from api.readmodel import ReadModel, difference, negated
 from api.reports import build_report, quantile, render_csv, render_html, render_json
 from api.scorecard import Scorer, period_bounds, scored
@@ -95,6 +97,51 @@ def test_recent_ids_forget_the_oldest() -> None:
     ids.add_all(["a", "b", "c", "d"])
     assert "a" not in ids and all(x in ids for x in "bcd")
     assert len(ids) == 3
+
+
+def test_recent_keys_are_per_agency_and_case_blind() -> None:
+    eid = "BFA8F557-CDD9-4E10-967B-9E676750F0F2"
+    assert recent_key("minsoc", eid) == recent_key("minsoc", eid.lower())
+    assert recent_key("minsoc", eid) != recent_key("zags", eid)
+    ids = RecentIds(10)
+    ids.add_all([recent_key("minsoc", eid)])
+    assert recent_key("minsoc", eid.lower()) in ids and recent_key("zags", eid) not in ids
+
+
+def test_token_slots_cap_each_token_and_forget_idle_ones() -> None:
+    slots = TokenSlots(max_requests=2, max_inflight=100)
+    with slots.request("a"), slots.request("a"):
+        with pytest.raises(TooManyRequests) as refused:
+            slots.request("a").__enter__()
+        assert refused.value.retry_after == 1 and "limit 2 per token" in refused.value.message
+        with slots.request("b"):  # another token is not affected
+            assert slots.requests("b") == 1
+        assert slots.requests("a") == 2
+    assert slots.requests("a") == 0 and not slots._requests  # nothing kept for idle tokens
+
+    async def inflight() -> None:
+        a, b = slots.inflight("a"), slots.inflight("b")
+        assert await a.acquire(80, wait=0)
+        assert not await a.acquire(30, wait=0.01)  # over a's own bound ...
+        assert await b.acquire(100, wait=0)  # ... while b has all of its own
+        assert slots.inflight("a") is a  # a second request of a shares a's bound
+        slots.done("a")
+        await a.release(80)
+        await b.release(100)
+        slots.done("a")
+        assert "a" not in slots._inflight and "b" in slots._inflight
+        slots.done("b")
+        assert not slots._inflight
+
+    asyncio.run(inflight())
+
+
+def test_per_token_inflight_bound_must_fit_a_batch() -> None:
+    from api.settings import ApiSettings
+    from contract.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="SERVICEPULSE_MAX_INFLIGHT_EVENTS_PER_TOKEN"):
+        ApiSettings(max_inflight_events_per_token=10, max_events=100)
 
 
 # -- read model arithmetic -------------------------------------------------------------------------
@@ -348,18 +395,37 @@ def _populated() -> ReadModel:
     return m
 
 
-def test_collector_exposes_every_family_from_the_catalog_only() -> None:
-    reg = CollectorRegistry()
-    reg.register(BusinessCollector(_populated(), CATALOG))
-    names = {m.name for m in reg.collect()}
+def _scrape(m: ReadModel, compressed: bool = False) -> dict[tuple[str, frozenset[Any]], float]:
+    with m.lock:
+        if compressed:
+            body = m.exposition.gzip_payload(b"# EOF-free tail\n")
+            # one gzip member: a decoder that stops after the first member sees all of it
+            d = zlib.decompressobj(31)
+            text = d.decompress(body)
+            assert d.eof and not d.unused_data and text.endswith(b"# EOF-free tail\n")
+        else:
+            text = m.exposition.payload()
+    out: dict[tuple[str, frozenset[Any]], float] = {}
+    names: set[str] = set()
+    for fam in text_string_to_metric_families(text.decode()):
+        names.add(fam.name)
+        for sample in fam.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    out[("__families__", frozenset(names))] = 0
+    return out
+
+
+def test_exposition_exposes_every_family_from_the_catalog_only() -> None:
+    m = _populated()
+    samples = _scrape(m)
+    names = next(k[1] for k in samples if k[0] == "__families__")
     assert names == {f.full.removesuffix("_total") for f in FAMILIES}
-    base = {
-        "agency": "minsoc",
-        "service": "large_family_status",
-        "municipality": "75701000",
-        "channel": "portal",
-    }
-    v = reg.get_sample_value
+    assert _scrape(m, compressed=True) == samples
+
+    def v(name: str, labels: dict[str, str]) -> float | None:
+        return samples.get((name, frozenset(labels.items())))
+
+    base = {"agency": "minsoc", "service": "large_family_status", "channel": "portal"}
     assert v("servicepulse_journeys_started_total", base) == 40
     assert v("servicepulse_journey_steps_total", {**base, "step": "identity"}) == 36
     assert v("servicepulse_journey_steps_total", {**base, "step": "bogus_step"}) is None
@@ -381,17 +447,48 @@ def test_collector_exposes_every_family_from_the_catalog_only() -> None:
     assert (
         v("servicepulse_events_rejected_total", {"agency": "minsoc", "reason": "bad_format"}) == 1
     )
-    hl = {"agency": "minsoc", "service": "large_family_status", "channel": "portal"}
+    hl = base
     assert v("servicepulse_form_duration_seconds_bucket", {**hl, "le": "30.0"}) == 2
     assert v("servicepulse_form_duration_seconds_bucket", {**hl, "le": "60.0"}) == 6
     assert v("servicepulse_form_duration_seconds_bucket", {**hl, "le": "+Inf"}) == 12
     assert v("servicepulse_form_duration_seconds_sum", hl) == pytest.approx(24.69)
     assert v("servicepulse_clock_skew_seconds_count", {"agency": "minsoc"}) == 12
-    # the cell of an agency the catalog does not know is left out
-    assert (
-        v("servicepulse_journeys_started_total", {**base, "agency": "nosuch", "service": ""})
-        is None
-    )
+    # the cell of an agency the catalog does not know is left out, and counted
+    assert not any(("agency", "nosuch") in k[1] for k in samples)
+    assert m.exposition.unknown_cells == 1
+
+
+def test_exposition_renders_only_what_changed_and_equals_a_full_render() -> None:
+    m = _populated()
+    first = _scrape(m)
+    with m.lock:
+        r = _rollup(started=5, feedback={"4": 2})
+        m.apply_aggregate(_key(0, "2026-11-02"), agg.encode(r))
+        m.apply_aggregate(
+            agg.GaugeKey(1, "minsoc", "large_family_status", "75701000", "mfc").encode(),
+            agg.encode(Gauges()),
+        )
+    again = _scrape(m)
+    base = {"agency": "minsoc", "service": "large_family_status", "channel": "portal"}
+    started = ("servicepulse_journeys_started_total", frozenset(base.items()))
+    # the partition-0 record of 2026-11-02 went from 20 started to 5
+    assert first[started] == 40 and again[started] == 25
+    pending = frozenset({**base, "channel": "mfc"}.items())
+    assert again[("servicepulse_applications_pending", pending)] == 7
+    # the incremental render equals a render of a model fed the same records at once
+    fresh = _model()
+    with m.lock, fresh.lock:
+        for k, value in m._records():
+            fresh.apply_aggregate(k, value)
+        for (d, a, reason), n in m._dead.items():
+            for _ in range(n):
+                fresh.apply_dead_letter(
+                    json.dumps(
+                        {"reason": reason, "agency": a, "received_at": d + "T12:00:00+05:00"}
+                    ).encode(),
+                    0,
+                )
+    assert _scrape(fresh) == again
 
 
 # -- reports ------------------------------------------------------------------------------

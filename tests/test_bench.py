@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from contract import bus
+from kafkaport import connect
 from servicepulse.bench.harness import Figure, Goal
 from servicepulse.bench.report import markdown_table
 from tests.fixtures.kafka import Broker
@@ -78,9 +78,23 @@ def test_bench_quick_runs_and_writes_positive_results(kafka_broker: Broker, tmp_
         assert figures[f"processor events/s, {n} instance{'s' * (n > 1)}"]["details"][
             "totals_match"
         ]
-    client = bus.admin(kafka_broker.settings())
+    client = connect(kafka_broker.settings()).admin()
     try:
-        leftovers = [t for t in client.list_topics() if results["run_id"] in t]
+        leftovers = [t for t in client.list_topics(30) if results["run_id"] in t]
     finally:
         client.close()
     assert leftovers == []
+
+
+def test_history_children_measure_the_generated_days() -> None:
+    from contract.cardinality import budget
+    from contract.catalog import load_catalog
+    from servicepulse.bench import history
+
+    api = history._run_child("api", 2)
+    assert api["records"] == 2 * history.KEYS_PER_DAY
+    assert 0 < api["series"] <= sum(budget(load_catalog()).values())
+    assert 0 < api["scrape_gzip_bytes"] < api["scrape_bytes"]
+    assert api["report_year_s"] > 0 and api["rss_mib"] > 0
+    proc = history._run_child("processor", 2)
+    assert proc["records"] == api["records"] and proc["restore_cpu_s"] > 0

@@ -44,7 +44,7 @@ def _subcommand(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def test_every_part_is_there() -> None:
-    assert set(SERVICES) == {"kafka", "prometheus", "grafana", *APP_SERVICES}
+    assert set(SERVICES) == {"kafka", "prometheus", "alertmanager", "grafana", *APP_SERVICES}
     assert set(COMPOSE["volumes"]) == {"kafka-data", "api-data", "prometheus-data", "grafana-data"}
 
 
@@ -94,6 +94,7 @@ def test_ports_are_the_designed_ones() -> None:
     assert SERVICES["kafka"]["ports"] == ["9092:9094"]
     assert SERVICES["api"]["ports"] == ["8000:8000"]
     assert SERVICES["prometheus"]["ports"] == ["9090:9090"]
+    assert SERVICES["alertmanager"]["ports"] == ["9093:9093"]
     assert SERVICES["grafana"]["ports"] == ["3000:3000"]
     for i in (1, 2):
         svc = SERVICES[f"processor-{i}"]

@@ -144,9 +144,9 @@ def test_index_panels_show_the_methodology_levels() -> None:
 def test_filters_use_only_labels_the_family_has() -> None:
     q = build.Filters(("agency", "service", "municipality", "channel"))
     assert q.sel("office_visits_total") == (
-        'servicepulse_office_visits_total{agency=~"$agency", municipality=~"$municipality", '
-        'channel=~"$channel"}'
+        'servicepulse_office_visits_total{agency=~"$agency", municipality=~"$municipality"}'
     )
+    assert "municipality" not in q.sel("journeys_started_total")
     assert "municipality" not in q.sel("form_duration_seconds_bucket")
 
 

@@ -23,16 +23,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
 
-from contract.bus import delete_topics
 from contract.settings import CommonSettings
 from contract.topics import Topics
 from dashboards import pipeline
 from dashboards import rules as R
+from kafkaport import connect
+from kafkaport.topics import delete_topics
 from servicepulse import stack
 from tests.fixtures.api import api_settings, event, running_api
-from tests.fixtures.kafka import Broker, make_topics
+from tests.fixtures.kafka import Broker, make_topics, read_topic
 from tests.fixtures.panels import MODELS, missing_data
 from tests.fixtures.prometheus import PromServer, start_prometheus
 
@@ -60,37 +60,29 @@ def _http_ok(url: str) -> bool:
 
 def _inject_faults(settings: CommonSettings, topics: Topics) -> dict[str, int]:
     """Rejected, duplicate and late events, as a faulty agency system would send them."""
-    producer = KafkaProducer(**settings.kafka_config())  # type: ignore[arg-type]
-    consumer = KafkaConsumer(
-        topics.events,
-        **settings.kafka_config(),  # type: ignore[arg-type]
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=5000,
-    )
+    producer = connect(settings).producer(client_id="test-faults")
     counts = {"rejected": 0, "duplicate": 0, "late": 0}
     try:
         for _ in range(20):
             bad = event(agency="minsoc", service="no_such_service")
-            producer.send(
-                topics.events, key=bad["journey"].encode(), value=json.dumps(bad).encode()
-            )
+            producer.send(topics.events, json.dumps(bad).encode(), bad["journey"].encode())
             counts["rejected"] += 1
-        for record in consumer:
+        for record in read_topic(settings, topics.events):
+            if record.value is None:
+                continue
             if counts["duplicate"] < 200:
-                producer.send(topics.events, key=record.key, value=record.value)
+                producer.send(topics.events, record.value, record.key)
                 counts["duplicate"] += 1
             ev = json.loads(record.value)
             if ev["type"] == "decision.made" and counts["late"] < 20:
                 again = {**ev, "event_id": str(uuid.uuid4())}
-                producer.send(topics.events, key=record.key, value=json.dumps(again).encode())
+                producer.send(topics.events, json.dumps(again).encode(), record.key)
                 counts["late"] += 1
             if counts["duplicate"] >= 200 and counts["late"] >= 20:
                 break
         producer.flush(30)
     finally:
-        consumer.close()
-        producer.close()
+        producer.close(5)
     return counts
 
 
@@ -177,7 +169,7 @@ def real_pipeline(
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(
             delete_topics,
-            common,
+            connect(common),
             [topics.events, topics.changelog, topics.aggregates, topics.deadletter],
         )
         try:

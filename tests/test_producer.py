@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from contract import bus
 from contract.catalog import load_catalog
 from contract.events import Event, Reason, decode_event, event_key
 from contract.settings import CommonSettings
+from kafkaport import Client, Record
 from producers.errors import DeliveryError, InvalidEventError
 from producers.producer import EventProducer
 from producers.pseudonym import Pseudonymizer
-from tests.fixtures.kafka import Broker, TopicFactory, make_topics
+from tests.fixtures.kafka import Broker, TopicFactory, end_total, make_topics, read_topic
 
 SECRET = "producer-test-secret"
 
@@ -37,46 +37,36 @@ def event(etype: str = "journey.started", **fields: Any) -> dict[str, Any]:
     return base
 
 
-def consume_all(settings: CommonSettings, topic: str, expected: int, timeout: float = 20.0) -> list:
-    consumer = bus.consumer(settings, topic, group_id=None, consumer_timeout_ms=1000)
-    records: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and len(records) < expected:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        # read a little longer to catch anything unexpected
-        for batch in consumer.poll(timeout_ms=500).values():
-            records.extend(batch)
-    finally:
-        consumer.close()
-    return records
+@pytest.fixture(params=["kafka-python", "confluent"])
+def client(request: pytest.FixtureRequest) -> Client:
+    """Every test runs on both clients the producer library supports."""
+    kind: Client = request.param
+    return kind
+
+
+def consume_all(settings: CommonSettings, topic: str) -> list[Record]:
+    return read_topic(settings, topic, timeout=20)
 
 
 def end_offsets(settings: CommonSettings, topic: str) -> int:
-    consumer = bus.consumer(settings, group_id=None)
-    try:
-        parts = [bus.TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        return sum(consumer.end_offsets(parts).values())
-    finally:
-        consumer.close()
+    return end_total(settings, topic)
 
 
 @pytest.mark.integration
-def test_round_trip_and_keying(topic_factory: TopicFactory) -> None:
+def test_round_trip_and_keying(topic_factory: TopicFactory, client: Client) -> None:
     topics, settings = topic_factory()
     catalog = load_catalog()
     case = f"case-{uuid.uuid4().hex[:8]}"
     sent = [event(case=case, life_situation="large_family") for _ in range(6)]
     sent += [event() for _ in range(4)]
-    with EventProducer(settings, catalog, pseudonym_secret=SECRET) as producer:
+    with EventProducer(settings, catalog, pseudonym_secret=SECRET, client=client) as producer:
         for e in sent:
             producer.send(e)
         report = producer.flush()
     assert report.delivered == len(sent)
     assert [r.event_id for r in report.results] == [e["event_id"] for e in sent]
 
-    records = consume_all(settings, topics.events, len(sent))
+    records = consume_all(settings, topics.events)
     assert len(records) == len(sent)
     by_id = {}
     for rec in records:
@@ -100,16 +90,19 @@ def msgspec_dumps(obj: dict[str, Any]) -> bytes:
 
 
 @pytest.mark.integration
-def test_idempotent_acks_all(topic_factory: TopicFactory) -> None:
+def test_idempotent_acks_all(topic_factory: TopicFactory, client: Client) -> None:
     _, settings = topic_factory(1)
-    with EventProducer(settings, load_catalog(), pseudonym_secret=SECRET) as producer:
+    with EventProducer(
+        settings, load_catalog(), pseudonym_secret=SECRET, client=client
+    ) as producer:
         cfg = producer.client_config
+    assert cfg["client"] == client
     assert cfg["enable_idempotence"] is True
     assert cfg["acks"] in (-1, "all")
 
 
 @pytest.mark.integration
-def test_invalid_events_never_reach_the_topic(topic_factory: TopicFactory) -> None:
+def test_invalid_events_never_reach_the_topic(topic_factory: TopicFactory, client: Client) -> None:
     topics, settings = topic_factory(3)
     catalog = load_catalog()
     bad = [
@@ -120,7 +113,7 @@ def test_invalid_events_never_reach_the_topic(topic_factory: TopicFactory) -> No
         event(occurred_at="2025-03-03T10:00:00"),  # no offset
         event(citizen_id="112-233-445 96"),  # wrong SNILS check number
     ]
-    with EventProducer(settings, catalog, pseudonym_secret=SECRET) as producer:
+    with EventProducer(settings, catalog, pseudonym_secret=SECRET, client=client) as producer:
         with pytest.raises(InvalidEventError) as info:
             producer.send(bad[0])
         assert info.value.rejected.problems[0].field == "service"
@@ -143,13 +136,15 @@ def test_invalid_events_never_reach_the_topic(topic_factory: TopicFactory) -> No
 
 
 @pytest.mark.integration
-def test_citizen_id_is_pseudonymised(topic_factory: TopicFactory) -> None:
+def test_citizen_id_is_pseudonymised(topic_factory: TopicFactory, client: Client) -> None:
     topics, settings = topic_factory(1)
-    with EventProducer(settings, load_catalog(), pseudonym_secret=SECRET) as producer:
+    with EventProducer(
+        settings, load_catalog(), pseudonym_secret=SECRET, client=client
+    ) as producer:
         a = producer.send(event(), citizen_id="112-233-445 95")
         b = producer.send(event(citizen_id="11223344595"))
         producer.flush()
-    records = consume_all(settings, topics.events, 2)
+    records = consume_all(settings, topics.events)
     citizens = {}
     for rec in records:
         decoded = decode_event(rec.value)
@@ -161,10 +156,14 @@ def test_citizen_id_is_pseudonymised(topic_factory: TopicFactory) -> None:
 
 
 @pytest.mark.integration
-def test_delivery_failure_is_reported_with_the_count(private_broker: Broker) -> None:
+def test_delivery_failure_is_reported_with_the_count(
+    private_broker: Broker, client: Client
+) -> None:
     _, settings = make_topics(private_broker, 2)
     catalog = load_catalog()
-    producer = EventProducer(settings, catalog, pseudonym_secret=SECRET, delivery_timeout_s=3)
+    producer = EventProducer(
+        settings, catalog, pseudonym_secret=SECRET, delivery_timeout_s=3, client=client
+    )
     with pytest.raises(DeliveryError) as info, producer:
         producer.send(event())
         assert producer.flush().delivered == 1

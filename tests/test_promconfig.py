@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,8 @@ import pytest
 from contract.methodology import load_methodology
 from dashboards import artifacts, pipeline, rules
 from servicepulse import promconfig, stack
+from tests.fixtures.api import api_settings, running_api
+from tests.fixtures.kafka import TopicFactory
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not on PATH")
 
@@ -63,3 +66,43 @@ def test_prometheus_process_scrapes_the_stack_with_the_rules(tmp_path: Path) -> 
     finally:
         assert p.stop()
     assert not p.running()
+
+
+@pytest.mark.integration
+def test_the_stack_prometheus_scrapes_a_protected_api(
+    topic_factory: TopicFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SERVICEPULSE_METRICS_TOKEN and SERVICEPULSE_API_METRICS_PORT set, the local
+    stack's Prometheus scrapes the API where and as those settings say."""
+    _topics, common = topic_factory(3)
+    token, metrics_port = f"metrics-{uuid.uuid4().hex}", stack.free_port()
+    monkeypatch.setenv("SERVICEPULSE_METRICS_TOKEN", token)
+    monkeypatch.setenv("SERVICEPULSE_API_METRICS_PORT", str(metrics_port))
+    settings = api_settings(common, tmp_path, metrics_token=token, api_metrics_port=metrics_port)
+    port = stack.free_port()
+    with running_api(settings) as api:
+        p = promconfig.prometheus_process(
+            tmp_path / "prom", port, api_port=int(api.url.rsplit(":", 1)[1]), processor_ports=[]
+        )
+        p.start()
+        try:
+            secret = tmp_path / "prom" / f"{pipeline.JOB_API}.token"
+            assert secret.read_text() == token and secret.stat().st_mode & 0o777 == 0o600
+            assert token not in (tmp_path / "prom" / promconfig.CONFIG_NAME).read_text()
+            target: dict[str, object] = {}
+            deadline = time.monotonic() + 60
+            while target.get("health") != "up":
+                assert time.monotonic() < deadline, target
+                time.sleep(0.5)
+                data = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=10).json()
+                target = next(
+                    (
+                        t
+                        for t in data["data"]["activeTargets"]
+                        if t["labels"]["job"] == pipeline.JOB_API
+                    ),
+                    {},
+                )
+            assert target["labels"]["instance"] == f"127.0.0.1:{metrics_port}"  # type: ignore[index]
+        finally:
+            assert p.stop()

@@ -29,11 +29,12 @@ from api.ledger import (
     verify_chain,
 )
 from api.settings import ApiSettings
-from contract import bus
 from contract.keyfiles import Ed25519PrivateKey, load_private_key
 from contract.settings import CommonSettings
 from contract.signing import RECORD_KEY_ID
 from contract.topics import Topics, TopicSpec
+from kafkaport import connect
+from kafkaport.topics import ensure_topics
 from producers.signing import sign_batch
 from tests.fixtures.api import (
     api_settings,
@@ -42,7 +43,7 @@ from tests.fixtures.api import (
     running_api,
     write_transactionally,
 )
-from tests.fixtures.kafka import TopicFactory
+from tests.fixtures.kafka import TopicFactory, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -71,21 +72,7 @@ def _env(common: CommonSettings, tmp: Path) -> dict[str, str]:
 
 def _records(settings: CommonSettings, topic: str) -> list[Any]:
     """Every committed record of a topic (with headers)."""
-    consumer = bus.consumer(settings, group_id=None)
-    try:
-        tps = [bus.TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for records in consumer.poll(timeout_ms=500).values():
-                out.extend(records)
-        return out
-    finally:
-        consumer.close()
+    return read_topic(settings, topic, timeout=30)
 
 
 def _secrets_of(key_file: Path) -> list[str]:
@@ -213,15 +200,16 @@ def test_signed_batches_through_the_api(
 
 
 def _copy_topic(common: CommonSettings, source: str, target: str, order: list[int]) -> None:
-    bus.ensure_topics(common, [TopicSpec(target, 1)])
+    kafka = connect(common)
+    ensure_topics(kafka, [TopicSpec(target, 1)])
     values = [v for _o, v in read_records(common, source)]
-    producer = bus.producer(common)
+    producer = kafka.producer(client_id="test-copy")
     try:
         for i in order:
-            producer.send(target, value=values[i], partition=0)
-        producer.flush(timeout=30)
+            producer.send(target, values[i], partition=0)
+        assert producer.flush(30) == 0
     finally:
-        producer.close(timeout=5)
+        producer.close(5)
 
 
 def test_issued_reports_are_logged_and_verifiable(
@@ -353,10 +341,10 @@ def test_two_writers_never_fork_the_chain(topic_factory: TopicFactory) -> None:
     _entry, forged = seal(
         forger, last.seq + 1, last.hash, "report", {"sha256": "b" * 64}, datetime.now(UTC)
     )
-    producer = bus.producer(common)
-    producer.send(topics.ledger, value=forged, partition=0)
-    producer.flush(timeout=30)
-    producer.close(timeout=5)
+    producer = connect(common).producer(client_id="test-forger")
+    producer.send(topics.ledger, forged, partition=0)
+    assert producer.flush(30) == 0
+    producer.close(5)
     c = Ledger(common, topics.ledger, key, txn)
     try:
         with pytest.raises(LedgerError, match="broken at offset"):

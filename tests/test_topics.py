@@ -5,18 +5,16 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import replace
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from contract import bus
 from contract.topics import Topics
+from kafkaport import BEGINNING, Record, TopicPartition, connect
+from kafkaport.topics import ensure_topics, topic_config_drift
 from servicepulse.cli import app
 from tests.fixtures.kafka import Broker
 from tests.processors.brokerio import drop_topics
-
-LOG_APPEND_TIME = 1  # the record timestamp type the broker reports for arrival time
 
 
 @pytest.mark.integration
@@ -27,29 +25,29 @@ def test_events_topic_stamps_arrival_time_whatever_the_sender_claims(
     check, processed or not, and would stand in for the receive time."""
     topics = Topics(f"t{uuid.uuid4().hex[:10]}")
     settings = kafka_broker.settings(topics.prefix)
-    bus.ensure_topics(settings, topics.specs(1))
+    kafka = connect(settings)
+    ensure_topics(kafka, topics.specs(1))
     try:
         sent_at = int(time.time() * 1000)
-        producer = bus.producer(settings)
+        producer = kafka.producer(client_id="test-topics")
         a_year_ago = sent_at - 365 * 86_400_000
-        producer.send(topics.events, key=b"k", value=b"{}", timestamp_ms=a_year_ago)
-        producer.flush()
-        producer.close()
+        producer.send(topics.events, b"{}", b"k", timestamp_ms=a_year_ago)
+        assert producer.flush(30) == 0
+        producer.close(5)
 
-        consumer = bus.consumer(settings)
+        consumer = kafka.consumer(client_id="test-topics")
         try:
-            tp = bus.TopicPartition(topics.events, 0)
-            consumer.assign([tp])
-            consumer.seek(tp, 0)
+            tp = TopicPartition(topics.events, 0)
+            consumer.assign({tp: BEGINNING})
             deadline = time.monotonic() + 30
-            records: list[Any] = []
+            records: list[Record] = []
             while not records and time.monotonic() < deadline:
-                records = consumer.poll(timeout_ms=500).get(tp, [])
+                records = consumer.poll(0.5, 10)
         finally:
             consumer.close()
         assert len(records) == 1
         rec = records[0]
-        assert rec.timestamp_type == LOG_APPEND_TIME
+        # the broker's append time, not the year-old time the sender gave
         assert sent_at - 1000 <= rec.timestamp <= int(time.time() * 1000) + 1000
     finally:
         drop_topics(settings, topics)
@@ -70,10 +68,10 @@ def test_topics_command_reports_and_fixes_the_config_of_an_older_events_topic(
         else s
         for s in topics.specs(1)
     ]
-    bus.ensure_topics(settings, older)
+    ensure_topics(connect(settings), older)
     args = ["kafka", "topics", "--bootstrap", kafka_broker.bootstrap, "--prefix", topics.prefix]
     try:
-        drift = bus.topic_config_drift(settings, topics.specs(1))
+        drift = topic_config_drift(connect(settings), topics.specs(1))
         assert [(d.topic, d.key, d.actual, d.wanted) for d in drift] == [
             (topics.events, "message.timestamp.type", "CreateTime", "LogAppendTime")
         ]
@@ -82,6 +80,6 @@ def test_topics_command_reports_and_fixes_the_config_of_an_older_events_topic(
         assert "message.timestamp.type is CreateTime" in seen.output
         fixed = CliRunner().invoke(app, [*args, "--fix"])
         assert fixed.exit_code == 0, fixed.output
-        assert bus.topic_config_drift(settings, topics.specs(1)) == []
+        assert topic_config_drift(connect(settings), topics.specs(1)) == []
     finally:
         drop_topics(settings, topics)

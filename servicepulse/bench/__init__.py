@@ -27,12 +27,14 @@ QUICK_EVENTS = 20_000
 
 
 def _registry() -> dict[str, tuple[str, BenchFn]]:
+    from servicepulse.bench.history import bench_history
     from servicepulse.bench.ingest import bench_ingest
     from servicepulse.bench.latency import bench_latency
     from servicepulse.bench.peer import bench_peer
     from servicepulse.bench.processor import bench_processor
     from servicepulse.bench.profiling import bench_profile
     from servicepulse.bench.statebench import bench_state
+    from servicepulse.bench.webpages import bench_web
 
     return {
         "processor": ("processor events/s vs raw consume, 1 and 2 instances", bench_processor),
@@ -44,11 +46,25 @@ def _registry() -> dict[str, tuple[str, BenchFn]]:
         ),
         "state": ("bytes per open journey; restore time of 1M open journeys", bench_state),
         "profile": ("pyinstrument profile of the processor hot path", bench_profile),
+        "history": (
+            "scrape CPU/bytes/series, RSS, catch-up and reports at 30 and 365 days",
+            bench_history,
+        ),
+        "web": ("web view page p95 at a year of history (goal <= 200 ms)", bench_web),
     }
 
 
 #: Benchmark names in the order they run.
-NAMES: tuple[str, ...] = ("processor", "peer", "latency", "ingest", "state", "profile")
+NAMES: tuple[str, ...] = (
+    "processor",
+    "peer",
+    "latency",
+    "ingest",
+    "state",
+    "profile",
+    "history",
+    "web",
+)
 
 
 def describe() -> str:

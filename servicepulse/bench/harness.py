@@ -34,9 +34,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from contract import bus
+import kafkaport
 from contract.settings import CommonSettings
 from contract.topics import Topics
+from kafkaport.topics import ensure_topics
 from servicepulse import stack
 
 logger = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class BenchContext:
         settings = self.settings(prefix)
         topics = Topics(prefix)
         specs = topics.specs(events_partitions)
-        bus.ensure_topics(settings, specs)
+        ensure_topics(kafkaport.connect(settings), specs)
         wait_for_leaders(settings, [s.name for s in specs])
         return topics, settings
 
@@ -200,18 +201,14 @@ class BenchContext:
         """Delete every topic and consumer group whose name carries this run's id."""
         settings = self.settings()
         try:
-            client = bus.admin(settings)
+            client = kafkaport.connect(settings).admin()
             try:
-                topics = [t for t in client.list_topics() if self.run_id in t]
-                groups = [
-                    g["group_id"] for g in client.list_groups() if self.run_id in g["group_id"]
-                ]
-                if groups:
-                    client.delete_groups(groups)
+                topics = [t for t in client.list_topics(30) if self.run_id in t]
+                groups = [g for g in client.list_groups(30) if self.run_id in g]
+                client.delete_groups(groups, 30)
+                client.delete_topics(topics, 60)
             finally:
                 client.close()
-            if topics:
-                bus.delete_topics(settings, topics)
             logger.info("deleted %d benchmark topics, %d groups", len(topics), len(groups))
         except Exception as exc:  # clean-up must not hide the results
             logger.warning("could not delete benchmark topics or groups: %s", exc)
@@ -237,20 +234,15 @@ def wait_for_leaders(settings: CommonSettings, names: list[str], timeout: float 
 
     Producing before that only costs retries, but the retries would be timed.
     """
-    client = bus.admin(settings)
+    client = kafkaport.connect(settings).admin()
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                described = client.describe_topics(names)
-            except bus.KafkaError:
-                described = []
-            if len(described) == len(names) and all(
-                t["error_code"] == 0
-                and t["partitions"]
-                and all(p["leader_id"] >= 0 and p["error_code"] == 0 for p in t["partitions"])
-                for t in described
-            ):
+                leaders = client.partition_leaders(names, 10)
+            except kafkaport.KafkaError:
+                leaders = {}
+            if {tp.topic for tp in leaders} == set(names) and all(b >= 0 for b in leaders.values()):
                 return
             time.sleep(0.1)
     finally:
@@ -264,7 +256,7 @@ def broker(bootstrap: str | None, console: Console) -> Iterator[tuple[str, str]]
     Yields ``(bootstrap, description)``.
     """
     if bootstrap:
-        yield bootstrap, f"existing broker at {bootstrap} (Kafka {broker_version(bootstrap)})"
+        yield bootstrap, f"existing broker at {bootstrap}"
         return
     run_dir = Path(tempfile.mkdtemp(prefix="servicepulse-bench-kafka-"))
     port, controller = stack.free_port(), stack.free_port()
@@ -280,19 +272,6 @@ def broker(bootstrap: str | None, console: Console) -> Iterator[tuple[str, str]]
     finally:
         proc.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def broker_version(bootstrap: str) -> str:
-    """The broker's version as kafka-python infers it from the API versions (best effort)."""
-    try:
-        client = bus.admin(CommonSettings(kafka_bootstrap=bootstrap))
-    except Exception:
-        return "unknown"
-    try:
-        version = client.config.get("api_version")
-        return ".".join(str(x) for x in version) + "+" if version else "unknown"
-    finally:
-        client.close()
 
 
 # -- the machine ---------------------------------------------------------------------

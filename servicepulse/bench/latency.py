@@ -76,12 +76,14 @@ def marker_records(cell: Cell, tick: int, n: int) -> list[tuple[bytes, bytes]]:
 
 def produce_ticks(bootstrap: str, topic: str, ticks: int, rate: float, tick: float) -> list[float]:
     """Send ticks 1..``ticks`` on schedule; returns the wall time of each tick's first send."""
-    from contract import bus
+    import kafkaport
     from contract.settings import CommonSettings
 
     cells = plan(ticks)
     per_tick = round(rate * tick)
-    producer = bus.producer(CommonSettings(kafka_bootstrap=bootstrap))
+    producer = kafkaport.connect(CommonSettings(kafka_bootstrap=bootstrap)).producer(
+        client_id="servicepulse-bench"
+    )
     sent: list[float] = []
     try:
         start = time.monotonic() + 0.2
@@ -92,10 +94,10 @@ def produce_ticks(bootstrap: str, topic: str, ticks: int, rate: float, tick: flo
                 time.sleep(delay)
             sent.append(time.time())
             for key, value in records:
-                producer.send(topic, key=key, value=value)
-        producer.flush()
+                producer.send(topic, value, key)
+        producer.flush(120)
     finally:
-        producer.close()
+        producer.close(10)
     return sent
 
 
@@ -113,7 +115,7 @@ def bench_latency(ctx: BenchContext) -> list[Figure]:
             why = "the API read model (api/readmodel.py) is not built yet"
     if why:
         return unavailable("latency", names, why)
-    from contract import bus
+    import kafkaport
     from contract.catalog import load_catalog
 
     duration = 10.0 if ctx.quick else 60.0
@@ -127,11 +129,11 @@ def bench_latency(ctx: BenchContext) -> list[Figure]:
     child: subprocess.Popen[bytes] | None = None
     try:
         ctx.say("latency: warming up (processor joins, read model catches up) ...")
-        producer = bus.producer(settings)
+        producer = kafkaport.connect(settings).producer(client_id="servicepulse-bench")
         for key, value in marker_records(cells[0], 0, per_tick):
-            producer.send(topics.events, key=key, value=value)
-        producer.flush()
-        producer.close()
+            producer.send(topics.events, value, key)
+        producer.flush(120)
+        producer.close(10)
         want = {(*c, ""): per_tick for c in cells}
         seen: dict[Cell5, float] = {}
         _wait_visible(model, want, seen, [(*cells[0], "")], time.monotonic() + 120)

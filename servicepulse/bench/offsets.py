@@ -13,18 +13,20 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from contract import bus
+import kafkaport
 from contract.settings import CommonSettings
+from kafkaport import Admin, KafkaError, TopicPartition
 
 
-def end_offsets(settings: CommonSettings, topic: str) -> dict[bus.TopicPartition, int]:
+def end_offsets(settings: CommonSettings, topic: str) -> dict[TopicPartition, int]:
     """The log end offset of every partition of ``topic``."""
-    consumer = bus.consumer(settings, group_id=None)
+    consumer = kafkaport.connect(settings).consumer(
+        client_id="servicepulse-bench", isolation="read_uncommitted"
+    )
     try:
-        parts = [bus.TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        return dict(consumer.end_offsets(parts))
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for(topic, 30))]
+        return {tp: end for tp, (_, end) in consumer.watermarks(parts, 30).items()}
     finally:
         consumer.close()
 
@@ -104,7 +106,7 @@ class ProcessDied(RuntimeError):
 def watch(
     settings: CommonSettings,
     topic: str,
-    end: dict[bus.TopicPartition, int],
+    end: dict[TopicPartition, int],
     *,
     group: str | None = None,
     procs: Sequence[subprocess.Popen[bytes]] = (),
@@ -124,7 +126,7 @@ def watch(
     Raises:
         TimeoutError: not caught up within ``timeout`` seconds.
     """
-    client = bus.admin(settings)
+    client = kafkaport.connect(settings).admin()
     total = sum(end.values())
     started = time.perf_counter()
     first: tuple[float, int] | None = None
@@ -155,32 +157,28 @@ def watch(
         client.close()
 
 
-def _find_group(client: Any, topic: str) -> str | None:
-    groups = [g["group_id"] for g in client.list_groups()]
-    if not groups:
-        return None
-    with contextlib.suppress(bus.KafkaError):
-        for gid, offsets in client.list_group_offsets(dict.fromkeys(groups)).items():
-            if any(tp.topic == topic for tp in offsets):
-                return str(gid)
+def _find_group(client: Admin, topic: str) -> str | None:
+    with contextlib.suppress(KafkaError):
+        for gid in client.list_groups(10):
+            if any(tp.topic == topic for tp in client.group_offsets(gid, None, 10)):
+                return gid
     return None
 
 
-def _committed(client: Any, group: str, topic: str, end: dict[bus.TopicPartition, int]) -> int:
+def _committed(client: Admin, group: str, topic: str, end: dict[TopicPartition, int]) -> int:
     try:
-        offsets = client.list_group_offsets({group: list(end)})[group]
-    except bus.KafkaError:
+        offsets = client.group_offsets(group, list(end), 10)
+    except KafkaError:
         return 0
-    return sum(max(0, om.offset) for tp, om in offsets.items() if tp.topic == topic and om)
+    return sum(max(0, off or 0) for tp, off in offsets.items() if tp.topic == topic)
 
 
 def delete_groups(settings: CommonSettings, marker: str) -> None:
     """Delete every consumer group whose id contains ``marker`` (benchmark clean-up)."""
-    client = bus.admin(settings)
+    client = kafkaport.connect(settings).admin()
     try:
-        mine = [g["group_id"] for g in client.list_groups() if marker in g["group_id"]]
-        if mine:
-            with contextlib.suppress(bus.KafkaError):
-                client.delete_groups(mine)
+        mine = [g for g in client.list_groups(10) if marker in g]
+        with contextlib.suppress(KafkaError):
+            client.delete_groups(mine, 30)
     finally:
         client.close()

@@ -255,19 +255,25 @@ def run_peer(
 
 def read_totals(bootstrap: str, output: str) -> dict[tuple[str, str], tuple[int, int]]:
     """The peer's final totals per (service, day), read back ``read_committed``."""
-    from contract import bus
+    import kafkaport
     from contract.settings import CommonSettings
 
     settings = CommonSettings(kafka_bootstrap=bootstrap)
-    consumer = bus.consumer(settings, group_id=None, consumer_timeout_ms=3000)
+    consumer = kafkaport.connect(settings).consumer(client_id="servicepulse-bench")
     try:
-        parts = [bus.TopicPartition(output, p) for p in consumer.partitions_for_topic(output)]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
+        parts = [kafkaport.TopicPartition(output, p) for p in consumer.partitions_for(output, 30)]
+        consumer.assign(dict.fromkeys(parts, kafkaport.BEGINNING))
         totals: dict[tuple[str, str], tuple[int, int]] = {}
-        for rec in consumer:
-            v = json.loads(rec.value)
-            totals[(v["service"], v["day"])] = (v["started"], v["submitted"])
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 3.0:
+            recs = consumer.poll(0.5, 10_000)
+            if recs:
+                idle_since = time.monotonic()
+            for rec in recs:
+                if rec.value is None:
+                    continue
+                v = json.loads(rec.value)
+                totals[(v["service"], v["day"])] = (v["started"], v["submitted"])
         return totals
     finally:
         consumer.close()

@@ -4,7 +4,7 @@ For 1 and 2 instances: a fresh set of topics, the data set produced into the eve
 topic, then the real ``servicepulse process`` command started as child processes (one
 consumer group, exactly-once) and timed by the group referee
 (:mod:`servicepulse.bench.offsets`) until every input offset is committed. The raw
-kafka-python consume rate of the same topic is measured just before and just after;
+confluent-kafka consume rate of the same topic is measured just before and just after;
 the faster of the two is the baseline. The aggregates it wrote are read back and its
 journeys started/submitted per service and day compared with totals computed directly
 from the events, so a fast but wrong processor cannot pass.
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contract import aggregates, bus
+import kafkaport
+from contract import aggregates
 from contract.settings import CommonSettings
 from contract.topics import Topics
 from servicepulse import stack
@@ -33,7 +34,7 @@ from servicepulse.bench.harness import BenchContext, Figure, Goal, unavailable
 GOAL = Goal("ratio", ">=", 0.60)
 #: The /metrics port of every processor child this process started, by pid.
 _METRICS_PORTS: dict[int, int] = {}
-BASELINE = "raw kafka-python consume, same topic"
+BASELINE = "raw confluent-kafka consume, same topic"
 
 
 def missing() -> str | None:
@@ -164,19 +165,17 @@ def read_rollup_totals(
     every ``r|`` key and sums the partitions, as the API's read model does.
     """
     end = offsets.end_offsets(settings, topic)
-    consumer = bus.consumer(settings, group_id=None)
+    consumer = kafkaport.connect(settings).consumer(client_id="servicepulse-bench")
     latest: dict[bytes, aggregates.Rollup] = {}
     try:
-        consumer.assign(list(end))
-        consumer.seek_to_beginning(*end)
+        consumer.assign(dict.fromkeys(end, kafkaport.BEGINNING))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and any(
-            consumer.position(tp) < off for tp, off in end.items()
+            (consumer.position(tp) or 0) < off for tp, off in end.items()
         ):
-            for records in consumer.poll(timeout_ms=500, max_records=5_000).values():
-                for rec in records:
-                    if rec.key and rec.key.startswith(b"r|") and rec.value is not None:
-                        latest[rec.key] = aggregates.decode_rollup(rec.value)
+            for rec in consumer.poll(0.5, 5_000):
+                if rec.key and rec.key.startswith(b"r|") and rec.value is not None:
+                    latest[rec.key] = aggregates.decode_rollup(rec.value)
     finally:
         consumer.close()
     totals: dict[tuple[str, str], list[int]] = {}

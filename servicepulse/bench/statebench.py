@@ -162,9 +162,9 @@ def measure_memory(n: int) -> dict[str, Any]:
 
 
 def _murmur_partition(key: bytes, partitions: int) -> int:
-    from kafka.partitioner.default import murmur2
+    from kafkaport.kafkapython import murmur2_partition
 
-    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
+    return murmur2_partition(key, partitions)
 
 
 def changelog_of_open_journeys(n: int) -> tuple[dict[int, list[tuple[bytes, bytes | None]]], int]:
@@ -259,33 +259,35 @@ def _restore(ctx: BenchContext, name: str, n: int, goal: Goal | None) -> Figure:
     why = processor.missing()
     if why:
         return Figure("state", name, None, "s", goal=goal, note=f"not available: {why}")
-    from contract import bus
+    import kafkaport
 
     ctx.say(f"state: changelog of {n:,} open journeys made by the engine ...")
     records, total = changelog_of_open_journeys(n)
     topics, settings = ctx.topics("st", PARTITIONS)
     ctx.say(f"state: writing {total:,} changelog records to {topics.changelog} ...")
-    producer = bus.producer(settings, linger_ms=20, batch_size=512 * 1024)
+    producer = kafkaport.connect(settings).producer(
+        client_id="servicepulse-bench", linger_ms=20, batch_bytes=512 * 1024
+    )
     t0 = time.perf_counter()
     try:
         for p, recs in records.items():
             for key, value in recs:
-                producer.send(topics.changelog, key=key, value=value, partition=p)
-        producer.flush()
+                producer.send(topics.changelog, value, key, partition=p)
+        producer.flush(300)
     finally:
-        producer.close()
+        producer.close(10)
     write_s = time.perf_counter() - t0
     changelog_bytes = sum(len(k) + len(v or b"") for recs in records.values() for k, v in recs)
     del records
     # One new event per partition: the processor commits it only after restoring.
     markers = _one_event_per_partition()
-    producer = bus.producer(settings)
+    producer = kafkaport.connect(settings).producer(client_id="servicepulse-bench")
     try:
         for p, (key, value) in markers.items():
-            producer.send(topics.events, key=key, value=value, partition=p)
-        producer.flush()
+            producer.send(topics.events, value, key, partition=p)
+        producer.flush(60)
     finally:
-        producer.close()
+        producer.close(10)
     end = offsets.end_offsets(settings, topics.events)
     ctx.say(f"state: starting a processor to restore {n:,} open journeys ...")
     procs = processor.spawn(settings, ctx.group("restore"), 1, ctx.work_dir / "logs")

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from contract import bus
+import kafkaport
 from contract.catalog import Catalog, load_catalog
 from contract.events import (
     Attrs,
@@ -205,16 +205,19 @@ def fill(settings: CommonSettings, topic: str, records: list[tuple[bytes, bytes]
     """Produce ``records`` to ``topic`` (keyed, idempotent, acks=all); returns seconds taken."""
     import time
 
-    producer = bus.producer(settings, linger_ms=20, batch_size=512 * 1024)
+    producer = kafkaport.connect(settings).producer(
+        client_id="servicepulse-bench", linger_ms=20, batch_bytes=512 * 1024
+    )
     try:
         t0 = time.perf_counter()
         send = producer.send
         for key, value in records:
-            send(topic, key=key, value=value)
-        producer.flush()
+            send(topic, value, key)
+        if producer.flush(600):
+            raise TimeoutError(f"records to {topic} not acknowledged")
         return time.perf_counter() - t0
     finally:
-        producer.close()
+        producer.close(10)
 
 
 def expected_totals(

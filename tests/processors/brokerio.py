@@ -9,14 +9,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from contract import aggregates as agg
-from contract import bus
 from contract.catalog import Catalog
 from contract.methodology import load_methodology
 from contract.settings import CommonSettings
 from contract.topics import Topics
+from kafkaport import connect
+from kafkaport.topics import delete_topics
 from processors.metrics import build_metrics
 from processors.runner import Processor
 from processors.settings import ProcessorSettings
+from tests.fixtures.kafka import read_topic
 from tests.fixtures.streams import CATALOG_PATH, Stream, encode
 
 
@@ -47,7 +49,7 @@ def new_processor(settings: ProcessorSettings) -> tuple[Processor, CollectorRegi
 def drop_topics(settings: CommonSettings, topics: Topics) -> None:
     """Delete a test's topics."""
     names = [topics.events, topics.changelog, topics.aggregates, topics.deadletter]
-    bus.delete_topics(settings, names)
+    delete_topics(connect(settings), names)
 
 
 def produce(settings: CommonSettings, topics: Topics, stream: Stream, seconds: float = 0) -> None:
@@ -67,36 +69,22 @@ def produce(settings: CommonSettings, topics: Topics, stream: Stream, seconds: f
                     items.append((part, ts, encode(ev)))
                 else:
                     items.append((part, items[-1][1] if items else 0, ev))
-    p = bus.producer(settings)
+    p = connect(settings).producer(client_id="test-produce")
     started = time.monotonic()
     for n, (part, ts, raw) in enumerate(items):
-        p.send(topics.events, key=f"k{part}".encode(), value=raw, partition=part, timestamp_ms=ts)
+        p.send(topics.events, raw, f"k{part}".encode(), partition=part, timestamp_ms=ts)
         if seconds and n % 50 == 0:
-            p.flush()
+            p.flush(30)
             ahead = started + seconds * n / len(items) - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
-    p.flush()
-    p.close()
+    assert p.flush(60) == 0, "the test's events were not all acknowledged"
+    p.close(5)
 
 
 def read_all(settings: CommonSettings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     """Every committed record of a topic, in partition order."""
-    c = bus.consumer(settings)
-    try:
-        tps = [bus.TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or ())]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = c.end_offsets(tps)
-        out: list[tuple[bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + 60
-        while any(c.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for recs in c.poll(timeout_ms=500).values():
-                out.extend((r.key, r.value) for r in recs)
-        return out
-    finally:
-        c.close()
+    return [(r.key, r.value) for r in read_topic(settings, topic)]
 
 
 def materialise(settings: CommonSettings, topics: Topics) -> dict[bytes, bytes]:

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from contract import aggregates as agg
+from processors import recovery
 from processors.context import Context
 from processors.engine import DeadLetter, PartitionEngine
 from processors.state import Journey
@@ -51,15 +52,14 @@ class Harness:
 
     def restored(self) -> PartitionEngine:
         """A new engine restored from the changelog and aggregates written so far."""
-        e = PartitionEngine(self.partition, self.ctx)
-        for k, v in self.changelog.items():
-            e.restore_changelog(k, v)
-        for k, v in self.aggregates.items():
-            parts = k.decode().split("|")
-            if int(parts[1]) == self.partition:
-                e.restore_aggregate(parts, v)
-        e.finish_restore()
-        return e
+        engines = {self.partition: PartitionEngine(self.partition, self.ctx)}
+        recovery.load(
+            engines,
+            ((self.partition, k, v) for k, v in self.changelog.items()),
+            self.aggregates.items(),
+        )
+        recovery.finish(engines)
+        return engines[self.partition]
 
     def rollup(self, day: str | None = None, **dims: str) -> agg.Rollup:
         """Sum of the rollups of ``day`` (all days if None) matching ``dims``."""
@@ -113,7 +113,7 @@ def fingerprint(e: PartitionEngine) -> dict[str, Any]:
         "appeals": table(e.appeals.appeals),
         "requests": table(e.appeals.requests),
         "closed": e.closed.items(),
-        "dedup": sorted((h, sorted([*b.frozen, *b.fresh])) for h, b in e.dedup._hours.items()),
+        "dedup": e.dedup.items(),
         "watermark": (e.wm.max_event_ms, e.wm.watermark_ms, e.wm.live),
         "gauges": {k: v for k, v in e.gauges.counts.items() if any(v)},
         "timers": sorted({_effective(e, t) for t in e.timers._heap if _live_timer(e, t)}),

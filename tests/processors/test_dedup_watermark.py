@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from array import array
 from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contract import aggregates as agg
 from processors import dedup
 from processors.context import Context
-from processors.dedup import HOUR_MS, DedupStore, id_hash
+from processors.dedup import HOUR_MS, DedupStore
 from tests.fixtures.streams import event, local
 from tests.processors.harness import Harness
 
@@ -17,25 +22,83 @@ DAY_MS = 86_400_000
 def _restored(blocks: dict[bytes, bytes | None], horizon: int, wm: int) -> DedupStore:
     d = DedupStore(horizon)
     for k, v in blocks.items():
-        if v is not None:
-            _, hour, block = k.decode().split("|")
-            d.restore(int(hour), int(block), v)
+        if v is None:
+            continue
+        text = k.decode()
+        kind, _, rest = text.partition("|")
+        if k == dedup.CLOCK_KEY:
+            d.restore_clock(v)
+        elif kind == "u":
+            d.restore(rest, v)
+        else:
+            hour, _, block = rest.partition("|")
+            d.restore_legacy(int(hour), int(block), v)
     d.finish_restore(wm)
     return d
+
+
+def uid(n: int) -> int:
+    return uuid.UUID(int=(n * 0x9E3779B97F4A7C15) % (1 << 128)).int
 
 
 def test_ids_persist_as_blocks_per_hour_not_per_event() -> None:
     d = DedupStore(7 * DAY_MS)
     t = 1_000 * HOUR_MS
-    assert not any(d.seen(t + i, id_hash(f"id-{i}")) for i in range(1000))
-    assert d.seen(t + 5, id_hash("ID-5"))  # case-insensitive, like UUIDs
-    out = d.flush()
-    assert len(out) == 1 and out[0][0] == f"d|{t // HOUR_MS}|0".encode()
-    assert len(out[0][1] or b"") == 8000
-    blocks = dict(out)
+    assert not any(d.seen("soc", t + i, t, uid(i)) for i in range(1000))
+    assert d.seen("soc", t + 5, t, uid(5))
+    out = [r for r in d.flush() if r[0] != dedup.CLOCK_KEY]
+    h = t // HOUR_MS
+    assert len(out) == 1 and out[0][0] == f"u|{h}|{h}|soc|0".encode()
+    assert len(out[0][1] or b"") == 16_000  # 16 bytes per id
+    restored = _restored(dict(d.flush()) | dict(out), 7 * DAY_MS, t)
+    assert restored.seen("soc", t + 999, t, uid(999))
+    assert not restored.seen("soc", t + 999, t, uid(1000))
+
+
+def test_the_full_128_bits_count_and_agencies_are_separate() -> None:
+    # both valid v4, equal when the halves are XORed (the old 64-bit fold)
+    a = uuid.UUID("bfa8f557-cdd9-4e10-967b-9e676750f0f2").int
+    b = uuid.UUID("ba397ea8-f584-4097-93ea-15985f0dfe75").int
+    assert dedup.fold64(a) == dedup.fold64(b)
+    d = DedupStore(7 * DAY_MS)
+    t = 1_000 * HOUR_MS
+    assert not d.seen("soc", t, t, a)
+    assert not d.seen("soc", t, t, b)
+    assert not d.seen("edu", t, t, a)
+    assert d.seen("soc", t, t, a) and d.seen("soc", t, t, b) and d.seen("edu", t, t, a)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["soc", "edu"]), st.integers(0, 5), st.integers(0, 2**128 - 1)),
+        min_size=1,
+        max_size=300,
+    ),
+    st.integers(1, 40),
+)
+def test_seen_is_exact_set_membership_across_merges_and_restores(
+    items: list[tuple[str, int, int]], every: int
+) -> None:
+    t = 2_000 * HOUR_MS
+    d = DedupStore(7 * DAY_MS)
+    blocks: dict[bytes, bytes | None] = {}
+    known: set[tuple[str, int, int]] = set()
+    for n, (agency, hour, x) in enumerate(items):
+        # structured ids: many share their high half
+        x = x if n % 2 else (x & ((1 << 64) - 1)) | (7 << 64)
+        key = (agency, hour, x)
+        assert d.seen(agency, t + hour * HOUR_MS, t, x) == (key in known)
+        known.add(key)
+        if n % every == 0:
+            for b in d._slots.values():
+                for bucket in b.values():
+                    bucket.merge()
+            blocks.update(d.flush())
+    blocks.update(d.flush())
     restored = _restored(blocks, 7 * DAY_MS, t)
-    assert restored.seen(t + 999, id_hash("id-999"))
-    assert not restored.seen(t + 999, id_hash("id-1000"))
+    assert all(restored.seen(a, t + h * HOUR_MS, t, x) for a, h, x in known)
+    assert len(restored) == len(known)
 
 
 def test_many_blocks_of_an_hour_are_rewritten_into_few() -> None:
@@ -45,27 +108,41 @@ def test_many_blocks_of_an_hour_are_rewritten_into_few() -> None:
     n = 0
     for _ in range(dedup.MAX_BLOCKS + 5):
         for _ in range(3):
-            d.seen(t, id_hash(f"x{n}"))
+            d.seen("soc", t, t, uid(n))
             n += 1
         blocks.update(d.flush())
-    live = {k for k, v in blocks.items() if v is not None}
+    live = {k for k, v in blocks.items() if v is not None and k != dedup.CLOCK_KEY}
     assert len(live) <= 6
     restored = _restored(blocks, 7 * DAY_MS, t)
-    assert all(restored.seen(t, id_hash(f"x{i}")) for i in range(n))
+    assert all(restored.seen("soc", t, t, uid(i)) for i in range(n))
 
 
-def test_hours_past_the_horizon_are_forgotten_and_tombstoned() -> None:
+def test_the_horizon_counts_in_receive_time() -> None:
     d = DedupStore(DAY_MS)
-    t = 100 * HOUR_MS
-    d.seen(t, id_hash("a"))
+    old = 100 * HOUR_MS  # event time, far behind
+    now = 400 * HOUR_MS  # receive time
+    assert not d.seen("soc", old, now, uid(1))
     d.flush()
-    d.expire(t + DAY_MS + HOUR_MS)
+    # a retry within the horizon of receive time is a repeat, however old the event
+    assert d.seen("soc", old, now + DAY_MS - HOUR_MS, uid(1))
+    # once the receive clock is past the horizon the bucket is forgotten and tombstoned
+    assert not d.seen("soc", old + 5, now + DAY_MS + 2 * HOUR_MS, uid(2))
     out = d.flush()
-    assert out == [(f"d|{t // HOUR_MS}|0".encode(), None)]
+    h = old // HOUR_MS
+    assert (f"u|{h}|{now // HOUR_MS}|soc|0".encode(), None) in out
+    assert not d.seen("soc", old, now + DAY_MS + 2 * HOUR_MS, uid(1))
+
+
+def test_blocks_of_the_earlier_format_are_read_and_expire() -> None:
+    t = 100 * HOUR_MS
+    x = uuid.UUID("bfa8f557-cdd9-4e10-967b-9e676750f0f2").int
+    old_block = array("Q", [dedup.fold64(x)]).tobytes()
+    blocks: dict[bytes, bytes | None] = {f"d|{t // HOUR_MS}|0".encode(): old_block}
+    d = _restored(blocks, DAY_MS, t)
+    assert d.seen("soc", t, t, x)  # remembered across the upgrade
+    d.expire_legacy(t + DAY_MS + HOUR_MS)
+    assert (f"d|{t // HOUR_MS}|0".encode(), None) in d.flush()
     assert len(d) == 0
-    # too old to tell: counted, and not remembered
-    assert not d.seen(t, id_hash("a"))
-    assert not d.seen(t, id_hash("a"))
 
 
 def test_watermark_is_newest_event_minus_lateness(ctx: Context) -> None:

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from contract import bus
 from contract.topics import Topics
+from kafkaport import TopicPartition, connect
 from processors.settings import ProcessorSettings
 from servicepulse import stack
 from tests.fixtures.kafka import TopicFactory
@@ -69,21 +69,14 @@ class Env:
     def committed(self) -> int:
         """Input records committed by the group so far."""
         if self.monitor is None:
-            self.monitor = bus.consumer(
-                self.settings, group_id=self.settings.group_id, isolation_level="read_uncommitted"
+            # read_uncommitted: the offsets as they stand, without waiting for stability
+            self.monitor = connect(self.settings).consumer(
+                client_id="test-monitor",
+                group_id=self.settings.group_id,
+                isolation="read_uncommitted",
             )
-            threading.Thread(target=self._nudge, args=(self.monitor,), daemon=True).start()
-        n = 0
-        for q in range(12):
-            off = self.monitor.committed(bus.TopicPartition(self.topics.events, q))
-            n += off or 0
-        return n
-
-    def _nudge(self, c: Any) -> None:
-        # kafka-python 3.0.x can lose the wake-up of its IO thread (see bus.nudge)
-        while self.monitor is c:
-            bus.nudge(c)
-            time.sleep(0.2)
+        tps = [TopicPartition(self.topics.events, q) for q in range(12)]
+        return sum(off or 0 for off in self.monitor.committed(tps, 30).values())
 
     def close(self) -> None:
         if self.monitor is not None:
@@ -153,14 +146,6 @@ class Env:
         )
         self.procs.append(proc)
         return proc
-
-
-@pytest.fixture(autouse=True)
-def _sigusr2_noop() -> Iterator[None]:
-    """Lets bus.nudge interrupt a stuck kafka-python IO thread of the test's own clients."""
-    old = signal.signal(signal.SIGUSR2, lambda signum, frame: None)
-    yield
-    signal.signal(signal.SIGUSR2, old)
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ import logging
 
 import pytest
 
-from contract import bus
-from processors.runner import _Session
+from kafkaport import TopicPartition
 from processors.settings import ProcessorSettings
 from tests.fixtures.streams import Stream, generate
 from tests.processors import oracle
@@ -41,10 +40,10 @@ def test_input_deleted_before_processing_is_counted_and_the_rest_processed_once(
     assert proc.run_until_caught_up(timeout_s=120).events == len(first)
 
     produce(settings, proc.topics, second)
-    tp = bus.TopicPartition(proc.topics.events, 0)
-    admin = bus.admin(settings)
+    tp = TopicPartition(proc.topics.events, 0)
+    admin = proc.kafka.admin()
     try:  # what retention does: the log start moves past unprocessed records
-        admin.delete_records({tp: half[0] + LOST}, timeout_ms=30_000)
+        admin.delete_records({tp: half[0] + LOST}, 30)
     finally:
         admin.close()
 
@@ -85,16 +84,16 @@ def test_a_gap_found_again_after_a_restart_is_counted_once(settings: ProcessorSe
     same committed offset and finds the same deleted range: it is reported once."""
     proc, registry = new_processor(settings)
     produce(settings, proc.topics, STREAM)
-    tp = bus.TopicPartition(proc.topics.events, 0)
-    admin = bus.admin(settings)
+    tp = TopicPartition(proc.topics.events, 0)
+    admin = proc.kafka.admin()
     try:
-        admin.delete_records({tp: LOST}, timeout_ms=30_000)
+        admin.delete_records({tp: LOST}, 30)
     finally:
         admin.close()
     for _ in range(2):  # two sessions, each finding records from LOST where 0 was next
-        session = _Session(proc)
+        session = proc.session()
         try:
-            session._check_gap(tp, 0, LOST)
+            session.check_gap(tp, 0, LOST)
         finally:
             session.close()
     assert registry.get_sample_value("servicepulse_processor_retention_lost_total") == LOST

@@ -37,11 +37,12 @@ import httpx
 
 from api.tokens import Kind, TokenStore
 from contract import aggregates as agg
-from contract import bus
 from contract.settings import CommonSettings
 from contract.topics import Topics
+from kafkaport import TopicPartition, connect
+from kafkaport.topics import ensure_topics
 from servicepulse import stack
-from tests.fixtures.kafka import Broker
+from tests.fixtures.kafka import Broker, end_total, read_topic
 from tests.fixtures.streams import Stream
 from tests.processors.brokerio import summed as summed_cells  # noqa: F401 (re-exported)
 
@@ -133,7 +134,7 @@ class Stack:
         self.settings = CommonSettings(
             kafka_bootstrap=self.broker.bootstrap, topic_prefix=self.prefix
         )
-        bus.ensure_topics(self.settings, self.topics.specs(self.partitions))
+        ensure_topics(connect(self.settings), self.topics.specs(self.partitions))
         self.token_db = self.run_dir / "tokens.db"
         self.group = f"{self.prefix}-group"
 
@@ -151,6 +152,9 @@ class Stack:
             "SERVICEPULSE_STACK_DIR": str(self.run_dir),
             "SERVICEPULSE_GROUP_ID": self.group,
             "SERVICEPULSE_LOG_LEVEL": "INFO",
+            # the tests stand in for a proxy on loopback: X-Forwarded-For gives each
+            # simulated client its own failed-authentication budget
+            "SERVICEPULSE_TRUSTED_PROXIES": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
         }
         env.update({f"SERVICEPULSE_{k.upper()}": str(v) for k, v in settings.items()})
@@ -174,7 +178,7 @@ class Stack:
             name=name,
             run_dir=self.run_dir,
             argv=_cli("serve", "--port", str(self.api_port)),
-            env=self.env(readmodel_snapshot="", **settings),
+            env=self.env(**{"readmodel_snapshot": "", **settings}),
             ready=lambda: _http_ok(f"{url}/healthz"),
             ready_timeout=60,
             stop_timeout=20,
@@ -228,26 +232,18 @@ class Stack:
 
     def committed(self) -> int:
         """Input records committed by the processors' group."""
-        c = bus.consumer(self.settings, group_id=self.group, isolation_level="read_uncommitted")
+        c = connect(self.settings).consumer(
+            client_id="test-monitor", group_id=self.group, isolation="read_uncommitted"
+        )
         try:
-            return sum(
-                c.committed(bus.TopicPartition(self.topics.events, q)) or 0
-                for q in range(self.partitions)
-            )
+            tps = [TopicPartition(self.topics.events, q) for q in range(self.partitions)]
+            return sum(off or 0 for off in c.committed(tps, 30).values())
         finally:
             c.close()
 
     def end_offsets(self, topic: str | None = None) -> int:
         """Sum of the end offsets of a topic (default: the events topic)."""
-        topic = topic or self.topics.events
-        c = bus.consumer(self.settings, group_id=None)
-        try:
-            tps = [
-                bus.TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or ())
-            ]
-            return sum(c.end_offsets(tps).values())
-        finally:
-            c.close()
+        return end_total(self.settings, topic or self.topics.events)
 
     def wait_processed(self, timeout: float) -> float:
         """Wait until the group committed every record of the events topic; seconds taken."""
@@ -277,22 +273,10 @@ class Rec:
 
 def read_records(settings: CommonSettings, topic: str, timeout: float = 60) -> list[Rec]:
     """Every committed record of ``topic``, per partition in offset order."""
-    c = bus.consumer(settings, group_id=None)
-    try:
-        tps = [bus.TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or ())]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = c.end_offsets(tps)
-        out: list[Rec] = []
-        deadline = time.monotonic() + timeout
-        while any(c.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for tp, recs in c.poll(timeout_ms=500).items():
-                out.extend(Rec(tp.partition, r.offset, r.timestamp, r.key, r.value) for r in recs)
-        out.sort(key=lambda r: (r.partition, r.offset))
-        return out
-    finally:
-        c.close()
+    return [
+        Rec(r.partition, r.offset, r.timestamp, r.key, r.value)
+        for r in read_topic(settings, topic, timeout)
+    ]
 
 
 def materialise(settings: CommonSettings, topics: Topics) -> dict[bytes, bytes]:

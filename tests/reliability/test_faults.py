@@ -38,11 +38,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from contract import bus
 from contract.catalog import Catalog
 from contract.methodology import load_methodology
 from contract.settings import CommonSettings
 from contract.topics import Topics
+from kafkaport import connect
 from processors.metrics import build_metrics
 from processors.runner import Processor
 from processors.settings import ProcessorSettings
@@ -150,7 +150,7 @@ def clean_pass(broker: Broker, records: list[Any], partitions: int) -> dict[byte
     event id once (its first copy), in offset order.
     """
     topics, common = make_topics(broker, partitions)
-    producer = bus.producer(common)
+    producer = connect(common).producer(client_id="test-copy")
     seen: set[str] = set()
     for r in records:
         eid = json.loads(r.value)["event_id"]
@@ -158,10 +158,10 @@ def clean_pass(broker: Broker, records: list[Any], partitions: int) -> dict[byte
             continue
         seen.add(eid)
         producer.send(
-            topics.events, key=r.key, value=r.value, partition=r.partition, timestamp_ms=r.timestamp
+            topics.events, r.value, r.key, partition=r.partition, timestamp_ms=r.timestamp
         )
-    producer.flush()
-    producer.close()
+    assert producer.flush(60) == 0
+    producer.close(5)
     settings = ProcessorSettings(
         kafka_bootstrap=common.kafka_bootstrap,
         topic_prefix=topics.prefix,

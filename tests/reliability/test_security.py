@@ -9,15 +9,19 @@ process) are checked over HTTP in test_bad_input.py and test_faults.py.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from api.readmodel import ReadModel
 from api.settings import ApiSettings
 from api.tokens import FailureLimiter, Kind, TokenStore
+from contract.catalog import load_catalog
 from contract.errors import ConfigError
 from contract.settings import CommonSettings
+from contract.topics import Topics
 from processors.settings import ProcessorSettings
 
 pytestmark = pytest.mark.reliability
@@ -46,6 +50,35 @@ def test_tokens_are_stored_as_hashes_only(tmp_path: Path) -> None:
     store.revoke(good.split("_")[1])
     assert store.verify(good) is None
     store.close()
+
+
+def test_token_database_and_snapshot_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """Issue 12, item 8: `tokens.db` and the read-model snapshot were mode 0644."""
+    old_umask = os.umask(0o022)  # the usual umask, which made them world-readable
+    try:
+        _check_private_files(tmp_path)
+    finally:
+        os.umask(old_umask)
+
+
+def _check_private_files(tmp_path: Path) -> None:
+    db = tmp_path / "stack" / "api-data" / "tokens.db"
+    store = TokenStore(db, cache_seconds=0)
+    token = store.create(Kind.AGENCY, "minsoc")[0]
+    assert store.verify(token) is not None
+    files = [p for p in db.parent.iterdir() if p.name.startswith("tokens.db")]
+    assert db in files
+    for p in files:  # the database and SQLite's -wal and -shm beside it
+        assert p.stat().st_mode & 0o777 == 0o600, p
+    assert db.parent.stat().st_mode & 0o777 == 0o700
+    store.close()
+
+    snapshot = tmp_path / "model" / "readmodel.snapshot"
+    model = ReadModel(CommonSettings(), Topics("unit"), load_catalog(), snapshot=snapshot)
+    model.save_snapshot()
+    model.save_snapshot()  # a second time: replaced, still private
+    assert snapshot.stat().st_mode & 0o777 == 0o600
+    assert snapshot.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_failure_limiter_blocks_a_client_and_forgives_slowly() -> None:

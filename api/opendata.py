@@ -1,0 +1,316 @@
+"""Public open data: the index and its components per agency and service, per day and month.
+
+No token. ``/open/`` is a Russian page with the latest month and links to the files;
+``/open/v1/{agencies|services}/{day|month}.{json|csv}`` are the files (schema version 1,
+``docs/OPENDATA.md``; ``/open/v1/schema.json`` is its JSON Schema). Numbers are computed
+with :func:`api.scorecard.scored` from the same daily rollups as ``/v1/scorecard``, so an
+agency's month here equals its scorecard for that month.
+
+Small cells are suppressed (DESIGN §9): a component whose denominator is below the
+methodology's threshold has no numerator, denominator or value, and a cell with fewer
+journeys started than the threshold shows no count and no index at all. Answers carry an
+``ETag`` (a hash of the body; ``If-None-Match`` gets 304) and ``Cache-Control: public``.
+``SERVICEPULSE_OPEN_DATA_ENABLED=false`` removes the routes.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the annotations of the route
+# functions defined inside router(), which refer to local names.
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Annotated, Any, Final, Literal
+
+import jinja2
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
+
+from api.errors import BadRequest, error_responses
+from api.readmodel import Group
+from api.scorecard import LEVEL_NAMES, MAX_DAYS, Scorer, scored
+from contract.aggregates import Rollup
+
+SCHEMA_VERSION: Final = "1"
+MAX_MONTHS: Final = 24
+Level = Literal["agencies", "services"]
+Grain = Literal["day", "month"]
+
+
+class OpenComponent(BaseModel):
+    """One component of one cell; numbers are null when suppressed."""
+
+    code: str
+    numerator: int | None
+    denominator: int | None
+    value: float | None
+    suppressed: bool
+
+
+class OpenRow(BaseModel):
+    """One agency or service in one day or month."""
+
+    period: str = Field(description="YYYY-MM-DD (day) or YYYY-MM (month), region time zone")
+    agency: str
+    service: str | None = Field(description="null in the agencies file")
+    name: str
+    journeys_started: int | None = Field(description="null when suppressed")
+    index: float | None
+    level: str | None
+    suppressed: bool = Field(description="the whole cell is below the small-cell threshold")
+    components: list[OpenComponent]
+
+
+class OpenFile(BaseModel):
+    """An open data file."""
+
+    schema_version: str = SCHEMA_VERSION
+    licence: str
+    publisher: str
+    level: Level
+    grain: Grain
+    date_from: date = Field(serialization_alias="from")
+    date_to: date = Field(serialization_alias="to")
+    small_cell: int
+    rows: list[OpenRow]
+
+
+def _months(start: date, end: date) -> list[tuple[str, date, date]]:
+    out = []
+    d = start.replace(day=1)
+    while d <= end:
+        nxt = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
+        out.append((d.strftime("%Y-%m"), max(d, start), min(nxt - timedelta(days=1), end)))
+        d = nxt
+    return out
+
+
+def build(
+    scorer: Scorer,
+    level: Level,
+    grain: Grain,
+    start: date,
+    end: date,
+    licence: str,
+) -> OpenFile:
+    """The rows of one open data file (see the module docstring)."""
+    catalog, methodology = scorer.catalog, scorer.methodology
+    small = methodology.standards.small_cell
+    if grain == "day":
+        spans = [
+            (d.isoformat(), d, d)
+            for d in (start + timedelta(days=i) for i in range((end - start).days + 1))
+        ]
+    else:
+        spans = _months(start, end)
+    group: Callable[[Group], tuple[str, str | None] | None]
+    if level == "agencies":
+        group = lambda g: (g[0], None) if g[0] in catalog.agencies else None  # noqa: E731
+    else:
+        group = lambda g: (g[0], g[1]) if g[1] in catalog.services else None  # noqa: E731
+    rows: list[OpenRow] = []
+    for label, d0, d1 in spans:
+        sums: dict[tuple[str, str | None], Rollup] = scorer.model.period(
+            d0.isoformat(), d1.isoformat(), group
+        )
+        for (agency, service), r in sorted(sums.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            if r.started == 0 and r.events == 0:
+                continue
+            name = (
+                catalog.services[service].service.name if service else catalog.agencies[agency].name
+            )
+            hidden = r.started < small
+            sc = scored(r, methodology)
+            comps = [
+                OpenComponent(
+                    code=c.code,
+                    numerator=None if hidden else c.numerator,
+                    denominator=None if hidden else c.denominator,
+                    value=None if hidden else c.value,
+                    suppressed=hidden or c.suppressed,
+                )
+                for c in sc.components
+            ]
+            rows.append(
+                OpenRow(
+                    period=label,
+                    agency=agency,
+                    service=service,
+                    name=name,
+                    journeys_started=None if hidden else r.started,
+                    index=None if hidden or sc.index is None else round(sc.index, 4),
+                    level=None if hidden else sc.level,
+                    suppressed=hidden,
+                    components=comps,
+                )
+            )
+    return OpenFile(
+        licence=licence,
+        publisher=catalog.file.region.name,
+        level=level,
+        grain=grain,
+        date_from=start,
+        date_to=end,
+        small_cell=small,
+        rows=rows,
+    )
+
+
+CSV_COLUMNS: Final = (
+    "period",
+    "agency",
+    "service",
+    "component",
+    "numerator",
+    "denominator",
+    "value",
+    "suppressed",
+)
+
+
+def to_csv(f: OpenFile) -> bytes:
+    """Long CSV: a row per cell and metric (``index``, ``journeys_started``, components)."""
+    buf = io.StringIO()
+    buf.write(f"# ServicePulse open data, schema {f.schema_version}; licence: {f.licence}\r\n")
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(CSV_COLUMNS)
+
+    def cell(v: Any) -> Any:
+        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
+
+    for r in f.rows:
+        base = (r.period, r.agency, r.service or "")
+        flag = "true" if r.suppressed else "false"
+        w.writerow([*base, "journeys_started", "", "", cell(r.journeys_started), flag])
+        w.writerow([*base, "index", "", "", cell(r.index), flag])
+        for c in r.components:
+            w.writerow(
+                [
+                    *base,
+                    c.code,
+                    cell(c.numerator),
+                    cell(c.denominator),
+                    cell(c.value),
+                    "true" if c.suppressed else "false",
+                ]
+            )
+    return ("\ufeff" + buf.getvalue()).encode()
+
+
+def _cached(request: Request, body: bytes, media: str, max_age: int) -> Response:
+    tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {
+        "ETag": tag,
+        "Cache-Control": f"public, max-age={max_age}",
+        "Access-Control-Allow-Origin": "*",
+    }
+    sent = request.headers.get("if-none-match", "")
+    if tag in [t.strip() for t in sent.split(",")] or sent.strip() == "*":
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media, headers=headers)
+
+
+def _bounds(scorer: Scorer, grain: Grain, d0: date | None, d1: date | None) -> tuple[date, date]:
+    today = scorer.model.watermark()
+    last = (today.astimezone(scorer.catalog.tz).date() if today else None) or d1 or date.today()
+    end = d1 or last
+    if grain == "day":
+        start = d0 or end - timedelta(days=29)
+        if (end - start).days + 1 > MAX_DAYS:
+            raise BadRequest(f"at most {MAX_DAYS} days per file")
+    else:
+        start = d0 or (end.replace(day=1) - timedelta(days=335)).replace(day=1)
+        if len(_months(start, end)) > MAX_MONTHS:
+            raise BadRequest(f"at most {MAX_MONTHS} months per file")
+    if start > end:
+        raise BadRequest(f"from {start.isoformat()} is after to {end.isoformat()}")
+    return start, end
+
+
+def router(scorer: Scorer, licence: str, max_age: int, page: jinja2.Template) -> APIRouter:
+    """``/open/`` and ``/open/v1/...`` (see the module docstring)."""
+    r = APIRouter(tags=["open data"])
+
+    FromQ = Annotated[date | None, Query(alias="from", description="first day (YYYY-MM-DD)")]
+    ToQ = Annotated[date | None, Query(alias="to", description="last day, inclusive")]
+
+    def file(level: Level, grain: Grain, d0: date | None, d1: date | None) -> OpenFile:
+        start, end = _bounds(scorer, grain, d0, d1)
+        result: OpenFile = scorer.cached(
+            ("open", level, grain, start, end),
+            lambda: build(scorer, level, grain, start, end, licence),
+        )
+        return result
+
+    @r.get(
+        "/open/v1/{level}/{grain}.json",
+        summary="Open data as JSON",
+        response_model=OpenFile,
+        response_model_by_alias=True,
+        responses=error_responses(400),
+    )
+    def open_json(
+        request: Request,
+        level: Level,
+        grain: Grain,
+        date_from: FromQ = None,
+        date_to: ToQ = None,
+    ) -> Response:
+        """Index and components per agency or service, per day (default: the last 30 days)
+        or month (default: the last 12 months); small cells suppressed. No token."""
+        f = file(level, grain, date_from, date_to)
+        body = f.model_dump_json(by_alias=True).encode()
+        return _cached(request, body, "application/json", max_age)
+
+    @r.get(
+        "/open/v1/{level}/{grain}.csv",
+        summary="Open data as CSV",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}, **error_responses(400)},
+    )
+    def open_csv(
+        request: Request,
+        level: Level,
+        grain: Grain,
+        date_from: FromQ = None,
+        date_to: ToQ = None,
+    ) -> Response:
+        """The same rows as the JSON file, one line per cell and metric, UTF-8 with BOM."""
+        f = file(level, grain, date_from, date_to)
+        return _cached(request, to_csv(f), "text/csv; charset=utf-8", max_age)
+
+    @r.get("/open/v1/schema.json", summary="JSON Schema of the open data files")
+    def open_schema(request: Request) -> Response:
+        """The JSON Schema of schema version 1 (see docs/OPENDATA.md)."""
+        body = json.dumps(OpenFile.model_json_schema(by_alias=True), ensure_ascii=False)
+        return _cached(request, body.encode(), "application/json", max_age)
+
+    @r.get("/open/", response_class=HTMLResponse, include_in_schema=False)
+    def open_page(
+        request: Request,
+        month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
+    ) -> Response:
+        # only the month shown is computed; the list of months comes from the days held
+        months = sorted({d[:7] for d in scorer.model.days()})
+        shown = month if month in months else (months[-1] if months else None)
+        if shown is None:
+            f = file("agencies", "month", None, None)
+        else:
+            first = date.fromisoformat(shown + "-01")
+            last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+            f = file("agencies", "month", first, last)
+        html = page.render(
+            f=f,
+            rows=f.rows,
+            month=shown,
+            months=months,
+            region=scorer.catalog.file.region.name,
+            LEVEL_NAMES=LEVEL_NAMES,
+            names={c.code: c.name for c in scorer.methodology.components},
+        )
+        return _cached(request, html.encode(), "text/html; charset=utf-8", max_age)
+
+    return r

@@ -1,0 +1,105 @@
+"""The series budget: how many Prometheus series each business family can have.
+
+Every label value of a business family comes from the catalog or from a closed set of
+the contract, so the number of series is a function of the catalog's size alone. This
+module computes that bound family by family (docs/METRICS.md, "Series budget", writes
+the same formula); ``servicepulse dashboards series`` prints it for a catalog, and the
+API exposes the actual count (``servicepulse_api_business_series{family}``) for the
+over-budget alert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from contract.catalog import Catalog
+from contract.events import Channel, Reason
+from contract.metrics import BUCKETS, FAMILIES, LATE_REASONS, Family
+
+#: Values of each family-own label (beyond the dimensions).
+_OWN: Final[dict[str, int]] = {
+    "outcome": 2,  # approved, rejected
+    "timeliness": 3,  # on_time, late, unknown
+    "score": 5,
+    "within_standard": 2,
+    "within_48h": 2,
+    "life_situation": 0,  # dimension: see _size
+}
+#: The demo goal for the whole exposition (issue 15; docs/BENCHMARKS.md).
+GOAL: Final = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """The catalog sizes the budget is a formula of."""
+
+    agencies: int
+    services: int
+    municipalities: int
+    life_situations: int
+    #: distinct (agency, municipality) pairs of the catalog's offices
+    office_places: int
+    #: sum over services of their steps
+    steps: int
+    #: sum over services of their error codes plus one (``other``)
+    error_codes: int
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> Sizes:
+        """The sizes of ``catalog``."""
+        services = catalog.services.values()
+        return cls(
+            agencies=len(catalog.agencies),
+            services=len(catalog.services),
+            municipalities=len(catalog.municipalities),
+            life_situations=len(catalog.life_situations),
+            office_places=len({(o.agency, o.municipality) for o in catalog.offices.values()}),
+            steps=sum(len(s.step_codes) for s in services),
+            error_codes=sum(len(s.error_codes) + 1 for s in services),
+        )
+
+
+CHANNELS: Final = len(Channel)
+
+
+def family_budget(f: Family, n: Sizes) -> int:
+    """The most series ``f`` can have for a catalog of sizes ``n``.
+
+    ``(agency, service)`` pairs are the services plus one agency-level pair per agency
+    (``service=""``: feedback or late events without a service); ``step`` and ``code``
+    are per service (and ``other`` per agency); the municipality of office families is
+    that of an office (or ``other``); a histogram counts its buckets, ``+Inf``, ``_sum``
+    and ``_count``.
+    """
+    labels = set(f.labels)
+    if "step" in labels:
+        size = n.steps
+    elif "code" in labels:
+        size = n.error_codes + n.agencies  # an error without a service counts as other
+    elif "service" in labels:
+        size = n.services + n.agencies
+    elif "municipality" in labels:
+        size = n.office_places + n.agencies
+    elif f.name == "events_rejected_total":
+        size = (n.agencies + 1) * (len(Reason) + 1)  # unknown agency, other reason
+    else:
+        size = n.agencies
+    if "channel" in labels:
+        size *= CHANNELS
+    if "life_situation" in labels:
+        size *= n.life_situations + 1
+    if f.name == "late_events_total":
+        size *= len(LATE_REASONS) + 1  # other
+    for label in labels:
+        size *= _OWN.get(label, 1) or 1
+    if f.kind == "histogram":
+        assert f.buckets is not None  # noqa: S101 - every histogram family names its buckets
+        size *= len(BUCKETS[f.buckets]) + 3
+    return size
+
+
+def budget(catalog: Catalog) -> dict[str, int]:
+    """The series budget of every business family for ``catalog``, in family order."""
+    n = Sizes.of(catalog)
+    return {f.name: family_budget(f, n) for f in FAMILIES}

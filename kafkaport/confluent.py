@@ -1,0 +1,688 @@
+"""The port over confluent-kafka (librdkafka): the processor's, the API's and the tooling's.
+
+librdkafka does the network I/O, batching, compression, murmur2 partitioning and the
+transaction protocol in C; a ``read_committed`` consumer asks for committed offsets with
+``require_stable`` (KIP-447) and its position moves past transaction markers. Group
+consumers use cooperative incremental rebalancing (``cooperative-sticky``): a join or a
+leave revokes and assigns only the partitions that move.
+
+librdkafka's own log goes to the ``kafkaport.librdkafka`` logger at error level and above
+(it never logs record contents).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import confluent_kafka as ck
+from confluent_kafka import ConsumerGroupTopicPartitions
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+from contract.settings import CommonSettings
+from kafkaport.ports import DeliveryCallback, GroupMetadata, Isolation, RebalanceListener
+from kafkaport.types import (
+    BEGINNING,
+    END,
+    FencedError,
+    KafkaError,
+    KafkaTimeoutError,
+    Record,
+    TopicExistsError,
+    TopicPartition,
+    UnknownTopicError,
+)
+
+logger = logging.getLogger(__name__)
+_client_log = logging.getLogger("kafkaport.librdkafka")
+
+_E = ck.KafkaError
+_FENCED = frozenset(
+    {
+        _E.PRODUCER_FENCED,
+        _E.INVALID_PRODUCER_EPOCH,
+        _E._FENCED,
+        _E.FENCED_INSTANCE_ID,
+        _E.UNKNOWN_MEMBER_ID,
+        _E.ILLEGAL_GENERATION,
+        _E.REBALANCE_IN_PROGRESS,
+    }
+)
+_TIMEOUTS = frozenset({_E._TIMED_OUT, _E.REQUEST_TIMED_OUT, _E._TIMED_OUT_QUEUE})
+_UNKNOWN = frozenset({_E.UNKNOWN_TOPIC_OR_PART, _E._UNKNOWN_TOPIC, _E._UNKNOWN_PARTITION})
+#: what a partition answers while a new topic's leadership settles
+_SETTLING = frozenset(
+    {_E.NOT_LEADER_FOR_PARTITION, _E.LEADER_NOT_AVAILABLE, _E.UNKNOWN_TOPIC_OR_PART}
+)
+
+
+def error(exc: BaseException, doing: str) -> KafkaError:
+    """Our error for a confluent-kafka exception (raise it ``from exc``)."""
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], ck.KafkaError) else None
+    if err is None:
+        return KafkaError(f"{doing}: {exc}")
+    return _from_error(err, doing)
+
+
+def _from_error(err: ck.KafkaError, doing: str) -> KafkaError:
+    code = err.code()
+    kind: type[KafkaError] = KafkaError
+    if code in _FENCED:
+        kind = FencedError
+    elif code in _TIMEOUTS:
+        kind = KafkaTimeoutError
+    elif code in _UNKNOWN:
+        kind = UnknownTopicError
+    elif code == _E.TOPIC_ALREADY_EXISTS:
+        kind = TopicExistsError
+    return kind(
+        f"{doing}: {err.name()} ({err.str()})",
+        retriable=err.retriable(),
+        fatal=err.fatal(),
+        requires_abort=err.txn_requires_abort(),
+    )
+
+
+def _on_client_error(err: ck.KafkaError) -> None:
+    # connection losses and the like: librdkafka retries them by itself; calls that
+    # depend on them fail by their own timeouts
+    if err.fatal():
+        _client_log.error("Kafka client error: %s", err.str())
+    else:
+        _client_log.debug("Kafka client error: %s", err.str())
+
+
+def _tp(tp: TopicPartition, offset: int | None = None) -> ck.TopicPartition:
+    if offset is None:
+        return ck.TopicPartition(tp.topic, tp.partition)
+    return ck.TopicPartition(tp.topic, tp.partition, offset)
+
+
+def _ours(tp: ck.TopicPartition) -> TopicPartition:
+    return TopicPartition(tp.topic, tp.partition)
+
+
+def connection_config(settings: CommonSettings) -> dict[str, Any]:
+    """librdkafka's connection and security settings of ``settings``."""
+    cfg: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": settings.kafka_security_protocol,
+        "logger": _client_log,
+        "log_level": 3,
+        "error_cb": _on_client_error,
+    }
+    if settings.kafka_sasl_mechanism:
+        cfg["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        if settings.kafka_sasl_username is not None:
+            cfg["sasl.username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            cfg["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_ssl_cafile:
+        cfg["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+    return cfg
+
+
+class ConfluentKafka:
+    """Opens confluent-kafka clients of the cluster in ``settings`` (nothing connects
+    until a client is opened)."""
+
+    def __init__(self, settings: CommonSettings) -> None:
+        self._settings = settings
+
+    def _base(self, client_id: str) -> dict[str, Any]:
+        return {**connection_config(self._settings), "client.id": client_id}
+
+    def consumer(
+        self,
+        *,
+        client_id: str,
+        group_id: str | None = None,
+        isolation: Isolation = "read_committed",
+        session_timeout_ms: int | None = None,
+        fetch_max_wait_ms: int | None = None,
+    ) -> Consumer:
+        cfg = {
+            **self._base(client_id),
+            "isolation.level": isolation,
+            # offsets commit in transactions; the offset store (never committed by the
+            # consumer itself) tells a fetch restarted by a rebalance where to resume
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            # a group is required by librdkafka's consumer; assign() does not join it
+            "group.id": group_id or f"{client_id}-unused",
+            "partition.assignment.strategy": "cooperative-sticky",
+            # no end-of-partition events: with them, librdkafka 2.12's batch consume
+            # dropped the record that followed one (the position passes transaction
+            # markers and aborted records by itself)
+            "enable.partition.eof": False,
+        }
+        if session_timeout_ms is not None:
+            cfg["session.timeout.ms"] = session_timeout_ms
+            cfg["heartbeat.interval.ms"] = max(1000, session_timeout_ms // 4)
+        if fetch_max_wait_ms is not None:
+            cfg["fetch.wait.max.ms"] = fetch_max_wait_ms
+        try:
+            return Consumer(ck.Consumer(cfg))
+        except ck.KafkaException as exc:
+            raise error(exc, "cannot create a consumer") from exc
+
+    def _producer_config(
+        self, client_id: str, linger_ms: int, batch_bytes: int | None
+    ) -> dict[str, Any]:
+        cfg = {
+            **self._base(client_id),
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": linger_ms,
+            # the partitioner of Java and kafka-python: a key lands where it always did
+            "partitioner": "murmur2_random",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+        if batch_bytes is not None:
+            cfg["batch.size"] = batch_bytes
+        return cfg
+
+    def producer(
+        self,
+        *,
+        client_id: str,
+        linger_ms: int = 5,
+        batch_bytes: int | None = None,
+        delivery_timeout_ms: int | None = None,
+        request_timeout_ms: int | None = None,
+        max_block_s: float = 30.0,
+    ) -> Producer:
+        cfg = self._producer_config(client_id, linger_ms, batch_bytes)
+        if delivery_timeout_ms is not None:
+            cfg["delivery.timeout.ms"] = delivery_timeout_ms
+        if request_timeout_ms is not None:
+            cfg["request.timeout.ms"] = request_timeout_ms
+        try:
+            return Producer(ck.Producer(cfg), serve=True, block_s=max_block_s)
+        except ck.KafkaException as exc:
+            raise error(exc, "cannot create a producer") from exc
+
+    def transactional_producer(
+        self,
+        *,
+        client_id: str,
+        transactional_id: str,
+        transaction_timeout_ms: int,
+        linger_ms: int = 5,
+        batch_bytes: int | None = None,
+        report_deliveries: bool = False,
+    ) -> TransactionalProducer:
+        cfg = {
+            **self._producer_config(client_id, linger_ms, batch_bytes),
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": transaction_timeout_ms,
+            # failures surface in commit_transaction(); no report per record unless asked
+            "delivery.report.only.error": not report_deliveries,
+        }
+        try:
+            return TransactionalProducer(ck.Producer(cfg), serve=False)
+        except ck.KafkaException as exc:
+            raise error(exc, "cannot create a transactional producer") from exc
+
+    def admin(self) -> Admin:
+        try:
+            return Admin(AdminClient(self._base("servicepulse-admin")))
+        except ck.KafkaException as exc:
+            raise error(exc, "cannot create an admin client") from exc
+
+
+class Consumer:
+    """:class:`kafkaport.ports.Consumer` over ``confluent_kafka.Consumer``."""
+
+    def __init__(self, client: ck.Consumer) -> None:
+        self._c = client
+        self._listener: RebalanceListener | None = None
+
+    def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
+        self._listener = listener
+        try:
+            self._c.subscribe(
+                list(topics),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        except ck.KafkaException as exc:
+            raise error(exc, "cannot subscribe") from exc
+
+    # librdkafka calls these from inside consume() on the polling thread; with the
+    # cooperative protocol they carry only the partitions that move
+    def _on_assign(self, c: ck.Consumer, parts: list[ck.TopicPartition]) -> None:
+        tps = [_ours(p) for p in parts]
+        starts = self._listener.on_assigned(tps) if tps and self._listener else {}
+        c.incremental_assign([_tp(tp, starts.get(tp, ck.OFFSET_STORED)) for tp in tps])
+
+    def _on_revoke(self, c: ck.Consumer, parts: list[ck.TopicPartition]) -> None:
+        try:
+            if parts and self._listener is not None:
+                self._listener.on_revoked([_ours(p) for p in parts])
+        finally:
+            c.incremental_unassign(parts)
+
+    def _on_lost(self, c: ck.Consumer, parts: list[ck.TopicPartition]) -> None:
+        try:
+            if parts and self._listener is not None:
+                self._listener.on_lost([_ours(p) for p in parts])
+        finally:
+            c.incremental_unassign(parts)
+
+    def assign(self, starts: Mapping[TopicPartition, int]) -> None:
+        try:
+            self._c.assign([_tp(tp, off) for tp, off in starts.items()])
+        except ck.KafkaException as exc:
+            raise error(exc, "cannot assign partitions") from exc
+
+    def assignment(self) -> list[TopicPartition]:
+        return [_ours(p) for p in self._c.assignment()]
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        try:
+            self._c.seek(_tp(partition, offset))
+        except ck.KafkaException as exc:
+            raise error(exc, f"cannot seek {partition}") from exc
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        self._c.pause([_tp(tp) for tp in partitions])
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Record]:
+        try:
+            msgs = self._c.consume(max_records, timeout_s)
+        except ck.KafkaException as exc:
+            raise error(exc, "consume failed") from exc
+        out: list[Record] = []
+        append = out.append
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise _from_error(err, "consume failed")
+                logger.warning("consumer: %s", err.str())
+                continue
+            append(
+                Record(
+                    m.topic(),  # type: ignore[arg-type]
+                    m.partition(),  # type: ignore[arg-type]
+                    m.offset(),  # type: ignore[arg-type]
+                    m.timestamp()[1],
+                    m.key(),
+                    m.value(),
+                    m.headers(),  # type: ignore[arg-type]
+                )
+            )
+        return out
+
+    def position(self, partition: TopicPartition) -> int | None:
+        try:
+            off = self._c.position([_tp(partition)])[0].offset
+        except ck.KafkaException as exc:
+            raise error(exc, f"no position of {partition}") from exc
+        return off if off >= 0 else None
+
+    def last_end(self, partition: TopicPartition) -> int | None:
+        got = self._c.get_watermark_offsets(_tp(partition), cached=True)
+        return got[1] if got is not None and got[1] >= 0 else None
+
+    def committed(
+        self, partitions: Sequence[TopicPartition], timeout_s: float
+    ) -> dict[TopicPartition, int | None]:
+        if not partitions:
+            return {}
+        try:
+            found = self._c.committed([_tp(tp) for tp in partitions], timeout=timeout_s)
+        except ck.KafkaException as exc:
+            raise error(exc, "cannot read committed offsets") from exc
+        out: dict[TopicPartition, int | None] = {}
+        for p in found:
+            if p.error is not None:
+                raise _from_error(p.error, f"cannot read the committed offset of {_ours(p)}")
+            out[_ours(p)] = p.offset if p.offset >= 0 else None
+        return out
+
+    def watermarks(
+        self, partitions: Sequence[TopicPartition], timeout_s: float
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        deadline = time.monotonic() + timeout_s
+        for tp in partitions:
+            while True:
+                left = max(0.1, deadline - time.monotonic())
+                try:
+                    got = self._c.get_watermark_offsets(_tp(tp), timeout=left, cached=False)
+                    break
+                except ck.KafkaException as exc:
+                    err = error(exc, f"cannot read the offsets of {tp}")
+                    code = exc.args[0].code() if exc.args else None
+                    # a new topic's leaders take a moment to settle
+                    settling = err.retriable or code in _SETTLING
+                    if not settling or time.monotonic() + 0.1 > deadline:
+                        raise err from exc
+                    time.sleep(0.1)
+            if got is None:
+                raise KafkaTimeoutError(f"no offsets of {tp} within {timeout_s}s")
+            out[tp] = (got[0], got[1])
+        return out
+
+    def partitions_for(self, topic: str, timeout_s: float) -> set[int]:
+        return _partitions(self._c, topic, timeout_s)
+
+    def group_metadata(self) -> GroupMetadata:
+        md: GroupMetadata = self._c.consumer_group_metadata()
+        return md
+
+    def member_id(self) -> str:
+        return self._c.memberid() or ""
+
+    def close(self) -> None:
+        try:
+            self._c.close()
+        except ck.KafkaException as exc:
+            raise error(exc, "closing the consumer failed") from exc
+
+
+def _partitions(client: ck.Consumer | ck.Producer, topic: str, timeout_s: float) -> set[int]:
+    try:
+        md = client.list_topics(topic, timeout=timeout_s)
+    except ck.KafkaException as exc:
+        raise error(exc, f"no metadata of topic {topic}") from exc
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        return set()
+    return set(t.partitions)
+
+
+class Producer:
+    """:class:`kafkaport.ports.Producer` over ``confluent_kafka.Producer``.
+
+    With ``serve``, a daemon thread serves delivery callbacks (they run on it).
+    """
+
+    def __init__(self, client: ck.Producer, *, serve: bool, block_s: float = 30.0) -> None:
+        self._p = client
+        self._block_s = block_s
+        self._closed = threading.Event()
+        self._server: threading.Thread | None = None
+        if serve:
+            self._server = threading.Thread(
+                target=self._serve, name="kafka-deliveries", daemon=True
+            )
+            self._server.start()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            self._p.poll(0.1)
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        *,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        cb = None
+        if on_delivery is not None:
+            done = on_delivery
+
+            def cb(err: ck.KafkaError | None, msg: Any) -> None:
+                if err is None:
+                    done(None, msg.partition(), msg.offset())
+                else:
+                    done(_from_error(err, "not delivered"), -1, -1)
+
+        deadline: float | None = None
+        while True:
+            try:
+                self._p.produce(
+                    topic,
+                    value,
+                    key,
+                    -1 if partition is None else partition,
+                    on_delivery=cb,
+                    timestamp=timestamp_ms or 0,
+                    headers=list(headers) if headers else None,
+                )
+                return
+            except BufferError as exc:  # the local queue is full: serve it and retry
+                now = time.monotonic()
+                deadline = deadline or now + self._block_s
+                if now > deadline:
+                    raise KafkaTimeoutError(
+                        f"the producer's queue stayed full for {self._block_s:.1f}s"
+                    ) from exc
+                self._p.poll(0.05)
+            except ck.KafkaException as exc:
+                raise error(exc, f"cannot send to {topic}") from exc
+
+    def flush(self, timeout_s: float) -> int:
+        try:
+            left: int = self._p.flush(timeout_s)
+        except ck.KafkaException as exc:
+            raise error(exc, "flush failed") from exc
+        except SystemError as exc:
+            # confluent-kafka raises a fatal error (a fenced transactional producer) while
+            # it still serves delivery reports: the next report's callback meets the
+            # pending exception (kept as the cause) or loses it; the instance is unusable
+            cause = exc.__cause__
+            if isinstance(cause, ck.KafkaException):
+                raise error(cause, "flush failed") from cause
+            raise KafkaError(f"flush failed: {exc}", fatal=True) from exc
+        return left
+
+    def partitions_for(self, topic: str, timeout_s: float) -> set[int]:
+        return _partitions(self._p, topic, timeout_s)
+
+    def close(self, timeout_s: float) -> None:
+        try:
+            self._p.flush(timeout_s)
+        finally:
+            self._closed.set()
+            if self._server is not None:
+                self._server.join(1.0)
+
+
+class TransactionalProducer(Producer):
+    """:class:`kafkaport.ports.TransactionalProducer` over ``confluent_kafka.Producer``."""
+
+    def _call(self, doing: str, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except ck.KafkaException as exc:
+            raise error(exc, doing) from exc
+
+    def init_transactions(self, timeout_s: float) -> None:
+        self._call("cannot initialise transactions", self._p.init_transactions, timeout_s)
+
+    def begin_transaction(self) -> None:
+        self._call("cannot begin a transaction", self._p.begin_transaction)
+
+    def send_offsets(
+        self,
+        offsets: Mapping[TopicPartition, int],
+        group: GroupMetadata,
+        timeout_s: float,
+    ) -> None:
+        positions = [_tp(tp, off) for tp, off in offsets.items()]
+        self._call(
+            "cannot add offsets to the transaction",
+            self._p.send_offsets_to_transaction,
+            positions,
+            group,
+            timeout_s,
+        )
+
+    def commit_transaction(self, timeout_s: float) -> None:
+        self._call("cannot commit the transaction", self._p.commit_transaction, timeout_s)
+
+    def abort_transaction(self, timeout_s: float) -> None:
+        self._call("cannot abort the transaction", self._p.abort_transaction, timeout_s)
+
+
+def _result(future: Any, doing: str, timeout_s: float) -> Any:
+    try:
+        return future.result(timeout=timeout_s)
+    except ck.KafkaException as exc:
+        raise error(exc, doing) from exc
+    except TimeoutError as exc:
+        raise KafkaTimeoutError(f"{doing}: no answer within {timeout_s}s") from exc
+
+
+class Admin:
+    """:class:`kafkaport.ports.Admin` over ``confluent_kafka.admin.AdminClient``."""
+
+    def __init__(self, client: AdminClient) -> None:
+        self._a = client
+
+    def _metadata(self, timeout_s: float) -> Any:
+        try:
+            return self._a.list_topics(timeout=timeout_s)
+        except ck.KafkaException as exc:
+            raise error(exc, "no cluster metadata") from exc
+
+    def list_topics(self, timeout_s: float) -> set[str]:
+        return set(self._metadata(timeout_s).topics)
+
+    def broker_count(self, timeout_s: float) -> int:
+        return len(self._metadata(timeout_s).brokers)
+
+    def create_topics(
+        self,
+        topics: Sequence[tuple[str, int, Mapping[str, str]]],
+        replication: int,
+        timeout_s: float,
+    ) -> None:
+        if not topics:
+            return
+        new = [
+            NewTopic(name, num_partitions=n, replication_factor=replication, config=dict(cfg))
+            for name, n, cfg in topics
+        ]
+        futures = self._a.create_topics(new, request_timeout=timeout_s, operation_timeout=timeout_s)
+        for name, f in futures.items():
+            try:
+                _result(f, f"cannot create topic {name}", timeout_s)
+            except TopicExistsError:
+                logger.info("topic %s created concurrently by another process", name)
+
+    def topic_configs(
+        self, topics: Sequence[str], timeout_s: float
+    ) -> dict[str, dict[str, str | None]]:
+        if not topics:
+            return {}
+        res = [ConfigResource(ResourceType.TOPIC, t) for t in topics]
+        futures = self._a.describe_configs(res, request_timeout=timeout_s)
+        out: dict[str, dict[str, str | None]] = {}
+        for r, f in futures.items():
+            entries = _result(f, f"cannot read the configs of topic {r.name}", timeout_s)
+            out[r.name] = {k: e.value for k, e in entries.items()}
+        return out
+
+    def alter_topic_configs(
+        self, configs: Mapping[str, Mapping[str, str]], timeout_s: float
+    ) -> None:
+        res = [
+            ConfigResource(
+                ResourceType.TOPIC,
+                t,
+                incremental_configs=[
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                    for k, v in cfg.items()
+                ],
+            )
+            for t, cfg in configs.items()
+        ]
+        if not res:
+            return
+        futures = self._a.incremental_alter_configs(res, request_timeout=timeout_s)
+        for r, f in futures.items():
+            _result(f, f"cannot alter the configs of topic {r.name}", timeout_s)
+
+    def delete_topics(self, topics: Sequence[str], timeout_s: float) -> None:
+        if not topics:
+            return
+        futures = self._a.delete_topics(
+            list(topics), request_timeout=timeout_s, operation_timeout=timeout_s
+        )
+        for name, f in futures.items():
+            with contextlib.suppress(UnknownTopicError):
+                _result(f, f"cannot delete topic {name}", timeout_s)
+
+    def delete_records(self, before: Mapping[TopicPartition, int], timeout_s: float) -> None:
+        futures = self._a.delete_records(
+            [_tp(tp, off) for tp, off in before.items()],
+            request_timeout=timeout_s,
+            operation_timeout=timeout_s,
+        )
+        for tp, f in futures.items():
+            _result(f, f"cannot delete records of {_ours(tp)}", timeout_s)
+
+    def partition_leaders(
+        self, topics: Sequence[str], timeout_s: float
+    ) -> dict[TopicPartition, int]:
+        md = self._metadata(timeout_s)
+        out: dict[TopicPartition, int] = {}
+        for name in topics:
+            t = md.topics.get(name)
+            if t is None or t.error is not None:
+                continue
+            for p in t.partitions.values():
+                out[TopicPartition(name, p.id)] = p.leader if p.error is None else -1
+        return out
+
+    def list_groups(self, timeout_s: float) -> list[str]:
+        got = _result(
+            self._a.list_consumer_groups(request_timeout=timeout_s), "no groups", timeout_s
+        )
+        return [g.group_id for g in got.valid]
+
+    def delete_groups(self, groups: Sequence[str], timeout_s: float) -> None:
+        if not groups:
+            return
+        futures = self._a.delete_consumer_groups(list(groups), request_timeout=timeout_s)
+        for g, f in futures.items():
+            _result(f, f"cannot delete group {g}", timeout_s)
+
+    def group_offsets(
+        self, group: str, partitions: Sequence[TopicPartition] | None, timeout_s: float
+    ) -> dict[TopicPartition, int | None]:
+        tps = None if partitions is None else [_tp(tp) for tp in partitions]
+        req = ConsumerGroupTopicPartitions(group, tps)
+        futures = self._a.list_consumer_group_offsets(
+            [req], require_stable=True, request_timeout=timeout_s
+        )
+        got = _result(futures[group], f"cannot read the offsets of group {group}", timeout_s)
+        return {_ours(p): (p.offset if p.offset >= 0 else None) for p in got.topic_partitions or []}
+
+    def close(self) -> None:
+        """Nothing to release (the client closes when collected)."""
+
+
+__all__ = [
+    "BEGINNING",
+    "END",
+    "Admin",
+    "ConfluentKafka",
+    "Consumer",
+    "Producer",
+    "TransactionalProducer",
+    "connection_config",
+    "error",
+]

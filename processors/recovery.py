@@ -1,0 +1,180 @@
+"""Recovery: the state of newly assigned input partitions, rebuilt from Kafka (KIP-447).
+
+The order matters. First the group's committed input offsets are read with
+``require_stable`` (a ``read_committed`` consumer asks that way): while a transaction of
+the previous owner that holds offsets of these partitions is open, the broker answers
+UNSTABLE_OFFSET_COMMIT and the client keeps asking, so the offsets returned, and the
+outputs of every transaction that moved them, are final. Only then is the state read:
+each partition's changelog partition and its records of the aggregates topic (the
+cumulative rollups, gauges and restatement logs: state too, so not written twice), up to
+the high watermark taken at the start, ``read_committed`` (which waits out transactions
+still open). Processing starts at exactly the offsets read first. Reading state first
+lost such a transaction's events (tests/processors/test_handover.py).
+
+:func:`load` is the one routine that turns changelog and aggregate records into engines;
+the Kafka restore and the test harness both use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from contract.topics import Topics
+from kafkaport.ports import Consumer, Kafka
+from kafkaport.types import KafkaTimeoutError, TopicPartition
+from processors.context import Context
+from processors.engine import PartitionEngine
+from processors.errors import RestoreError
+
+logger = logging.getLogger(__name__)
+
+#: records per poll of the restore consumer
+RESTORE_POLL = 20_000
+#: one committed-offsets request waits at most this long (then it is asked again)
+COMMITTED_SLICE_S = 10.0
+
+
+@dataclass
+class Restored:
+    """Engines of restored partitions and the input offset each starts at."""
+
+    engines: dict[int, PartitionEngine]
+    starts: dict[TopicPartition, int]
+    records: int = 0
+    seconds: float = 0.0
+    aggregate_partitions: int = 0
+    read: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def load(
+    engines: dict[int, PartitionEngine],
+    changelog: Iterable[tuple[int, bytes | None, bytes | None]],
+    aggregates: Iterable[tuple[bytes | None, bytes | None]],
+) -> int:
+    """Feed changelog records ``(partition, key, value)`` and aggregate records
+    ``(key, value)`` (in offset order) to the engines they belong to; returns how many
+    records were read. Aggregate records of partitions not in ``engines`` are skipped.
+    Call :func:`finish` once everything is loaded."""
+    n = 0
+    for p, key, value in changelog:
+        n += 1
+        if key is not None:
+            engines[p].restore_changelog(key, value)
+    for key, value in aggregates:
+        n += 1
+        if key is None or value is None:
+            continue
+        parts = key.decode().split("|")
+        if len(parts) > 1 and parts[1].isdigit():
+            e = engines.get(int(parts[1]))
+            if e is not None:
+                e.restore_aggregate(parts, value)
+    return n
+
+
+def finish(engines: dict[int, PartitionEngine]) -> None:
+    """Build every engine's state from what :func:`load` gave it."""
+    for e in engines.values():
+        e.finish_restore()
+
+
+def committed_offsets(
+    consumer: Consumer, inputs: list[TopicPartition], deadline: float, timeout_s: float
+) -> dict[TopicPartition, int | None]:
+    """The group's stable committed offsets of ``inputs``; waits for an open
+    transaction of their previous owner until ``deadline``."""
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return consumer.committed(inputs, max(0.1, min(COMMITTED_SLICE_S, left)))
+        except KafkaTimeoutError as exc:
+            if time.monotonic() >= deadline:
+                raise RestoreError(
+                    f"the committed offsets of partitions {[tp.partition for tp in inputs]} "
+                    f"stayed unstable for {timeout_s}s (a transaction of their previous "
+                    "owner is still open)"
+                ) from exc
+            logger.info(
+                "waiting for an open transaction of the previous owner of partitions %s",
+                [tp.partition for tp in inputs],
+            )
+
+
+def restore(
+    kafka: Kafka,
+    group: Consumer,
+    topics: Topics,
+    partitions: list[int],
+    ctx: Context,
+    timeout_s: float,
+) -> Restored:
+    """Restore the state of input ``partitions``; see the module's description.
+
+    ``group`` is the group member the partitions were assigned to (its committed
+    offsets are the group's). Raises :class:`RestoreError` when reading makes no progress
+    for ``timeout_s`` (and when committed offsets stay unstable that long).
+    """
+    started = time.monotonic()
+    deadline = started + timeout_s
+    parts = sorted(partitions)
+    engines = {p: PartitionEngine(p, ctx) for p in parts}
+    inputs = [TopicPartition(topics.events, p) for p in parts]
+    committed = committed_offsets(group, inputs, deadline, timeout_s)
+    # ends from a read_uncommitted client: the high watermark, open transactions included
+    hw = kafka.consumer(client_id="servicepulse-restore-hw", isolation="read_uncommitted")
+    try:
+        n_agg = len(hw.partitions_for(topics.aggregates, timeout_s))
+        state = [TopicPartition(topics.changelog, p) for p in parts]
+        state += [TopicPartition(topics.aggregates, q) for q in range(n_agg)]
+        marks = hw.watermarks(state, max(1.0, deadline - time.monotonic()))
+        fresh = [tp for tp, off in committed.items() if off is None]
+        lows = hw.watermarks(fresh, max(1.0, deadline - time.monotonic())) if fresh else {}
+    finally:
+        hw.close()
+    todo = {tp: end for tp, (low, end) in marks.items() if end > low}
+    n = 0
+    if todo:
+        rc = kafka.consumer(client_id="servicepulse-restore")
+        try:
+            rc.assign({tp: marks[tp][0] for tp in todo})
+            # the limit is on a lack of progress, never on the total time: a restore that
+            # keeps reading (a long history) always finishes
+            progressed = time.monotonic()
+            while todo:
+                if time.monotonic() - progressed > timeout_s:
+                    behind = {str(tp): (rc.position(tp), e) for tp, e in todo.items()}
+                    raise RestoreError(
+                        f"restoring partitions {parts} read no record for {timeout_s:g}s; "
+                        f"still behind (position, end): {behind}"
+                    )
+                recs = rc.poll(0.2, RESTORE_POLL)
+                if recs:
+                    progressed = time.monotonic()
+                    cl = topics.changelog
+                    n += load(
+                        engines,
+                        ((r.partition, r.key, r.value) for r in recs if r.topic == cl),
+                        ((r.key, r.value) for r in recs if r.topic != cl),
+                    )
+                for tp in [tp for tp, end in todo.items() if (rc.position(tp) or -1) >= end]:
+                    del todo[tp]
+        finally:
+            rc.close()
+    finish(engines)
+    starts = {tp: off for tp, off in committed.items() if off is not None}
+    # never committed: from the log start (an explicit offset, not a reset)
+    starts.update({tp: lows[tp][0] for tp in fresh})
+    took = time.monotonic() - started
+    logger.info("restored partitions %s from %d records in %.2fs", parts, n, took)
+    logger.info("partitions %s start at offsets %s", parts, [starts[tp] for tp in inputs])
+    return Restored(
+        engines,
+        starts,
+        records=n,
+        seconds=took,
+        aggregate_partitions=n_agg,
+        read={str(tp): marks[tp] for tp in state},
+    )

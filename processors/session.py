@@ -1,0 +1,452 @@
+"""Session: one consumer-group member, one transactional producer, the engines it owns.
+
+A session moves through :class:`State` only by :meth:`Session._to`; what a rebalance
+callback may do depends on that state, never on flags. Rebalance callbacks run inside
+``poll`` on the loop's thread (librdkafka calls them there), so no state is shared with
+other threads. With cooperative rebalancing a callback carries only the partitions that
+move: an assignment restores just those (:mod:`processors.recovery`) while the others
+keep their state; a revocation first commits the open transaction (the partitions are
+still owned) and then drops just those engines. Partitions *lost* (evicted from the
+group) may be owned elsewhere already: the open transaction must not commit, so the
+session fails and a new one restores from Kafka.
+
+Constructing a session does no I/O; :meth:`Session.open` connects.
+"""
+
+from __future__ import annotations
+
+import enum
+import gc
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from kafkaport.ports import Consumer, Kafka, TransactionalProducer
+from kafkaport.types import KafkaError, Record, TopicPartition
+from processors import recovery
+from processors.checkpoint import Checkpoint
+from processors.engine import PartitionEngine
+from processors.errors import SessionError
+
+if TYPE_CHECKING:
+    from processors.runner import Processor
+
+logger = logging.getLogger(__name__)
+
+#: How much longer than the commit interval a transaction may run while catching up.
+CATCH_UP_EXTRA_S = 4.5
+#: Timeout of metadata and offset requests.
+REQUEST_S = 30.0
+
+
+class State(enum.Enum):
+    """Where a session is."""
+
+    NEW = "new"  #: constructed, no clients
+    OPENING = "opening"  #: clients connecting, transactions initialising
+    RUNNING = "running"  #: a group member processing its partitions
+    CLOSING = "closing"  #: leaving the group: the revocation commits what is pending
+    FAILED = "failed"  #: state is not to be trusted: nothing more is committed
+    CLOSED = "closed"  #: clients closed
+
+
+_NEXT: dict[State, frozenset[State]] = {
+    State.NEW: frozenset({State.OPENING, State.CLOSED}),
+    State.OPENING: frozenset({State.RUNNING, State.FAILED}),
+    State.RUNNING: frozenset({State.CLOSING, State.FAILED}),
+    State.CLOSING: frozenset({State.FAILED, State.CLOSED}),
+    State.FAILED: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+class Session:
+    """A Kafka session of :class:`processors.runner.Processor` (see the module)."""
+
+    def __init__(self, proc: Processor, kafka: Kafka) -> None:
+        self.p = proc
+        self.kafka = kafka
+        self.state = State.NEW
+        self.topics = proc.topics
+        self.engines: dict[int, PartitionEngine] = {}
+        #: per owned partition, the next input offset to process
+        self.next_offset: dict[int, int] = {}
+        self.consumer: Consumer | None = None
+        self.producer: TransactionalProducer | None = None
+        self.checkpoint: Checkpoint | None = None
+        self._gap: Consumer | None = None
+        #: the partitions being restored now (for observers; empty between restores)
+        self.restoring: list[int] = []
+        self.last_tick = 0.0
+        self.last_sizes = 0.0
+
+    def _to(self, state: State) -> None:
+        if state not in _NEXT[self.state]:
+            raise SessionError(f"session cannot go from {self.state.value} to {state.value}")
+        logger.debug("session %s -> %s", self.state.value, state.value)
+        self.state = state
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect: fence earlier incarnations, join the group. Raises
+        :class:`KafkaError` (the session is then closed)."""
+        self._to(State.OPENING)
+        s = self.p.settings
+        try:
+            self.producer = self.kafka.transactional_producer(
+                client_id=f"servicepulse-processor-{s.instance_id}",
+                transactional_id=s.transactional_id,
+                transaction_timeout_ms=s.transaction_timeout_ms,
+                linger_ms=20,
+                batch_bytes=256 * 1024,
+            )
+            # fences an earlier incarnation with this id and aborts its open transaction
+            self.producer.init_transactions(REQUEST_S)
+            self.checkpoint = Checkpoint(
+                self.producer, self.topics, self.p.metrics, s.transaction_timeout_ms / 1000
+            )
+            self.consumer = self.kafka.consumer(
+                client_id=f"servicepulse-processor-{s.instance_id}",
+                group_id=s.group_id,
+                session_timeout_ms=s.session_timeout_ms,
+            )
+            self._to(State.RUNNING)
+            self.consumer.subscribe([self.topics.events], self)
+        except BaseException:
+            self.close(error=True)
+            raise
+
+    def close(self, *, error: bool = False) -> None:
+        """Leave the group and close the clients; on error drop the state first.
+
+        On error the open transaction is aborted before the group learns this member
+        has gone; otherwise the consumer's close revokes its partitions, which commits
+        what is pending (a commit that fails is aborted after). Left open, a
+        transaction would hold up the next owner's restore until it times out.
+        """
+        if self.state is State.CLOSED:
+            return
+        if error and self.state is not State.NEW:
+            if self.state is not State.FAILED:
+                self._to(State.FAILED)
+            self.engines.clear()
+            if self.checkpoint is not None:
+                self.checkpoint.abort()
+        elif self.state is State.RUNNING:
+            self._to(State.CLOSING)
+        for c in (self.consumer, self._gap):
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:  # closing anyway
+                    logger.warning("closing a consumer failed", exc_info=True)
+        if self.checkpoint is not None:
+            self.checkpoint.abort()
+        if self.producer is not None:
+            try:
+                self.producer.close(5.0)
+            except Exception:  # closing anyway
+                logger.warning("closing the producer failed", exc_info=True)
+        self._to(State.CLOSED)
+
+    # -- rebalance (called inside poll, on this thread) --------------------------------
+
+    def on_assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        new = sorted(tp.partition for tp in partitions if tp.topic == self.topics.events)
+        if self.state is not State.RUNNING or not new or self.consumer is None:
+            return {}
+        logger.info("assigned partitions %s (keeping %s)", new, sorted(self.engines))
+        # commit what the kept partitions have before the restore holds the loop up
+        self._commit()
+        self.restoring = new
+        try:
+            got = recovery.restore(
+                self.kafka,
+                self.consumer,
+                self.topics,
+                new,
+                self.p.ctx,
+                self.p.settings.restore_timeout_s,
+            )
+        finally:
+            self.restoring = []
+        for tp, off in got.starts.items():
+            self.next_offset[tp.partition] = off
+        self.engines.update(got.engines)
+        # restored state lives until revocation: keep the cyclic collector off it
+        gc.freeze()
+        self.p.stats.restore_seconds += got.seconds
+        self.p.stats.restored_records += got.records
+        self.p.metrics.restore_seconds.observe(got.seconds)
+        self.p.metrics.assigned_partitions.set(len(self.engines))
+        return got.starts
+
+    def on_revoked(self, partitions: list[TopicPartition]) -> None:
+        gone = sorted(tp.partition for tp in partitions if tp.topic == self.topics.events)
+        logger.info("revoked partitions %s", gone)
+        try:
+            if self.state in (State.RUNNING, State.CLOSING):
+                self._commit(leaving=tuple(gone))
+        finally:
+            self._drop(gone)
+
+    def on_lost(self, partitions: list[TopicPartition]) -> None:
+        lost = sorted(tp.partition for tp in partitions if tp.topic == self.topics.events)
+        logger.warning("partitions %s lost (evicted from the group)", lost)
+        self._drop(lost)
+        if self.state in (State.RUNNING, State.CLOSING):
+            self._to(State.FAILED)
+            raise SessionError("evicted from the consumer group; partitions lost")
+
+    def _drop(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self.engines.pop(p, None)
+            self.next_offset.pop(p, None)
+        self.p.metrics.lag.clear()
+        self.p.metrics.watermark_delay.clear()
+        self.p.metrics.assigned_partitions.set(len(self.engines))
+
+    # -- processing --------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One transaction: poll until the commit interval or batch limit; commit."""
+        consumer, checkpoint = self.consumer, self.checkpoint
+        if self.state is not State.RUNNING or consumer is None or checkpoint is None:
+            raise SessionError(f"cannot process in state {self.state.value}")
+        s = self.p.settings
+        deadline = time.monotonic() + s.commit_interval_ms / 1000
+        n = 0
+        touched: set[int] = set()
+        busy = 0.0
+        metrics = self.p.metrics
+        stats = self.p.stats
+        events = self.topics.events
+        debug = logger.isEnabledFor(logging.DEBUG)
+        while True:
+            # past the deadline only while catching up: wait briefly for the next fetch
+            remaining = max(0.05, deadline - time.monotonic())
+            want = min(s.poll_records, s.max_batch - n)
+            recs = consumer.poll(remaining, want)
+            if self.state is not State.RUNNING:
+                raise SessionError(f"session {self.state.value} during a poll")
+            if recs:
+                t0 = time.monotonic()
+                if stats.first_event_at is None:
+                    stats.first_event_at = t0
+                by_part: dict[int, list[Record]] = {}
+                for r in recs:
+                    by_part.setdefault(r.partition, []).append(r)
+                checkpoint.begin()
+                for p, part in by_part.items():
+                    eng = self.engines.get(p)
+                    if eng is None:
+                        raise SessionError(f"records for partition {p} with no state")
+                    expected = self.next_offset.get(p)
+                    if expected is not None and part[0].offset < expected:
+                        # delivered again (a fetch restarted by a rebalance): those
+                        # records are applied already and must not count twice
+                        part = [r for r in part if r.offset >= expected]
+                        if not part:
+                            continue
+                    first, nxt = part[0].offset, part[-1].offset + 1
+                    if expected is not None and first > expected:
+                        tp = TopicPartition(events, p)
+                        if not self.check_gap(tp, expected, first):
+                            consumer.seek(tp, expected)  # read the skipped records
+                            continue
+                    if debug:
+                        logger.debug("p%d: offsets %d-%d", p, first, nxt - 1)
+                    dead = eng.process(part)
+                    eng.mark_live(int(self.p.clock() * 1000))
+                    if dead:
+                        checkpoint.dead_letters(dead)
+                        stats.deadletters += len(dead)
+                    checkpoint.processed(TopicPartition(events, p), nxt)
+                    self.next_offset[p] = nxt
+                    touched.add(p)
+                    n += len(part)
+                busy += time.monotonic() - t0
+            if n >= s.max_batch or self.p.stopping or not recs:
+                break
+            now_m = time.monotonic()
+            # Catching up (the poll came back full: more is waiting): a bigger transaction
+            # writes fewer records per event, as every changed key is written once per
+            # transaction. Live traffic keeps the commit interval.
+            if now_m >= deadline and (len(recs) < want or now_m >= deadline + CATCH_UP_EXTRA_S):
+                break
+        now = self.p.clock()
+        if now - self.last_tick >= s.idle_tick_ms / 1000:
+            self.last_tick = now
+            now_ms = int(now * 1000)
+            for p, eng in self.engines.items():
+                if p not in touched and eng.wm.live and self._caught_up(p):
+                    eng.tick(now_ms)
+        if n:
+            metrics.batch_seconds.observe(busy)
+            metrics.events.inc(n)
+            stats.events += n
+        self._commit()
+        self._gauges(now)
+        return n
+
+    def _commit(self, leaving: tuple[int, ...] = ()) -> None:
+        """Commit what is pending; ``leaving``: partitions about to be revoked (not worth
+        restoring if the commit is refused)."""
+        checkpoint, consumer = self.checkpoint, self.consumer
+        if checkpoint is None or consumer is None or not checkpoint.pending(self.engines):
+            return
+        try:
+            out = checkpoint.commit(self.engines, consumer.group_metadata())
+        except KafkaError as exc:
+            if not exc.requires_abort or exc.fatal or self.state is not State.RUNNING:
+                raise
+            # e.g. offsets of a generation the group has just left behind (a commit
+            # during a rebalance, KIP-447 fencing): the transaction is lost, the
+            # membership is not
+            self._recover_in_place(exc, leaving)
+            return
+        stats = self.p.stats
+        stats.transactions += 1
+        stats.records_out += out
+        stats.last_commit_at = time.monotonic()
+
+    def _recover_in_place(self, exc: KafkaError, leaving: tuple[int, ...]) -> None:
+        """Abort the open transaction and rebuild the owned partitions from Kafka, staying
+        in the group (leaving it would move every partition of every instance again)."""
+        checkpoint, consumer, producer = self.checkpoint, self.consumer, self.producer
+        if checkpoint is None or consumer is None or producer is None:
+            raise SessionError("no clients to recover with") from exc
+        owned = sorted(set(self.engines) - set(leaving))
+        logger.warning(
+            "transaction refused (%s); restoring partitions %s from the last commit", exc, owned
+        )
+        checkpoint.open = False
+        checkpoint.offsets = {}
+        producer.abort_transaction(REQUEST_S)
+        self.p.metrics.transactions.labels("aborted").inc()
+        self.engines.clear()
+        self.next_offset.clear()
+        if not owned:
+            return
+        got = recovery.restore(
+            self.kafka,
+            consumer,
+            self.topics,
+            owned,
+            self.p.ctx,
+            self.p.settings.restore_timeout_s,
+        )
+        self.engines.update(got.engines)
+        for tp, off in got.starts.items():
+            self.next_offset[tp.partition] = off
+            consumer.seek(tp, off)
+        self.p.stats.restore_seconds += got.seconds
+        self.p.stats.restored_records += got.records
+        self.p.metrics.restore_seconds.observe(got.seconds)
+
+    def check_gap(self, tp: TopicPartition, expected: int, first: int) -> bool:
+        """Records of ``tp`` came from offset ``first`` although ``expected`` was next.
+
+        Offsets below the partition's log start were deleted by the events topic's
+        retention before they were processed (the consumer, positioned out of range,
+        was reset to the log start): nothing brings them back, so they are counted
+        (``servicepulse_processor_retention_lost_total``, once per process) and logged
+        as an error, and processing goes on. Above the log start, offsets may rightly
+        hold nothing for a ``read_committed`` reader (transaction markers, aborted
+        records); if they hold records, the client skipped them: ``False`` (the caller
+        moves the consumer back to ``expected`` and drops the records it got).
+        Returns whether the records from ``first`` may be processed.
+        """
+        c = self._gap
+        if c is None:
+            c = self._gap = self.kafka.consumer(client_id="servicepulse-gap-check")
+        start = c.watermarks([tp], REQUEST_S)[tp][0]
+        if start > expected:
+            end = min(start, first)
+            reported = self.p.retention_reported
+            since = max(expected, reported.get(tp.partition, expected))
+            if end > since:
+                gone = end - since
+                reported[tp.partition] = end
+                self.p.metrics.retention_lost.inc(gone)
+                self.p.stats.retention_lost += gone
+                logger.error(
+                    "partition %d: offsets %d-%d were deleted by the retention of %s "
+                    "before they were processed (%d events lost); raise the topic's "
+                    "retention.ms or keep the processors' lag below it",
+                    tp.partition,
+                    end - gone,
+                    end - 1,
+                    tp.topic,
+                    gone,
+                )
+            expected = start
+            if expected >= first:
+                return True
+        c.assign({tp: expected})
+        deadline = time.monotonic() + REQUEST_S
+        while True:
+            held = [r.offset for r in c.poll(0.2, 500) if expected <= r.offset < first]
+            if held:
+                self.p.metrics.skips.inc()
+                logger.warning(
+                    "partition %d: the Kafka client skipped offsets %d-%d (records at %d...); "
+                    "reading them again",
+                    tp.partition,
+                    expected,
+                    first - 1,
+                    held[0],
+                )
+                return False
+            pos = c.position(tp)
+            if pos is not None and pos >= first:
+                return True
+            if time.monotonic() > deadline:
+                raise SessionError(
+                    f"partition {tp.partition}: could not check offsets {expected}-{first - 1}"
+                )
+
+    def _caught_up(self, p: int) -> bool:
+        if self.consumer is None:
+            return False
+        end = self.consumer.last_end(TopicPartition(self.topics.events, p))
+        nxt = self.next_offset.get(p)
+        return end is not None and nxt is not None and nxt >= end
+
+    def _gauges(self, now: float) -> None:
+        metrics = self.p.metrics
+        consumer = self.consumer
+        if consumer is None:
+            return
+        for p, eng in self.engines.items():
+            if eng.wm.watermark_ms is not None:
+                metrics.watermark_delay.labels(str(p)).set(now - eng.wm.watermark_ms / 1000)
+            end = consumer.last_end(TopicPartition(self.topics.events, p))
+            nxt = self.next_offset.get(p)
+            if end is not None and nxt is not None:
+                metrics.lag.labels(str(p)).set(max(0, end - nxt))
+        if now - self.last_sizes >= 10:
+            self.last_sizes = now
+            totals: dict[str, int] = {}
+            for eng in self.engines.values():
+                for k, v in eng.state_sizes().items():
+                    totals[k] = totals.get(k, 0) + v
+            for k, v in totals.items():
+                metrics.state_entries.labels(k).set(v)
+
+    def caught_up_with(self, ends: dict[int, int]) -> bool:
+        """Whether every partition in ``ends`` is owned and processed to its end offset."""
+        if set(self.engines) != set(ends) or (self.checkpoint and self.checkpoint.open):
+            return False
+        return all(end == 0 or self.next_offset.get(p, -1) >= end for p, end in ends.items())
+
+    def end_offsets(self) -> dict[int, int]:
+        """The events topic's end offsets (``read_committed``: the last stable offsets)."""
+        if self.consumer is None:
+            return {}
+        parts = self.consumer.partitions_for(self.topics.events, REQUEST_S)
+        tps = [TopicPartition(self.topics.events, p) for p in sorted(parts)]
+        marks = self.consumer.watermarks(tps, REQUEST_S)
+        return {tp.partition: end for tp, (_, end) in marks.items()}

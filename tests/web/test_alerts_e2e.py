@@ -1,0 +1,98 @@
+"""Alerts that reach people: real Prometheus -> real Alertmanager -> the API's webhook ->
+the inspectors' alerts page in Chromium. Grouping by alert and agency and the inhibition
+of a warning by the critical alert of the same agency are Alertmanager's own doing."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.web.settings import WebSettings
+from servicepulse import alertmanager
+from tests.fixtures.alertmanager import alertmanager_for, prometheus_alerting, wait_for
+from tests.fixtures.api import api_settings, running_api
+from tests.fixtures.kafka import Broker, make_topics
+from tests.web.conftest import open_context, sign_in
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _rule(severity: str, agency: str) -> dict[str, Any]:
+    return {
+        "alert": "WebViewTestAlert",
+        "expr": "vector(1)",
+        "labels": {"severity": severity, "agency": agency},
+        "annotations": {"summary": f"{agency}: тестовое оповещение ({severity})"},
+    }
+
+
+def test_alerts_reach_the_alerts_page_grouped_and_inhibited(
+    kafka_broker: Broker, browser: Any, tmp_path: Path
+) -> None:
+    _topics, common = make_topics(kafka_broker, 1)
+    web = WebSettings(live_interval_seconds=2)
+    with running_api(api_settings(common, tmp_path), web=web) as server:
+        hook = f"{server.url}{alertmanager.WEBHOOK_PATH}"
+        (tmp_path / "am").mkdir()
+        (tmp_path / "prom").mkdir()
+        rules = [_rule("critical", "minsoc"), _rule("warning", "minsoc"), _rule("warning", "zags")]
+        with (
+            alertmanager_for(tmp_path / "am", hook) as am,
+            prometheus_alerting(tmp_path / "prom", rules, am),
+        ):
+            store = server.app.state.web.alerts
+
+            def delivered() -> bool:
+                names = {(a.labels["agency"], a.severity) for a in store.list()}
+                return {("minsoc", "critical"), ("zags", "warning")} <= names
+
+            wait_for(delivered, 90, "Alertmanager did not deliver both groups")
+            # Alertmanager holds the minsoc warning back: inhibited by its critical alert
+            alerts = httpx.get(f"{am}/api/v2/alerts", timeout=10).json()
+            minsoc_warning = next(
+                a
+                for a in alerts
+                if a["labels"]["agency"] == "minsoc" and a["labels"]["severity"] == "warning"
+            )
+            assert minsoc_warning["status"]["inhibitedBy"], minsoc_warning["status"]
+            groups = httpx.get(f"{am}/api/v2/alerts/groups", timeout=10).json()
+            assert {g["labels"]["agency"] for g in groups} == {"minsoc", "zags"}
+            assert ("minsoc", "warning") not in {
+                (a.labels["agency"], a.severity) for a in store.list()
+            }
+
+            ctx, watch = open_context(browser, server.url)
+            page = ctx.new_page()
+            sign_in(page, server.url, server.inspector_token(), "/alerts")
+            assert page.url.endswith("/alerts")
+            items = page.locator("li.alert")
+            assert items.count() == 2
+            assert "критическое" in items.nth(0).inner_text()
+            assert "minsoc: тестовое оповещение (critical)" in items.nth(0).inner_text()
+            assert "zags: тестовое оповещение (warning)" in page.inner_text("main")
+            ctx.close()
+            assert watch.outside == []
+        # an agency may not see the alerts page
+        ctx, _ = open_context(browser, server.url)
+        page = ctx.new_page()
+        sign_in(page, server.url, server.agency_token("zags"))
+        resp = page.goto(server.url + "/alerts")
+        assert resp is not None and resp.status == 403
+        ctx.close()
+
+
+def test_the_shipped_alertmanager_config_is_valid_and_current() -> None:
+    shipped = ROOT / "deploy/alertmanager/alertmanager.yml"
+    body = "\n".join(line for line in shipped.read_text().splitlines() if not line.startswith("#"))
+    assert body.strip() == alertmanager.render_config(alertmanager.COMPOSE_WEBHOOK).strip()
+    amtool = subprocess.run(
+        ["amtool", "check-config", str(shipped)], capture_output=True, text=True, check=False
+    )
+    if amtool.returncode == 127:
+        pytest.skip("amtool is not installed")
+    assert amtool.returncode == 0, amtool.stdout + amtool.stderr
