@@ -34,7 +34,7 @@ class Record:
     and this is the cheapest way to have named fields.
     """
 
-    __slots__ = ("key", "offset", "partition", "timestamp", "topic", "value")
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
 
     def __init__(
         self,
@@ -44,6 +44,7 @@ class Record:
         timestamp: int,
         key: bytes | None,
         value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -52,6 +53,8 @@ class Record:
         self.timestamp = timestamp
         self.key = key
         self.value = value
+        #: the record's headers in their order (empty: none)
+        self.headers = headers or []
 
     def __repr__(self) -> str:  # never the key or value: they may hold personal data
         return f"Record({self.topic}[{self.partition}]@{self.offset})"
