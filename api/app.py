@@ -44,6 +44,8 @@ from api.errors import (
 )
 from api.exposition import ApiMetrics, build_metrics
 from api.ingest import Ingestor, IngestResponse, ProducerLink
+from api.issuing import IssuingService, build_issuing_metrics
+from api.keys import KeyStore
 from api.media import NDJSON_TYPES, media_of, without_signature
 from api.readmodel import ReadModel
 from api.reports import Report, build_report, render
@@ -51,6 +53,7 @@ from api.scorecard import Scope as ScopeName
 from api.scorecard import Scorecard, Scorer, period_bounds
 from api.server import MetricsListener, metrics_token_ok
 from api.settings import ApiSettings
+from api.signatures import Verifier, build_signature_metrics
 from api.tokens import FailureLimiter, Kind, TokenInfo, TokenStore
 from api.web.settings import WebSettings
 from api.web.wiring import install as install_web
@@ -70,6 +73,14 @@ client-centricity index as scorecards and period reports; Prometheus scrapes `/m
 **Authentication**: `Authorization: Bearer <token>`. Agency tokens (`servicepulse tokens
 create --agency CODE`) may push events of their own agency only; inspector tokens
 (`--inspector`) are read-only and see every agency.
+
+**Signed batches** (optional, or required by an agency's policy): the headers
+`X-ServicePulse-Key-Id`, `-Timestamp`, `-Nonce` and `-Signature` carry an Ed25519
+signature of the exact body (docs/API.md, "Signed batches"); a refused batch is answered
+with its own error code and nothing of it is written.
+
+**Issued reports** are recorded in a signed, hash-chained log before they are answered
+(`X-ServicePulse-Log-Seq`); `servicepulse reports verify FILE` checks a file later.
 
 **Ingest guarantees**: an event reported `accepted` was acknowledged by Kafka
 (`acks=all`). On 503 nothing of the batch was accepted: retry the same batch after
@@ -157,6 +168,7 @@ def create_app(
     catalog: Catalog | None = None,
     methodology: Methodology | None = None,
     tokens: TokenStore | None = None,
+    keys: KeyStore | None = None,
     web: WebSettings | None = None,
 ) -> FastAPI:
     """Build the API. No I/O happens until the app's lifespan starts.
@@ -168,6 +180,8 @@ def create_app(
         catalog: defaults to ``settings.catalog`` (else the demo catalog).
         methodology: defaults to ``settings.methodology`` (else the shipped one).
         tokens: defaults to the SQLite store at ``settings.token_db``.
+        keys: agencies' signing keys; defaults to the SQLite store at
+            ``settings.key_db_path``.
         web: settings of the web view, open data and alerts; default: from the environment.
     """
     settings = settings or ApiSettings()
@@ -192,6 +206,15 @@ def create_app(
         snapshot_interval=settings.snapshot_interval_seconds,
     )
     scorer = Scorer(model, catalog, methodology)
+    keys = keys or KeyStore(settings.key_db_path, settings.token_cache_seconds)
+    signatures = Verifier(
+        keys,
+        settings.signature_window.total_seconds(),
+        settings.signature_nonce_capacity,
+        build_signature_metrics(registry),
+    )
+    issuing = IssuingService(settings, topics, model, catalog, build_issuing_metrics(registry))
+    issuing.check()
     scrape.install(metrics, model, catalog)
     metrics.inflight.set_function(lambda: ingestor.inflight)
     metrics.readmodel_ready.set_function(lambda: 1.0 if model.status.ready else 0.0)
@@ -216,14 +239,17 @@ def create_app(
             listener.start()
         link.start()
         model.start()
+        issuing.start()
         try:
             yield
         finally:
+            issuing.stop()
             if listener is not None:
                 listener.stop()
             model.stop()
             link.close()
             tokens.close()
+            keys.close()
             logger.info("API stopped")
 
     app = FastAPI(
@@ -428,9 +454,14 @@ def create_app(
         # agency never holds a slot the others need
         with ingestor.admit_token(token.id):
             body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
-            body = without_signature(body)
-            with ingestor.admit():
-                outcome = await ingestor.ingest(body, token, ndjson=media in NDJSON_TYPES)
+            # the signature covers the bytes as sent (a byte order mark included)
+            with signatures.verified(request.headers, body, token.agency or "") as signed:
+                headers = signed.record_headers if signed else None
+                body = without_signature(body)
+                with ingestor.admit():
+                    outcome = await ingestor.ingest(
+                        body, token, ndjson=media in NDJSON_TYPES, record_headers=headers
+                    )
         return Response(outcome.body, media_type="application/json")
 
     # -- scorecards and reports ------------------------------------------------------------------
@@ -490,7 +521,7 @@ def create_app(
                 },
                 "description": "The report in the requested format",
             },
-            **error_responses(400, 401, 403, 404),
+            **error_responses(400, 401, 403, 404, 503),
         },
     )
     def get_report(
@@ -513,12 +544,14 @@ def create_app(
         start, end = period_bounds(catalog, date_from, date_to)
         report = build_report(scorer, scope, code, start, end, datetime.now(UTC))
         body, media = render(report, fmt)
+        params = {"scope": scope, "code": code, "from": start.isoformat(), "to": end.isoformat()}
+        body, issued = issuing.issue(body, fmt, params)
         filename = f"servicepulse-{scope}-{start.isoformat()}-{end.isoformat()}.{fmt}"
         disposition = "inline" if fmt != "csv" else "attachment"
         return Response(
             body,
             media_type=media,
-            headers={"Content-Disposition": f'{disposition}; filename="{filename}"'},
+            headers={"Content-Disposition": f'{disposition}; filename="{filename}"', **issued},
         )
 
     _install_openapi(app)

@@ -567,11 +567,19 @@ class Ingestor:
         finally:
             self._requests -= 1
 
-    async def ingest(self, body: bytes, token: TokenInfo, *, ndjson: bool = False) -> Outcome:
+    async def ingest(
+        self,
+        body: bytes,
+        token: TokenInfo,
+        *,
+        ndjson: bool = False,
+        record_headers: list[tuple[str, bytes]] | None = None,
+    ) -> Outcome:
         """Validate and write one batch; the answer once Kafka acknowledged it.
 
         ``ndjson``: the client declared ``application/x-ndjson`` (one event per line, even
-        when the first line starts with ``[``).
+        when the first line starts with ``[``). ``record_headers``: Kafka headers every
+        event of the batch is written with (the key id of a signed batch).
 
         Raises:
             BadRequest: the body is empty or a malformed JSON array.
@@ -645,7 +653,7 @@ class Ingestor:
             sends.append((event_key(decoded), encode_event(decoded)))
             append(EventResult(index, "accepted", eid))
 
-        await self._write(sends, dead, agency, token.id)
+        await self._write(sends, dead, agency, token.id, record_headers)
         recent.add_all(ids)
         accepted = len(sends)
         rejected = len(results) - accepted - duplicates
@@ -699,6 +707,7 @@ class Ingestor:
         dead: list[DeadLetter],
         agency: str,
         token_id: str,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Produce the batch and wait for every acknowledgement of the events.
 
@@ -724,7 +733,7 @@ class Ingestor:
                     retry_after=1,
                 )
             try:
-                await self._write_shared(producer, sends, dead, agency)
+                await self._write_shared(producer, sends, dead, agency, headers)
             finally:
                 await own.release(n)
         finally:
@@ -736,6 +745,7 @@ class Ingestor:
         sends: list[tuple[bytes, bytes]],
         dead: list[DeadLetter],
         agency: str,
+        headers: list[tuple[str, bytes]] | None,
     ) -> None:
         settings = self._settings
         n = len(sends)
@@ -754,7 +764,7 @@ class Ingestor:
             done = acks.done
             try:
                 for key, value in sends:
-                    send(events_topic, value, key, on_delivery=done)
+                    send(events_topic, value, key, headers=headers, on_delivery=done)
                 if dead:
                     self._send_dead_letters(producer, dead, agency)
             except KafkaError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -111,6 +112,49 @@ class ApiSettings(CommonSettings):
     token_cache_seconds: float = Field(
         2.0, ge=0, description="how long a checked token is trusted before SQLite is asked again"
     )
+    key_db: Path | None = Field(
+        None,
+        description="SQLite file of agencies' signing keys and policies; default: keys.db "
+        "next to the token database",
+    )
+    signature_window: timedelta = Field(
+        timedelta(minutes=5),
+        description="a signed batch's timestamp may differ this much from the API's clock "
+        "(ISO 8601)",
+    )
+    signature_nonce_capacity: int = Field(
+        200_000,
+        ge=1,
+        description="most nonces of signed batches remembered to refuse replays (about 300 "
+        "bytes each)",
+    )
+    ledger_enabled: bool = Field(
+        True, description="record every issued report in the hash-chained log (the ledger topic)"
+    )
+    ledger_key: Path | None = Field(
+        None,
+        description="Ed25519 key that signs the log; default: ledger.key next to the token "
+        "database (created in local mode only)",
+    )
+    ledger_close_after: timedelta = Field(
+        timedelta(days=2),
+        description="a day's totals are closed in the log once data is complete this long "
+        "after its end (ISO 8601)",
+    )
+    ledger_close_interval: timedelta = Field(
+        timedelta(minutes=10),
+        description="how often the API closes due days in the log (ISO 8601); PT0S: never",
+    )
+
+    @property
+    def key_db_path(self) -> Path:
+        """The key database: ``key_db``, else ``keys.db`` next to the token database."""
+        return self.key_db or self.token_db.parent / "keys.db"
+
+    @property
+    def ledger_key_path(self) -> Path:
+        """The log key: ``ledger_key``, else ``ledger.key`` next to the token database."""
+        return self.ledger_key or self.token_db.parent / "ledger.key"
 
     @field_validator("readmodel_snapshot", mode="before")
     @classmethod

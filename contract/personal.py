@@ -10,8 +10,9 @@ field and the rule, never the value.
 What counts (digits may be grouped by ``-``, ``.``, space or parentheses; letters, ``_``
 and ``:`` end a number; a UUID is opaque by construction and never matches):
 
-- ``snils``: 11 digits grouped 3-3-3-2 (``123-456-789 01``, ``123-456-789-01``) whatever
-  the control number, or 11 ungrouped digits whose control number is valid;
+- ``snils``: 11 digits grouped 3-3-3-2 (``123-456-789 01``, ``123-456-789-01``) or a
+  whole value of 11 ungrouped digits (``98765432100``), whatever the control number; 11
+  ungrouped digits inside a longer id only when their control number is valid;
 - ``phone``: 11 digits starting with 7 or 8, ungrouped (``79123456789``), after a
   separate ``7``/``+7``/``8`` (``+7 912 345-67-89``, ``8(912)3456789``) or grouped
   4-3-2-2, 4-3-4 or 4-7 (``8912-345-67-89``);
@@ -96,7 +97,9 @@ def _number_rule(groups: list[str], whole: bool) -> Rule | None:
             return "phone"
         if shape == _SNILS_GROUPS:
             return "snils"
-        return "snils" if single and snils_valid(digits) else None
+        # a whole value of 11 bare digits is SNILS-shaped whatever its control number (a
+        # mistyped SNILS is still one); inside a longer id only a valid one is taken as such
+        return "snils" if single and (whole or snils_valid(digits)) else None
     if single and (n == 12 or (n == 10 and whole)) and inn_valid(digits):
         return "inn"
     return None

@@ -46,6 +46,11 @@ class Topics:
         """Events that reached Kafka and failed validation later, with the reason."""
         return f"{self.prefix}.deadletter"
 
+    @property
+    def ledger(self) -> str:
+        """The hash-chained log of issued reports and closed days (append-only, kept for ever)."""
+        return f"{self.prefix}.ledger"
+
     def specs(self, events_partitions: int = EVENTS_PARTITIONS) -> list[TopicSpec]:
         """Every topic with its partition count and configs.
 
@@ -59,6 +64,9 @@ class Topics:
         that stamps records with old ``occurred_at`` times (a backfill) would have them
         deleted by the broker's next retention check, every five minutes, whether
         processed or not.
+
+        The ledger is one partition (one order), never compacted and never deleted by
+        time or size: removing any entry would break the chain that proves the rest.
         """
         compacted = {
             "cleanup.policy": "compact",
@@ -74,4 +82,9 @@ class Topics:
             TopicSpec(self.changelog, events_partitions, dict(compacted)),
             TopicSpec(self.aggregates, 3, dict(compacted)),
             TopicSpec(self.deadletter, 3, {"retention.ms": str(30 * 86_400_000)}),
+            TopicSpec(
+                self.ledger,
+                1,
+                {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+            ),
         ]

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import confluent_kafka as ck
 from confluent_kafka import ConsumerGroupTopicPartitions
@@ -221,13 +221,14 @@ class ConfluentKafka:
         transaction_timeout_ms: int,
         linger_ms: int = 5,
         batch_bytes: int | None = None,
+        report_deliveries: bool = False,
     ) -> TransactionalProducer:
         cfg = {
             **self._producer_config(client_id, linger_ms, batch_bytes),
             "transactional.id": transactional_id,
             "transaction.timeout.ms": transaction_timeout_ms,
-            # failures surface in commit_transaction(); no report per record
-            "delivery.report.only.error": True,
+            # failures surface in commit_transaction(); no report per record unless asked
+            "delivery.report.only.error": not report_deliveries,
         }
         try:
             return TransactionalProducer(ck.Producer(cfg), serve=False)
@@ -321,7 +322,7 @@ class Consumer:
                     m.timestamp()[1],
                     m.key(),
                     m.value(),
-                    cast("list[tuple[str, bytes | None]] | None", m.headers()),
+                    m.headers(),  # type: ignore[arg-type]
                 )
             )
         return out
@@ -434,8 +435,8 @@ class Producer:
         *,
         partition: int | None = None,
         timestamp_ms: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
         on_delivery: DeliveryCallback | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         cb = None
         if on_delivery is not None:
@@ -457,7 +458,7 @@ class Producer:
                     -1 if partition is None else partition,
                     on_delivery=cb,
                     timestamp=timestamp_ms or 0,
-                    headers=cast("list[tuple[str, str | bytes | None]] | None", headers),
+                    headers=list(headers) if headers else None,
                 )
                 return
             except BufferError as exc:  # the local queue is full: serve it and retry
@@ -472,7 +473,18 @@ class Producer:
                 raise error(exc, f"cannot send to {topic}") from exc
 
     def flush(self, timeout_s: float) -> int:
-        left: int = self._p.flush(timeout_s)
+        try:
+            left: int = self._p.flush(timeout_s)
+        except ck.KafkaException as exc:
+            raise error(exc, "flush failed") from exc
+        except SystemError as exc:
+            # confluent-kafka raises a fatal error (a fenced transactional producer) while
+            # it still serves delivery reports: the next report's callback meets the
+            # pending exception (kept as the cause) or loses it; the instance is unusable
+            cause = exc.__cause__
+            if isinstance(cause, ck.KafkaException):
+                raise error(cause, "flush failed") from cause
+            raise KafkaError(f"flush failed: {exc}", fatal=True) from exc
         return left
 
     def partitions_for(self, topic: str, timeout_s: float) -> set[int]:

@@ -162,7 +162,7 @@ class Consumer:
         except KError as exc:
             raise error(exc, "poll failed") from exc
         return [
-            Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, r.headers or None)
+            Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, r.headers)
             for recs in got.values()
             for r in recs
         ]
@@ -231,8 +231,8 @@ class Producer:
         *,
         partition: int | None = None,
         timestamp_ms: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
         on_delivery: DeliveryCallback | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         try:
             future = self._p.send(
@@ -241,7 +241,7 @@ class Producer:
                 key=key,
                 partition=partition,
                 timestamp_ms=timestamp_ms,
-                headers=headers,
+                headers=list(headers) if headers else None,
             )
         except KError as exc:
             raise error(exc, f"cannot send to {topic}") from exc

@@ -125,11 +125,11 @@ class Producer(Protocol):
         *,
         partition: int | None = None,
         timestamp_ms: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
         on_delivery: DeliveryCallback | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Queue one record (partition by the key's murmur2 hash unless given), with
-        ``headers`` (name, value) in order if given."""
+        ``headers`` if any."""
         ...
 
     def flush(self, timeout_s: float) -> int:
@@ -279,8 +279,12 @@ class Kafka(Protocol):
         transaction_timeout_ms: int,
         linger_ms: int = 5,
         batch_bytes: int | None = None,
+        report_deliveries: bool = False,
     ) -> TransactionalProducer:
-        """A transactional producer (call :meth:`TransactionalProducer.init_transactions`)."""
+        """A transactional producer (call :meth:`TransactionalProducer.init_transactions`).
+
+        ``on_delivery`` of its ``send`` is called for failures only, unless
+        ``report_deliveries`` (then also with the offset of each record written)."""
         ...
 
     def admin(self) -> Admin:

@@ -44,7 +44,7 @@ class Record:
         timestamp: int,
         key: bytes | None,
         value: bytes | None,
-        headers: list[tuple[str, bytes | None]] | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -53,8 +53,8 @@ class Record:
         self.timestamp = timestamp
         self.key = key
         self.value = value
-        #: the record's headers in order (``None`` when it has none)
-        self.headers = headers
+        #: the record's headers in their order (empty: none)
+        self.headers = headers or []
 
     def __repr__(self) -> str:  # never the key or value: they may hold personal data
         return f"Record({self.topic}[{self.partition}]@{self.offset})"

@@ -63,7 +63,8 @@ def bench(
     latency    produce -> visible in the API read model at
                2,000 events/s (goal p99 <= 2 s)
     ingest     POST /v1/events batched (1000) and single vs the raw
-               producer (goal batched >= 50%); p99 at half that load
+               producer (goal batched >= 50%); p99 at half that load;
+               batched with signatures required vs unsigned (goal >= 80%)
     state      bytes per open journey (goal < 1 KiB); restore of
                1M open journeys (goal <= 60 s)
     profile    pyinstrument profile of the processor (top functions)

@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "dashboardscmd",  # dashboards
     "benchcmd",  # bench
     "configcmd",  # config
+    "keyscmd",  # keys
+    "logcmd",  # log, reports verify
 )
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
 
 from contract.errors import ServicePulseError
+
+if TYPE_CHECKING:
+    from api.ledger import Entry
+    from api.settings import ApiSettings
 
 console = Console(stderr=True)
 
@@ -38,6 +42,8 @@ def report(
 
     Reads the aggregates and dead-letter topics from the beginning (like the API's read
     model), so it needs Kafka but not a running API. Same numbers as GET /v1/reports/period.
+    The report is recorded in the log of issued reports (SERVICEPULSE_LEDGER_ENABLED)
+    before it is written; `servicepulse reports verify FILE` checks it later.
     """
     from api.readmodel import ReadModel
     from api.reports import Format, build_report, render
@@ -67,6 +73,9 @@ def report(
         scorer = Scorer(model, catalog, methodology)
         rep = build_report(scorer, cast(Scope, scope), code, start, end, datetime.now(UTC))
         body, _media = render(rep, cast(Format, fmt))
+        entry = None
+        if settings.ledger_enabled:
+            body, entry = _record(settings, body, fmt, scope, code, start, end)
     except ServicePulseError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from exc
@@ -76,6 +85,34 @@ def report(
     else:
         output.write_bytes(body)
         console.print(f"report {start}..{end} ({scope}) written to {output}", highlight=False)
+    if entry is not None:
+        console.print(
+            f"recorded as entry {entry.seq} of the log, SHA-256 {entry.body['sha256']}",
+            highlight=False,
+        )
+
+
+def _record(
+    settings: ApiSettings,
+    body: bytes,
+    fmt: str,
+    scope: str,
+    code: str | None,
+    start: date,
+    end: date,
+) -> tuple[bytes, Entry]:
+    """Record the report in the log; the bytes to write (HTML gets its integrity block)."""
+    from api.ledger import Ledger, deployment_key, issue, transactional_id
+    from contract.topics import Topics
+
+    topics = Topics(settings.topic_prefix)
+    key = deployment_key(settings.ledger_key_path, settings.mode)
+    ledger = Ledger(settings, topics.ledger, key, transactional_id(topics.prefix))
+    try:
+        params = {"scope": scope, "code": code, "from": start.isoformat(), "to": end.isoformat()}
+        return issue(ledger, body, fmt, params, "cli")
+    finally:
+        ledger.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -57,6 +57,12 @@ def simulate(
     tokens: Annotated[
         Path | None, typer.Option(help="YAML/JSON file mapping agency code -> token")
     ] = None,
+    signing_keys: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML/JSON file mapping agency code -> private key file: sign its batches"
+        ),
+    ] = None,
     scenario: Annotated[
         str | None, typer.Option(help="scenario YAML file, or a shipped one by name")
     ] = None,
@@ -160,7 +166,7 @@ def simulate(
         cat, seed=seed, start=start, rate=rate, scenario=scen, pseudonymizer=pseudonymizer
     )
     try:
-        sink = _sink(target, output, url, token, tokens, settings, cat)
+        sink = _sink(target, output, url, token, tokens, settings, cat, signing_keys)
     except ServicePulseError as exc:
         raise _fail(str(exc)) from exc
     plan = Plan(end=end, accelerate=accelerate, max_events=events, duration_s=duration)
@@ -197,9 +203,16 @@ def _sink(
     tokens: Path | None,
     settings: Any,
     cat: Any,
+    signing_keys: Path | None = None,
 ) -> Any:
     from producers.producer import EventProducer
-    from producers.simulator.sinks import FileSink, HttpSink, KafkaSink, load_tokens
+    from producers.simulator.sinks import (
+        FileSink,
+        HttpSink,
+        KafkaSink,
+        load_signers,
+        load_tokens,
+    )
 
     if target == "file":
         if not output:
@@ -211,7 +224,8 @@ def _sink(
         mapping = load_tokens(tokens) if tokens else {}
         if not mapping and not token:
             raise _fail("--target http needs --token or --tokens FILE")
-        return HttpSink(url, tokens=mapping, default_token=token)
+        signers = load_signers(signing_keys) if signing_keys else None
+        return HttpSink(url, tokens=mapping, default_token=token, signers=signers)
     producer = EventProducer(settings, cat, pseudonym_secret=settings.pseudonym_secret)
     return KafkaSink(producer)
 

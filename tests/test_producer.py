@@ -16,6 +16,7 @@ from kafkaport import Client, Record
 from producers.errors import DeliveryError, InvalidEventError
 from producers.producer import EventProducer
 from producers.pseudonym import Pseudonymizer
+from tests.fixtures.api import opaque_id
 from tests.fixtures.kafka import Broker, TopicFactory, end_total, make_topics, read_topic
 
 SECRET = "producer-test-secret"
@@ -31,7 +32,7 @@ def event(etype: str = "journey.started", **fields: Any) -> dict[str, Any]:
         "service": "large_family_status",
         "municipality": "75701310",
         "channel": "portal",
-        "journey": f"j-{uuid.uuid4().hex[:12]}",
+        "journey": f"j-{opaque_id()}",
     }
     base.update(fields)
     return base

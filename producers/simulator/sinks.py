@@ -21,6 +21,7 @@ import msgspec
 
 from producers.errors import DeliveryError, InvalidEventError, SinkError
 from producers.producer import EventProducer
+from producers.signing import BatchSigner
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ class HttpSink(_Closing):
     agency and sent with that agency's token (``tokens``), else with ``default_token``.
     Events of an agency with no token are counted as rejected ``no_token``. 429 and 503
     answers are retried after their ``Retry-After``; per-event rejections in the answer
-    are counted by reason.
+    are counted by reason. With a signer for the agency (``signers``,
+    :class:`producers.signing.BatchSigner`) every request is signed, each attempt anew.
     """
 
     def __init__(
@@ -185,6 +187,7 @@ class HttpSink(_Closing):
         max_wait_s: float = 0.5,
         retry_for_s: float = 60.0,
         client: httpx.Client | None = None,
+        signers: Mapping[str, BatchSigner] | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}, got {batch_size}")
@@ -193,6 +196,7 @@ class HttpSink(_Closing):
         self.name = f"http {self.url}"
         self.stats = SinkStats()
         self._tokens = dict(tokens or {})
+        self._signers = dict(signers or {})
         self._default = default_token
         self._batch_size = batch_size
         self._max_wait_s = max_wait_s
@@ -244,10 +248,13 @@ class HttpSink(_Closing):
         token = self._tokens.get(agency, self._default)
         body = b"[" + b",".join(batch) + b"]"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        signer = self._signers.get(agency)
         deadline = time.monotonic() + self._retry_for_s
         attempt = 0
         while True:
             attempt += 1
+            if signer is not None:
+                headers.update(signer.headers(body, "application/json"))
             try:
                 resp = self._client.post(self.url, content=body, headers=headers)
             except httpx.HTTPError as exc:
@@ -319,3 +326,23 @@ def load_tokens(path: str | Path) -> dict[str, str]:
             f"tokens file {str(path)!r} must map agency codes to tokens (agency: token)"
         )
     return dict(data)
+
+
+def load_signers(path: str | Path) -> dict[str, BatchSigner]:
+    """Read an agency -> private key file mapping (YAML or JSON) and load the keys.
+
+    Raises:
+        SinkError: the file is not such a mapping, or a key file cannot be loaded.
+    """
+    from contract.errors import ConfigError
+    from contract.keyfiles import load_private_key
+
+    mapping = load_tokens(path)  # the same shape: agency code -> string
+    base = Path(path).parent
+    out: dict[str, BatchSigner] = {}
+    for agency, key_file in mapping.items():
+        try:
+            out[agency] = BatchSigner(load_private_key(base / key_file))
+        except ConfigError as exc:
+            raise SinkError(f"signing key of agency {agency!r}: {exc}") from exc
+    return out

@@ -40,7 +40,10 @@ def _registry() -> dict[str, tuple[str, BenchFn]]:
         "processor": ("processor events/s vs raw consume, 1 and 2 instances", bench_processor),
         "peer": ("our processor vs a Quix Streams peer on the same topic", bench_peer),
         "latency": ("produce-to-read-model latency p50/p99 at 2,000 events/s", bench_latency),
-        "ingest": ("API ingest events/s batched and single vs raw producer; p99", bench_ingest),
+        "ingest": (
+            "API ingest events/s batched and single vs raw producer; p99; signed vs unsigned",
+            bench_ingest,
+        ),
         "state": ("bytes per open journey; restore time of 1M open journeys", bench_state),
         "profile": ("pyinstrument profile of the processor hot path", bench_profile),
         "history": (

@@ -24,6 +24,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -33,6 +34,7 @@ from servicepulse.bench import baselines, workload
 from servicepulse.bench.harness import BenchContext, Figure, Goal, percentile, unavailable
 
 GOAL_BATCHED = Goal("ratio", ">=", 0.50)
+GOAL_SIGNED = Goal("ratio", ">=", 0.80)
 BATCH = 1000
 BASELINE = "raw confluent-kafka producer (acks=all, idempotent)"
 #: Client connections per phase. Single-event requests are bound by the Kafka
@@ -156,13 +158,14 @@ def _bodies(records: list[tuple[bytes, bytes]], size: int) -> Iterator[tuple[int
         yield len(chunk), b"[" + b",".join(chunk) + b"]"
 
 
-def _post(conn: http.client.HTTPConnection, token: str, body: bytes) -> tuple[int, bytes]:
-    conn.request(
-        "POST",
-        "/v1/events",
-        body,
-        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
+def _post(
+    conn: http.client.HTTPConnection,
+    token: str,
+    body: bytes,
+    extra: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    conn.request("POST", "/v1/events", body, {**headers, **extra} if extra else headers)
     resp = conn.getresponse()
     return resp.status, resp.read()
 
@@ -172,10 +175,14 @@ def closed_loop(
     bodies: list[tuple[int, bytes]],
     threads: int,
     duration: float | None = None,
+    headers: list[dict[str, str]] | None = None,
 ) -> Load:
-    """Send ``bodies`` as fast as ``threads`` connections allow (or for ``duration`` s)."""
+    """Send ``bodies`` as fast as ``threads`` connections allow (or for ``duration`` s).
+
+    ``headers``: extra request headers per body (the signatures of signed batches).
+    """
     stop_at = None if duration is None else time.monotonic() + duration
-    return _send(server, bodies, threads, stop_at=stop_at)
+    return _send(server, bodies, threads, stop_at=stop_at, headers=headers)
 
 
 def open_loop(server: Server, bodies: list[tuple[int, bytes]], rate: float, threads: int) -> Load:
@@ -191,6 +198,7 @@ def _send(
     *,
     interval: float | None = None,
     stop_at: float | None = None,
+    headers: list[dict[str, str]] | None = None,
 ) -> Load:
     """Send ``bodies`` over ``threads`` keep-alive connections, each taking the next body.
 
@@ -221,7 +229,7 @@ def _send(
                     wait = t - time.perf_counter()
                     if wait > 0:
                         time.sleep(wait)
-                status, data = _post(conn, server.token, body)
+                status, data = _post(conn, server.token, body, headers[i] if headers else None)
                 dt = time.perf_counter() - t
                 with lock:
                     load.requests += 1
@@ -260,6 +268,7 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
         ("ingest events/s, batched (1000/request)", "events/s", GOAL_BATCHED),
         ("ingest events/s, single (1/request)", "events/s", None),
         ("ingest p99 request latency at half the batched rate", "s", None),
+        ("ingest events/s, batched (1000/request), signatures required", "events/s", GOAL_SIGNED),
     ]
     why = missing()
     if why:
@@ -286,6 +295,8 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
             server, list(_bodies(batched_records, BATCH)), threads=BATCHED_CONNECTIONS
         )
         ctx.say(f"  batched {batched.rate:,.0f} events/s")
+        ctx.say(f"ingest: signatures required vs not, {SIGNED_ROUNDS} alternated rounds ...")
+        signed_run = signed_phases(ctx, server, agency, n)
         ctx.say(
             f"ingest: single events for {single_s:.0f} s ({SINGLE_CONNECTIONS} connections) ..."
         )
@@ -368,7 +379,128 @@ def bench_ingest(ctx: BenchContext) -> list[Figure]:
             + f"; p50 {p50 * 1000:.0f} ms",
             {**details(half), "target_rate": round(half_rate, 1)},
         ),
+        _signed_figure(names[3][0], signed_run, note, details),
     ]
+
+
+SIGNED_ROUNDS = 3
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class SignedRun:
+    """Signed and unsigned batched phases, alternated, summed per kind."""
+
+    signed: Load = field(default_factory=Load)
+    unsigned: Load = field(default_factory=Load)
+    signed_cpu_s: float = 0.0
+    unsigned_cpu_s: float = 0.0
+
+    def add(self, load: Load, cpu_s: float, *, signed: bool) -> None:
+        """Add one phase."""
+        total = self.signed if signed else self.unsigned
+        total.events += load.events
+        total.requests += load.requests
+        total.seconds += load.seconds
+        total.latencies.extend(load.latencies)
+        total.errors.extend(load.errors[: 5 - len(total.errors)])
+        total.not_accepted += load.not_accepted
+        if signed:
+            self.signed_cpu_s += cpu_s
+        else:
+            self.unsigned_cpu_s += cpu_s
+
+    @staticmethod
+    def per_event_us(cpu_s: float, load: Load) -> float:
+        """Server CPU microseconds per event."""
+        return 1e6 * cpu_s / load.events if load.events else 0.0
+
+
+def signed_phases(ctx: BenchContext, server: Server, agency: str, n: int) -> SignedRun:
+    """Batched ingest with signatures required against the same kind of batches unsigned.
+
+    ``SIGNED_ROUNDS`` rounds of an unsigned and a signed phase of ``n / 2`` events
+    each, alternated so that a change of the machine's load falls on both kinds alike;
+    rates and the server's CPU time are summed per kind. Batches are signed before the
+    clock starts (the client's signing is not the server's cost); the policy is
+    switched through the key database the server reads, waiting out its cache, and
+    checked with an unsigned batch.
+    """
+    from api.keys import KeyStore, Policy
+    from contract.keyfiles import Ed25519PrivateKey
+    from producers.signing import sign_batch
+
+    key = Ed25519PrivateKey.generate()
+    store = KeyStore(ctx.work_dir / "api" / "keys.db", cache_seconds=0)
+    cache_s = 2.5  # the server's SERVICEPULSE_TOKEN_CACHE_SECONDS (2 s) and a margin
+    half = max(BATCH, n // 2 // BATCH * BATCH)
+    run = SignedRun()
+    seed = 200
+    try:
+        store.register(agency, key.public_key(), "bench")
+        for r in range(SIGNED_ROUNDS):
+            for signed in (False, True):
+                seed += 1
+                store.set_policy(agency, Policy.REQUIRED if signed else Policy.OPTIONAL)
+                time.sleep(cache_s)
+                if signed:
+                    _probe_refused(server, agency)
+                bodies = list(_bodies(_records(half, seed, agency), BATCH))
+                headers = [sign_batch(b, key) for _, b in bodies] if signed else None
+                cpu0 = _cpu_seconds(server.proc.pid)
+                load = closed_loop(server, bodies, threads=BATCHED_CONNECTIONS, headers=headers)
+                run.add(load, _cpu_seconds(server.proc.pid) - cpu0, signed=signed)
+                what = "signed" if signed else "unsigned"
+                ctx.say(f"  round {r + 1}: {what} {load.rate:,.0f} events/s")
+        store.set_policy(agency, Policy.OPTIONAL)
+        time.sleep(cache_s)
+    finally:
+        store.close()
+    return run
+
+
+def _signed_figure(name: str, run: SignedRun, note: Any, details: Any) -> Figure:
+    signed, unsigned = run.signed, run.unsigned
+    cpu_s = SignedRun.per_event_us(run.signed_cpu_s, signed)
+    cpu_u = SignedRun.per_event_us(run.unsigned_cpu_s, unsigned)
+    return Figure(
+        "ingest",
+        name,
+        signed.rate if not signed.not_accepted else None,
+        "events/s",
+        f"the same kind of batches unsigned, alternated with the signed ones "
+        f"({SIGNED_ROUNDS} rounds each)",
+        unsigned.rate if not unsigned.not_accepted else None,
+        GOAL_SIGNED,
+        note(signed, f"Ed25519, policy required, {BATCHED_CONNECTIONS} client connections")
+        + f"; server CPU {cpu_s:.1f} µs/event signed, {cpu_u:.1f} unsigned",
+        {
+            **details(signed),
+            "unsigned": details(unsigned),
+            "server_cpu_us_per_event_signed": round(cpu_s, 2),
+            "server_cpu_us_per_event_unsigned": round(cpu_u, 2),
+        },
+    )
+
+
+def _probe_refused(server: Server, agency: str) -> None:
+    """Check that the server now refuses an unsigned batch (the policy took effect)."""
+    body = next(_bodies(_records(1, 199, agency), 1))[1]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        status, _ = _post(conn, server.token, body)
+    finally:
+        conn.close()
+    if status != 401:
+        raise RuntimeError(f"an unsigned batch got HTTP {status} with signatures required")
 
 
 def _busiest_agency() -> str:

@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from contract.catalog import demo_catalog_path, load_catalog
+from tests.fixtures.api import opaque_id
 from tests.fixtures.kafka import Broker
 from tests.reliability.harness import (
     LONG,
@@ -94,7 +95,7 @@ class Journeys:
             "service": svc.service.code,
             "municipality": self.munis[self.n % len(self.munis)],
             "channel": "portal",
-            "journey": f"soak-{uuid.uuid4().hex[:16]}",
+            "journey": f"soak-{opaque_id(16)}",
         }
         steps = [s.code for s in svc.service.steps]
         kinds: list[tuple[str, dict[str, Any]]] = [("journey.started", {})]
