@@ -33,6 +33,7 @@ from dashboards import pipeline
 from tests.fixtures.api import event
 from tests.fixtures.kafka import Broker
 from tests.fixtures.prometheus import PromServer, start_prometheus
+from tests.fixtures.streams import canonical_key
 from tests.reliability.harness import Stack, scrape
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -104,9 +105,9 @@ class Sender:
             agency, service, channel = CELLS[self._i % len(CELLS)]
             self._i += 1
             ev = event(agency=agency, service=service, channel=channel)
-            self.producer.send(
-                self.topic, key=ev["journey"].encode(), value=json.dumps(ev).encode()
-            )
+            raw = json.dumps(ev).encode()
+            # the contract's key (a record keyed otherwise is dead-lettered: wrong_key)
+            self.producer.send(self.topic, key=canonical_key(raw), value=raw)
             self.sent[(agency, service, channel)] += 1
         self.producer.flush(30)
 
