@@ -43,6 +43,7 @@ from schemathesis import GenerationMode
 
 from contract.catalog import Catalog, demo_catalog_path, load_catalog
 from contract.events import Channel, Reason
+from contract.metrics import FAMILIES
 from tests.fixtures.kafka import Broker
 from tests.reliability.harness import (
     LONG,
@@ -750,7 +751,14 @@ def _allowed(catalog: Catalog) -> dict[str, set[str]]:
     return {
         "agency": set(catalog.agencies) | {"unknown"},
         "service": set(catalog.services) | {""},
-        "municipality": set(catalog.municipalities),
+        # "other": a visit at a place where the agency has no catalog office (METRICS.md)
+        "municipality": set(catalog.municipalities) | {"other"},
+        "office": set(catalog.offices) | {"other"},
+        # catalog names, as info series for dashboards (servicepulse_catalog_*_info)
+        "agency_name": {a.short_name or a.name for a in catalog.agencies.values()},
+        "municipality_name": {m.name for m in catalog.municipalities.values()},
+        "office_name": {o.name for o in catalog.offices.values()},
+        "family": {f.name for f in FAMILIES},
         "channel": _CHANNELS,
         "life_situation": set(catalog.life_situations) | {""},
         "step": steps,
