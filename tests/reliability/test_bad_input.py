@@ -759,6 +759,7 @@ def _allowed(catalog: Catalog) -> dict[str, set[str]]:
         "municipality_name": {m.name for m in catalog.municipalities.values()},
         "office_name": {o.name for o in catalog.offices.values()},
         "family": {f.name for f in FAMILIES},
+        "format": {"json", "csv", "html"},  # reports issued (the log of issued numbers)
         "channel": _CHANNELS,
         "life_situation": set(catalog.life_situations) | {""},
         "step": steps,

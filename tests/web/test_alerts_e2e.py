@@ -27,8 +27,7 @@ def _rule(severity: str, agency: str) -> dict[str, Any]:
         "alert": "WebViewTestAlert",
         "expr": "vector(1)",
         # Warnings fire a few seconds after the critical alert, as a slow window's alert
-        # does: Alertmanager inhibits only against alerts it already holds, and which of
-        # two alerts of one evaluation reaches it first is not ours to fix.
+        # does: Alertmanager inhibits only against alerts it already holds.
         **({"for": "5s"} if severity == "warning" else {}),
         "labels": {"severity": severity, "agency": agency},
         "annotations": {"summary": f"{agency}: тестовое оповещение ({severity})"},
