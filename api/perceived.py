@@ -1,11 +1,12 @@
 """Measured against perceived: satisfaction set beside what was measured for the same cells.
 
 Per service: the share of good scores (4-5) beside the on-time share of decisions and the
-median time to decision; per office area (municipality: the read model has no office
-dimension yet, see docs/WEB.md): the share of good scores given in MFC and office visits
-beside the share of visits served within the wait standard and the median wait. The gap
-is satisfaction minus the measured share, in percentage points. Each side is a ratio of
-its own cell and is suppressed (``None``) below the small-cell threshold, like everywhere.
+median time to decision; per office area (municipality: ``feedback.given`` names no office,
+so satisfaction has no office, see docs/WEB.md): the share of good scores given in MFC
+and office visits beside the share of visits served within the wait standard and the
+median wait. The gap is satisfaction minus the measured share, in percentage points.
+Each side is a ratio of its own cell and is suppressed (``None``) below the small-cell
+threshold, like everywhere.
 """
 
 from __future__ import annotations

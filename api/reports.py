@@ -367,8 +367,7 @@ def build_report(
     service_rows = _service_rows(catalog, per_service, scorer, small)
     funnels = _funnels(catalog, model.period(d0, d1, by_form), small)
     lives = _life_rows(catalog, model.period(d0, d1, by_life), small)
-    scope_sum = model.period(d0, d1, lambda g: 0 if pred(g) else None).get(0, Rollup())
-    offices = _office_rows(catalog, scope_sum, small)
+    offices = office_section(scorer, scope, code, start, end)
     restated = [
         d.model_copy(update={"last_at": _local_iso(d.last_at, catalog)})
         for d in restated_days(model, start, end, agencies)
@@ -579,6 +578,17 @@ def _life_rows(catalog: Catalog, per_life: dict[str, Rollup], small: int) -> lis
         )
     rows.sort(key=lambda x: (-(x.cases.started or 0), x.name))
     return rows
+
+
+def office_section(
+    scorer: Scorer, scope: Scope, code: str | None, start: date, end: date
+) -> list[OfficeRow]:
+    """The report's office section: each catalog office of the scope's visits in the period."""
+    _code, _name, pred, _agencies = scope_filter(scorer.catalog, scope, code)
+    scope_sum = scorer.model.period(
+        start.isoformat(), end.isoformat(), lambda g: 0 if pred(g) else None
+    ).get(0, Rollup())
+    return _office_rows(scorer.catalog, scope_sum, scorer.methodology.standards.small_cell)
 
 
 def _office_rows(catalog: Catalog, r: Rollup, small: int) -> list[OfficeRow]:

@@ -98,8 +98,10 @@ def bars(
     label: str,
     width: int = 640,
     bar: int = 22,
+    target: tuple[float, str] | None = None,
 ) -> Markup:
-    """Horizontal bars: ``rows`` are (name, share 0..1 of the longest bar, text at the end)."""
+    """Horizontal bars: ``rows`` are (name, share 0..1 of the longest bar, text at the end);
+    ``target`` (share, name) is drawn as a line across all bars."""
     gap, name_w = 6, 260
     height = max(1, len(rows)) * (bar + gap) + gap
     w = width - name_w - 70
@@ -122,6 +124,12 @@ def bars(
         out.append(
             f'<text class="bar-value" x="{_f(name_w + length + 4)}" '
             f'y="{top + bar * 0.7:.1f}">{escape(text)}</text>'
+        )
+    if target is not None:
+        xx = _f(name_w + max(0.0, min(1.0, target[0])) * w)
+        out.append(
+            f'<line class="band target" x1="{xx}" x2="{xx}" y1="0" y2="{height}">'
+            f"<title>{escape(target[1])}</title></line>"
         )
     out.append("</svg>")
     return _svg(out)

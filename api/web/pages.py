@@ -284,23 +284,27 @@ def router(
         )
 
     @r.get("/offices")
-    def offices(request: Request, v: Who, agency: str | None = None) -> HTMLResponse:
+    def offices(request: Request, v: Who, p: When, agency: str | None = None) -> HTMLResponse:
         if agency is not None:
             if agency not in catalog.agencies:
                 raise NotFound(f"unknown agency {agency!r}")
             v.require(agency)
         elif not v.inspector:
             agency = v.agency
-        rows = views.offices(scorer, [agency] if agency else None)
+        rows = views.offices(scorer, agency, p)
         minutes = scorer.methodology.standards.office_wait_seconds // 60
+        target = views.wait_target(scorer)
         return page(
             request,
             "offices.html",
             v,
             "Ожидание в офисах",
             rows=rows,
+            p=p,
             minutes=minutes,
-            chart=views.office_chart(rows, minutes),
+            target=target,
+            chart=views.office_chart(rows, minutes, target),
+            munis=views.municipality_waits(scorer, [agency] if agency else None),
             agency=agency,
         )
 

@@ -16,9 +16,9 @@ from typing import Any
 from markupsafe import Markup
 
 from api import perceived
-from api.reports import Report, build_report, quantile
+from api.reports import OfficeRow, Report, build_report, office_section, quantile
 from api.scorecard import Scope, Scorer, scope_filter, scored
-from api.web import charts
+from api.web import charts, ru
 from contract.aggregates import Rollup
 from contract.metrics import BUCKETS
 
@@ -157,51 +157,73 @@ def decisions(scorer: Scorer, service: str, p: Period) -> dict[str, int]:
     return dict(sorted(sums.get(0, Rollup()).decisions.items()))
 
 
+def offices(scorer: Scorer, agency: str | None, p: Period) -> list[OfficeRow]:
+    """Each catalog office of the period: the report's office section (4б) of the region,
+    or of one agency (the visits its events record)."""
+    if agency is None:
+        return office_section(scorer, "region", None, p.start, p.end)
+    return office_section(scorer, "agency", agency, p.start, p.end)
+
+
+def wait_target(scorer: Scorer) -> float | None:
+    """The objective on the share of visits within the wait standard (the alert's target)."""
+    return next(
+        (o.target for o in scorer.methodology.alerts.objectives if o.component == "wait"), None
+    )
+
+
+def office_chart(rows: list[OfficeRow], standard_minutes: int, target: float | None) -> Markup:
+    """Bars of the share of visits within the standard per office, the objective as a line."""
+    data = [
+        (
+            o.name,
+            o.within_standard.value or 0.0,
+            "скрыто" if o.within_standard.value is None else ru.pct(o.within_standard.value),
+        )
+        for o in rows
+    ]
+    line = None if target is None else (target, f"Цель: {ru.pct(target, 0)} посещений")
+    return charts.bars(
+        data,
+        label=f"Доля посещений с ожиданием до {standard_minutes} минут по офисам",
+        target=line,
+    )
+
+
 @dataclass(frozen=True, slots=True)
-class OfficeRow:
+class MunicipalityWait:
     """Office waits in one municipality (all-time MFC and office visits)."""
 
     code: str
     name: str
     visits: int | None
-    within: float | None
     median_minutes: float | None
     p90_minutes: float | None
 
 
-def offices(scorer: Scorer, agencies: list[str] | None) -> list[OfficeRow]:
-    """Wait against the standard per municipality (see :func:`perceived.office_rollups`)."""
+def municipality_waits(scorer: Scorer, agencies: list[str] | None) -> list[MunicipalityWait]:
+    """Median and 90th percentile of the wait per municipality, over all time: the wait
+    histogram is kept by municipality, not by office (see :func:`perceived.office_rollups`)."""
     small = scorer.methodology.standards.small_cell
     bounds = BUCKETS["wait_seconds"]
     rows = []
     for code, r in perceived.office_rollups(scorer.model, agencies).items():
         muni = scorer.catalog.municipalities.get(code)
-        good, bad = r.visits.get("true", 0), r.visits.get("false", 0)
-        n = good + bad
+        n = r.visits.get("true", 0) + r.visits.get("false", 0)
         hidden = n < small
         med = quantile(r.wait_seconds, bounds, 0.5)
         p90 = quantile(r.wait_seconds, bounds, 0.9)
         rows.append(
-            OfficeRow(
+            MunicipalityWait(
                 code=code,
                 name=muni.name if muni else code,
                 visits=None if hidden else n,
-                within=None if hidden or not n else good / n,
                 median_minutes=None if hidden or med is None else med / 60.0,
                 p90_minutes=None if hidden or p90 is None else p90 / 60.0,
             )
         )
-    rows.sort(key=lambda o: (o.within is None, o.within or 0.0, o.name))
+    rows.sort(key=lambda o: (o.median_minutes is None, -(o.median_minutes or 0.0), o.name))
     return rows
-
-
-def office_chart(rows: list[OfficeRow], standard_minutes: int) -> Markup:
-    """Bars of the share of visits within the standard per municipality."""
-    data = [
-        (o.name, o.within or 0.0, "—" if o.within is None else f"{100 * o.within:.1f} %")
-        for o in rows
-    ]
-    return charts.bars(data, label=f"Доля посещений с ожиданием до {standard_minutes} минут")
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,5 +262,6 @@ def gaps(rep: Report) -> dict[str, Any]:
     return {
         "services": [g for g in rep.perceived if g.kind == "service"],
         "offices": [g for g in rep.perceived if g.kind != "service"],
+        "office_rows": rep.offices,
         "how_to_read": perceived.HOW_TO_READ,
     }

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from api.web import ru
+from contract.catalog import load_catalog
 from tests.fixtures.api import event
 from tests.web.conftest import WebStack, number, open_context, sign_in, wait_until
 
@@ -169,6 +170,79 @@ def test_report_is_one_click_away_with_the_perceived_section(
         assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     ctx.close()
     assert watch.outside == []
+
+
+def _report_offices(stack: WebStack, **params: str) -> dict[str, tuple[Any, Any]]:
+    """(visits, share within the standard) per office of the report's office section."""
+    with stack.server.client(stack.inspector) as c:
+        resp = c.get("/v1/reports/period", params=params)
+    assert resp.status_code == 200, resp.text
+    return {o["code"]: (o["visits"], o["within_standard"]["value"]) for o in resp.json()["offices"]}
+
+
+def _page_offices(page: Any, table: str) -> dict[str, tuple[Any, Any]]:
+    out = {}
+    rows = page.locator(f"table.{table} tbody tr[data-office]")
+    for i in range(rows.count()):
+        row = rows.nth(i)
+        visits, within = row.get_attribute("data-visits"), row.get_attribute("data-within")
+        cells = row.locator("td").all_inner_texts()
+        if visits:
+            assert number(cells[1]) == int(visits)
+        else:
+            assert cells[1] == "скрыто"
+        out[row.get_attribute("data-office")] = (
+            int(visits) if visits else None,
+            float(within) if within else None,
+        )
+    return out
+
+
+def test_office_page_shows_each_office_of_the_period_as_the_report_does(
+    web_stack: WebStack, browser: Any
+) -> None:
+    cat = load_catalog()
+    ctx, watch = open_context(browser, web_stack.url)
+    page = ctx.new_page()
+    sign_in(page, web_stack.url, web_stack.inspector)
+    period = {"from": web_stack.days[0], "to": web_stack.days[-1]}
+    # a part of the data: the period changes the numbers (they are not all-time)
+    part = {"from": web_stack.days[7], "to": web_stack.days[-1]}
+    shown = {}
+    for when in (period, part):
+        page.goto(f"{web_stack.url}/offices?from={when['from']}&to={when['to']}")
+        shown[when["from"]] = _page_offices(page, "offices")
+        assert shown[when["from"]] == _report_offices(web_stack, scope="region", **when)
+    whole, half = shown[period["from"]], shown[part["from"]]
+    assert {o for o in whole if cat.offices[o].agency == "mfc"} and "zags-chel-dvorets" in whole
+    assert sum(v or 0 for v, _ in half.values()) < sum(v or 0 for v, _ in whole.values())
+    assert page.locator("svg.chart line.target").count() == 1
+    assert page.locator("table.munis tbody tr[data-municipality]").count() >= 1
+    # measured against perceived: the same offices, satisfaction by municipality only
+    page.goto(f"{web_stack.url}/perceived?from={part['from']}&to={part['to']}")
+    assert _page_offices(page, "office-gaps") == half
+    assert page.locator("text=удовлетворённость показана по муниципалитетам").count() == 1
+    # an agency sees the offices of its own visits only, and not another agency's
+    page.goto(f"{web_stack.url}/offices?agency=zags&from={period['from']}&to={period['to']}")
+    zags = _page_offices(page, "offices")
+    assert "zags-chel-dvorets" in zags
+    assert zags == _report_offices(web_stack, scope="agency", code="zags", **period)
+    ctx.close()
+    for token, agency in (
+        (web_stack.server.agency_token("zags"), "zags"),
+        (web_stack.agency, "minsoc"),
+    ):
+        ctx, watch = open_context(browser, web_stack.url)
+        page = ctx.new_page()
+        sign_in(page, web_stack.url, token)
+        page.goto(f"{web_stack.url}/offices?from={period['from']}&to={period['to']}")
+        own = _page_offices(page, "offices")
+        assert own and own == _report_offices(web_stack, scope="agency", code=agency, **period)
+        # the region's numbers are not an agency's: its visits only, another's office absent
+        assert all(own[o][0] is None or own[o][0] <= (whole[o][0] or 0) for o in own)
+        assert ("zags-chel-dvorets" in own) == (agency == "zags"), own
+        ctx.close()
+        assert watch.outside == []
 
 
 def _cookies(ctx: Any) -> dict[str, str]:
