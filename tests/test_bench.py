@@ -12,6 +12,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,9 +79,15 @@ def test_bench_quick_runs_and_writes_positive_results(kafka_broker: Broker, tmp_
         assert figures[f"processor events/s, {n} instance{'s' * (n > 1)}"]["details"][
             "totals_match"
         ]
+    # the broker deletes topics asynchronously: a deleted topic may be listed a moment longer
     client = connect(kafka_broker.settings()).admin()
     try:
-        leftovers = [t for t in client.list_topics(30) if results["run_id"] in t]
+        deadline = time.monotonic() + 60
+        while True:
+            leftovers = [t for t in client.list_topics(30) if results["run_id"] in t]
+            if not leftovers or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     finally:
         client.close()
     assert leftovers == []
