@@ -12,13 +12,11 @@ configuration rendered for docker compose (the API at ``http://api:8000``).
 from __future__ import annotations
 
 import shutil
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
-from servicepulse.stack import ManagedProcess, StackError
+from servicepulse.stack import ManagedProcess, StackError, ready_endpoint
 
 BINARY = "prometheus-alertmanager"
 CONFIG_NAME = "alertmanager.yml"
@@ -62,17 +60,6 @@ def render_config(
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def _ready(port: int) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
-    return check
-
-
 def alertmanager_process(
     run_dir: Path,
     port: int,
@@ -107,7 +94,7 @@ def alertmanager_process(
         name=name,
         run_dir=run_dir,
         argv=argv,
-        ready=_ready(port),
+        ready=ready_endpoint(port),
         ready_timeout=ready_timeout,
         prepare=prepare,
         url=f"http://127.0.0.1:{port}",

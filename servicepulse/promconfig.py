@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
 from contract.methodology import load_methodology
 from dashboards import artifacts, pipeline, rules
-from servicepulse.stack import ManagedProcess, StackError
+from servicepulse.stack import ManagedProcess, StackError, ready_endpoint
 
 #: 30-day windows need more than the 15-day default retention.
 RETENTION = "35d"
@@ -81,17 +80,6 @@ def render_config(
 
 def _secs(duration: str) -> int:
     return rules.seconds(duration)
-
-
-def _ready(port: int) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
-    return check
 
 
 def prometheus_for(
@@ -158,7 +146,7 @@ def prometheus_for(
         name=name,
         run_dir=run_dir,
         argv=argv,
-        ready=_ready(port),
+        ready=ready_endpoint(port),
         ready_timeout=ready_timeout,
         prepare=prepare,
         url=f"http://127.0.0.1:{port}",

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -239,6 +240,19 @@ class ManagedProcess:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def ready_endpoint(port: int) -> Callable[[], bool]:
+    """A readiness check: ``/-/ready`` on ``port`` answers 200 (Prometheus, Alertmanager)."""
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    return check
 
 
 def kafka_ready(port: int) -> Callable[[], bool]:
