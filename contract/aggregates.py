@@ -285,12 +285,49 @@ def watermark_key(partition: int) -> bytes:
     return f"w{SEP}{partition}".encode()
 
 
+class ClosedCell(msgspec.Struct, array_like=True):
+    """One cell of a closed day: the final rollup of (service, municipality, channel,
+    life situation) for the day, agency and partition of its :class:`ClosedDay`."""
+
+    service: str
+    municipality: str
+    channel: str
+    life_situation: str
+    rollup: Rollup
+
+
+class ClosedDay(msgspec.Struct, omit_defaults=True):
+    """The final rollups of one event-time day, one agency and one input partition.
+
+    Written once to ``<prefix>.days`` under :func:`closed_day_key` in the transaction in
+    which the day becomes final for the partition (its watermark passed the day's end plus
+    the restatement horizon); the same transaction tombstones the ``r|`` and ``s|`` keys
+    it replaces on ``<prefix>.aggregates``. Per agency so that one record stays far below
+    the broker's record size limit at any traffic.
+    """
+
+    day: str
+    partition: int
+    agency: str
+    cells: list[ClosedCell] = msgspec.field(default_factory=list)
+    #: the day's restatement log of this partition and agency (the ``s|`` value)
+    restatement: Restatement | None = None
+    #: the partition's watermark when the day became final (epoch seconds)
+    closed_at: float = 0.0
+
+
+def closed_day_key(day: str, partition: int, agency: str) -> bytes:
+    """Key of a :class:`ClosedDay` record on ``<prefix>.days``."""
+    return SEP.join(("d", day, str(partition), agency)).encode()
+
+
 Record = RollupKey | GaugeKey | tuple[str, int, str, str] | tuple[str, int]
 
 _rollup_dec: Final = msgspec.json.Decoder(Rollup)
 _gauges_dec: Final = msgspec.json.Decoder(Gauges)
 _restate_dec: Final = msgspec.json.Decoder(Restatement)
 _wm_dec: Final = msgspec.json.Decoder(Watermark)
+_closed_dec: Final = msgspec.json.Decoder(ClosedDay)
 encode: Final = msgspec.json.Encoder().encode
 
 
@@ -325,3 +362,8 @@ def sum_rollups(rollups: Iterable[Rollup]) -> Rollup:
     for r in rollups:
         total.add(r)
     return total
+
+
+def decode_closed_day(value: bytes) -> ClosedDay:
+    """Decode the value of a ``d|`` record of ``<prefix>.days``."""
+    return _closed_dec.decode(value)

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 EVENTS_PARTITIONS = 12
+#: Largest record of ``<prefix>.days`` (one closed day of one agency and partition); the
+#: processor's producer is configured to match.
+DAYS_MAX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,11 @@ class Topics:
     def aggregates(self) -> str:
         """Compacted daily rollups and live gauges: the interface the API reads."""
         return f"{self.prefix}.aggregates"
+
+    @property
+    def days(self) -> str:
+        """Compacted final rollups of closed days (``d|`` records), kept for ever."""
+        return f"{self.prefix}.days"
 
     @property
     def deadletter(self) -> str:
@@ -81,6 +89,11 @@ class Topics:
             ),
             TopicSpec(self.changelog, events_partitions, dict(compacted)),
             TopicSpec(self.aggregates, 3, dict(compacted)),
+            TopicSpec(
+                self.days,
+                3,
+                {**compacted, "compression.type": "zstd", "max.message.bytes": str(DAYS_MAX_BYTES)},
+            ),
             TopicSpec(self.deadletter, 3, {"retention.ms": str(30 * 86_400_000)}),
             TopicSpec(
                 self.ledger,
