@@ -47,6 +47,7 @@ from api.ingest import Ingestor, IngestResponse, ProducerLink
 from api.issuing import IssuingService, build_issuing_metrics
 from api.keys import KeyStore
 from api.media import NDJSON_TYPES, media_of, without_signature
+from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel
 from api.reports import Report, build_report, render
 from api.scorecard import Scope as ScopeName
@@ -54,7 +55,7 @@ from api.scorecard import Scorecard, Scorer, period_bounds
 from api.server import MetricsListener, metrics_token_ok
 from api.settings import ApiSettings
 from api.signatures import Verifier, build_signature_metrics
-from api.tokens import FailureLimiter, Kind, TokenInfo, TokenStore
+from api.tokens import Kind, TokenInfo, TokenStore
 from api.web.settings import WebSettings
 from api.web.wiring import install as install_web
 from contract.catalog import Catalog, load_catalog
@@ -275,7 +276,7 @@ def create_app(
 
     bearer = HTTPBearer(auto_error=False, description="an agency or inspector token")
 
-    failures = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute / 60)
+    failures = TokenBuckets(settings.auth_failure_burst, settings.auth_failures_per_minute / 60)
     web_view = install_web(app, web or WebSettings(), scorer, model, tokens, failures)
     app.state.web = web_view
 
@@ -297,7 +298,7 @@ def create_app(
             )
         info = tokens.verify(credentials.credentials)
         if info is None:
-            failures.failed(client)
+            failures.spend(client)
             raise Unauthorized("unknown or revoked token")
         return info
 

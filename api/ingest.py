@@ -21,7 +21,6 @@ import logging
 import math
 import re
 import threading
-import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import msgspec
 
 from api.errors import BadRequest, PayloadTooLarge, RateLimited, TooManyRequests, Unavailable
 from api.exposition import ApiMetrics
+from api.ratelimit import TokenBuckets
 from api.settings import ApiSettings
 from api.tokens import TokenInfo
 from contract.catalog import Catalog
@@ -130,32 +130,6 @@ def recent_key(agency: str, event_id: str) -> str:
 
 
 # -- limits ------------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """A token bucket of events per API token.
-
-    Each token may send ``burst`` events at once and ``rate`` events per second after
-    that. A rate of 0 disables the limit.
-    """
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def take(self, key: str, n: int, now: float | None = None) -> float:
-        """Take ``n`` events from ``key``'s bucket; returns 0, or seconds to wait if refused."""
-        if self._rate <= 0:
-            return 0.0
-        now = time.monotonic() if now is None else now
-        level, last = self._buckets.get(key, (self._burst, now))
-        level = min(self._burst, level + (now - last) * self._rate)
-        if level >= n:
-            self._buckets[key] = (level - n, now)
-            return 0.0
-        self._buckets[key] = (level, now)
-        return (n - level) / self._rate
 
 
 class InflightLimiter:
@@ -521,7 +495,7 @@ class Ingestor:
         self._link = link
         self._metrics = metrics
         self._clock = clock
-        self._rate = RateLimiter(settings.rate_limit_events_per_second, settings.rate_limit_burst)
+        self._rate = TokenBuckets(settings.rate_limit_burst, settings.rate_limit_events_per_second)
         self._inflight = InflightLimiter(settings.max_inflight_events)
         self.per_token = TokenSlots(
             settings.max_concurrent_ingest_per_token, settings.max_inflight_events_per_token

@@ -24,9 +24,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.alerts import AlertStore
 from api.errors import BadRequest, Forbidden, NotFound, TooManyFailures
+from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel
 from api.scorecard import LEVEL_NAMES, Scope, Scorer, period_bounds
-from api.tokens import FailureLimiter, Kind, TokenStore
+from api.tokens import Kind, TokenStore
 from api.web import ru, views
 from api.web.session import Sessions, Viewer
 from api.web.settings import WebSettings
@@ -86,7 +87,7 @@ def router(
     model: ReadModel,
     tokens: TokenStore,
     alerts: AlertStore,
-    failures: FailureLimiter,
+    failures: TokenBuckets,
     sessions: Sessions,
 ) -> APIRouter:
     """The pages (see the module docstring)."""
@@ -201,7 +202,7 @@ def router(
         info = tokens.verify(f.get("token", "").strip())
         nxt = _safe_next(f.get("next"))
         if info is None:
-            failures.failed(client)
+            failures.spend(client)
             return RedirectResponse(f"/login?error=1&next={quote(nxt)}", status_code=303)
         if nxt == "/" and info.kind is not Kind.INSPECTOR and info.agency:
             nxt = f"/agency/{info.agency}"

@@ -22,9 +22,10 @@ from api import opendata
 from api.alerts import AlertStore
 from api.alerts import router as alerts_router
 from api.errors import Forbidden
+from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel
 from api.scorecard import Scorer
-from api.tokens import FailureLimiter, TokenStore
+from api.tokens import TokenStore
 from api.web import pages
 from api.web.session import Sessions
 from api.web.settings import WebSettings
@@ -67,7 +68,7 @@ def install(
     scorer: Scorer,
     model: ReadModel,
     tokens: TokenStore,
-    failures: FailureLimiter,
+    failures: TokenBuckets,
 ) -> Web:
     """Add every route of the web view to ``app`` (created with ``docs_url=None``)."""
     sessions = Sessions(
