@@ -43,10 +43,11 @@ from api.errors import (
     error_responses,
 )
 from api.exposition import ApiMetrics, build_metrics
-from api.ingest import Ingestor, IngestResponse, ProducerLink
+from api.ingest import Ingestor, IngestResponse
 from api.issuing import IssuingService, build_issuing_metrics
 from api.keys import KeyStore
 from api.media import NDJSON_TYPES, media_of, without_signature
+from api.producer import ProducerLink
 from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel
 from api.reports import Report, build_report, render

@@ -19,10 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.admission import TokenSlots
 from api.errors import BadRequest, NotFound, TooManyRequests
-from api.ingest import RecentIds, TokenSlots, recent_key
 from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel, difference, negated
+from api.recent import RecentIds, recent_key
 from api.reports import build_report, quantile, render_csv, render_html, render_json
 from api.scorecard import Scorer, period_bounds, scored
 from api.tokens import Kind, TokenError, TokenStore

@@ -9,7 +9,7 @@ from collections import deque
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.ingest import RecentIds
+from api.recent import RecentIds
 
 
 @settings(max_examples=300, deadline=None)
