@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CollectorRegistry,
     PlatformCollector,
@@ -32,7 +33,7 @@ from api.middleware import MetricsMiddleware
 from api.producer import ProducerLink
 from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel
-from api.routes import health, ingest, reports, scorecards
+from api.routes import alerts, docs, health, ingest, opendata, reports, scorecards
 from api.routes import metrics as metrics_route
 from api.scorecard import Scorer
 from api.server import MetricsListener
@@ -145,7 +146,7 @@ def create_app(
         version=openapi.VERSION,
         description=openapi.DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,  # served offline by the web view (api/web/wiring.py)
+        docs_url=None,  # served offline (api/routes/docs.py)
         redoc_url=None,
     )
     errors.install(app)
@@ -154,7 +155,8 @@ def create_app(
         # the client address of the failed-authentication limit; uvicorn's own proxy
         # handling is off (server.server_options) as it believes any local client
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies)
-    web_view = install_web(app, web or WebSettings(), scorer, model, tokens, failures)
+    web = web or WebSettings()
+    web_view = install_web(app, web, scorer, model, tokens, failures)
     app.state.services = Services(
         settings=settings,
         catalog=catalog,
@@ -171,6 +173,11 @@ def create_app(
         web=web_view,
         metrics_listener=listener is not None,
     )
+    app.mount("/static/docs", StaticFiles(directory=str(docs.ASSETS)), name="docs-static")
+    app.include_router(docs.router)
+    app.include_router(alerts.router)
+    if web.open_data_enabled:
+        app.include_router(opendata.router)
     app.include_router(health.router)
     if listener is None:
         app.include_router(metrics_route.router)

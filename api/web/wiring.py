@@ -1,26 +1,21 @@
-"""One call that adds the web view, open data, the alert receiver and offline docs to the app.
+"""One call that adds the web view to the app: its pages, static files and sessions.
 
-``install`` includes the routers, mounts the static files (ours and the Swagger UI / ReDoc
-assets shipped by the ``fastapi-offline`` package, so ``/docs`` works on a closed network)
-and turns a missing session into a redirect to the sign-in page.
+``install`` includes the pages' router, mounts our static files, turns a missing session
+into a redirect to the sign-in page and returns :class:`Web`: the sessions (which may
+authorise a report) and the alerts store that ``api/routes/alerts.py`` fills.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from urllib.parse import quote
 
-import fastapi_offline
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api import opendata
 from api.alerts import AlertStore
-from api.alerts import router as alerts_router
 from api.errors import Forbidden
 from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel
@@ -30,8 +25,6 @@ from api.web import pages
 from api.web.session import Sessions
 from api.web.settings import WebSettings
 from contract.catalog import Catalog
-
-_DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 
 
 @dataclass
@@ -70,7 +63,7 @@ def install(
     tokens: TokenStore,
     failures: TokenBuckets,
 ) -> Web:
-    """Add every route of the web view to ``app`` (created with ``docs_url=None``)."""
+    """Add the web view's pages to ``app`` (when enabled) and build its sessions and alerts."""
     sessions = Sessions(
         settings.session_secret.get_secret_value(),
         settings.session_max_age_seconds,
@@ -80,41 +73,7 @@ def install(
     store = AlertStore(settings.alerts_kept)
     static = resources.files("api") / "web" / "static"
     app.mount("/static/web", StaticFiles(directory=str(static)), name="web-static")
-    app.mount("/static/docs", StaticFiles(directory=str(_DOCS_ASSETS)), name="docs-static")
-    app.include_router(alerts_router(store, settings.alerts_webhook_token))
 
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title}: документация",
-            swagger_js_url="/static/docs/swagger-ui-bundle.js",
-            swagger_css_url="/static/docs/swagger-ui.css",
-            swagger_favicon_url="/static/docs/favicon.png",
-            # Swagger UI would fetch a validity badge from its public validator otherwise
-            swagger_ui_parameters={"validatorUrl": None},
-        )
-
-    @app.get("/redoc", include_in_schema=False)
-    def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title}: документация",
-            redoc_js_url="/static/docs/redoc.standalone.js",
-            redoc_favicon_url="/static/docs/favicon.png",
-            with_google_fonts=False,
-        )
-
-    env = pages.environment()
-    if settings.open_data_enabled:
-        app.include_router(
-            opendata.router(
-                scorer,
-                settings.open_data_licence,
-                settings.open_data_max_age_seconds,
-                env.get_template("open.html"),
-            )
-        )
     if settings.web_enabled:
         app.include_router(pages.router(settings, scorer, model, tokens, store, failures, sessions))
 
