@@ -35,6 +35,7 @@ from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel
 from api.routes import alerts, docs, health, ingest, opendata, reports, scorecards
 from api.routes import metrics as metrics_route
+from api.routes import web as web_pages
 from api.scorecard import Scorer
 from api.server import MetricsListener
 from api.settings import ApiSettings
@@ -156,7 +157,7 @@ def create_app(
         # handling is off (server.server_options) as it believes any local client
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies)
     web = web or WebSettings()
-    web_view = install_web(app, web, scorer, model, tokens, failures)
+    web_view = install_web(app, web, catalog, tokens)
     app.state.services = Services(
         settings=settings,
         catalog=catalog,
@@ -178,6 +179,8 @@ def create_app(
     app.include_router(alerts.router)
     if web.open_data_enabled:
         app.include_router(opendata.router)
+    if web.web_enabled:
+        app.include_router(web_pages.router)
     app.include_router(health.router)
     if listener is None:
         app.include_router(metrics_route.router)

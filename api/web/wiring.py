@@ -1,8 +1,8 @@
 """One call that adds the web view to the app: its pages, static files and sessions.
 
-``install`` includes the pages' router, mounts our static files, turns a missing session
-into a redirect to the sign-in page and returns :class:`Web`: the sessions (which may
-authorise a report) and the alerts store that ``api/routes/alerts.py`` fills.
+``install`` mounts our static files, turns a missing session into a redirect to the
+sign-in page and returns :class:`Web`: the sessions (which may authorise a report) and
+the alerts store that ``api/routes/alerts.py`` fills. The pages are ``api/routes/web.py``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from fastapi.staticfiles import StaticFiles
 
 from api.alerts import AlertStore
 from api.errors import Forbidden
-from api.ratelimit import TokenBuckets
-from api.readmodel import ReadModel
-from api.scorecard import Scorer
 from api.tokens import TokenStore
 from api.web import pages
 from api.web.session import Sessions
@@ -55,15 +52,9 @@ class Web:
         return True
 
 
-def install(
-    app: FastAPI,
-    settings: WebSettings,
-    scorer: Scorer,
-    model: ReadModel,
-    tokens: TokenStore,
-    failures: TokenBuckets,
-) -> Web:
-    """Add the web view's pages to ``app`` (when enabled) and build its sessions and alerts."""
+def install(app: FastAPI, settings: WebSettings, catalog: Catalog, tokens: TokenStore) -> Web:
+    """Mount the web view's static files, redirect a missing session to the sign-in page
+    (when the pages are enabled) and build the sessions and the alerts store."""
     sessions = Sessions(
         settings.session_secret.get_secret_value(),
         settings.session_max_age_seconds,
@@ -75,7 +66,6 @@ def install(
     app.mount("/static/web", StaticFiles(directory=str(static)), name="web-static")
 
     if settings.web_enabled:
-        app.include_router(pages.router(settings, scorer, model, tokens, store, failures, sessions))
 
         async def sign_in(request: Request, exc: Exception) -> Response:
             if request.headers.get("x-live") == "1" or not isinstance(exc, pages.SignInRequired):
@@ -83,4 +73,4 @@ def install(
             return RedirectResponse(f"/login?next={quote(exc.next_url, safe='')}", status_code=303)
 
         app.add_exception_handler(pages.SignInRequired, sign_in)
-    return Web(settings, sessions, store, scorer.catalog)
+    return Web(settings, sessions, store, catalog)
