@@ -24,7 +24,8 @@ from api.errors import BadRequest, NotFound, TooManyRequests
 from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel, difference, negated
 from api.recent import RecentIds, recent_key
-from api.reports import build_report, quantile, render_csv, render_html, render_json
+from api.report_render import render_csv, render_html, render_json
+from api.reports import build_report, quantile
 from api.scorecard import Scorer, period_bounds, scored
 from api.tokens import Kind, TokenError, TokenStore
 from contract import aggregates as agg

@@ -17,7 +17,8 @@ from api.deps import (
     inspector_token,
 )
 from api.errors import error_responses
-from api.reports import Report, build_report, render
+from api.report_render import render
+from api.reports import Report, build_report
 from api.scorecard import period_bounds
 
 router = APIRouter(tags=["reports"])
