@@ -172,7 +172,6 @@ def create_app(
         signatures=signatures,
         issuing=issuing,
         web=web_view,
-        metrics_listener=listener is not None,
     )
     app.mount("/static/docs", StaticFiles(directory=str(docs.ASSETS)), name="docs-static")
     app.include_router(docs.router)

@@ -50,8 +50,6 @@ class Services:
     signatures: Verifier
     issuing: IssuingService
     web: Web
-    #: whether ``/metrics`` is served on a port of its own instead of the API's
-    metrics_listener: bool
 
 
 def services(request: Request) -> Services:
