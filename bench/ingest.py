@@ -29,9 +29,9 @@ from typing import Any
 
 import msgspec
 
+from bench import baselines, workload
+from bench.harness import BenchContext, Figure, Goal, percentile, unavailable
 from servicepulse import stack
-from servicepulse.bench import baselines, workload
-from servicepulse.bench.harness import BenchContext, Figure, Goal, percentile, unavailable
 
 GOAL_BATCHED = Goal("ratio", ">=", 0.50)
 GOAL_SIGNED = Goal("ratio", ">=", 0.80)
