@@ -39,7 +39,6 @@ MAX_FUTURE: Final = timedelta(minutes=5)
 EARLIEST_OCCURRED_AT: Final = datetime(2000, 1, 1, tzinfo=UTC)
 #: No setting may go below this: every instant after it has a local date in any zone.
 EARLIEST_POSSIBLE: Final = datetime(1, 1, 2, tzinfo=UTC)
-SCHEMA_VERSION: Final = 1
 
 _ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 _UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -127,7 +126,6 @@ class Reason(enum.StrEnum):
     UNKNOWN_STEP = "unknown_step"
     UNKNOWN_OFFICE = "unknown_office"
     UNKNOWN_LIFE_SITUATION = "unknown_life_situation"
-    UNKNOWN_REASON_CODE = "unknown_reason_code"
     FORBIDDEN_AGENCY = "forbidden_agency"
     #: the Kafka record key is not :func:`event_key` of its event (processor only)
     WRONG_KEY = "wrong_key"
@@ -207,16 +205,6 @@ SERVICE_OPTIONAL: Final = frozenset(
     {EventType.VISIT_SERVED, EventType.APPEAL_RECEIVED, EventType.APPEAL_ANSWERED}
 )
 JOURNEY_OPTIONAL: Final = SERVICE_OPTIONAL
-LIFECYCLE_TYPES: Final = frozenset(
-    {
-        EventType.JOURNEY_STARTED,
-        EventType.JOURNEY_STEP,
-        EventType.JOURNEY_SUBMITTED,
-        EventType.JOURNEY_ABANDONED,
-        EventType.JOURNEY_ERROR,
-        EventType.DECISION_MADE,
-    }
-)
 _ATTR_NAMES: Final = tuple(Attrs.__struct_fields__)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import sys
@@ -190,32 +189,19 @@ def up(
         if p.name == "kafka":
             _topics()
             console.print("  topics ready", highlight=False)
-    (run_dir / "stack.json").write_text(
-        json.dumps(
-            {
-                "processors": processors,
-                "api": api,
-                "prometheus": prometheus,
-                "demo": demo,
-            }
-        )
-    )
     out.print(_status_table(parts))
     out.print(f"up in {time.monotonic() - started:.1f}s. Stop with: servicepulse down")
 
 
 def _saved_plan(run_dir: Path) -> list[stack.ManagedProcess]:
-    try:
-        saved = json.loads((run_dir / "stack.json").read_text())
-    except (OSError, ValueError):
-        saved = {}
-    return plan(
-        run_dir,
-        processors=max(int(saved.get("processors", 1)), 8),
-        api=True,
-        prometheus=True,
-        demo=True,
-    )
+    """Every part ``up`` may have started, up to the highest processor with a pid file (>= 8).
+
+    What runs is known from the pid files alone; a part that is not running is skipped
+    by ``down`` and ``status``.
+    """
+    numbers = [p.stem.removeprefix("processor-") for p in run_dir.glob("processor-*.pid")]
+    highest = max((int(n) for n in numbers if n.isdigit()), default=0)
+    return plan(run_dir, processors=max(highest, 8), api=True, prometheus=True, demo=True)
 
 
 def down(
