@@ -34,7 +34,7 @@ def bench_peer(ctx: BenchContext) -> list[Figure]:
     ours = processor.run_ours(ctx, 1)
     ds = processor.dataset(ctx)
     # The same commit cadence as our processor's default transaction interval.
-    commit_interval = ProcessorSettings().commit_interval_ms / 1000
+    commit_interval = ProcessorSettings().commit_interval.total_seconds()
     ctx.say("peer: Quix Streams, exactly-once, RocksDB state, same topic ...")
     with ctx.progress() as bar:
         task = bar.add_task("quix peer", total=len(ds.records))

@@ -322,7 +322,7 @@ def test_a_restore_that_makes_progress_never_times_out(live_stack: Stack) -> Non
     # a limit well below the time the restore takes: a total-time limit would fail
     # every restore (and retry forever), a progress limit never fires while records come
     stall = max(0.2, took / 4)
-    second = stack.processor(1, restore_timeout_s=stall)
+    second = stack.processor(1, restore_timeout=f"PT{stall:.3f}S")
     sender = Sender(stack)
     try:
         sender.batch()

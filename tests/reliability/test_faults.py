@@ -84,7 +84,7 @@ CLOSERS = 200
 #: Batches sent again after the API crash, as by a client that lost their answers.
 REPLAYED = 3
 #: Small transactions, so a run spans many commits and kills land between and inside them.
-PROCESSOR = {"max_batch": 50, "poll_records": 50, "commit_interval_ms": 100}
+PROCESSOR = {"max_batch": 50, "poll_records": 50, "commit_interval": "PT0.1S"}
 
 
 def fault_stream(seed: int) -> Stream:
