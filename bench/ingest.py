@@ -440,7 +440,7 @@ def signed_phases(ctx: BenchContext, server: Server, agency: str, n: int) -> Sig
 
     key = Ed25519PrivateKey.generate()
     store = KeyStore(ctx.work_dir / "api" / "keys.db", cache_seconds=0)
-    cache_s = 2.5  # the server's SERVICEPULSE_TOKEN_CACHE_SECONDS (2 s) and a margin
+    cache_s = 2.5  # the server's SERVICEPULSE_TOKEN_CACHE (2 s) and a margin
     half = max(BATCH, n // 2 // BATCH * BATCH)
     run = SignedRun()
     seed = 200

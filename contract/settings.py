@@ -39,12 +39,14 @@ def renamed_durations(
     names (``..._MS``, ``..._S``, ``..._SECONDS``) counted in their unit. For a
     ``mode="before"`` model validator: ``renamed`` maps a field to its old variable
     (without the prefix) and the seconds one unit of it is. Only the process
-    environment is read for old names; the new variable wins when both are set.
+    environment and keyword arguments are read for old names; the new name wins when both
+    are set.
     """
     if not isinstance(data, dict):
         return data
     for field, (old, unit_s) in renamed.items():
-        raw = os.environ.get(prefix + old)
+        raw = data.get(old.lower(), os.environ.get(prefix + old))
+        data = {k: v for k, v in data.items() if k != old.lower()}
         if raw is None or field in data:
             continue
         new = prefix + field.upper()

@@ -62,3 +62,17 @@ def test_old_values_are_still_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_millis_is_exact() -> None:
     assert millis(timedelta(milliseconds=500)) == 500
     assert millis(timedelta(seconds=60)) == 60_000
+
+
+def test_api_and_web_durations_old_and_new(monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.settings import ApiSettings
+    from api.web.settings import WebSettings
+
+    monkeypatch.setenv("SERVICEPULSE_REQUEST_TIMEOUT_SECONDS", "4")
+    monkeypatch.setenv("SERVICEPULSE_KEEP_ALIVE", "PT7S")
+    api = ApiSettings(body_timeout_seconds=3)  # an old keyword, in its unit
+    assert api.request_timeout == timedelta(seconds=4)
+    assert api.keep_alive == timedelta(seconds=7)
+    assert api.body_timeout == timedelta(seconds=3)
+    monkeypatch.setenv("SERVICEPULSE_LIVE_INTERVAL", "PT30S")
+    assert WebSettings().live_interval == timedelta(seconds=30)
