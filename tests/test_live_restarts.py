@@ -239,7 +239,7 @@ def _run(
     # API SIGKILL, restarted without a snapshot: catches up over the whole history
     api.kill()
     sender.batch()
-    api = stack.api(readmodel_snapshot=snapshot, snapshot_interval=1)
+    api = stack.api(readmodel_snapshot=snapshot, snapshot_interval="PT1S")
     observed = _withheld_while_catching_up(stack.url, 180)
     assert observed, f"the read model caught up before a poll ({history} records)"
     _counted(stack, sender)
@@ -250,7 +250,7 @@ def _run(
     # API SIGKILL, restarted from its snapshot (older than what it had served)
     api.kill()
     sender.batch()
-    api = stack.api(readmodel_snapshot=snapshot, snapshot_interval=1)
+    api = stack.api(readmodel_snapshot=snapshot, snapshot_interval="PT1S")
     _withheld_while_catching_up(stack.url, 180)
     ready = stack.wait_ready(60)
     assert ready["readmodel"]["restored_from_snapshot"]

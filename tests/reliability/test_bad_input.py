@@ -93,7 +93,7 @@ def env(rel_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     st_ = Stack(rel_broker, run, demo_catalog_path(), partitions=3)
     tokens = {a: st_.token(a) for a in ("minsoc", "zags")}
     tokens["inspector"] = st_.token(None)
-    api = st_.api(body_timeout=3)
+    api = st_.api(body_timeout="PT3S")
     proc = st_.processor(1)
     st_.wait_ready()
     api_pid, proc_pid = api.pid(), proc.pid()

@@ -192,7 +192,7 @@ def test_everything_acknowledged_counts_once_through_every_fault(
     st = Stack(rel_broker, tmp_path / "run", CATALOG_PATH)
     lib_topics, lib_settings = make_topics(rel_broker, 3)
     tokens = {a: st.token(a) for a in ("soc", "reg", "mfc")}
-    api_settings = {"kafka_retry_after": 1, "request_timeout": 4}
+    api_settings = {"kafka_retry_after": "PT1S", "request_timeout": "PT4S"}
     st.api(**api_settings)
     st.wait_ready()
     procs = {1: st.processor(1, **PROCESSOR), 2: st.processor(2, **PROCESSOR)}
