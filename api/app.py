@@ -82,7 +82,7 @@ def create_app(
     methodology = methodology or load_methodology(
         str(settings.methodology) if settings.methodology else None
     )
-    tokens = tokens or TokenStore(settings.token_db, settings.token_cache_seconds)
+    tokens = tokens or TokenStore(settings.token_db, settings.token_cache.total_seconds())
     topics = Topics(settings.topic_prefix)
     metrics = build_metrics(registry)
     link = ProducerLink(settings, topics)
@@ -92,10 +92,10 @@ def create_app(
         topics,
         catalog,
         snapshot=settings.readmodel_snapshot,
-        snapshot_interval=settings.snapshot_interval_seconds,
+        snapshot_interval=settings.snapshot_interval.total_seconds(),
     )
     scorer = Scorer(model, catalog, methodology)
-    keys = keys or KeyStore(settings.key_db_path, settings.token_cache_seconds)
+    keys = keys or KeyStore(settings.key_db_path, settings.token_cache.total_seconds())
     signatures = Verifier(
         keys,
         settings.signature_window.total_seconds(),

@@ -12,6 +12,7 @@ import threading
 from api.errors import Unavailable
 from api.settings import ApiSettings
 from contract.errors import BusError
+from contract.settings import millis
 from contract.topics import Topics
 from kafkaport import KafkaError, Producer, connect
 
@@ -80,7 +81,7 @@ class ProducerLink:
         return self._producer is not None
 
     def _open(self) -> Producer:
-        timeout_ms = int(self._settings.request_timeout_seconds * 1000)
+        timeout_ms = millis(self._settings.request_timeout)
         producer = connect(self._settings).producer(
             client_id="servicepulse-api",
             linger_ms=2,
@@ -124,7 +125,7 @@ class ProducerLink:
         if producer is None:
             raise Unavailable(
                 "not connected to Kafka yet; nothing was accepted",
-                retry_after=self._settings.kafka_retry_after_seconds,
+                retry_after=int(self._settings.kafka_retry_after.total_seconds()),
             )
         return producer
 

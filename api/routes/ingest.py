@@ -118,7 +118,9 @@ async def post_events(request: Request, token: AgencyDep, s: ServicesDep) -> Res
     # the body is read holding only this token's slot: a trickling client of one
     # agency never holds a slot the others need
     with ingestor.admit_token(token.id):
-        body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+        body = await _read_body(
+            request, settings.max_body_bytes, settings.body_timeout.total_seconds()
+        )
         # the signature covers the bytes as sent (a byte order mark included)
         with s.signatures.verified(request.headers, body, token.agency or "") as signed:
             headers = signed.record_headers if signed else None

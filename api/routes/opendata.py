@@ -45,7 +45,7 @@ def _cached(request: Request, s: Services, body: bytes, media: str) -> Response:
     tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {
         "ETag": tag,
-        "Cache-Control": f"public, max-age={s.web.settings.open_data_max_age_seconds}",
+        "Cache-Control": f"public, max-age={int(s.web.settings.open_data_max_age.total_seconds())}",
         "Access-Control-Allow-Origin": "*",
     }
     sent = request.headers.get("if-none-match", "")

@@ -78,7 +78,7 @@ def _page(
         "fresh": fresh,
         "fresh_level": fresh_level,
         "updated": ru.local_time(now, catalog.tz),
-        "interval": s.web.settings.live_interval_seconds,
+        "interval": int(s.web.settings.live_interval.total_seconds()),
         "open_data": s.web.settings.open_data_enabled,
         "path": request.url.path,
         "live": request.headers.get("x-live") == "1",

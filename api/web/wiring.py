@@ -57,7 +57,7 @@ def install(app: FastAPI, settings: WebSettings, catalog: Catalog, tokens: Token
     (when the pages are enabled) and build the sessions and the alerts store."""
     sessions = Sessions(
         settings.session_secret.get_secret_value(),
-        settings.session_max_age_seconds,
+        int(settings.session_max_age.total_seconds()),
         settings.cookie_secure,
         tokens,
     )
