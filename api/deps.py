@@ -52,8 +52,9 @@ class Services:
     web: Web
 
 
-def services(request: Request) -> Services:
-    """The app's :class:`Services`."""
+async def services(request: Request) -> Services:
+    """The app's :class:`Services` (async: FastAPI would run a plain function of this in
+    its thread pool, a hop per request for an attribute read)."""
     return cast(Services, request.app.state.services)
 
 
