@@ -40,6 +40,7 @@ import os
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -170,12 +171,22 @@ def _thaw(data: bytes) -> dict[Group, Rollup]:
     return dict(_day_dec.decode(data))
 
 
+_raw_dec: Final = msgspec.msgpack.Decoder(list[tuple[bytes, bytes]])
+
+
+def _freeze_raw(held: dict[bytes, bytes]) -> bytes:
+    """Live values of one (day, partition, agency), compressed together (JSON values
+    repeat their field names: zlib's fastest level keeps about a tenth)."""
+    return zlib.compress(_day_enc.encode(list(held.items())), 1)
+
+
 class _Snapshot(msgspec.Struct):
     version: int
     topics: list[str]
     offsets: list[tuple[str, int, int]]
     #: live r| values, and the values set aside by a tombstone awaiting their d| record
     raw: list[tuple[bytes, bytes]]
+    raw_cold: list[tuple[str, int, str, bytes]]
     pending: list[tuple[bytes, bytes]]
     #: g|, s| (live and closed) and w| records
     records: list[tuple[bytes, bytes]]
@@ -246,6 +257,10 @@ class ReadModel:
         # where the decoded Rollup costs ~1.7 KB; decoded again only when rewritten), by
         # the (day, partition, agency) a ClosedDay record replaces at once
         self._raw: dict[DayPart, dict[bytes, bytes]] = {}
+        # ... and those untouched for _FREEZE_AFTER_S, compressed together (a day's keys
+        # are rewritten while the day is recent, then rarely: by late events only)
+        self._raw_cold: dict[DayPart, bytes] = {}
+        self._raw_touched: dict[DayPart, float] = {}
         # values whose r| key was tombstoned before its d| record was read
         self._pending: dict[DayPart, dict[bytes, bytes]] = {}
         # closed (day, partition, agency) -> digest of the d| value that closed it
@@ -275,7 +290,7 @@ class ReadModel:
             dkey: DayPart = (parts[2], int(parts[1]), parts[3])
             if dkey in self._closed:
                 return  # its ClosedDay record holds the final value
-            held = self._raw.get(dkey)
+            held = self._held(dkey)
             if value is None:
                 # closing the day, never a subtraction: kept aside for the d| record
                 old_value = held.pop(key, None) if held is not None else None
@@ -293,6 +308,7 @@ class ReadModel:
                         del self._pending[dkey]
             if held is None:
                 held = self._raw[dkey] = {}
+                self._raw_touched[dkey] = time.monotonic()
             held[key] = value
             if old_value == value:
                 return
@@ -341,12 +357,29 @@ class ReadModel:
             groups = self._day_groups[day] = _thaw(cold) if cold is not None else {}
         return groups
 
-    def freeze(self, older_than: float = _FREEZE_AFTER_S) -> int:
-        """Encode the summaries of days unchanged for ``older_than`` s (lock held).
+    def _held(self, dkey: DayPart) -> dict[bytes, bytes] | None:
+        """The live values of (day, partition, agency) to change, decompressed if frozen."""
+        held = self._raw.get(dkey)
+        if held is None:
+            cold = self._raw_cold.pop(dkey, None)
+            if cold is None:
+                return None
+            held = self._raw[dkey] = dict(_raw_dec.decode(zlib.decompress(cold)))
+        self._raw_touched[dkey] = time.monotonic()
+        return held
 
-        Returns how many were frozen. Called by the consumer thread every few seconds.
+    def freeze(self, older_than: float = _FREEZE_AFTER_S) -> int:
+        """Encode what has not changed for ``older_than`` s (lock held): the live values
+        of a (day, partition, agency) compressed together, a day's summary as msgpack.
+
+        Returns how many day summaries were frozen. The consumer thread calls it every
+        few seconds.
         """
         now = time.monotonic()
+        for dkey in list(self._raw):
+            if now - self._raw_touched.get(dkey, 0.0) >= older_than:
+                self._raw_cold[dkey] = _freeze_raw(self._raw.pop(dkey))
+                self._raw_touched.pop(dkey, None)
         frozen = 0
         for day in list(self._day_groups):
             if now - self._touched.get(day, 0.0) >= older_than:
@@ -375,7 +408,9 @@ class ReadModel:
                 self._conflicting_days += 1
                 logger.warning("ignored a second, different closed-day record %s", key[:80])
             return
-        held = self._raw.pop(dkey, {})
+        held = self._held(dkey) or {}
+        self._raw.pop(dkey, None)
+        self._raw_touched.pop(dkey, None)
         pend = self._pending.pop(dkey, {})
         for c in cd.cells:
             k = agg.RollupKey(
@@ -492,7 +527,10 @@ class ReadModel:
         """What the model holds, by kind (counts; for the benchmark and debugging)."""
         with self.lock:
             return {
-                "live_keys": sum(len(v) for v in self._raw.values()),
+                "live_keys": sum(len(v) for v in self._raw.values())
+                + sum(len(_raw_dec.decode(zlib.decompress(c))) for c in self._raw_cold.values()),
+                "live_keys_decoded": sum(len(v) for v in self._raw.values()),
+                "live_encoded_bytes": sum(len(c) for c in self._raw_cold.values()),
                 "pending_keys": sum(len(v) for v in self._pending.values()),
                 "closed": len(self._closed),
                 "days_decoded": len(self._day_groups),
@@ -669,6 +707,7 @@ class ReadModel:
                 topics=self._topic_names(),
                 offsets=[(t, p, o) for (t, p), o in self._offsets.items()],
                 raw=[kv for held in self._raw.values() for kv in held.items()],
+                raw_cold=[(d, p, a, c) for (d, p, a), c in self._raw_cold.items()],
                 pending=[kv for held in self._pending.values() for kv in held.items()],
                 records=self._records(),
                 closed=[(d, p, a, h) for (d, p, a), h in self._closed.items()],
@@ -723,6 +762,7 @@ class ReadModel:
             for k, v in items:
                 parts = agg.parse_key(k)
                 target.setdefault((parts[2], int(parts[1]), parts[3]), {})[k] = v
+        self._raw_cold = {(d, p, a): c for d, p, a, c in snap.raw_cold}
         for k, v in snap.records:
             parts = agg.parse_key(k)
             if parts[0] == "s":  # closed days' logs too: set, not filtered

@@ -231,14 +231,24 @@ def _without(cd: ClosedDay, key: bytes) -> ClosedDay:
 def test_frozen_days_sum_as_decoded_ones_and_thaw_on_change() -> None:
     sc = Scenario(8)
     m = _model()
-    feed(m, iter(sc.aggregates("full")))
-    feed(m, iter([(TOPICS.days, k, v) for k, v in sc.days]))
-    want = observed(m)
+    values = [(t, k, v) for t, k, v in sc.aggregates("full") if v is not None]
+    feed(m, iter(values))
     with m.lock:
         assert m.freeze(older_than=0.0) == len(DAYS)
+    mem = m.memory()
+    assert (mem["days_decoded"], mem["live_keys_decoded"]) == (0, 0)
+    assert mem["live_keys"] == len(sc.versions)
+    # closing frozen days, tombstones and records interleaved, then freezing again
+    tombstones = [(t, k, v) for t, k, v in sc.aggregates("full") if v is None]
+    days = [(TOPICS.days, k, v) for k, v in sc.days]
+    feed(m, interleave(random.Random(2), tombstones, days))
+    want = sc.expected()
+    assert observed(m) == want
+    with m.lock:
+        m.freeze(older_than=0.0)
     assert m.memory()["days_decoded"] == 0
     assert observed(m) == want
-    # a rewrite of a live key thaws its day and is applied exactly once
+    # a rewrite of a live key thaws its day and its values and is applied exactly once
     key = next(k for k in sc.versions if not sc.closed(k))
     grown = agg.decode_rollup(agg.encode(sc.final[key]))
     grown.started += 5
