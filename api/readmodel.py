@@ -524,7 +524,8 @@ class ReadModel:
         return self._conflicting_days
 
     def memory(self) -> dict[str, int]:
-        """What the model holds, by kind (counts; for the benchmark and debugging)."""
+        """What the model holds, by kind (for the benchmark and tests: it decompresses
+        every frozen group of live values to count them)."""
         with self.lock:
             return {
                 "live_keys": sum(len(v) for v in self._raw.values())
