@@ -33,6 +33,7 @@ Readiness: the model is ready once it has read up to the end offsets it saw at s
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import hashlib
 import logging
@@ -195,6 +196,7 @@ class _Snapshot(msgspec.Struct):
     #: totals by cell and the per-day summaries, encoded as the model keeps them
     totals: bytes
     days: list[tuple[str, bytes]]
+    months: list[tuple[str, bytes]]
     dead: list[tuple[str, str, str, int]]
     saved_at: float
 
@@ -271,6 +273,9 @@ class ReadModel:
         # for _FREEZE_AFTER_S is kept encoded in _cold_days instead
         self._day_groups: dict[str, dict[Group, Rollup]] = {}
         self._cold_days: dict[str, bytes] = {}
+        # the same by month ("YYYY-MM"), so a period of a year sums a dozen months and
+        # the days of its partial months, not 365 days
+        self._months: dict[str, dict[Group, Rollup]] = {}
         self._touched: dict[str, float] = {}
         self._last_freeze = time.monotonic()
         self._totals: dict[Cell, Rollup] = {}
@@ -344,7 +349,9 @@ class ReadModel:
         """Add ``delta`` (a fresh object, referenced nowhere else) to the sums."""
         # totals first: they copy; the day's sum may then keep ``delta`` itself
         _accumulate(self._totals, cell, delta)
-        _accumulate(self._day(day), (cell[0], cell[1], cell[4], cell[3]), delta, owned=True)
+        group: Group = (cell[0], cell[1], cell[4], cell[3])
+        _accumulate(self._months.setdefault(day[:7], {}), group, delta)
+        _accumulate(self._day(day), group, delta, owned=True)
         if self._exposition is not None:
             self._exposition.add_rollup(cell, delta)
 
@@ -714,6 +721,7 @@ class ReadModel:
                 closed=[(d, p, a, h) for (d, p, a), h in self._closed.items()],
                 totals=_day_enc.encode(list(self._totals.items())),
                 days=sorted(days.items()),
+                months=[(m, _freeze(g)) for m, g in sorted(self._months.items())],
                 dead=[(d, a, r, n) for (d, a, r), n in self._dead.items()],
                 saved_at=time.time(),
             )
@@ -772,6 +780,7 @@ class ReadModel:
                 self._apply(self._topics.aggregates, k, v, 0)
         self._totals = dict(_totals_dec.decode(snap.totals))
         self._cold_days = dict(snap.days)
+        self._months = {m: _thaw(g) for m, g in snap.months}
         self._dead = {(d, a, r): n for d, a, r, n in snap.dead}
         self._exposition = None  # rebuilt from what was restored
         self._offsets = {(t, p): o for t, p, o in snap.offsets}
@@ -813,11 +822,14 @@ class ReadModel:
         # one hold of the lock, so the sum is of one moment; a frozen day is decoded
         # here and summed (``acc.add`` copies: nothing decoded is kept)
         with self.lock:
+            whole = {m for m in self._months if _month_within(m, day_from, day_to)}
+            for m in whole:
+                self._sum_into(out, memo, self._months[m].items(), group)
             for day, groups in self._day_groups.items():
-                if day_from <= day <= day_to:
+                if day_from <= day <= day_to and day[:7] not in whole:
                     self._sum_into(out, memo, groups.items(), group)
             for day, data in self._cold_days.items():
-                if day_from <= day <= day_to:
+                if day_from <= day <= day_to and day[:7] not in whole:
                     self._sum_into(out, memo, _day_dec.decode(data), group)
         return out
 
@@ -880,6 +892,15 @@ class ReadModel:
                 return None
             low = min(w.watermark for w in self._watermarks.values())
         return datetime.fromtimestamp(low, UTC)
+
+
+def _month_within(month: str, day_from: str, day_to: str) -> bool:
+    """Whether every day of ``month`` ("YYYY-MM") is in ``day_from..day_to``."""
+    try:
+        last = calendar.monthrange(int(month[:4]), int(month[5:7]))[1]
+    except ValueError:  # a malformed day in a key: summed day by day instead
+        return False
+    return day_from <= f"{month}-01" and f"{month}-{last:02d}" <= day_to
 
 
 def _accumulate(target: dict[K, Rollup], key: K, delta: Rollup, owned: bool = False) -> None:

@@ -259,3 +259,34 @@ def test_frozen_days_sum_as_decoded_ones_and_thaw_on_change() -> None:
     cell_want[(a, s, mu, c, ls)] += 5
     day_want[(day, a)] += 5
     assert observed(m) == (cell_want, day_want)
+
+
+def test_a_period_of_whole_months_equals_its_days() -> None:
+    m = _model()
+    rng = random.Random(5)
+    days = ["2026-08-31", "2026-09-01", "2026-09-17", "2026-09-30", "2026-10-01", "2026-10-02"]
+    for day in days:
+        for p in PARTS:
+            for a, s, mu, c, ls in CELLS:
+                key = RollupKey(p, day, a, s, mu, c, ls).encode()
+                feed(m, iter([(TOPICS.aggregates, key, agg.encode(_rollup(rng, 1)))]))
+    with m.lock:
+        m.freeze(older_than=0.0)
+
+    def by_days(d0: str, d1: str) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for day in m.days():
+            if d0 <= day <= d1:
+                for a, r in m.period(day, day, lambda g: g[0]).items():
+                    out[a] += r.started
+        return dict(out)
+
+    # September whole (its month summary), with and without partial months around it
+    for d0, d1 in [
+        ("2026-09-01", "2026-09-30"),
+        ("2026-08-31", "2026-10-01"),
+        ("2026-01-01", "2026-12-31"),
+        ("2026-09-02", "2026-09-30"),
+    ]:
+        got = {a: r.started for a, r in m.period(d0, d1, lambda g: g[0]).items()}
+        assert got == by_days(d0, d1), (d0, d1)

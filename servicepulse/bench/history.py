@@ -340,9 +340,19 @@ def _replicate_closed(model: Any, lay: Layout, sample: int, days: range) -> None
         for i in days:
             day = lay.day(i)
             model._cold_days[day] = bytes(summary)
+            _add_month(model, day, summary)
             for _d, p, a in closed:
                 digest = hashlib.blake2b(f"{day}{p}{a}".encode(), digest_size=8).digest()
                 model._closed[(day, p, a)] = digest
+
+
+def _add_month(model: Any, day: str, summary: bytes) -> None:
+    """Add a copied day's summary to its month's, as applying its records would have."""
+    from api.readmodel import _accumulate, _thaw
+
+    month = model._months.setdefault(day[:7], {})
+    for g, r in _thaw(summary).items():
+        _accumulate(month, g, r, owned=True)
 
 
 def _replicate_live(model: Any, lay: Layout, sample: int, days: range) -> None:
@@ -361,6 +371,7 @@ def _replicate_live(model: Any, lay: Layout, sample: int, days: range) -> None:
                 data = zlib.decompress(c).replace(src, day.encode())
                 model._raw_cold[(day, p, a)] = zlib.compress(data, 1)
             model._cold_days[day] = bytes(summary)
+            _add_month(model, day, summary)
 
 
 def _child_restart(
