@@ -207,11 +207,8 @@ def _child_api(days: int, keys_per_day: int, horizon: int, snapshot: Path) -> di
 
     from api import scrape
     from api.exposition import build_metrics
-    from api.reports import build_report
-    from api.scorecard import Scorer
     from contract import aggregates as agg
     from contract.catalog import load_catalog
-    from contract.methodology import load_methodology
 
     lay = Layout(days, keys_per_day, horizon)
     model = _model(snapshot)
@@ -283,14 +280,7 @@ def _child_api(days: int, keys_per_day: int, horizon: int, snapshot: Path) -> di
         gz = len(body)
     size = len(scrape.body(model, registry, metrics, "")[0])
     series = sum(model.exposition.series().values())
-    scorer = Scorer(model, cat, load_methodology())
-    now = datetime.now(UTC)
-    end = FIRST + timedelta(days=days - 1)
-    report_s = {}
-    for label, span in (("month", 30), ("year", 365)):
-        t = time.perf_counter()
-        build_report(scorer, "region", None, end - timedelta(days=span - 1), end, now)
-        report_s[label] = time.perf_counter() - t
+    report_s = _reports(model, days)
     # the snapshot a restart reads: offsets at the end of what was applied
     with model.lock:
         for topic in (topics.aggregates, topics.days, topics.deadletter):
@@ -322,11 +312,29 @@ def _child_api(days: int, keys_per_day: int, horizon: int, snapshot: Path) -> di
         "scrape_bytes": size,
         "scrape_gzip_bytes": gz,
         "series": series,
-        "report_month_s": report_s["month"],
-        "report_year_s": report_s["year"],
+        **report_s,
         "snapshot_bytes": snapshot.stat().st_size,
         "snapshot_save_s": save_s,
     }
+
+
+def _reports(model: Any, days: int) -> dict[str, float]:
+    """Wall and CPU time of a region's period report over the last 30 and 365 days."""
+    from api.reports import build_report
+    from api.scorecard import Scorer
+    from contract.catalog import load_catalog
+    from contract.methodology import load_methodology
+
+    scorer = Scorer(model, load_catalog(), load_methodology())
+    now = datetime.now(UTC)
+    end = FIRST + timedelta(days=days - 1)
+    out = {}
+    for label, span in (("month", 30), ("year", 365)):
+        t, c = time.perf_counter(), time.process_time()
+        build_report(scorer, "region", None, end - timedelta(days=span - 1), end, now)
+        out[f"report_{label}_s"] = time.perf_counter() - t
+        out[f"report_{label}_cpu_s"] = time.process_time() - c
+    return out
 
 
 def _replicate_closed(model: Any, lay: Layout, sample: int, days: range) -> None:
@@ -405,12 +413,15 @@ def _child_restart(
             model.apply_aggregate(k, v)
         model.exposition  # noqa: B018 - built when the catch-up ends
     caught_up = time.time() - spawned
+    rss = _rss_mib()
+    model.status.ready = True
     return {
+        **_reports(model, days),
         "restored": model.status.restored_from_snapshot,
         "snapshot_load_s": load_s,
         "tail_records": len(tail),
         "start_to_caught_up_s": caught_up,
-        "rss_mib": _rss_mib(),
+        "rss_mib": rss,
         "peak_rss_mib": _peak_mib(),
     }
 
