@@ -276,6 +276,8 @@ class ReadModel:
         # the same by month ("YYYY-MM"), so a period of a year sums a dozen months and
         # the days of its partial months, not 365 days
         self._months: dict[str, dict[Group, Rollup]] = {}
+        # sums of frozen days by group, for the queries of one report (see _cold_sum)
+        self._cold_sums: dict[tuple[str, ...], tuple[list[bytes], dict[Group, Rollup]]] = {}
         self._touched: dict[str, float] = {}
         self._last_freeze = time.monotonic()
         self._totals: dict[Cell, Rollup] = {}
@@ -828,9 +830,34 @@ class ReadModel:
             for day, groups in self._day_groups.items():
                 if day_from <= day <= day_to and day[:7] not in whole:
                     self._sum_into(out, memo, groups.items(), group)
-            for day, data in self._cold_days.items():
-                if day_from <= day <= day_to and day[:7] not in whole:
-                    self._sum_into(out, memo, _day_dec.decode(data), group)
+            cold = sorted(
+                (day, data)
+                for day, data in self._cold_days.items()
+                if day_from <= day <= day_to and day[:7] not in whole
+            )
+            self._sum_into(out, memo, self._cold_sum(cold).items(), group)
+        return out
+
+    def _cold_sum(self, cold: list[tuple[str, bytes]]) -> dict[Group, Rollup]:
+        """The frozen days ``cold`` summed by group, remembered for the next query.
+
+        A report asks several groupings of one period: the frozen days (whose bytes do
+        not change while frozen: a change thaws a day, its next freeze makes new bytes)
+        are decoded and summed once for all of them. A hit is the same days with the
+        very same bytes objects.
+        """
+        days = tuple(day for day, _ in cold)
+        hit = self._cold_sums.get(days)
+        if hit is not None and all(a is b for a, (_, b) in zip(hit[0], cold, strict=True)):
+            return hit[1]
+        out: dict[Group, Rollup] = {}
+        for _day, data in cold:
+            for g, r in _day_dec.decode(data):
+                _accumulate(out, g, r, owned=True)
+        self._cold_sums.pop(days, None)
+        if len(self._cold_sums) >= 4:
+            self._cold_sums.pop(next(iter(self._cold_sums)))
+        self._cold_sums[days] = ([data for _, data in cold], out)
         return out
 
     @staticmethod

@@ -259,6 +259,10 @@ def test_frozen_days_sum_as_decoded_ones_and_thaw_on_change() -> None:
     cell_want[(a, s, mu, c, ls)] += 5
     day_want[(day, a)] += 5
     assert observed(m) == (cell_want, day_want)
+    # frozen again: new bytes, so the sums remembered for the old ones are not used
+    with m.lock:
+        m.freeze(older_than=0.0)
+    assert observed(m) == (cell_want, day_want)
 
 
 def test_a_period_of_whole_months_equals_its_days() -> None:
