@@ -46,7 +46,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, BinaryIO, Final, TypeVar
 
 import msgspec
 
@@ -181,13 +181,35 @@ def _freeze_raw(held: dict[bytes, bytes]) -> bytes:
     return zlib.compress(_day_enc.encode(list(held.items())), 1)
 
 
+_frozen_dec: Final = msgspec.msgpack.Decoder(tuple[str, int, str, bytes])
+
+
+def _write_frame(f: BinaryIO, data: bytes) -> int:
+    f.write(len(data).to_bytes(8, "big"))
+    f.write(data)
+    return 8 + len(data)
+
+
+def _read_frame(f: BinaryIO) -> bytes:
+    """One frame of a snapshot file (ValueError when the file ends inside it)."""
+    head = f.read(8)
+    n = int.from_bytes(head, "big") if len(head) == 8 else -1
+    if n < 0 or n > 1 << 34:
+        raise ValueError("truncated or not a read-model snapshot")
+    data = f.read(n)
+    if len(data) != n:
+        raise ValueError("truncated read-model snapshot")
+    return data
+
+
 class _Snapshot(msgspec.Struct):
     version: int
     topics: list[str]
     offsets: list[tuple[str, int, int]]
     #: live r| values, and the values set aside by a tombstone awaiting their d| record
     raw: list[tuple[bytes, bytes]]
-    raw_cold: list[tuple[str, int, str, bytes]]
+    #: the frozen live values follow the header in the file, one frame each
+    raw_cold_frames: int
     pending: list[tuple[bytes, bytes]]
     #: g|, s| (live and closed) and w| records
     records: list[tuple[bytes, bytes]]
@@ -717,7 +739,7 @@ class ReadModel:
                 topics=self._topic_names(),
                 offsets=[(t, p, o) for (t, p), o in self._offsets.items()],
                 raw=[kv for held in self._raw.values() for kv in held.items()],
-                raw_cold=[(d, p, a, c) for (d, p, a), c in self._raw_cold.items()],
+                raw_cold_frames=len(self._raw_cold),
                 pending=[kv for held in self._pending.values() for kv in held.items()],
                 records=self._records(),
                 closed=[(d, p, a, h) for (d, p, a), h in self._closed.items()],
@@ -727,6 +749,7 @@ class ReadModel:
                 dead=[(d, a, r, n) for (d, a, r), n in self._dead.items()],
                 saved_at=time.time(),
             )
+            frozen = list(self._raw_cold.items())  # bytes: written outside the lock
         data = msgspec.msgpack.encode(snap)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -734,12 +757,17 @@ class ReadModel:
             # every agency's numbers: readable by the API's user only
             with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 os.fchmod(f.fileno(), 0o600)
-                f.write(data)
+                # frames (length, msgpack): the header, then each frozen group of live
+                # values, so neither writing nor reading holds the whole file at once
+                size = _write_frame(f, data)
+                del data
+                for (d, p, a), c in frozen:
+                    size += _write_frame(f, _day_enc.encode((d, p, a, c)))
             os.replace(tmp, path)
         except OSError as exc:
             logger.warning("cannot write read-model snapshot %s: %s", path, exc.strerror)
             return
-        logger.debug("read model snapshot saved: %s (%d bytes)", path, len(data))
+        logger.debug("read model snapshot saved: %s (%d bytes)", path, size)
 
     def _records(self) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
@@ -754,8 +782,13 @@ class ReadModel:
         if path is None or not path.exists():
             return
         try:
-            snap = msgspec.msgpack.decode(path.read_bytes(), type=_Snapshot)
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            with path.open("rb") as f:
+                snap = msgspec.msgpack.decode(_read_frame(f), type=_Snapshot)
+                raw_cold = {}
+                for _ in range(snap.raw_cold_frames):
+                    d, p, a, c = _frozen_dec.decode(_read_frame(f))
+                    raw_cold[(d, p, a)] = c
+        except (OSError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             logger.warning("ignoring unreadable read-model snapshot %s: %s", path, exc)
             return
         topics = self._topic_names()
@@ -773,7 +806,7 @@ class ReadModel:
             for k, v in items:
                 parts = agg.parse_key(k)
                 target.setdefault((parts[2], int(parts[1]), parts[3]), {})[k] = v
-        self._raw_cold = {(d, p, a): c for d, p, a, c in snap.raw_cold}
+        self._raw_cold = raw_cold
         for k, v in snap.records:
             parts = agg.parse_key(k)
             if parts[0] == "s":  # closed days' logs too: set, not filtered
