@@ -68,7 +68,7 @@ Cell = tuple[str, str, str, str, str]
 #: (agency, service, life_situation, channel)
 Group = tuple[str, str, str, str]
 #: (partition, agency, service, municipality, channel)
-GaugeCell = tuple[int, str, str, str, str]
+PartitionGaugeCell = tuple[int, str, str, str, str]
 #: (day, partition, agency): what one ClosedDay record closes
 DayPart = tuple[str, int, str]
 K = TypeVar("K", bound=Hashable)
@@ -303,7 +303,7 @@ class ReadModel:
         self._touched: dict[str, float] = {}
         self._last_freeze = time.monotonic()
         self._totals: dict[Cell, Rollup] = {}
-        self._gauges: dict[GaugeCell, Gauges] = {}
+        self._gauges: dict[PartitionGaugeCell, Gauges] = {}
         self._restatements: dict[tuple[int, str, str], Restatement] = {}
         self._watermarks: dict[int, Watermark] = {}
         self._dead: dict[tuple[str, str, str], int] = {}
@@ -347,7 +347,7 @@ class ReadModel:
             if delta is not None:
                 self._add(parts[2], (parts[3], parts[4], parts[5], parts[6], parts[7]), delta)
         elif kind == "g" and len(parts) == 6:
-            gkey: GaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
+            gkey: PartitionGaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
             if value is None:
                 gold = self._gauges.pop(gkey, None)
                 gnew = None
@@ -977,8 +977,3 @@ def _copy(r: Rollup) -> Rollup:
     out = Rollup()
     out.add(r)
     return out
-
-
-def sum_values(items: Iterable[Rollup]) -> Rollup:
-    """The sum of rollups."""
-    return agg.sum_rollups(items)

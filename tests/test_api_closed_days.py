@@ -150,9 +150,7 @@ def test_closing_days_in_either_order_moves_nothing_and_stays_exact(
             writer.transaction(batch[i : i + 20])
     written = sum(1 for _ in latest) * 2 + 2 * len(DAYS) * len(AGENCIES)
     snapshot = tmp_path / "rm.snapshot"
-    settings = api_settings(
-        common, tmp_path, readmodel_snapshot=snapshot, snapshot_interval_seconds=0.3
-    )
+    settings = api_settings(common, tmp_path, readmodel_snapshot=snapshot, snapshot_interval=0.3)
     with running_api(settings) as server:
         server.wait_ready()
         before = business(server.url)

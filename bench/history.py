@@ -47,7 +47,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from servicepulse.bench.harness import BenchContext, Figure, Goal, GoalOp
+from bench.harness import BenchContext, Figure, Goal, GoalOp
 
 #: Rollup keys a day at the demo's own rate (issue 15's measure of ``up --demo``).
 KEYS_PER_DAY = 83_000
@@ -478,7 +478,7 @@ def _run_child(
         repr(time.time()),
     ]
     proc = subprocess.run(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "servicepulse.bench.history", *args],
+        [sys.executable, "-m", "bench.history", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -567,7 +567,7 @@ def bench_history(ctx: BenchContext) -> list[Figure]:
 
 
 def main() -> None:
-    """Child entry: ``python -m servicepulse.bench.history KIND DAYS KEYS HORIZON SNAP T0``."""
+    """Child entry: ``python -m bench.history KIND DAYS KEYS HORIZON SNAP T0``."""
     kind, days, keys, horizon = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     snap = Path(sys.argv[5]) if sys.argv[5] else None
     spawned = float(sys.argv[6])
