@@ -93,6 +93,7 @@ def test_bench_quick_runs_and_writes_positive_results(kafka_broker: Broker, tmp_
     assert leftovers == []
 
 
+@pytest.mark.slow
 def test_history_children_measure_the_generated_days() -> None:
     from contract.cardinality import budget
     from contract.catalog import load_catalog
