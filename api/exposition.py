@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from contract.aggregates import Gauges, Hist, Rollup
 from contract.catalog import Catalog
 from contract.events import Channel, Outcome, Reason
-from contract.metrics import BUCKETS, FAMILIES, LATE_REASONS, PSEUDO_NAMES, Family
+from contract.metrics import BUCKETS, FAMILIES, LATE_REASONS, Family, pseudo_info_series
 
 # -- the API's own metrics -----------------------------------------------------------------
 
@@ -348,11 +348,8 @@ class LiveExposition:
         for code, ls in cat.life_situations.items():
             labels = {"life_situation": code, "life_situation_name": ls.name}
             self._add("catalog_life_situation_info", labels, 1)
-        for label, names in PSEUDO_NAMES.items():
-            for code, name in names.items():
-                extra = {"municipality": ""} if label == "office" else {}
-                info = {label: code, f"{label}_name": name, **extra}
-                self._add(f"catalog_{label}_info", info, 1)
+        for family, labels in pseudo_info_series():
+            self._add(family, labels, 1)
 
     @property
     def unknown_cells(self) -> int:

@@ -325,3 +325,16 @@ PSEUDO_NAMES: Final[dict[str, dict[str, str]]] = {
 }
 
 FAMILY_BY_NAME: Final = {f.name: f for f in FAMILIES}
+
+
+def pseudo_info_series() -> list[tuple[str, dict[str, str]]]:
+    """``(family, labels)`` of the info series naming the :data:`PSEUDO_NAMES` (labels
+    the family has beyond the code and its name, such as an office's municipality, are
+    empty)."""
+    out = []
+    for label, names in PSEUDO_NAMES.items():
+        family = FAMILY_BY_NAME[f"catalog_{label}_info"]
+        for code, name in names.items():
+            values = {label: code, f"{label}_name": name}
+            out.append((family.name, {lab: values.get(lab, "") for lab in family.labels}))
+    return out

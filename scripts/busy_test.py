@@ -7,7 +7,7 @@ starts ``--burners`` processes (default 4) that spin on the CPU at normal priori
 up to ``--runs`` times, stops at the first failure, and prints each run's result,
 duration and load average. The burners are killed when the script ends, whatever ends
 it: a normal exit, an exception, Ctrl-C, SIGTERM, or the script being killed (each
-burner asks the kernel for SIGKILL when its parent dies).
+burner asks the kernel for SIGKILL when its parent dies); the test run is ended with it.
 
     python scripts/busy_test.py --runs 3
     make test-busy BUSY_ARGS="--runs 3"
@@ -38,6 +38,32 @@ def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when the parent dies (Linux prctl)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _end_with_parent() -> None:
+    """In ``make``'s child before exec: SIGTERM when the parent dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def run_tests(command: Sequence[str]) -> int:
+    """Run ``command`` in a session of its own; on any way out, end it and its children."""
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_end_with_parent,  # only prctl: safe before exec
+    )
+    try:
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -95,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run in range(1, args.runs + 1):
             print(f"busy-test: run {run}/{args.runs} starts, load average {_load()}", flush=True)
             started = time.monotonic()
-            code = subprocess.call(command, stdin=subprocess.DEVNULL)
+            code = run_tests(command)
             took = time.monotonic() - started
             load = _load()
             results.append((run, code, took, load))
