@@ -47,7 +47,7 @@ Cell = tuple[str, str, str, str, str]
 #: (agency, service, life_situation, channel)
 Group = tuple[str, str, str, str]
 #: (partition, agency, service, municipality, channel)
-GaugeCell = tuple[int, str, str, str, str]
+PartitionGaugeCell = tuple[int, str, str, str, str]
 K = TypeVar("K", bound=Hashable)
 
 UNKNOWN: Final = "unknown"
@@ -203,7 +203,7 @@ class ReadModel:
         # summed over already; /metrics uses the totals by full cell)
         self._day_groups: dict[str, dict[Group, Rollup]] = {}
         self._totals: dict[Cell, Rollup] = {}
-        self._gauges: dict[GaugeCell, Gauges] = {}
+        self._gauges: dict[PartitionGaugeCell, Gauges] = {}
         self._restatements: dict[tuple[int, str, str], Restatement] = {}
         self._watermarks: dict[int, Watermark] = {}
         self._dead: dict[tuple[str, str, str], int] = {}
@@ -237,7 +237,7 @@ class ReadModel:
                 if self._exposition is not None:
                     self._exposition.add_rollup(cell, delta)
         elif kind == "g" and len(parts) == 6:
-            gkey: GaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
+            gkey: PartitionGaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
             if value is None:
                 gold = self._gauges.pop(gkey, None)
                 gnew = None
@@ -646,8 +646,3 @@ def _copy(r: Rollup) -> Rollup:
     out = Rollup()
     out.add(r)
     return out
-
-
-def sum_values(items: Iterable[Rollup]) -> Rollup:
-    """The sum of rollups."""
-    return agg.sum_rollups(items)
