@@ -93,6 +93,7 @@ def test_bench_quick_runs_and_writes_positive_results(kafka_broker: Broker, tmp_
     assert leftovers == []
 
 
+@pytest.mark.slow
 def test_history_children_measure_the_generated_days(tmp_path: Path) -> None:
     from bench import history
     from contract.cardinality import budget
