@@ -111,7 +111,10 @@ class FileSink(_Closing):
             self._stream.flush()
 
     def close(self) -> None:
-        """Flush and close (standard output is only flushed)."""
+        """Flush and close (standard output is only flushed); a run that sent nothing
+        (a quiet night hour) leaves an empty file, not none."""
+        if self._stream is None and self._path != "-":
+            self._open()
         if self._stream is not None:
             self._stream.flush()
             if self._path != "-":
