@@ -25,13 +25,26 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 import msgspec
 
 from api.exposition import LiveExposition
 from contract import aggregates as agg
-from contract.aggregates import Gauges, Hist, Restatement, Rollup, Watermark
+from contract import deadletter as dl
+from contract.aggregates import (
+    Dims,
+    GaugeDims,
+    GaugeKey,
+    Gauges,
+    Hist,
+    Restatement,
+    RestatementKey,
+    Rollup,
+    RollupKey,
+    Watermark,
+    WatermarkKey,
+)
 from contract.catalog import Catalog
 from contract.errors import BusError
 from contract.events import Reason
@@ -41,13 +54,16 @@ from kafkaport import BEGINNING, Consumer, KafkaError, TopicPartition, connect
 
 logger = logging.getLogger(__name__)
 
-#: (agency, service, municipality, channel, life_situation)
-Cell = tuple[str, str, str, str, str]
-#: (agency, service, life_situation): what scorecards and reports group by
-#: (agency, service, life_situation, channel)
-Group = tuple[str, str, str, str]
-#: (partition, agency, service, municipality, channel)
-GaugeCell = tuple[int, str, str, str, str]
+
+class Group(NamedTuple):
+    """What scorecards and reports group a day's rollups by (summed over municipalities)."""
+
+    agency: str
+    service: str
+    life_situation: str
+    channel: str
+
+
 K = TypeVar("K", bound=Hashable)
 
 UNKNOWN: Final = "unknown"
@@ -122,17 +138,6 @@ def difference(new: Rollup | None, old: Rollup | None) -> Rollup | None:
     return out if changed else None
 
 
-class DeadLetterIn(msgspec.Struct):
-    """The fields of a dead-letter record the read model uses (others are ignored)."""
-
-    reason: Any = None
-    agency: Any = None
-    received_at: Any = None
-
-
-_dead_dec: Final = msgspec.json.Decoder(DeadLetterIn)
-
-
 class _Snapshot(msgspec.Struct):
     version: int
     topics: list[str]
@@ -202,9 +207,9 @@ class ReadModel:
         # per day only by Group: periods of a year stay cheap to sum (municipality is
         # summed over already; /metrics uses the totals by full cell)
         self._day_groups: dict[str, dict[Group, Rollup]] = {}
-        self._totals: dict[Cell, Rollup] = {}
-        self._gauges: dict[GaugeCell, Gauges] = {}
-        self._restatements: dict[tuple[int, str, str], Restatement] = {}
+        self._totals: dict[Dims, Rollup] = {}
+        self._gauges: dict[GaugeKey, Gauges] = {}
+        self._restatements: dict[RestatementKey, Restatement] = {}
         self._watermarks: dict[int, Watermark] = {}
         self._dead: dict[tuple[str, str, str], int] = {}
         self._offsets: dict[tuple[str, int], int] = {}
@@ -213,11 +218,9 @@ class ReadModel:
 
     def apply_aggregate(self, key: bytes, value: bytes | None) -> None:
         """Apply one record of the aggregates topic (caller holds the lock)."""
-        parts = agg.parse_key(key)
-        kind = parts[0]
-        if kind == "r" and len(parts) == 8:
-            day = parts[2]
-            cell: Cell = (parts[3], parts[4], parts[5], parts[6], parts[7])
+        k = agg.decode_key(key)
+        if isinstance(k, RollupKey):
+            day, cell = k.day, k.dims
             new = agg.decode_rollup(value) if value is not None else None
             old_value = self._raw.pop(key, None)
             if old_value == value:
@@ -227,7 +230,7 @@ class ReadModel:
             old = agg.decode_rollup(old_value) if old_value is not None else None
             if value is not None:
                 self._raw[key] = value
-            group: Group = (parts[3], parts[4], parts[7], parts[6])
+            group = Group(cell.agency, cell.service, cell.life_situation, cell.channel)
             delta = difference(new, old)
             if delta is not None:
                 # totals first: they copy; the day's sum may then keep ``delta`` itself
@@ -236,35 +239,33 @@ class ReadModel:
                 _accumulate(self._day_groups.setdefault(day, {}), group, delta, owned=True)
                 if self._exposition is not None:
                     self._exposition.add_rollup(cell, delta)
-        elif kind == "g" and len(parts) == 6:
-            gkey: GaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
+        elif isinstance(k, GaugeKey):
             if value is None:
-                gold = self._gauges.pop(gkey, None)
+                gold = self._gauges.pop(k, None)
                 gnew = None
             else:
-                gold = self._gauges.get(gkey)
-                gnew = self._gauges[gkey] = agg.decode_gauges(value)
+                gold = self._gauges.get(k)
+                gnew = self._gauges[k] = agg.decode_gauges(value)
             if self._exposition is not None:
-                self._exposition.gauges_changed(gkey[1:], gold, gnew)
-        elif kind == "s" and len(parts) == 4:
-            skey = (int(parts[1]), parts[2], parts[3])
+                self._exposition.gauges_changed(k.dims, gold, gnew)
+        elif isinstance(k, RestatementKey):
             if value is None:
-                self._restatements.pop(skey, None)
+                self._restatements.pop(k, None)
             else:
-                self._restatements[skey] = agg.decode_restatement(value)
-        elif kind == "w" and len(parts) == 2:
+                self._restatements[k] = agg.decode_restatement(value)
+        elif isinstance(k, WatermarkKey):
             if value is None:
-                self._watermarks.pop(int(parts[1]), None)
+                self._watermarks.pop(k.partition, None)
             else:
-                self._watermarks[int(parts[1])] = agg.decode_watermark(value)
+                self._watermarks[k.partition] = agg.decode_watermark(value)
         else:
-            raise ValueError(f"unknown aggregates key {key[:80]!r}")
+            raise ValueError(f"not an aggregates key {key[:80]!r}")
 
     def apply_dead_letter(self, value: bytes | None, timestamp_ms: int) -> None:
         """Count one dead-letter record by receive day, agency and reason (lock held)."""
         if value is None:
             return
-        rec = _dead_dec.decode(value)
+        rec = dl.decode_view(value)
         reason = rec.reason if rec.reason in _REASONS else "other"
         agency = rec.agency if isinstance(rec.agency, str) and rec.agency else UNKNOWN
         if not _LABEL_RE.match(agency):
@@ -313,7 +314,7 @@ class ReadModel:
             for cell, r in self._totals.items():
                 live.add_rollup(cell, r)
             for gkey, g in self._gauges.items():
-                live.gauges_changed(gkey[1:], None, g)
+                live.gauges_changed(gkey.dims, None, g)
             for (_day, agency, reason), n in self._dead.items():
                 live.add_dead_letter(agency, reason, n)
             self._exposition = live
@@ -509,9 +510,9 @@ class ReadModel:
 
     def _records(self) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = list(self._raw.items())
-        out.extend((agg.GaugeKey(*k).encode(), agg.encode(v)) for k, v in self._gauges.items())
-        out.extend((agg.restatement_key(*k), agg.encode(v)) for k, v in self._restatements.items())
-        out.extend((agg.watermark_key(k), agg.encode(v)) for k, v in self._watermarks.items())
+        out.extend((k.encode(), agg.encode(v)) for k, v in self._gauges.items())
+        out.extend((k.encode(), agg.encode(v)) for k, v in self._restatements.items())
+        out.extend((WatermarkKey(p).encode(), agg.encode(v)) for p, v in self._watermarks.items())
         return out
 
     def _restore(self, ends: dict[TopicPartition, int]) -> None:
@@ -549,12 +550,12 @@ class ReadModel:
 
     # -- queries (each takes the lock) --------------------------------------------------------
 
-    def totals(self) -> list[tuple[Cell, Rollup]]:
+    def totals(self) -> list[tuple[Dims, Rollup]]:
         """Every cell with its rollup summed over all days and partitions (copies)."""
         with self.lock:
             return [(c, _copy(r)) for c, r in self._totals.items()]
 
-    def totals_view(self) -> Iterable[tuple[Cell, Rollup]]:
+    def totals_view(self) -> Iterable[tuple[Dims, Rollup]]:
         """The live totals by cell, not copied: iterate while holding :attr:`lock`."""
         return self._totals.items()
 
@@ -587,12 +588,12 @@ class ReadModel:
                     acc.add(r)
         return out
 
-    def gauges(self) -> list[tuple[tuple[str, str, str, str], Gauges]]:
-        """Live gauges summed over partitions, by (agency, service, municipality, channel)."""
-        out: dict[tuple[str, str, str, str], Gauges] = {}
+    def gauges(self) -> list[tuple[GaugeDims, Gauges]]:
+        """Live gauges summed over partitions, by gauge cell."""
+        out: dict[GaugeDims, Gauges] = {}
         with self.lock:
-            for (_p, a, s, m, c), g in self._gauges.items():
-                acc = out.setdefault((a, s, m, c), Gauges())
+            for k, g in self._gauges.items():
+                acc = out.setdefault(k.dims, Gauges())
                 for f in Gauges.__struct_fields__:
                     setattr(acc, f, getattr(acc, f) + getattr(g, f))
         return list(out.items())
@@ -601,10 +602,10 @@ class ReadModel:
         """(day, agency, restatement summed over partitions) of the period, by day."""
         out: dict[tuple[str, str], Restatement] = {}
         with self.lock:
-            for (_p, day, agency), r in self._restatements.items():
-                if not day_from <= day <= day_to:
+            for k, r in self._restatements.items():
+                if not day_from <= k.day <= day_to:
                     continue
-                acc = out.setdefault((day, agency), Restatement())
+                acc = out.setdefault((k.day, k.agency), Restatement())
                 acc.count += r.count
                 acc.first_at = min(filter(None, (acc.first_at, r.first_at)), default="")
                 acc.last_at = max(acc.last_at, r.last_at)

@@ -80,7 +80,7 @@ def _records(days: int, first: date) -> Iterator[tuple[bytes, bytes]]:
                     form_seconds=Hist([0, 1, 1] + [0] * (len(BUCKETS["form_seconds"]) - 2), 1500),
                     skew_seconds=Hist([9] + [0] * len(BUCKETS["skew_seconds"]), 900),
                 )
-                key = agg.RollupKey(p, day, svc.service.agency, code, m, c, ls).encode()
+                key = agg.RollupKey(p, day, agg.Dims(svc.service.agency, code, m, c, ls)).encode()
                 yield key, agg.encode(r)
 
 
@@ -161,6 +161,7 @@ def _child_api(days: int) -> dict[str, Any]:
 
 
 def _child_processor(days: int) -> dict[str, Any]:
+    from contract import aggregates as agg
     from contract.catalog import load_catalog
     from contract.methodology import load_methodology
     from processors.context import Context
@@ -171,8 +172,8 @@ def _child_processor(days: int) -> dict[str, Any]:
     t0 = time.process_time()
     n = 0
     for k, v in _records(days, date(2026, 1, 1)):
-        parts = k.decode().split("|")
-        engines[int(parts[1])].restore_aggregate(parts, v)
+        key = agg.decode_key(k)
+        engines[key.partition].restore_aggregate(key, v)
         n += 1
     for e in engines.values():
         e.finish_restore()
