@@ -68,7 +68,7 @@ format: deps-python
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-typecheck: deps-python  ## mypy strict on contract, producers, processors, api, dashboards
+typecheck: deps-python  ## mypy strict on every package (contract ... api, dashboards, servicepulse, bench)
 	$(VENV)/bin/mypy
 
 ci: setup lint typecheck test  ## what .ci/run does

@@ -647,8 +647,3 @@ def _copy(r: Rollup) -> Rollup:
     out = Rollup()
     out.add(r)
     return out
-
-
-def sum_values(items: Iterable[Rollup]) -> Rollup:
-    """The sum of rollups."""
-    return agg.sum_rollups(items)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import Figure, Goal
+from bench.report import markdown_table
 from kafkaport import connect
-from servicepulse.bench.harness import Figure, Goal
-from servicepulse.bench.report import markdown_table
 from tests.fixtures.kafka import Broker
 
 
@@ -94,9 +94,9 @@ def test_bench_quick_runs_and_writes_positive_results(kafka_broker: Broker, tmp_
 
 
 def test_history_children_measure_the_generated_days() -> None:
+    from bench import history
     from contract.cardinality import budget
     from contract.catalog import load_catalog
-    from servicepulse.bench import history
 
     api = history._run_child("api", 2)
     assert api["records"] == 2 * history.KEYS_PER_DAY

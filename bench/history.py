@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from servicepulse.bench.harness import BenchContext, Figure, Goal, GoalOp
+from bench.harness import BenchContext, Figure, Goal, GoalOp
 
 #: Keys a day of the simulator's regional traffic makes (issue 15's measurement).
 KEYS_PER_DAY = 2_640
@@ -182,7 +182,7 @@ def _child_processor(days: int) -> dict[str, Any]:
 
 def _run_child(kind: str, days: int) -> dict[str, Any]:
     proc = subprocess.run(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "servicepulse.bench.history", kind, str(days)],
+        [sys.executable, "-m", "bench.history", kind, str(days)],
         capture_output=True,
         text=True,
         check=False,
@@ -255,7 +255,7 @@ def bench_history(ctx: BenchContext) -> list[Figure]:
 
 
 def main() -> None:
-    """Child entry: ``python -m servicepulse.bench.history api|processor DAYS``."""
+    """Child entry: ``python -m bench.history api|processor DAYS``."""
     kind, days = sys.argv[1], int(sys.argv[2])
     result = _child_api(days) if kind == "api" else _child_processor(days)
     print(json.dumps(result))
