@@ -174,7 +174,7 @@ def _rollup_of(
 def _key(
     partition: int, day: str, service: str = "large_family_status", channel: str = "portal"
 ) -> bytes:
-    return RollupKey(partition, day, "minsoc", service, "75701000", channel, "").encode()
+    return RollupKey(partition, day, agg.Dims("minsoc", service, "75701000", channel, "")).encode()
 
 
 def test_latest_value_per_key_summed_over_partitions() -> None:
@@ -371,15 +371,19 @@ def _populated() -> ReadModel:
         m.apply_aggregate(_key(0, "2026-11-02"), agg.encode(r))
         m.apply_aggregate(_key(1, "2026-11-03"), agg.encode(r))
         m.apply_aggregate(
-            RollupKey(0, "2026-11-02", "nosuch", "", "75701000", "portal", "").encode(),
+            RollupKey(0, "2026-11-02", agg.Dims("nosuch", "", "75701000", "portal", "")).encode(),
             agg.encode(_rollup(started=99)),
         )
         m.apply_aggregate(
-            agg.GaugeKey(0, "minsoc", "large_family_status", "75701000", "mfc").encode(),
+            agg.GaugeKey(
+                0, agg.GaugeDims("minsoc", "large_family_status", "75701000", "mfc")
+            ).encode(),
             agg.encode(Gauges(pending=7, overdue=2)),
         )
         m.apply_aggregate(
-            agg.GaugeKey(1, "minsoc", "large_family_status", "75701000", "mfc").encode(),
+            agg.GaugeKey(
+                1, agg.GaugeDims("minsoc", "large_family_status", "75701000", "mfc")
+            ).encode(),
             agg.encode(Gauges(pending=1, overdue=1)),
         )
         m.apply_dead_letter(
@@ -465,7 +469,9 @@ def test_exposition_renders_only_what_changed_and_equals_a_full_render() -> None
         r = _rollup(started=5, feedback={"4": 2})
         m.apply_aggregate(_key(0, "2026-11-02"), agg.encode(r))
         m.apply_aggregate(
-            agg.GaugeKey(1, "minsoc", "large_family_status", "75701000", "mfc").encode(),
+            agg.GaugeKey(
+                1, agg.GaugeDims("minsoc", "large_family_status", "75701000", "mfc")
+            ).encode(),
             agg.encode(Gauges()),
         )
     again = _scrape(m)
