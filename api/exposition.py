@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from contract.aggregates import Gauges, Hist, Rollup
+from contract.aggregates import INT_FIELDS, Dims, GaugeDims, Gauges, Hist, Rollup
 from contract.catalog import Catalog
 from contract.events import Channel, Outcome, Reason
 from contract.metrics import BUCKETS, FAMILIES, LATE_REASONS, Family, pseudo_info_series
@@ -159,39 +159,12 @@ def build_metrics(registry: CollectorRegistry) -> ApiMetrics:
 
 # -- the business families ---------------------------------------------------------------------
 
-#: counters of the dimension labels taken from one integer rollup field
+#: families read from one rollup or gauge field (each family names its source field)
 _SCALARS: Final = {
-    "journeys_started_total": "started",
-    "journeys_started_digital_total": "started_digital",
-    "journeys_submitted_total": "submitted",
-    "journeys_abandoned_total": "abandoned",
-    "journeys_resolved_total": "resolved",
-    "journeys_resolved_with_errors_total": "resolved_with_errors",
-    "journeys_skipped_steps_total": "skipped_steps",
-    "appeals_received_total": "appeals_received",
-    "interagency_requests_total": "interagency_requested",
-    "cases_started_total": "cases_started",
-    "cases_completed_total": "cases_completed",
-    "duplicate_events_total": "duplicates",
-    "events_processed_total": "events",
-    "deadlines_beyond_calendar_total": "beyond_calendar",
+    f.name: f.source for f in FAMILIES if f.kind == "counter" and f.source in INT_FIELDS
 }
-_HISTS: Final = {
-    "decision_duration_seconds": "decision_seconds",
-    "form_duration_seconds": "form_seconds",
-    "office_wait_seconds": "wait_seconds",
-    "interagency_response_seconds": "interagency_seconds",
-    "case_duration_seconds": "case_seconds",
-    "delivery_delay_seconds": "skew_seconds",
-    "clock_skew_seconds": "sender_skew_seconds",
-}
-_GAUGES: Final = {
-    "applications_pending": "pending",
-    "applications_overdue": "overdue",
-    "journeys_open": "open_journeys",
-    "appeals_open": "appeals_open",
-    "appeals_overdue": "appeals_overdue",
-}
+_HISTS: Final = {f.name: f.source for f in FAMILIES if f.kind == "histogram" and f.source}
+_GAUGES: Final = {f.name: f.source for f in FAMILIES if f.kind == "gauge" and f.source}
 _CHANNELS: Final = frozenset(c.value for c in Channel)
 _OUTCOMES: Final = frozenset(o.value for o in Outcome)
 _TIMELINESS: Final = frozenset({"on_time", "late", "unknown"})
@@ -207,10 +180,6 @@ UNKNOWN: Final = "unknown"
 _OFFICE_FAMILIES: Final = frozenset({"office_visits_total", "office_wait_seconds"})
 
 Labels = dict[str, str]
-#: (agency, service, municipality, channel, life_situation)
-Cell = tuple[str, str, str, str, str]
-#: (agency, service, municipality, channel)
-GaugeCell = tuple[str, str, str, str]
 
 
 def _escape(value: str) -> str:
@@ -313,7 +282,7 @@ class LiveExposition:
         self._offices: frozenset[tuple[str, str]] = frozenset(
             (o.agency, o.municipality) for o in catalog.offices.values()
         )
-        self._unknown: set[Cell] = set()
+        self._unknown: set[Dims] = set()
         self._names(catalog)
         self._generation = 0
         self._rendered: tuple[int, bytes] = (-1, b"")
@@ -377,7 +346,7 @@ class LiveExposition:
         t.stale.add(lv)
         t.block = None
 
-    def _base(self, cell: Cell) -> Labels:
+    def _base(self, cell: Dims) -> Labels:
         a, s, m, c, ls = cell
         return {
             "agency": a,
@@ -387,7 +356,7 @@ class LiveExposition:
             "life_situation": ls,
         }
 
-    def add_rollup(self, cell: Cell, delta: Rollup) -> None:
+    def add_rollup(self, cell: Dims, delta: Rollup) -> None:
         """Add the difference one aggregate record made to ``cell`` (summed over days)."""
         if not self._valid(*cell):
             self._unknown.add(cell)
@@ -415,7 +384,7 @@ class LiveExposition:
             if score in _SCORES:
                 add("feedback_total", {**base, "score": score}, v)
         office = base
-        if (cell[0], cell[2]) not in self._offices:
+        if (cell.agency, cell.municipality) not in self._offices:
             # a visit reported for a place without an office of the agency: the label
             # stays bounded by the catalog's offices (docs/METRICS.md)
             office = {**base, "municipality": OTHER}
@@ -429,7 +398,7 @@ class LiveExposition:
                 info = offices.get(code)
                 # the office of another agency (or none the catalog knows): other, so the
                 # label stays bounded by the agency's own offices (docs/METRICS.md)
-                code = code if info is not None and info.agency == cell[0] else OTHER
+                code = code if info is not None and info.agency == cell.agency else OTHER
                 labels = {**base, "office": code, "within_standard": within}
                 add("office_visits_by_office_total", labels, v)
         for timeliness, v in delta.appeals_answered.items():
@@ -454,14 +423,14 @@ class LiveExposition:
                 t.stale.add(lv)
                 t.block = None
 
-    def gauges_changed(self, cell: GaugeCell, old: Gauges | None, new: Gauges | None) -> None:
+    def gauges_changed(self, cell: GaugeDims, old: Gauges | None, new: Gauges | None) -> None:
         """One partition's live counts of ``cell`` went from ``old`` to ``new``."""
         a, s, m, c = cell
         if not self._valid(a, s, m, c, ""):
-            self._unknown.add((a, s, m, c, ""))
+            self._unknown.add(Dims(a, s, m, c, ""))
             return
         self._generation += 1
-        base = self._base((a, s, m, c, ""))
+        base = self._base(Dims(a, s, m, c, ""))
         for name, fld in _GAUGES.items():
             d = (getattr(new, fld) if new else 0) - (getattr(old, fld) if old else 0)
             t = self._tables[name]

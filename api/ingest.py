@@ -34,7 +34,9 @@ from api.ratelimit import TokenBuckets
 from api.recent import RecentIds, recent_key
 from api.settings import ApiSettings
 from api.tokens import TokenInfo
+from contract import deadletter as dl
 from contract.catalog import Catalog
+from contract.deadletter import DeadLetter
 from contract.events import (
     Event,
     Problem,
@@ -81,18 +83,6 @@ class IngestResponse(msgspec.Struct):
     results: list[EventResult]
 
 
-class DeadLetter(msgspec.Struct, omit_defaults=True):
-    """A rejection as written to the dead-letter topic: never the event body."""
-
-    reason: str
-    field: str
-    message: str
-    agency: str
-    source: str
-    received_at: str
-    event_id: str | None = None
-
-
 class _IdOnly(msgspec.Struct):
     event_id: Any = None
 
@@ -102,7 +92,6 @@ _UUID: Final = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 _response_encoder: Final = msgspec.json.Encoder()
-_dead_letter_encoder: Final = msgspec.json.Encoder()
 
 
 def _event_id_of(raw: bytes) -> str | None:
@@ -433,7 +422,7 @@ class Ingestor:
         """
         topic = self._topics.deadletter
         key = agency.encode()
-        encode = _dead_letter_encoder.encode
+        encode = dl.encode
         for d in dead:
             producer.send(topic, encode(d), key, on_delivery=self._dead_letter_done)
 

@@ -617,7 +617,7 @@ def day_close_bodies(
         end = datetime.combine(d + timedelta(days=1), datetime.min.time(), catalog.tz)
         if watermark < end + close_after:
             continue
-        per_agency = model.period(day, day, lambda g: g[0])
+        per_agency = model.period(day, day, lambda g: g.agency)
         agencies = {a: _totals(r) for a, r in sorted(per_agency.items())}
         digest = hashlib.sha256(canonical(agencies)).hexdigest()
         before = last.get(day)

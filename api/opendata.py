@@ -102,9 +102,9 @@ def build(
         spans = _months(start, end)
     group: Callable[[Group], tuple[str, str | None] | None]
     if level == "agencies":
-        group = lambda g: (g[0], None) if g[0] in catalog.agencies else None  # noqa: E731
+        group = lambda g: (g.agency, None) if g.agency in catalog.agencies else None  # noqa: E731
     else:
-        group = lambda g: (g[0], g[1]) if g[1] in catalog.services else None  # noqa: E731
+        group = lambda g: (g.agency, g.service) if g.service in catalog.services else None  # noqa: E731
     rows: list[OpenRow] = []
     for label, d0, d1 in spans:
         sums: dict[tuple[str, str | None], Rollup] = scorer.model.period(

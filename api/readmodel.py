@@ -46,13 +46,28 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Final, TypeVar
+from typing import BinaryIO, Final, NamedTuple, TypeVar
 
 import msgspec
 
 from api.exposition import LiveExposition
 from contract import aggregates as agg
-from contract.aggregates import ClosedDay, Gauges, Hist, Restatement, Rollup, Watermark
+from contract import deadletter as dl
+from contract.aggregates import (
+    ClosedDay,
+    ClosedDayKey,
+    Dims,
+    GaugeDims,
+    GaugeKey,
+    Gauges,
+    Hist,
+    Restatement,
+    RestatementKey,
+    Rollup,
+    RollupKey,
+    Watermark,
+    WatermarkKey,
+)
 from contract.catalog import Catalog
 from contract.errors import BusError
 from contract.events import Reason
@@ -62,11 +77,16 @@ from kafkaport import BEGINNING, Consumer, KafkaError, TopicPartition, connect
 
 logger = logging.getLogger(__name__)
 
-#: (agency, service, municipality, channel, life_situation)
-Cell = tuple[str, str, str, str, str]
-#: (agency, service, life_situation): what scorecards and reports group by
-#: (agency, service, life_situation, channel)
-Group = tuple[str, str, str, str]
+
+class Group(NamedTuple):
+    """What scorecards and reports group a day's rollups by (summed over municipalities)."""
+
+    agency: str
+    service: str
+    life_situation: str
+    channel: str
+
+
 #: (partition, agency, service, municipality, channel)
 PartitionGaugeCell = tuple[int, str, str, str, str]
 #: (day, partition, agency): what one ClosedDay record closes
@@ -147,20 +167,9 @@ def difference(new: Rollup | None, old: Rollup | None) -> Rollup | None:
     return out if changed else None
 
 
-class DeadLetterIn(msgspec.Struct):
-    """The fields of a dead-letter record the read model uses (others are ignored)."""
-
-    reason: Any = None
-    agency: Any = None
-    received_at: Any = None
-
-
-_dead_dec: Final = msgspec.json.Decoder(DeadLetterIn)
-
-
 _day_enc: Final = msgspec.msgpack.Encoder()
-_day_dec: Final = msgspec.msgpack.Decoder(list[tuple[tuple[str, str, str, str], Rollup]])
-_totals_dec: Final = msgspec.msgpack.Decoder(list[tuple[tuple[str, str, str, str, str], Rollup]])
+_day_dec: Final = msgspec.msgpack.Decoder(list[tuple[Group, Rollup]])
+_totals_dec: Final = msgspec.msgpack.Decoder(list[tuple[Dims, Rollup]])
 
 
 def _freeze(groups: dict[Group, Rollup]) -> bytes:
@@ -182,6 +191,14 @@ def _freeze_raw(held: dict[bytes, bytes]) -> bytes:
 
 
 _frozen_dec: Final = msgspec.msgpack.Decoder(tuple[str, int, str, bytes])
+
+
+def _rollup_key(key: bytes) -> RollupKey:
+    """The typed key of an ``r|`` record (ValueError for any other key)."""
+    k = agg.decode_key(key)
+    if not isinstance(k, RollupKey):
+        raise ValueError(f"not a rollup key {key[:80]!r}")
+    return k
 
 
 def _write_frame(f: BinaryIO, data: bytes) -> int:
@@ -302,7 +319,7 @@ class ReadModel:
         self._cold_sums: dict[tuple[str, ...], tuple[list[bytes], dict[Group, Rollup]]] = {}
         self._touched: dict[str, float] = {}
         self._last_freeze = time.monotonic()
-        self._totals: dict[Cell, Rollup] = {}
+        self._totals: dict[Dims, Rollup] = {}
         self._gauges: dict[PartitionGaugeCell, Gauges] = {}
         self._restatements: dict[tuple[int, str, str], Restatement] = {}
         self._watermarks: dict[int, Watermark] = {}
@@ -313,10 +330,9 @@ class ReadModel:
 
     def apply_aggregate(self, key: bytes, value: bytes | None) -> None:
         """Apply one record of the aggregates topic (caller holds the lock)."""
-        parts = agg.parse_key(key)
-        kind = parts[0]
-        if kind == "r" and len(parts) == 8:
-            dkey: DayPart = (parts[2], int(parts[1]), parts[3])
+        k = agg.decode_key(key)
+        if isinstance(k, RollupKey):
+            dkey: DayPart = (k.day, k.partition, k.dims.agency)
             if dkey in self._closed:
                 return  # its ClosedDay record holds the final value
             held = self._held(dkey)
@@ -345,9 +361,9 @@ class ReadModel:
             old = agg.decode_rollup(old_value) if old_value is not None else None
             delta = difference(new, old)
             if delta is not None:
-                self._add(parts[2], (parts[3], parts[4], parts[5], parts[6], parts[7]), delta)
-        elif kind == "g" and len(parts) == 6:
-            gkey: PartitionGaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
+                self._add(k.day, k.dims, delta)
+        elif isinstance(k, GaugeKey):
+            gkey: PartitionGaugeCell = (k.partition, *k.dims)
             if value is None:
                 gold = self._gauges.pop(gkey, None)
                 gnew = None
@@ -355,25 +371,25 @@ class ReadModel:
                 gold = self._gauges.get(gkey)
                 gnew = self._gauges[gkey] = agg.decode_gauges(value)
             if self._exposition is not None:
-                self._exposition.gauges_changed(gkey[1:], gold, gnew)
-        elif kind == "s" and len(parts) == 4:
-            skey = (int(parts[1]), parts[2], parts[3])
+                self._exposition.gauges_changed(k.dims, gold, gnew)
+        elif isinstance(k, RestatementKey):
+            skey = (k.partition, k.day, k.agency)
             # a tombstone closes the day: the log stays until the d| record replaces it
-            if value is not None and (parts[2], skey[0], parts[3]) not in self._closed:
+            if value is not None and (k.day, k.partition, k.agency) not in self._closed:
                 self._restatements[skey] = agg.decode_restatement(value)
-        elif kind == "w" and len(parts) == 2:
+        elif isinstance(k, WatermarkKey):
             if value is None:
-                self._watermarks.pop(int(parts[1]), None)
+                self._watermarks.pop(k.partition, None)
             else:
-                self._watermarks[int(parts[1])] = agg.decode_watermark(value)
+                self._watermarks[k.partition] = agg.decode_watermark(value)
         else:
-            raise ValueError(f"unknown aggregates key {key[:80]!r}")
+            raise ValueError(f"not an aggregates key {key[:80]!r}")
 
-    def _add(self, day: str, cell: Cell, delta: Rollup) -> None:
+    def _add(self, day: str, cell: Dims, delta: Rollup) -> None:
         """Add ``delta`` (a fresh object, referenced nowhere else) to the sums."""
         # totals first: they copy; the day's sum may then keep ``delta`` itself
         _accumulate(self._totals, cell, delta)
-        group: Group = (cell[0], cell[1], cell[4], cell[3])
+        group = Group(cell.agency, cell.service, cell.life_situation, cell.channel)
         _accumulate(self._months.setdefault(day[:7], {}), group, delta)
         _accumulate(self._day(day), group, delta, owned=True)
         if self._exposition is not None:
@@ -424,12 +440,12 @@ class ReadModel:
         """Apply one record of the closed-days topic (caller holds the lock)."""
         if value is None:
             return  # closed days are kept for ever; a tombstone would be an operator's
-        parts = agg.parse_key(key)
-        if parts[0] != "d" or len(parts) != 4:
-            raise ValueError(f"unknown closed-days key {key[:80]!r}")
+        ck = agg.decode_key(key)
+        if not isinstance(ck, ClosedDayKey):
+            raise ValueError(f"not a closed-days key {key[:80]!r}")
         cd: ClosedDay = agg.decode_closed_day(value)
         dkey: DayPart = (cd.day, cd.partition, cd.agency)
-        if dkey != (parts[1], int(parts[2]), parts[3]):
+        if dkey != (ck.day, ck.partition, ck.agency):
             raise ValueError(f"closed-days key {key[:80]!r} does not match its value")
         digest = hashlib.blake2b(value, digest_size=8).digest()
         before = self._closed.get(dkey)
@@ -444,30 +460,18 @@ class ReadModel:
         self._raw_touched.pop(dkey, None)
         pend = self._pending.pop(dkey, {})
         for c in cd.cells:
-            k = agg.RollupKey(
-                cd.partition,
-                cd.day,
-                cd.agency,
-                c.service,
-                c.municipality,
-                c.channel,
-                c.life_situation,
-            ).encode()
+            dims = Dims(cd.agency, c.service, c.municipality, c.channel, c.life_situation)
+            k = RollupKey(cd.partition, cd.day, dims).encode()
             old_value = held.pop(k, None)
             if old_value is None:
                 old_value = pend.pop(k, None)
             old = agg.decode_rollup(old_value) if old_value is not None else None
             delta = difference(c.rollup, old)
             if delta is not None:
-                self._add(
-                    cd.day,
-                    (cd.agency, c.service, c.municipality, c.channel, c.life_situation),
-                    delta,
-                )
+                self._add(cd.day, dims, delta)
         # held for the day but not in its final record: the final says nothing there
         for k, v in (*held.items(), *pend.items()):
-            p = agg.parse_key(k)
-            self._add(cd.day, (p[3], p[4], p[5], p[6], p[7]), negated(agg.decode_rollup(v)))
+            self._add(cd.day, _rollup_key(k).dims, negated(agg.decode_rollup(v)))
         self._closed[dkey] = digest
         skey = (cd.partition, cd.day, cd.agency)
         if cd.restatement is not None and cd.restatement.count:
@@ -479,7 +483,7 @@ class ReadModel:
         """Count one dead-letter record by receive day, agency and reason (lock held)."""
         if value is None:
             return
-        rec = _dead_dec.decode(value)
+        rec = dl.decode_view(value)
         reason = rec.reason if rec.reason in _REASONS else "other"
         agency = rec.agency if isinstance(rec.agency, str) and rec.agency else UNKNOWN
         if not _LABEL_RE.match(agency):
@@ -532,7 +536,7 @@ class ReadModel:
             for cell, r in self._totals.items():
                 live.add_rollup(cell, r)
             for gkey, g in self._gauges.items():
-                live.gauges_changed(gkey[1:], None, g)
+                live.gauges_changed(GaugeDims(*gkey[1:]), None, g)
             for (_day, agency, reason), n in self._dead.items():
                 live.add_dead_letter(agency, reason, n)
             self._exposition = live
@@ -771,9 +775,12 @@ class ReadModel:
 
     def _records(self) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
-        out.extend((agg.GaugeKey(*k).encode(), agg.encode(v)) for k, v in self._gauges.items())
+        out.extend(
+            (GaugeKey(k[0], GaugeDims(*k[1:])).encode(), agg.encode(v))
+            for k, v in self._gauges.items()
+        )
         out.extend((agg.restatement_key(*k), agg.encode(v)) for k, v in self._restatements.items())
-        out.extend((agg.watermark_key(k), agg.encode(v)) for k, v in self._watermarks.items())
+        out.extend((WatermarkKey(p).encode(), agg.encode(v)) for p, v in self._watermarks.items())
         return out
 
     def _restore(self, ends: dict[TopicPartition, int]) -> None:
@@ -804,13 +811,13 @@ class ReadModel:
         self._closed = {(d, p, a): h for d, p, a, h in snap.closed}
         for target, items in ((self._raw, snap.raw), (self._pending, snap.pending)):
             for k, v in items:
-                parts = agg.parse_key(k)
-                target.setdefault((parts[2], int(parts[1]), parts[3]), {})[k] = v
+                rk = _rollup_key(k)
+                target.setdefault((rk.day, rk.partition, rk.dims.agency), {})[k] = v
         self._raw_cold = raw_cold
         for k, v in snap.records:
-            parts = agg.parse_key(k)
-            if parts[0] == "s":  # closed days' logs too: set, not filtered
-                self._restatements[(int(parts[1]), parts[2], parts[3])] = agg.decode_restatement(v)
+            sk = agg.decode_key(k)
+            if isinstance(sk, RestatementKey):  # closed days' logs too: set, not filtered
+                self._restatements[(sk.partition, sk.day, sk.agency)] = agg.decode_restatement(v)
             else:
                 self._apply(self._topics.aggregates, k, v, 0)
         self._totals = dict(_totals_dec.decode(snap.totals))
@@ -830,12 +837,12 @@ class ReadModel:
 
     # -- queries (each takes the lock) --------------------------------------------------------
 
-    def totals(self) -> list[tuple[Cell, Rollup]]:
+    def totals(self) -> list[tuple[Dims, Rollup]]:
         """Every cell with its rollup summed over all days and partitions (copies)."""
         with self.lock:
             return [(c, _copy(r)) for c, r in self._totals.items()]
 
-    def totals_view(self) -> Iterable[tuple[Cell, Rollup]]:
+    def totals_view(self) -> Iterable[tuple[Dims, Rollup]]:
         """The live totals by cell, not copied: iterate while holding :attr:`lock`."""
         return self._totals.items()
 
@@ -909,12 +916,12 @@ class ReadModel:
                 acc = out[k] = Rollup()
             acc.add(r)
 
-    def gauges(self) -> list[tuple[tuple[str, str, str, str], Gauges]]:
-        """Live gauges summed over partitions, by (agency, service, municipality, channel)."""
-        out: dict[tuple[str, str, str, str], Gauges] = {}
+    def gauges(self) -> list[tuple[GaugeDims, Gauges]]:
+        """Live gauges summed over partitions, by gauge cell."""
+        out: dict[GaugeDims, Gauges] = {}
         with self.lock:
             for (_p, a, s, m, c), g in self._gauges.items():
-                acc = out.setdefault((a, s, m, c), Gauges())
+                acc = out.setdefault(GaugeDims(a, s, m, c), Gauges())
                 for f in Gauges.__struct_fields__:
                     setattr(acc, f, getattr(acc, f) + getattr(g, f))
         return list(out.items())

@@ -270,16 +270,18 @@ def build_report(
     d0, d1 = start.isoformat(), end.isoformat()
 
     def by_agency(g: Group) -> str | None:
-        return g[0] if pred(g) else None
+        return g.agency if pred(g) else None
 
     def by_service(g: Group) -> str | None:
-        return g[1] if pred(g) and g[1] else None
+        return g.service if pred(g) and g.service else None
 
     def by_form(g: Group) -> tuple[str, str] | None:
-        return (g[1], g[3]) if pred(g) and g[1] and g[3] in FORM_CHANNELS else None
+        return (
+            (g.service, g.channel) if pred(g) and g.service and g.channel in FORM_CHANNELS else None
+        )
 
     def by_life(g: Group) -> str | None:
-        return g[2] if pred(g) and g[2] else None
+        return g.life_situation if pred(g) and g.life_situation else None
 
     per_agency = model.period(d0, d1, by_agency)
     per_service = model.period(d0, d1, by_service)

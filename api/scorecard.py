@@ -273,26 +273,26 @@ def scope_filter(
     if scope == "region":
         region = catalog.file.region
         known = catalog.agencies  # cells of agencies the catalog does not know are left out
-        return region.code, region.name, lambda g: g[0] in known, None
+        return region.code, region.name, lambda g: g.agency in known, None
     if not code:
         raise BadRequest(f"scope {scope!r} needs a code (?code=...)")
     if scope == "agency":
         agency = catalog.agencies.get(code)
         if agency is None:
             raise NotFound(f"unknown agency {code!r}")
-        return code, agency.name, lambda g: g[0] == code, frozenset({code})
+        return code, agency.name, lambda g: g.agency == code, frozenset({code})
     if scope == "service":
         svc = catalog.services.get(code)
         if svc is None:
             raise NotFound(f"unknown service {code!r}")
-        return code, svc.service.name, lambda g: g[1] == code, frozenset({svc.service.agency})
+        return code, svc.service.name, lambda g: g.service == code, frozenset({svc.service.agency})
     ls = catalog.life_situations.get(code)
     if ls is None:
         raise NotFound(f"unknown life situation {code!r}")
     agencies = frozenset(
         catalog.services[s].service.agency for s in ls.services if s in catalog.services
     )
-    return code, ls.name, lambda g: g[2] == code, agencies
+    return code, ls.name, lambda g: g.life_situation == code, agencies
 
 
 def restated_days(
@@ -352,7 +352,7 @@ class Scorer:
         hidden: dict[str, int] = {}
         if scope == "region":
             per_agency = self.model.period(
-                start.isoformat(), end.isoformat(), lambda g: g[0] if pred(g) else None
+                start.isoformat(), end.isoformat(), lambda g: g.agency if pred(g) else None
             )
             sc, hidden = published_region(per_agency.values(), self.methodology)
         else:

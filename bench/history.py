@@ -156,7 +156,7 @@ class Layout:
         day = self.day(i)
         for p in range(PARTITIONS):
             for (a, s, m, c, ls), r in self.rollups(i, p):
-                yield agg.RollupKey(p, day, a, s, m, c, ls).encode(), agg.encode(r)
+                yield agg.RollupKey(p, day, agg.Dims(a, s, m, c, ls)).encode(), agg.encode(r)
 
     def closed_records(self, i: int) -> Iterator[tuple[bytes, bytes]]:
         """The ClosedDay records of day ``i``: one per partition and agency."""
@@ -436,6 +436,7 @@ def _child_restart(
 
 
 def _child_processor(days: int, keys_per_day: int, horizon: int, spawned: float) -> dict[str, Any]:
+    from contract import aggregates as agg
     from contract.catalog import load_catalog
     from contract.methodology import load_methodology
     from processors.context import Context
@@ -448,8 +449,8 @@ def _child_processor(days: int, keys_per_day: int, horizon: int, spawned: float)
     n = 0
     for i in range(lay.closed, days):
         for k, v in lay.rollup_records(i):
-            parts = k.decode().split("|")
-            engines[int(parts[1])].restore_aggregate(parts, v)
+            key = agg.decode_key(k)
+            engines[key.partition].restore_aggregate(key, v)
             n += 1
     for e in engines.values():
         e.finish_restore()

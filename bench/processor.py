@@ -180,8 +180,9 @@ def read_rollup_totals(
         consumer.close()
     totals: dict[tuple[str, str], list[int]] = {}
     for key, r in latest.items():
-        parts = aggregates.parse_key(key)
-        cell = totals.setdefault((parts[4], parts[2]), [0, 0])
+        k = aggregates.decode_key(key)
+        assert isinstance(k, aggregates.RollupKey)  # noqa: S101 - only r| keys were kept
+        cell = totals.setdefault((k.dims.service, k.day), [0, 0])
         cell[0] += r.started
         cell[1] += r.submitted
     return {k: (v[0], v[1]) for k, v in totals.items() if v != [0, 0]}

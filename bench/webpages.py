@@ -78,12 +78,17 @@ def history(days: int, seed: int = 5) -> list[tuple[bytes, bytes]]:
                     for _ in range(started):
                         w.observe("wait_seconds", rng.uniform(60, 1500))
                     r.wait_seconds = w
-                key = agg.RollupKey(p, day, svc.agency, code, muni, channel, "")
+                key = agg.RollupKey(p, day, agg.Dims(svc.agency, code, muni, channel, ""))
                 out.append((key.encode(), agg.encode(r)))
     for i, code in enumerate(list(cat.services)[:20]):
         svc = cat.services[code].service
         g = Gauges(pending=rng.randint(5, 40), overdue=rng.randint(0, 6))
-        out.append((agg.GaugeKey(0, svc.agency, code, munis[i], "mfc").encode(), agg.encode(g)))
+        out.append(
+            (
+                agg.GaugeKey(0, agg.GaugeDims(svc.agency, code, munis[i], "mfc")).encode(),
+                agg.encode(g),
+            )
+        )
     now = time.time()
     out.append((agg.watermark_key(0), agg.encode(agg.Watermark(now - 60, now, now))))
     return out

@@ -23,15 +23,22 @@ replaced whole, so compaction keeps exactly the latest state of each key):
 ``w|<partition>``
     :class:`Watermark` - the event-time watermark of one input partition.
 
+Each kind has a key class (:class:`RollupKey`, :class:`GaugeKey`,
+:class:`RestatementKey`, :class:`WatermarkKey`, and :class:`ClosedDayKey`
+``d|<day>|<partition>|<agency>`` of ``<prefix>.days``) whose ``encode`` writes the bytes
+and :func:`decode_key` reads them back into the typed key: writers and readers share
+this one codec, and nothing else splits a key on ``|``.
+
 Numbers are exact: counts are integers and duration sums are integer milliseconds, so
 the same events give byte-identical totals however they were batched or replayed.
 """
 
 from __future__ import annotations
 
+import typing
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -72,49 +79,6 @@ class Hist(msgspec.Struct, omit_defaults=True):
         for i, c in enumerate(other.counts):
             self.counts[i] += c
         self.sum_ms += other.sum_ms
-
-
-#: The counter fields of :class:`Rollup` that are plain integers.
-INT_FIELDS: Final = (
-    "events",
-    "started",
-    "started_digital",
-    "submitted",
-    "abandoned",
-    "abandoned_timeout",
-    "withdrawn",
-    "resolved",
-    "resolved_with_errors",
-    "skipped_steps",
-    "appeals_received",
-    "interagency_requested",
-    "cases_started",
-    "cases_completed",
-    "duplicates",
-    "beyond_calendar",
-)
-#: The counter fields of :class:`Rollup` that map a bounded label value to a count.
-MAP_FIELDS: Final = (
-    "steps",
-    "errors",
-    "decisions",
-    "feedback",
-    "visits",
-    "appeals_answered",
-    "interagency_responded",
-    "late",
-    "office_visits",
-)
-#: The histogram fields of :class:`Rollup`, each named after its metric family in BUCKETS.
-HIST_FIELDS: Final = (
-    "form_seconds",
-    "decision_seconds",
-    "wait_seconds",
-    "interagency_seconds",
-    "case_seconds",
-    "skew_seconds",
-    "sender_skew_seconds",
-)
 
 
 class Rollup(msgspec.Struct, omit_defaults=True):
@@ -192,6 +156,24 @@ class Rollup(msgspec.Struct, omit_defaults=True):
                 self.hist(f).add(h)
 
 
+def _fields_of(kind: type) -> tuple[str, ...]:
+    """The fields of :class:`Rollup` whose type is ``kind`` (int, dict, Hist), in order."""
+    return tuple(
+        f.name
+        for f in msgspec.structs.fields(Rollup)
+        if (typing.get_origin(f.type) or f.type) is kind
+        or (kind is Hist and Hist in typing.get_args(f.type))
+    )
+
+
+#: The counter fields of :class:`Rollup` that are plain integers (derived from the struct).
+INT_FIELDS: Final = _fields_of(int)
+#: The counter fields of :class:`Rollup` that map a bounded label value to a count.
+MAP_FIELDS: Final = _fields_of(dict)
+#: The histogram fields of :class:`Rollup`, each named after its metric family in BUCKETS.
+HIST_FIELDS: Final = _fields_of(Hist)
+
+
 class Gauges(msgspec.Struct, omit_defaults=True):
     """Live counts of one partition and cell, replaced whole on every change."""
 
@@ -232,57 +214,134 @@ class Watermark(msgspec.Struct):
     updated_at: float
 
 
-class RollupKey(msgspec.Struct, frozen=True, array_like=True):
-    """The dimensions of a rollup, partition included."""
+class Dims(NamedTuple):
+    """The dimensions of a rollup cell, ``""`` where one does not apply.
 
-    partition: int
-    day: str
+    A plain tuple on the wire (a MessagePack array in the processor's changelog, the last
+    five parts of an ``r|`` key), so its field order is part of the format.
+    """
+
     agency: str
     service: str
     municipality: str
     channel: str
     life_situation: str
 
-    def encode(self) -> bytes:
-        """The record key."""
-        return SEP.join(
-            (
-                "r",
-                str(self.partition),
-                self.day,
-                self.agency,
-                self.service,
-                self.municipality,
-                self.channel,
-                self.life_situation,
-            )
-        ).encode()
+    def gauge(self) -> GaugeDims:
+        """The dimensions of the gauge cell these belong to (no life situation)."""
+        return GaugeDims(self.agency, self.service, self.municipality, self.channel)
 
 
-class GaugeKey(msgspec.Struct, frozen=True, array_like=True):
-    """The dimensions of a gauge record, partition included."""
+class GaugeDims(NamedTuple):
+    """The dimensions of a gauge cell: a rollup cell's without the life situation."""
 
-    partition: int
     agency: str
     service: str
     municipality: str
     channel: str
 
+
+class RollupKey(msgspec.Struct, frozen=True):
+    """``r|<partition>|<day>|<agency>|<service>|<municipality>|<channel>|<life_situation>``."""
+
+    partition: int
+    day: str
+    dims: Dims
+
     def encode(self) -> bytes:
         """The record key."""
-        return SEP.join(
-            ("g", str(self.partition), self.agency, self.service, self.municipality, self.channel)
-        ).encode()
+        return SEP.join(("r", str(self.partition), self.day, *self.dims)).encode()
+
+
+class GaugeKey(msgspec.Struct, frozen=True):
+    """``g|<partition>|<agency>|<service>|<municipality>|<channel>``."""
+
+    partition: int
+    dims: GaugeDims
+
+    def encode(self) -> bytes:
+        """The record key."""
+        return SEP.join(("g", str(self.partition), *self.dims)).encode()
+
+
+class RestatementKey(msgspec.Struct, frozen=True):
+    """``s|<partition>|<day>|<agency>``."""
+
+    partition: int
+    day: str
+    agency: str
+
+    def encode(self) -> bytes:
+        """The record key."""
+        return SEP.join(("s", str(self.partition), self.day, self.agency)).encode()
+
+
+class WatermarkKey(msgspec.Struct, frozen=True):
+    """``w|<partition>``."""
+
+    partition: int
+
+    def encode(self) -> bytes:
+        """The record key."""
+        return f"w{SEP}{self.partition}".encode()
+
+
+class ClosedDayKey(msgspec.Struct, frozen=True):
+    """``d|<day>|<partition>|<agency>``: a :class:`ClosedDay` on ``<prefix>.days``."""
+
+    day: str
+    partition: int
+    agency: str
+
+    def encode(self) -> bytes:
+        """The record key."""
+        return SEP.join(("d", self.day, str(self.partition), self.agency)).encode()
+
+
+#: Every key of ``<prefix>.aggregates`` and ``<prefix>.days``, told apart by its first part.
+Key = RollupKey | GaugeKey | RestatementKey | WatermarkKey | ClosedDayKey
+
+
+def _partition(text: str, key: bytes) -> int:
+    # only what str(int) writes, so that decoding then encoding gives the same bytes
+    if not (text.isascii() and text.isdigit()) or (len(text) > 1 and text[0] == "0"):
+        raise ValueError(f"aggregates key {key[:80]!r}: partition {text[:20]!r} is not a number")
+    return int(text)
+
+
+def decode_key(key: bytes) -> Key:
+    """The typed key of an aggregates or days record (the inverse of ``encode``).
+
+    Raises:
+        ValueError: naming the key, when its kind or number of parts is unknown, or a
+            partition is not a decimal number.
+    """
+    try:
+        p = key.decode().split(SEP)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"aggregates key {key[:80]!r} is not UTF-8") from exc
+    kind, n = p[0], len(p)
+    if kind == "r" and n == 8:
+        return RollupKey(_partition(p[1], key), p[2], Dims(p[3], p[4], p[5], p[6], p[7]))
+    if kind == "g" and n == 6:
+        return GaugeKey(_partition(p[1], key), GaugeDims(p[2], p[3], p[4], p[5]))
+    if kind == "s" and n == 4:
+        return RestatementKey(_partition(p[1], key), p[2], p[3])
+    if kind == "w" and n == 2:
+        return WatermarkKey(_partition(p[1], key))
+    if kind == "d" and n == 4:
+        return ClosedDayKey(p[1], _partition(p[2], key), p[3])
+    raise ValueError(f"unknown aggregates key {key[:80]!r}")
 
 
 def restatement_key(partition: int, day: str, agency: str) -> bytes:
-    """Key of the restatement log of one partition, day and agency."""
-    return SEP.join(("s", str(partition), day, agency)).encode()
+    """Shorthand for ``RestatementKey(partition, day, agency).encode()``."""
+    return RestatementKey(partition, day, agency).encode()
 
 
 def watermark_key(partition: int) -> bytes:
-    """Key of the watermark record of one input partition."""
-    return f"w{SEP}{partition}".encode()
+    """Shorthand for ``WatermarkKey(partition).encode()``."""
+    return WatermarkKey(partition).encode()
 
 
 class ClosedCell(msgspec.Struct, array_like=True):
@@ -299,7 +358,7 @@ class ClosedCell(msgspec.Struct, array_like=True):
 class ClosedDay(msgspec.Struct, omit_defaults=True):
     """The final rollups of one event-time day, one agency and one input partition.
 
-    Written once to ``<prefix>.days`` under :func:`closed_day_key` in the transaction in
+    Written once to ``<prefix>.days`` under :class:`ClosedDayKey` in the transaction in
     which the day becomes final for the partition (its watermark passed the day's end plus
     the restatement horizon); the same transaction tombstones the ``r|`` and ``s|`` keys
     it replaces on ``<prefix>.aggregates``. Per agency so that one record stays far below
@@ -317,11 +376,9 @@ class ClosedDay(msgspec.Struct, omit_defaults=True):
 
 
 def closed_day_key(day: str, partition: int, agency: str) -> bytes:
-    """Key of a :class:`ClosedDay` record on ``<prefix>.days``."""
-    return SEP.join(("d", day, str(partition), agency)).encode()
+    """Shorthand for ``ClosedDayKey(day, partition, agency).encode()``."""
+    return ClosedDayKey(day, partition, agency).encode()
 
-
-Record = RollupKey | GaugeKey | tuple[str, int, str, str] | tuple[str, int]
 
 _rollup_dec: Final = msgspec.json.Decoder(Rollup)
 _gauges_dec: Final = msgspec.json.Decoder(Gauges)
@@ -329,11 +386,6 @@ _restate_dec: Final = msgspec.json.Decoder(Restatement)
 _wm_dec: Final = msgspec.json.Decoder(Watermark)
 _closed_dec: Final = msgspec.json.Decoder(ClosedDay)
 encode: Final = msgspec.json.Encoder().encode
-
-
-def parse_key(key: bytes) -> list[str]:
-    """Split a record key into its parts; the first is the kind (r, g, s, w)."""
-    return key.decode().split(SEP)
 
 
 def decode_rollup(value: bytes) -> Rollup:

@@ -11,6 +11,7 @@ or response (new event ids) are counted in ``late`` and change nothing else.
 
 from __future__ import annotations
 
+from contract.aggregates import Dims, GaugeDims
 from contract.events import Event
 from processors.context import Context
 from processors.rollups import (
@@ -18,11 +19,10 @@ from processors.rollups import (
     APPEALS_OVERDUE,
     INTERAGENCY_OPEN,
     GaugeBook,
-    GaugeCell,
     Records,
     RollupBook,
 )
-from processors.state import Appeal, Dims, Request, encode
+from processors.state import Appeal, Request, encode
 from processors.watermark import APPEAL_OVERDUE, EVICT_APPEAL, EVICT_REQUEST, Timers
 
 
@@ -55,8 +55,8 @@ class AppealBook:
         r.late[reason] = r.late.get(reason, 0) + 1
 
     @staticmethod
-    def _cell(dims: Dims) -> GaugeCell:
-        return (dims[0], dims[1], dims[2], dims[3])
+    def _cell(dims: Dims) -> GaugeDims:
+        return dims.gauge()
 
     # -- appeals ---------------------------------------------------------------------
 

@@ -27,8 +27,9 @@ from typing import Final
 
 import msgspec
 
+from contract.aggregates import Dims
 from processors.rollups import Records
-from processors.state import Dims
+from processors.state import Intern
 
 HOUR_MS: Final = 3_600_000
 #: Blocks an hour may have before they are rewritten into large ones.
@@ -248,7 +249,7 @@ class ClosedJourneys:
             b.new = array("Q")
         return out
 
-    def restore(self, hour: int, block: int, value: bytes, intern: dict[Dims, Dims]) -> None:
+    def restore(self, hour: int, block: int, value: bytes, intern: Intern) -> None:
         """Load one changelog block (latest value of key ``x|hour|block``)."""
         b = self._hours.get(hour)
         if b is None:

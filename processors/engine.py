@@ -32,6 +32,8 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from contract import aggregates as agg
+from contract import deadletter as dl
+from contract.aggregates import Dims, GaugeDims, GaugeKey, Key, RestatementKey, RollupKey
 from contract.events import (
     MAX_FUTURE,
     SENT_AT_HEADER,
@@ -51,8 +53,7 @@ from processors.context import Context, iso
 from processors.dedup import CLOCK_KEY, DedupStore
 from processors.errors import ProcessorError
 from processors.journeys import JourneyMachine
-from processors.rollups import GaugeBook, GaugeCell, Records, RollupBook
-from processors.state import Dims
+from processors.rollups import GaugeBook, Records, RollupBook
 from processors.watermark import (
     ABANDON,
     APPEAL_OVERDUE,
@@ -79,7 +80,6 @@ _PREPARED: Final = frozenset(
         EventType.APPEAL_RECEIVED,
     }
 )
-_dlq_encode: Final = msgspec.json.Encoder().encode
 logger = logging.getLogger(__name__)
 _MAX_FUTURE_MS: Final = int(MAX_FUTURE.total_seconds() * 1000)
 
@@ -136,8 +136,8 @@ class PartitionEngine:
         self.timers = Timers()
         self.wm = Watermark()
         self.dedup = DedupStore(ctx.horizon_ms)
-        self._intern: dict[Dims, Dims] = {}
-        self._gcells: dict[Dims, GaugeCell] = {}
+        self._intern: st.Intern = {}
+        self._gcells: dict[Dims, GaugeDims] = {}
         self.closed = ClosedJourneys(ctx.horizon_ms)
         self.journeys = JourneyMachine(
             ctx, self.rollups, self.gauges, self.timers, self._gcells, self.closed
@@ -145,9 +145,6 @@ class PartitionEngine:
         self.appeals = AppealBook(ctx, self.rollups, self.gauges, self.timers)
         self._wm_dirty = False
         self._restore_buf: dict[bytes, bytes | None] = {}
-        #: valid events applied (duplicates included), for metrics
-        self.applied = 0
-        self.duplicates = 0
         j, a = self.journeys, self.appeals
         self._dispatch: dict[EventType, Callable[[Event, int, Dims], None]] = {
             EventType.JOURNEY_STARTED: j.apply,
@@ -228,7 +225,7 @@ class PartitionEngine:
             f"the processor could not apply this event ({name}); it was set aside and "
             "counted, every other event is counted as usual",
         )
-        return self._dead(rec, [problem], ev, {"error": name, "where": where})
+        return self._dead(rec, [problem], ev, error=name, where=where)
 
     def _prepare(self, ev: Event, t: int) -> None:
         """Compute every derived value of ``ev`` that can fail, before state changes.
@@ -246,7 +243,7 @@ class PartitionEngine:
             return
         # a lifecycle event: the journey's service is that of its first event (its dims)
         j = self.journeys.journeys.get(f"{ev.agency}|{ev.journey}")
-        service = j.dims[1] if j is not None else (ev.service or "")
+        service = j.dims.service if j is not None else (ev.service or "")
         info = ctx.services.get(service)
         if info is not None:
             ctx.deadline_ms(info.deadline, t)
@@ -272,24 +269,25 @@ class PartitionEngine:
         if etype in _PREPARED:
             self._prepare(ev, t)
         if etype in _NO_SERVICE:
-            dims: Dims = (ev.agency, "", ev.municipality, ev.channel.value, "")
+            parts = (ev.agency, "", ev.municipality, ev.channel.value, "")
         elif etype == EventType.VISIT_SERVED:
-            dims = (ev.agency, ev.service or "", ev.municipality, ev.channel.value, "")
+            parts = (ev.agency, ev.service or "", ev.municipality, ev.channel.value, "")
         else:
-            dims = (
+            parts = (
                 ev.agency,
                 ev.service or "",
                 ev.municipality,
                 ev.channel.value,
                 ev.life_situation or "",
             )
-        dims = self._intern.setdefault(dims, dims)
+        # a plain tuple finds the shared Dims: no NamedTuple is built per event
+        dims = self._intern.get(parts)
+        if dims is None:
+            dims = self._intern[parts] = Dims(*parts)
         day = ctx.day(t)
         rollups = self.rollups
-        self.applied += 1
         agency, uid = dedup_identity(ev)
         if self.dedup.seen(agency, t, received_ms, uid):
-            self.duplicates += 1
             rollups.cell(day, dims, "duplicates").duplicates += 1
             rollups.end_event(received_ms, etype.value)
             return
@@ -422,7 +420,8 @@ class PartitionEngine:
         rec: InputRecord,
         problems: list[Problem],
         ev: Event | None = None,
-        extra: dict[str, str] | None = None,
+        error: str | None = None,
+        where: str | None = None,
     ) -> DeadLetter:
         first = problems[0]
         agency = event_id = ""
@@ -434,27 +433,23 @@ class PartitionEngine:
             agency = ""
         if not _UUID.match(event_id):
             event_id = ""
-        value = {
-            "reason": first.reason.value,
-            "field": first.field,
-            "message": first.message,
-            "problems": [
-                {"field": p.field, "reason": p.reason.value, "message": p.message} for p in problems
-            ],
-            "agency": agency,
-            "event_id": event_id,
-            "source": "processor",
-            "topic": rec.topic,
-            "partition": rec.partition,
-            "offset": rec.offset,
-            "received_at": iso(rec.timestamp),
-            "received_day": self.ctx.day(rec.timestamp),
-        }
-        if extra:
-            value.update(extra)
-        return DeadLetter(
-            _safe_key(rec.key, agency), _dlq_encode(value), first.reason.value, agency
+        value = dl.DeadLetter(
+            reason=first.reason.value,
+            field=first.field,
+            message=first.message,
+            problems=[dl.DeadProblem(p.field, p.reason.value, p.message) for p in problems],
+            agency=agency,
+            event_id=event_id,
+            source="processor",
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            received_at=iso(rec.timestamp),
+            received_day=self.ctx.day(rec.timestamp),
+            error=error,
+            where=where,
         )
+        return DeadLetter(_safe_key(rec.key, agency), dl.encode(value), first.reason.value, agency)
 
     # -- restore ---------------------------------------------------------------------
 
@@ -462,13 +457,12 @@ class PartitionEngine:
         """Load one changelog record (in offset order; later records win)."""
         self._restore_buf[key] = value
 
-    def restore_aggregate(self, parts: list[str], value: bytes) -> None:
-        """Load one aggregate record of this partition (key split on ``|``)."""
-        kind = parts[0]
-        if kind in ("r", "s"):
-            self.rollups.restore(parts, value, self._intern)
-        elif kind == "g":
-            self.gauges.restore(parts, value)
+    def restore_aggregate(self, key: Key, value: bytes) -> None:
+        """Load one aggregate record of this partition (its decoded key)."""
+        if isinstance(key, RollupKey | RestatementKey):
+            self.rollups.restore(key, value, self._intern)
+        elif isinstance(key, GaugeKey):
+            self.gauges.restore(key, value)
 
     def finish_restore(self) -> None:
         """Build state from the loaded records; recount gauges and timers."""
@@ -500,8 +494,7 @@ class PartitionEngine:
                 self.wm.live = obj.live
                 self.wm.updated_ms = obj.updated_ms
                 continue
-            dims = tuple(obj.dims)
-            obj.dims = intern.setdefault(dims, dims)
+            obj.dims = intern.setdefault(obj.dims, obj.dims)
             if kind == "j":
                 obj.persisted = True
                 jm.journeys[rest] = obj

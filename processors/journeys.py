@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from contract.aggregates import Dims, GaugeDims
 from contract.catalog import FORM_CHANNELS
 from contract.events import Event, EventType
 from processors.archive import ClosedJourneys
@@ -25,7 +26,6 @@ from processors.rollups import (
     OVERDUE,
     PENDING,
     GaugeBook,
-    GaugeCell,
     Records,
     RollupBook,
 )
@@ -35,7 +35,6 @@ from processors.state import (
     OPEN,
     SUBMITTED,
     Case,
-    Dims,
     Journey,
     encode,
 )
@@ -56,7 +55,7 @@ def gauge_bits(j: Journey) -> int:
     st = j.status
     if st == OPEN:
         b = _B_OPEN
-        if j.started_ms is not None and j.dims[3] not in SELF_SERVICE:
+        if j.started_ms is not None and j.dims.channel not in SELF_SERVICE:
             b |= _B_PENDING
     elif st == SUBMITTED:
         b = _B_PENDING
@@ -85,7 +84,7 @@ class JourneyMachine:
         rollups: RollupBook,
         gauges: GaugeBook,
         timers: Timers,
-        gauge_cells: dict[Dims, GaugeCell],
+        gauge_cells: dict[Dims, GaugeDims],
         archive: ClosedJourneys,
     ) -> None:
         self.ctx = ctx
@@ -128,8 +127,8 @@ class JourneyMachine:
             before = 0
             if ev.case is not None:
                 self._join_case(j, t)
-            if dims[3] in SELF_SERVICE and dims[1] in self.ctx.services:
-                self.timers.add(t + self.ctx.services[dims[1]].abandon_ms, ABANDON, key)
+            if dims.channel in SELF_SERVICE and dims.service in self.ctx.services:
+                self.timers.add(t + self.ctx.services[dims.service].abandon_ms, ABANDON, key)
         else:
             before = gauge_bits(j)
         self._handlers[ev.type](j, key, ev, t)
@@ -155,14 +154,14 @@ class JourneyMachine:
         j.started_ms = t
         r = self.rollups.cell(self.ctx.day(t), j.dims, "started")
         r.started += 1
-        if j.dims[3] in DIGITAL:
+        if j.dims.channel in DIGITAL:
             r.started_digital += 1
-        if j.status == OPEN and j.dims[3] not in SELF_SERVICE:
+        if j.status == OPEN and j.dims.channel not in SELF_SERVICE:
             self._set_deadline(j, key, t)
 
     def _step(self, j: Journey, key: str, ev: Event, t: int) -> None:
         step = ev.attrs.step
-        info = self.ctx.services.get(j.dims[1])
+        info = self.ctx.services.get(j.dims.service)
         if step is None or info is None:
             return
         bit = info.step_bits.get(step, 0)
@@ -172,7 +171,7 @@ class JourneyMachine:
             r.steps[step] = r.steps.get(step, 0) + 1
 
     def _error(self, j: Journey, key: str, ev: Event, t: int) -> None:
-        code = self.ctx.catalog.error_code(j.dims[1], ev.attrs.code)
+        code = self.ctx.catalog.error_code(j.dims.service, ev.attrs.code)
         r = self.rollups.cell(self.ctx.day(t), j.dims, "errors")
         r.errors[code] = r.errors.get(code, 0) + 1
         j.had_error = True
@@ -190,11 +189,11 @@ class JourneyMachine:
             r.resolved_with_errors += 1
         if j.started_ms is not None:
             r.hist("form_seconds").observe("form_seconds", max(0, t - j.started_ms) / 1000)
-        info = self.ctx.services.get(j.dims[1])
+        info = self.ctx.services.get(j.dims.service)
         # only a self-service form has steps; MFC and office applications never skip any
         if (
             info is not None
-            and j.dims[3] in SELF_SERVICE
+            and j.dims.channel in SELF_SERVICE
             and j.steps & info.all_steps != info.all_steps
         ):
             r.skipped_steps += 1
@@ -214,7 +213,7 @@ class JourneyMachine:
     def _decided(self, j: Journey, key: str, ev: Event, t: int) -> None:
         base = j.submitted_ms if j.submitted_ms is not None else j.started_ms
         r = self.rollups.cell(self.ctx.day(t), j.dims, "decisions")
-        info = self.ctx.services.get(j.dims[1])
+        info = self.ctx.services.get(j.dims.service)
         if base is None or info is None:
             timeliness = "unknown"
         else:
@@ -229,7 +228,7 @@ class JourneyMachine:
     # -- transitions -----------------------------------------------------------------
 
     def _set_deadline(self, j: Journey, key: str, base_ms: int) -> None:
-        info = self.ctx.services.get(j.dims[1])
+        info = self.ctx.services.get(j.dims.service)
         if info is None:
             return
         due = self.ctx.deadline_ms(info.deadline, base_ms)
@@ -269,10 +268,10 @@ class JourneyMachine:
         if changed & _B_OVERDUE:
             self.gauges.add(cell, OVERDUE, 1 if after & _B_OVERDUE else -1)
 
-    def _gcell(self, dims: Dims) -> GaugeCell:
+    def _gcell(self, dims: Dims) -> GaugeDims:
         cell = self._gcells.get(dims)
         if cell is None:
-            cell = self._gcells[dims] = (dims[0], dims[1], dims[2], dims[3])
+            cell = self._gcells[dims] = dims.gauge()
         return cell
 
     # -- cases -----------------------------------------------------------------------
@@ -312,9 +311,9 @@ class JourneyMachine:
     def fire_abandon(self, key: str, due: int) -> None:
         """Abandon an idle portal/mobile journey whose timeout the watermark passed."""
         j = self.journeys.get(key)
-        if j is None or j.status != OPEN or j.dims[3] not in SELF_SERVICE:
+        if j is None or j.status != OPEN or j.dims.channel not in SELF_SERVICE:
             return
-        info = self.ctx.services.get(j.dims[1])
+        info = self.ctx.services.get(j.dims.service)
         if info is None:
             return
         at = j.last_ms + info.abandon_ms
@@ -385,8 +384,8 @@ class JourneyMachine:
         horizon = self.ctx.horizon_ms
         for key, j in self.journeys.items():
             self._regauge(j, 0)
-            if j.status == OPEN and j.dims[3] in SELF_SERVICE and j.dims[1] in services:
-                self.timers.add(j.last_ms + services[j.dims[1]].abandon_ms, ABANDON, key)
+            if j.status == OPEN and j.dims.channel in SELF_SERVICE and j.dims.service in services:
+                self.timers.add(j.last_ms + services[j.dims.service].abandon_ms, ABANDON, key)
             if gauge_bits(j) & _B_PENDING and not j.overdue and j.deadline_ms is not None:
                 self.timers.add(j.deadline_ms, OVERDUE_TIMER, key)
         for key, c in self.cases.items():

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from contract import aggregates as agg
 from contract.topics import Topics
 from kafkaport.ports import Consumer, Kafka
 from kafkaport.types import KafkaTimeoutError, TopicPartition
@@ -67,11 +68,13 @@ def load(
         n += 1
         if key is None or value is None:
             continue
-        parts = key.decode().split("|")
-        if len(parts) > 1 and parts[1].isdigit():
-            e = engines.get(int(parts[1]))
-            if e is not None:
-                e.restore_aggregate(parts, value)
+        try:
+            k = agg.decode_key(key)
+        except ValueError:
+            continue  # not a key of this version: nothing of the state to restore
+        e = engines.get(k.partition)
+        if e is not None:
+            e.restore_aggregate(k, value)
     return n
 
 

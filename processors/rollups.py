@@ -11,12 +11,21 @@ from __future__ import annotations
 from typing import Final
 
 from contract import aggregates as agg
-from contract.aggregates import Gauges, Restatement, RestatementEntry, Rollup
+from contract.aggregates import (
+    Dims,
+    GaugeDims,
+    GaugeKey,
+    Gauges,
+    Restatement,
+    RestatementEntry,
+    RestatementKey,
+    Rollup,
+    RollupKey,
+)
 from processors.context import iso
-from processors.state import Dims
+from processors.state import Intern
 
 CellKey = tuple[str, Dims]
-GaugeCell = tuple[str, str, str, str]
 
 #: Indexes into a gauge cell's counts, in the order of :class:`contract.aggregates.Gauges`.
 OPEN_JOURNEYS: Final = 0
@@ -71,7 +80,7 @@ class RollupBook:
             r = got
         self.dirty.add(key)
         if day < self.open_day:
-            self._noted.setdefault((day, dims[0]), set()).add(field)
+            self._noted.setdefault((day, dims.agency), set()).add(field)
         return r
 
     def end_event(self, at_ms: int, event_type: str) -> None:
@@ -93,16 +102,16 @@ class RollupBook:
 
     def flush(self) -> Records:
         """Aggregate records of the cells and restatement logs changed since last flush."""
-        p = str(self.partition)
+        p = self.partition
         enc = agg.encode
         out: Records = [
-            (f"r|{p}|{day}|{'|'.join(dims)}".encode(), enc(self.cells[(day, dims)]))
+            (RollupKey(p, day, dims).encode(), enc(self.cells[(day, dims)]))
             for day, dims in self.dirty
         ]
         self.dirty = set()
         out.extend(
             (
-                agg.restatement_key(self.partition, day, agency),
+                RestatementKey(p, day, agency).encode(),
                 enc(self.restatements[(day, agency)]),
             )
             for day, agency in self._restate_dirty
@@ -110,14 +119,13 @@ class RollupBook:
         self._restate_dirty = set()
         return out
 
-    def restore(self, parts: list[str], value: bytes, intern: dict[Dims, Dims]) -> None:
-        """Load one aggregate record of this partition (key split on ``|``)."""
-        if parts[0] == "r" and len(parts) == 8:
-            dims: Dims = (parts[3], parts[4], parts[5], parts[6], parts[7])
-            dims = intern.setdefault(dims, dims)
-            self.cells[(parts[2], dims)] = bytes(value)
-        elif parts[0] == "s" and len(parts) == 4:
-            self.restatements[(parts[2], parts[3])] = agg.decode_restatement(value)
+    def restore(self, key: RollupKey | RestatementKey, value: bytes, intern: Intern) -> None:
+        """Load one aggregate record of this partition."""
+        if isinstance(key, RollupKey):
+            dims = intern.setdefault(key.dims, key.dims)
+            self.cells[(key.day, dims)] = bytes(value)
+        else:
+            self.restatements[(key.day, key.agency)] = agg.decode_restatement(value)
 
 
 class GaugeBook:
@@ -131,11 +139,11 @@ class GaugeBook:
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
-        self.counts: dict[GaugeCell, list[int]] = {}
-        self.dirty: set[GaugeCell] = set()
-        self.last: dict[GaugeCell, bytes] = {}
+        self.counts: dict[GaugeDims, list[int]] = {}
+        self.dirty: set[GaugeDims] = set()
+        self.last: dict[GaugeDims, bytes] = {}
 
-    def add(self, cell: GaugeCell, index: int, delta: int) -> None:
+    def add(self, cell: GaugeDims, index: int, delta: int) -> None:
         """Add ``delta`` to gauge ``index`` of ``cell``."""
         c = self.counts.get(cell)
         if c is None:
@@ -143,7 +151,7 @@ class GaugeBook:
         c[index] += delta
         self.dirty.add(cell)
 
-    def value(self, cell: GaugeCell) -> Gauges:
+    def value(self, cell: GaugeDims) -> Gauges:
         """The current gauges of one cell."""
         c = self.counts.get(cell) or [0] * 6
         return Gauges(*c)
@@ -155,16 +163,14 @@ class GaugeBook:
             value = agg.encode(self.value(cell))
             if self.last.get(cell) != value:
                 self.last[cell] = value
-                out.append((agg.GaugeKey(self.partition, *cell).encode(), value))
+                out.append((GaugeKey(self.partition, cell).encode(), value))
         self.dirty = set()
         return out
 
-    def restore(self, parts: list[str], value: bytes) -> None:
+    def restore(self, key: GaugeKey, value: bytes) -> None:
         """Remember a gauge record last written for this partition."""
-        if parts[0] == "g" and len(parts) == 6:
-            cell = (parts[2], parts[3], parts[4], parts[5])
-            self.last[cell] = value
-            self.dirty.add(cell)
+        self.last[key.dims] = value
+        self.dirty.add(key.dims)
 
     def reset_counts(self) -> None:
         """Zero every count (before recounting from restored state); keeps ``last``."""

@@ -26,11 +26,11 @@ from typing import Final
 
 import msgspec
 
+from contract.aggregates import Dims
 from processors.errors import StateError
 
-#: Dimensions of a cell: agency, service, municipality, channel, life situation
-#: (``""`` where absent).
-Dims = tuple[str, str, str, str, str]
+#: Dimensions by value (a plain tuple finds the shared :class:`Dims` of equal parts)
+Intern = dict[tuple[str, str, str, str, str], Dims]
 
 OPEN: Final = 0
 SUBMITTED: Final = 1

@@ -23,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract import aggregates as agg
-from contract.aggregates import ClosedCell, ClosedDay, Restatement, Rollup, RollupKey
+from contract.aggregates import ClosedCell, ClosedDay, Dims, Restatement, Rollup, RollupKey
 from contract.metrics import FAMILIES
 from contract.settings import CommonSettings
 from contract.topics import Topics
@@ -137,7 +137,7 @@ def test_closing_days_in_either_order_moves_nothing_and_stays_exact(
         for p in PARTS:
             for day in DAYS:
                 for a, s, m, c in CELLS:
-                    key = RollupKey(p, day, a, s, m, c, "").encode()
+                    key = RollupKey(p, day, Dims(a, s, m, c, "")).encode()
                     r = random_rollup(rng, version)
                     latest[key] = r
                     batch.append((topics.aggregates, key, agg.encode(r)))

@@ -13,7 +13,7 @@ import itertools
 import pytest
 
 from api.exposition import LiveExposition
-from contract.aggregates import Gauges, Hist, Rollup
+from contract.aggregates import Dims, GaugeDims, Gauges, Hist, Rollup
 from contract.cardinality import GOAL, budget
 from contract.catalog import load_catalog
 from contract.events import Channel, Reason
@@ -62,13 +62,13 @@ def test_every_family_stays_within_its_budget_when_every_cell_is_filled() -> Non
         agency = svc.service.agency
         full = _full(sorted(svc.step_codes), sorted(svc.error_codes))
         for m, c, ls in itertools.product(municipalities, channels, situations):
-            live.add_rollup((agency, code, m, c, ls), full)
-            live.gauges_changed((agency, code, m, c), None, Gauges(1, 1, 1, 1, 1, 1))
+            live.add_rollup(Dims(agency, code, m, c, ls), full)
+            live.gauges_changed(GaugeDims(agency, code, m, c), None, Gauges(1, 1, 1, 1, 1, 1))
     for agency in CATALOG.agencies:
         full = _full([], [])
         for m, c, ls in itertools.product(municipalities, channels, situations):
-            live.add_rollup((agency, "", m, c, ls), full)
-            live.gauges_changed((agency, "", m, c), None, Gauges(1, 1, 1, 1, 1, 1))
+            live.add_rollup(Dims(agency, "", m, c, ls), full)
+            live.gauges_changed(GaugeDims(agency, "", m, c), None, Gauges(1, 1, 1, 1, 1, 1))
     for agency in [*CATALOG.agencies, "not_an_agency"]:
         for reason in [*(r.value for r in Reason), "made_up"]:
             live.add_dead_letter(agency, reason)

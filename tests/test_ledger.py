@@ -169,7 +169,9 @@ def test_a_restated_day_is_a_new_entry_never_a_silent_change() -> None:
     assert day_close_bodies(model, CATALOG, log.entries, timedelta(days=2)) == []
     # a late event restates 2026-11-02: one more started journey for minsoc
     r = agg.Rollup(events=1, started=1)
-    key = agg.RollupKey(5, "2026-11-02", "minsoc", "large_family_status", "75701000", "portal", "")
+    key = agg.RollupKey(
+        5, "2026-11-02", agg.Dims("minsoc", "large_family_status", "75701000", "portal", "")
+    )
     model.apply_aggregate(key.encode(), agg.encode(r))
     again = day_close_bodies(model, CATALOG, log.entries, timedelta(days=2))
     assert [b["day"] for b in again] == ["2026-11-02"]

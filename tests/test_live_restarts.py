@@ -83,7 +83,9 @@ def _write_history(stack: Stack) -> int:
         for i in range(HISTORY_CELLS):
             code, svc = services[i % len(services)]
             m = municipalities[(i // len(services)) % len(municipalities)]
-            key = agg.RollupKey(999, day, svc.service.agency, code, m, "phone", "").encode()
+            key = agg.RollupKey(
+                999, day, agg.Dims(svc.service.agency, code, m, "phone", "")
+            ).encode()
             producer.send(stack.topics.aggregates, key=key, value=value)
             n += 1
     producer.flush(120)

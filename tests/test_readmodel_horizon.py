@@ -19,7 +19,7 @@ import pytest
 
 from api.readmodel import ReadModel
 from contract import aggregates as agg
-from contract.aggregates import ClosedCell, ClosedDay, Restatement, Rollup, RollupKey
+from contract.aggregates import ClosedCell, ClosedDay, Dims, Restatement, Rollup, RollupKey
 from contract.catalog import load_catalog
 from contract.settings import CommonSettings
 from contract.topics import Topics
@@ -60,7 +60,7 @@ class Scenario:
                 for a, s, m, c, ls in CELLS:
                     if rng.random() < 0.25:
                         continue
-                    key = RollupKey(p, day, a, s, m, c, ls).encode()
+                    key = RollupKey(p, day, Dims(a, s, m, c, ls)).encode()
                     vs = []
                     acc = Rollup()
                     for _ in range(rng.randint(1, 3)):
@@ -69,7 +69,7 @@ class Scenario:
                     self.versions[key] = vs
                     self.final[key] = vs[-1]
         # one closed cell the aggregates topic lost to compaction (never seen as r|)
-        lost = RollupKey(1, DAYS[0], "minsoc", "housing_subsidy", "75738000", "portal", "")
+        lost = RollupKey(1, DAYS[0], Dims("minsoc", "housing_subsidy", "75738000", "portal", ""))
         self.final[lost.encode()] = _rollup(rng, 7)
         self.days: list[tuple[bytes, bytes]] = []
         for day, p, a in sorted(CLOSED):
@@ -223,7 +223,9 @@ def _without(cd: ClosedDay, key: bytes) -> ClosedDay:
         c
         for c in cd.cells
         if RollupKey(
-            cd.partition, cd.day, cd.agency, c.service, c.municipality, c.channel, c.life_situation
+            cd.partition,
+            cd.day,
+            Dims(cd.agency, c.service, c.municipality, c.channel, c.life_situation),
         ).encode()
         != key
     ]
@@ -274,7 +276,7 @@ def test_a_period_of_whole_months_equals_its_days() -> None:
     for day in days:
         for p in PARTS:
             for a, s, mu, c, ls in CELLS:
-                key = RollupKey(p, day, a, s, mu, c, ls).encode()
+                key = RollupKey(p, day, Dims(a, s, mu, c, ls)).encode()
                 feed(m, iter([(TOPICS.aggregates, key, agg.encode(_rollup(rng, 1)))]))
     with m.lock:
         m.freeze(older_than=0.0)

@@ -33,7 +33,7 @@ def _model() -> ReadModel:
 
 
 def _put(m: ReadModel, day: str, channel: str, r: Rollup, ls: str = "", p: int = 0) -> None:
-    key = RollupKey(p, day, "minsoc", SERVICE, "75701000", channel, ls).encode()
+    key = RollupKey(p, day, agg.Dims("minsoc", SERVICE, "75701000", channel, ls)).encode()
     with m.lock:
         m.apply_aggregate(key, agg.encode(r))
 
@@ -156,11 +156,13 @@ def test_published_figures_hide_small_cells_consistently() -> None:
     m = _model()
     # minsoc: 3 scores, all bad (a small cell); minobr: 10 scores, all good
     _put(m, "2026-11-02", "portal", Rollup(started=40, steps={"identity": 3}, feedback={"1": 3}))
-    key = RollupKey(0, "2026-11-02", "minobr", "school_enrolment", "75701000", "portal", "")
+    key = RollupKey(
+        0, "2026-11-02", agg.Dims("minobr", "school_enrolment", "75701000", "portal", "")
+    )
     with m.lock:
         m.apply_aggregate(key.encode(), agg.encode(Rollup(started=20, feedback={"5": 10})))
         m.apply_aggregate(
-            agg.GaugeKey(0, "minsoc", SERVICE, "75701000", "mfc").encode(),
+            agg.GaugeKey(0, agg.GaugeDims("minsoc", SERVICE, "75701000", "mfc")).encode(),
             agg.encode(agg.Gauges(pending=4, overdue=3)),
         )
     rep = _report(m)
@@ -181,7 +183,7 @@ def test_published_figures_hide_small_cells_consistently() -> None:
 def test_offices_in_prometheus_and_the_report() -> None:
     m = _model()
     office = next(iter(CATALOG.offices))
-    key = RollupKey(0, "2026-11-02", "mfc", SERVICE, "75701000", "mfc", "")
+    key = RollupKey(0, "2026-11-02", agg.Dims("mfc", SERVICE, "75701000", "mfc", ""))
     visits = {f"{office}:true": 6, f"{office}:false": 2, "no-such-office:true": 9}
     with m.lock:
         m.apply_aggregate(

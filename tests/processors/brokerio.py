@@ -97,10 +97,10 @@ def summed(aggregates: dict[bytes, bytes]) -> tuple[dict[Any, agg.Rollup], dict[
     cells: dict[Any, agg.Rollup] = {}
     gauges = dict.fromkeys(agg.Gauges.__struct_fields__, 0)
     for k, v in aggregates.items():
-        parts = k.decode().split("|")
-        if parts[0] == "r":
-            cells.setdefault(tuple(parts[2:]), agg.Rollup()).add(agg.decode_rollup(v))
-        elif parts[0] == "g":
+        key = agg.decode_key(k)
+        if isinstance(key, agg.RollupKey):
+            cells.setdefault((key.day, *key.dims), agg.Rollup()).add(agg.decode_rollup(v))
+        elif isinstance(key, agg.GaugeKey):
             g = agg.decode_gauges(v)
             for f in gauges:
                 gauges[f] += getattr(g, f)

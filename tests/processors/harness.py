@@ -63,26 +63,24 @@ class Harness:
 
     def rollup(self, day: str | None = None, **dims: str) -> agg.Rollup:
         """Sum of the rollups of ``day`` (all days if None) matching ``dims``."""
-        names = ("agency", "service", "municipality", "channel", "life_situation")
         out = []
         for k, v in self.aggregates.items():
-            parts = k.decode().split("|")
-            if parts[0] != "r" or (day is not None and parts[2] != day):
+            key = agg.decode_key(k)
+            if not isinstance(key, agg.RollupKey) or (day is not None and key.day != day):
                 continue
-            cell = dict(zip(names, parts[3:], strict=True))
+            cell = key.dims._asdict()
             if all(cell[n] == val for n, val in dims.items()):
                 out.append(agg.decode_rollup(v))
         return agg.sum_rollups(out)
 
     def gauges(self, **dims: str) -> agg.Gauges:
         """Sum of the gauge records matching ``dims``."""
-        names = ("agency", "service", "municipality", "channel")
         total = agg.Gauges()
         for k, v in self.aggregates.items():
-            parts = k.decode().split("|")
-            if parts[0] != "g":
+            key = agg.decode_key(k)
+            if not isinstance(key, agg.GaugeKey):
                 continue
-            cell = dict(zip(names, parts[2:], strict=True))
+            cell = key.dims._asdict()
             if all(cell[n] == val for n, val in dims.items()):
                 g = agg.decode_gauges(v)
                 for f in agg.Gauges.__struct_fields__:
@@ -91,7 +89,8 @@ class Harness:
 
     def days(self) -> dict[str, agg.Rollup]:
         """Rollups summed per day."""
-        days = sorted({k.decode().split("|")[2] for k in self.aggregates if k.startswith(b"r|")})
+        keys = (agg.decode_key(k) for k in self.aggregates)
+        days = sorted({k.day for k in keys if isinstance(k, agg.RollupKey)})
         return {d: self.rollup(d) for d in days}
 
 

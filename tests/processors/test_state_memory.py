@@ -15,16 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract.aggregates import Dims
 from processors import archive, watermark
 from processors.archive import HOUR_MS, ClosedJourneys, key_hash
 from processors.context import Context
-from processors.state import ABANDONED, DECIDED, Dims
+from processors.state import ABANDONED, DECIDED
 from processors.watermark import ABANDON, EVICT_JOURNEY, OVERDUE, Timers
 from tests.fixtures.streams import event, generate, local
 from tests.processors.harness import Harness, fingerprint
 
 DAY_MS = 86_400_000
-DIMS: Dims = ("minsoc", "svc", "muni", "portal", "")
+DIMS = Dims("minsoc", "svc", "muni", "portal", "")
 
 
 # -- timers ------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def _small_cell(day: str) -> tuple[bytes, bytes]:
     # one agency with 2 journeys in an otherwise empty month: a small cell to suppress
     r = Rollup(events=4, started=2, started_digital=2, submitted=1, abandoned=1)
     r.feedback = {"5": 1}
-    key = agg.RollupKey(0, day, "arhiv", "", "75701000", "portal", "")
+    key = agg.RollupKey(0, day, agg.Dims("arhiv", "", "75701000", "portal", ""))
     return key.encode(), agg.encode(r)
 
 
