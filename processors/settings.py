@@ -36,6 +36,13 @@ class ProcessorSettings(CommonSettings):
         description="event ids are remembered this long in receive time (the Kafka record "
         "timestamp); closed journeys this long in event time",
     )
+    restatement_horizon: timedelta = Field(
+        timedelta(days=35),
+        gt=timedelta(0),
+        description="a day is final once the watermark passed its end plus this (ISO 8601): "
+        "until then late events restate it, after it they are counted too_late and the "
+        "day's rollups move to <prefix>.days",
+    )
     commit_interval_ms: int = Field(500, ge=10, description="at most this long per transaction")
     max_batch: int = Field(100_000, ge=1, description="at most this many events per transaction")
     poll_records: int = Field(2_000, ge=1, description="records per consumer poll")

@@ -13,6 +13,7 @@ from processors import recovery
 from processors.context import Context
 from processors.engine import DeadLetter, PartitionEngine
 from processors.state import Journey
+from tests.fixtures.aggregates import merged
 from tests.fixtures.streams import records
 
 
@@ -24,6 +25,8 @@ class Harness:
         self.partition = partition
         self.engine = PartitionEngine(partition, ctx)
         self.aggregates: dict[bytes, bytes] = {}
+        #: the ClosedDay records written to ``<prefix>.days``
+        self.closed: dict[bytes, bytes] = {}
         self.changelog: dict[bytes, bytes | None] = {}
         self.dead: list[DeadLetter] = []
         self.writes: list[tuple[bytes, bytes]] = []
@@ -42,9 +45,15 @@ class Harness:
         for k, v in out.changelog:
             self.changelog[k] = v
         for k, v in out.aggregates:
-            assert v is not None
+            if v is None:  # the keys of a day made final
+                assert k.startswith((b"r|", b"s|")), k
+                self.aggregates.pop(k, None)
+                continue
             self.aggregates[k] = v
             self.writes.append((k, v))
+        for k, v in out.days:
+            assert v is not None and k not in self.closed, f"day closed twice: {k!r}"
+            self.closed[k] = v
 
     def restart(self) -> None:
         """Replace the engine by one restored from the changelog and aggregates."""
@@ -65,7 +74,7 @@ class Harness:
         """Sum of the rollups of ``day`` (all days if None) matching ``dims``."""
         names = ("agency", "service", "municipality", "channel", "life_situation")
         out = []
-        for k, v in self.aggregates.items():
+        for k, v in self.everything().items():
             parts = k.decode().split("|")
             if parts[0] != "r" or (day is not None and parts[2] != day):
                 continue
@@ -89,9 +98,14 @@ class Harness:
                     setattr(total, f, getattr(total, f) + getattr(g, f))
         return total
 
+    def everything(self) -> dict[bytes, bytes]:
+        """The live aggregates with the closed days as the records they replaced."""
+        return merged(self.aggregates, self.closed)
+
     def days(self) -> dict[str, agg.Rollup]:
-        """Rollups summed per day."""
-        days = sorted({k.decode().split("|")[2] for k in self.aggregates if k.startswith(b"r|")})
+        """Rollups summed per day (closed days included)."""
+        keys = self.everything()
+        days = sorted({k.decode().split("|")[2] for k in keys if k.startswith(b"r|")})
         return {d: self.rollup(d) for d in days}
 
 
@@ -115,6 +129,7 @@ def fingerprint(e: PartitionEngine) -> dict[str, Any]:
         "closed": e.closed.items(),
         "dedup": e.dedup.items(),
         "watermark": (e.wm.max_event_ms, e.wm.watermark_ms, e.wm.live),
+        "final_day": e.rollups.final_day,
         "gauges": {k: v for k, v in e.gauges.counts.items() if any(v)},
         "timers": sorted({_effective(e, t) for t in e.timers._heap if _live_timer(e, t)}),
     }
