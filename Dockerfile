@@ -9,7 +9,9 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# the runtime packages only: bench/ (benchmarks) and tests/ are not part of the image
 COPY contract ./contract
+COPY kafkaport ./kafkaport
 COPY producers ./producers
 COPY processors ./processors
 COPY api ./api

@@ -7,7 +7,7 @@ SP := $(VENV)/bin/servicepulse
 APT_PACKAGES := prometheus prometheus-alertmanager kcat chromium
 PYTEST_ARGS ?=
 
-.PHONY: help setup deps-system deps-python deps-kafka up demo down status test test-fast reliability reliability-long lint format typecheck ci bench clean
+.PHONY: help setup deps-system deps-python deps-kafka up demo down status test test-fast test-busy reliability reliability-long lint format typecheck ci bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | column -t -s $$'\t'
@@ -49,8 +49,11 @@ status:  ## what runs where
 test: setup  ## the whole test suite against a real Kafka broker and a real Prometheus
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test-fast: deps-python  ## unit tests only (no broker)
-	$(VENV)/bin/pytest -m "not integration and not reliability" $(PYTEST_ARGS)
+test-fast: deps-python  ## unit tests only: no broker, nothing marked slow (under 60 s)
+	$(VENV)/bin/pytest -m "not integration and not reliability and not slow" $(PYTEST_ARGS)
+
+test-busy: setup  ## make test beside 4 CPU burners, BUSY_ARGS="--runs 3" (stops at the first failure)
+	$(PY) scripts/busy_test.py $(BUSY_ARGS)
 
 reliability: setup  ## reliability suite, short form (~4-6 min): faults, bad input, 2-minute soak, overload
 	$(VENV)/bin/pytest -m reliability tests/reliability $(PYTEST_ARGS)
@@ -68,7 +71,7 @@ format: deps-python
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-typecheck: deps-python  ## mypy strict on contract, producers, processors, api, dashboards
+typecheck: deps-python  ## mypy strict on every package (contract ... api, dashboards, servicepulse, bench)
 	$(VENV)/bin/mypy
 
 ci: setup lint typecheck test  ## what .ci/run does

@@ -193,7 +193,7 @@ def create_app(
     methodology = methodology or load_methodology(
         str(settings.methodology) if settings.methodology else None
     )
-    tokens = tokens or TokenStore(settings.token_db, settings.token_cache_seconds)
+    tokens = tokens or TokenStore(settings.token_db, settings.token_cache.total_seconds())
     topics = Topics(settings.topic_prefix)
     metrics = build_metrics(registry)
     link = ProducerLink(settings, topics)
@@ -203,10 +203,10 @@ def create_app(
         topics,
         catalog,
         snapshot=settings.readmodel_snapshot,
-        snapshot_interval=settings.snapshot_interval_seconds,
+        snapshot_interval=settings.snapshot_interval.total_seconds(),
     )
     scorer = Scorer(model, catalog, methodology)
-    keys = keys or KeyStore(settings.key_db_path, settings.token_cache_seconds)
+    keys = keys or KeyStore(settings.key_db_path, settings.token_cache.total_seconds())
     signatures = Verifier(
         keys,
         settings.signature_window.total_seconds(),
@@ -453,7 +453,9 @@ def create_app(
         # the body is read holding only this token's slot: a trickling client of one
         # agency never holds a slot the others need
         with ingestor.admit_token(token.id):
-            body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+            body = await _read_body(
+                request, settings.max_body_bytes, settings.body_timeout.total_seconds()
+            )
             # the signature covers the bytes as sent (a byte order mark included)
             with signatures.verified(request.headers, body, token.agency or "") as signed:
                 headers = signed.record_headers if signed else None

@@ -122,13 +122,6 @@ class Unavailable(ApiError):
     code = "unavailable"
 
 
-class NotReady(ApiError):
-    """The read model has not caught up with Kafka yet."""
-
-    status = 503
-    code = "not_ready"
-
-
 class ErrorDetail(BaseModel):
     """The body of every error response."""
 

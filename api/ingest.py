@@ -45,6 +45,7 @@ from contract.events import (
     event_key,
     split_batch,
 )
+from contract.settings import millis
 from contract.topics import Topics
 from kafkaport import KafkaError, Producer, connect
 
@@ -394,7 +395,7 @@ class ProducerLink:
         return self._producer is not None
 
     def _open(self) -> Producer:
-        timeout_ms = int(self._settings.request_timeout_seconds * 1000)
+        timeout_ms = millis(self._settings.request_timeout)
         producer = connect(self._settings).producer(
             client_id="servicepulse-api",
             linger_ms=2,
@@ -438,7 +439,7 @@ class ProducerLink:
         if producer is None:
             raise Unavailable(
                 "not connected to Kafka yet; nothing was accepted",
-                retry_after=self._settings.kafka_retry_after_seconds,
+                retry_after=int(self._settings.kafka_retry_after.total_seconds()),
             )
         return producer
 
@@ -725,7 +726,7 @@ class Ingestor:
         n = len(sends)
         own = self.per_token.inflight(token_id)
         try:
-            if not await own.acquire(n, settings.backpressure_wait_seconds):
+            if not await own.acquire(n, settings.backpressure_wait.total_seconds()):
                 self._metrics.rate_limited.inc()
                 raise TooManyRequests(
                     f"token {token_id} has {own.inflight} events in flight to Kafka (limit "
@@ -749,7 +750,7 @@ class Ingestor:
     ) -> None:
         settings = self._settings
         n = len(sends)
-        if not await self._inflight.acquire(n, settings.backpressure_wait_seconds):
+        if not await self._inflight.acquire(n, settings.backpressure_wait.total_seconds()):
             self._metrics.saturated.inc()
             raise Unavailable(
                 f"the API has {self._inflight.inflight} events in flight to Kafka (limit "
@@ -771,9 +772,9 @@ class Ingestor:
                 self._link.report(False)
                 raise Unavailable(
                     f"Kafka refused the batch ({type(exc).__name__}); nothing was accepted",
-                    retry_after=settings.kafka_retry_after_seconds,
+                    retry_after=int(settings.kafka_retry_after.total_seconds()),
                 ) from exc
-            ok = await acks.wait(settings.request_timeout_seconds)
+            ok = await acks.wait(settings.request_timeout.total_seconds())
         finally:
             await self._inflight.release(n)
         self._link.report(ok)
@@ -784,7 +785,7 @@ class Ingestor:
             )
             raise Unavailable(
                 f"Kafka did not acknowledge the batch ({reason}); nothing was accepted",
-                retry_after=settings.kafka_retry_after_seconds,
+                retry_after=int(settings.kafka_retry_after.total_seconds()),
             )
 
     def _send_dead_letters(self, producer: Producer, dead: list[DeadLetter], agency: str) -> None:

@@ -114,7 +114,7 @@ class IssuingService:
             self._topic,
             key,
             self._txn_id,
-            timeout=self._settings.request_timeout_seconds,
+            timeout=self._settings.request_timeout.total_seconds(),
         )
         interval = self._settings.ledger_close_interval.total_seconds()
         if interval > 0:
@@ -149,7 +149,7 @@ class IssuingService:
             logger.warning("report not issued: %s", exc)
             raise Unavailable(
                 "the report could not be recorded in the log of issued reports; it was not issued",
-                retry_after=self._settings.kafka_retry_after_seconds,
+                retry_after=int(self._settings.kafka_retry_after.total_seconds()),
             ) from exc
         self._metrics.reports.labels(fmt).inc()
         return out, issued_headers(entry)

@@ -45,6 +45,13 @@ from typing import Any, Final
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+)
 
 from api.readmodel import ReadModel
 from contract.catalog import Catalog
@@ -379,29 +386,38 @@ class Ledger:
             if after is not None and after != tail:
                 # our view may be stale (another writer fenced us): reread before refusing
                 self._discard()
-            error: Exception | None = None
             # a fenced writer needs one more attempt per competing writer; Kafka being
             # away is not worth more than the timeout
-            deadline = time.monotonic() + self._timeout
-            for attempt in range(4):
-                try:
-                    if self._producer is None:
-                        self._producer = self._open()
-                    return self._append(self._producer, kind, body, now, after)
-                except (*_RETRIED, BusError) as exc:
-                    error = exc
-                    logger.warning(
-                        "log append failed (attempt %d; reopening the writer): %s: %s",
-                        attempt + 1,
-                        type(exc).__name__,
-                        exc,
-                    )
-                    self._discard()
-                if time.monotonic() > deadline:
-                    break
-            raise LedgerError(
-                f"could not append to the log topic {self.topic!r}: {error}"
-            ) from error
+            retrying = Retrying(
+                stop=stop_after_attempt(4) | stop_after_delay(self._timeout),
+                retry=retry_if_exception_type((*_RETRIED, BusError)),
+                after=self._reopen,
+                reraise=True,
+            )
+            try:
+                return retrying(self._append_open, kind, body, now, after)
+            except (*_RETRIED, BusError) as exc:
+                raise LedgerError(
+                    f"could not append to the log topic {self.topic!r}: {exc}"
+                ) from exc
+
+    def _append_open(
+        self, kind: str, body: dict[str, Any], now: datetime | None, after: str | None
+    ) -> Entry:
+        if self._producer is None:
+            self._producer = self._open()
+        return self._append(self._producer, kind, body, now, after)
+
+    def _reopen(self, state: RetryCallState) -> None:
+        """After a failed append: log it and drop the writer (the next attempt reopens)."""
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "log append failed (attempt %d; reopening the writer): %s: %s",
+            state.attempt_number,
+            type(exc).__name__,
+            exc,
+        )
+        self._discard()
 
     def _append(
         self,
@@ -628,16 +644,23 @@ def close_days(
     computed again, so a day is never closed twice with the same totals.
     """
     done: list[Entry] = []
-    for _attempt in range(5):
+
+    def close_due() -> list[Entry]:
         parsed = (parse(v) for _offset, v in read_records(settings, ledger.topic))
         entries = [e for e in parsed if isinstance(e, Entry)]
         head = entries[-1].hash if entries else GENESIS
-        try:
-            for body in day_close_bodies(model, catalog, entries, close_after):
-                entry = ledger.append("day_close", body, after=head)
-                done.append(entry)
-                head = entry.hash
-            return done
-        except LedgerConflict:
-            continue
-    raise LedgerError("the log kept moving while days were being closed; retried later")
+        for body in day_close_bodies(model, catalog, entries, close_after):
+            entry = ledger.append("day_close", body, after=head)
+            done.append(entry)
+            head = entry.hash
+        return done
+
+    retrying = Retrying(
+        stop=stop_after_attempt(5), retry=retry_if_exception_type(LedgerConflict), reraise=True
+    )
+    try:
+        return retrying(close_due)
+    except LedgerConflict as exc:
+        raise LedgerError(
+            "the log kept moving while days were being closed; retried later"
+        ) from exc

@@ -1,11 +1,29 @@
-"""The read model: the aggregates and dead-letter topics materialised in memory.
+"""The read model: the aggregates, closed-days and dead-letter topics materialised in memory.
 
-A background thread reads both topics ``read_committed`` from the beginning (or from a
-local snapshot) and keeps the latest value of every aggregates key (the record format is
-in :mod:`contract.aggregates`). Rollups are cumulative per input partition, so the truth
-for a cell and day is the sum over partitions of the latest records; the model keeps
-that sum per (day, cell) and over all days per cell, updated by difference when a key is
-rewritten, so /metrics and period queries never re-read Kafka.
+A background thread reads the three topics ``read_committed`` from the beginning (or
+from a local snapshot) and keeps the latest value of every live aggregates key (the
+record format is in :mod:`contract.aggregates`). Rollups are cumulative per input
+partition, so the truth for a cell and day is the sum over partitions of the latest
+records; the model keeps that sum per (day, group) and over all days per cell, updated
+by difference when a key is rewritten, so /metrics and period queries never re-read Kafka.
+
+Closed days (docs/AGGREGATES.md, "Bounded history"): once a day is final for an input
+partition the processor writes one :class:`~contract.aggregates.ClosedDay` per (day,
+partition, agency) to ``<prefix>.days`` and tombstones the ``r|``/``s|`` keys it replaces,
+in one transaction. The two topics are read independently, so the record and the
+tombstones arrive in either order (and compaction may have removed either). The rule,
+exact in every order:
+
+- an ``r|`` tombstone is never a subtraction: the key's held value is set aside
+  (*pending close*) and leaves the live map;
+- a ``d|`` record applies, per cell, ``final - (held or pending value)`` to the sums
+  (zero when both sides agree, so /metrics does not move), subtracts what is held for
+  the (day, partition, agency) but not in the record, drops every held and pending value
+  of it and adds it to the closed set;
+- any later ``r|`` or ``s|`` record of a closed (day, partition, agency) is ignored.
+
+Memory stays bounded by the live window: a closed day is a per-day summary by group,
+kept encoded (msgpack) once untouched for a while and decoded only to be summed.
 
 Dead-letter records (from the API and the processor) are counted by (receive day,
 agency, reason); their bodies are never kept.
@@ -15,23 +33,26 @@ Readiness: the model is ready once it has read up to the end offsets it saw at s
 
 from __future__ import annotations
 
+import calendar
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, BinaryIO, Final, TypeVar
 
 import msgspec
 
 from api.exposition import LiveExposition
 from contract import aggregates as agg
-from contract.aggregates import Gauges, Hist, Restatement, Rollup, Watermark
+from contract.aggregates import ClosedDay, Gauges, Hist, Restatement, Rollup, Watermark
 from contract.catalog import Catalog
 from contract.errors import BusError
 from contract.events import Reason
@@ -47,12 +68,16 @@ Cell = tuple[str, str, str, str, str]
 #: (agency, service, life_situation, channel)
 Group = tuple[str, str, str, str]
 #: (partition, agency, service, municipality, channel)
-GaugeCell = tuple[int, str, str, str, str]
+PartitionGaugeCell = tuple[int, str, str, str, str]
+#: (day, partition, agency): what one ClosedDay record closes
+DayPart = tuple[str, int, str]
 K = TypeVar("K", bound=Hashable)
 
 UNKNOWN: Final = "unknown"
 _REASONS: Final = frozenset(r.value for r in Reason)
-_SNAPSHOT_VERSION: Final = 1
+_SNAPSHOT_VERSION: Final = 2
+#: seconds a day's summary stays decoded after its last change before it is re-encoded
+_FREEZE_AFTER_S: Final = 10.0
 _LABEL_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -133,11 +158,67 @@ class DeadLetterIn(msgspec.Struct):
 _dead_dec: Final = msgspec.json.Decoder(DeadLetterIn)
 
 
+_day_enc: Final = msgspec.msgpack.Encoder()
+_day_dec: Final = msgspec.msgpack.Decoder(list[tuple[tuple[str, str, str, str], Rollup]])
+_totals_dec: Final = msgspec.msgpack.Decoder(list[tuple[tuple[str, str, str, str, str], Rollup]])
+
+
+def _freeze(groups: dict[Group, Rollup]) -> bytes:
+    """A day's summary as compact bytes (msgpack: about a fifth of the decoded objects)."""
+    return _day_enc.encode(list(groups.items()))
+
+
+def _thaw(data: bytes) -> dict[Group, Rollup]:
+    return dict(_day_dec.decode(data))
+
+
+_raw_dec: Final = msgspec.msgpack.Decoder(list[tuple[bytes, bytes]])
+
+
+def _freeze_raw(held: dict[bytes, bytes]) -> bytes:
+    """Live values of one (day, partition, agency), compressed together (JSON values
+    repeat their field names: zlib's fastest level keeps about a tenth)."""
+    return zlib.compress(_day_enc.encode(list(held.items())), 1)
+
+
+_frozen_dec: Final = msgspec.msgpack.Decoder(tuple[str, int, str, bytes])
+
+
+def _write_frame(f: BinaryIO, data: bytes) -> int:
+    f.write(len(data).to_bytes(8, "big"))
+    f.write(data)
+    return 8 + len(data)
+
+
+def _read_frame(f: BinaryIO) -> bytes:
+    """One frame of a snapshot file (ValueError when the file ends inside it)."""
+    head = f.read(8)
+    n = int.from_bytes(head, "big") if len(head) == 8 else -1
+    if n < 0 or n > 1 << 34:
+        raise ValueError("truncated or not a read-model snapshot")
+    data = f.read(n)
+    if len(data) != n:
+        raise ValueError("truncated read-model snapshot")
+    return data
+
+
 class _Snapshot(msgspec.Struct):
     version: int
     topics: list[str]
     offsets: list[tuple[str, int, int]]
+    #: live r| values, and the values set aside by a tombstone awaiting their d| record
+    raw: list[tuple[bytes, bytes]]
+    #: the frozen live values follow the header in the file, one frame each
+    raw_cold_frames: int
+    pending: list[tuple[bytes, bytes]]
+    #: g|, s| (live and closed) and w| records
     records: list[tuple[bytes, bytes]]
+    #: (day, partition, agency, digest of the d| value)
+    closed: list[tuple[str, int, str, bytes]]
+    #: totals by cell and the per-day summaries, encoded as the model keeps them
+    totals: bytes
+    days: list[tuple[str, bytes]]
+    months: list[tuple[str, bytes]]
     dead: list[tuple[str, str, str, int]]
     saved_at: float
 
@@ -196,14 +277,33 @@ class ReadModel:
         self._clear()
 
     def _clear(self) -> None:
-        # the latest value of each r| key as its record bytes: a few hundred bytes
-        # where the decoded Rollup costs ~1.7 KB; decoded again only when rewritten
-        self._raw: dict[bytes, bytes] = {}
+        # the latest value of each live r| key as its record bytes (a few hundred bytes
+        # where the decoded Rollup costs ~1.7 KB; decoded again only when rewritten), by
+        # the (day, partition, agency) a ClosedDay record replaces at once
+        self._raw: dict[DayPart, dict[bytes, bytes]] = {}
+        # ... and those untouched for _FREEZE_AFTER_S, compressed together (a day's keys
+        # are rewritten while the day is recent, then rarely: by late events only)
+        self._raw_cold: dict[DayPart, bytes] = {}
+        self._raw_touched: dict[DayPart, float] = {}
+        # values whose r| key was tombstoned before its d| record was read
+        self._pending: dict[DayPart, dict[bytes, bytes]] = {}
+        # closed (day, partition, agency) -> digest of the d| value that closed it
+        self._closed: dict[DayPart, bytes] = {}
+        self._conflicting_days = 0
         # per day only by Group: periods of a year stay cheap to sum (municipality is
-        # summed over already; /metrics uses the totals by full cell)
+        # summed over already; /metrics uses the totals by full cell). A day untouched
+        # for _FREEZE_AFTER_S is kept encoded in _cold_days instead
         self._day_groups: dict[str, dict[Group, Rollup]] = {}
+        self._cold_days: dict[str, bytes] = {}
+        # the same by month ("YYYY-MM"), so a period of a year sums a dozen months and
+        # the days of its partial months, not 365 days
+        self._months: dict[str, dict[Group, Rollup]] = {}
+        # sums of frozen days by group, for the queries of one report (see _cold_sum)
+        self._cold_sums: dict[tuple[str, ...], tuple[list[bytes], dict[Group, Rollup]]] = {}
+        self._touched: dict[str, float] = {}
+        self._last_freeze = time.monotonic()
         self._totals: dict[Cell, Rollup] = {}
-        self._gauges: dict[GaugeCell, Gauges] = {}
+        self._gauges: dict[PartitionGaugeCell, Gauges] = {}
         self._restatements: dict[tuple[int, str, str], Restatement] = {}
         self._watermarks: dict[int, Watermark] = {}
         self._dead: dict[tuple[str, str, str], int] = {}
@@ -216,28 +316,38 @@ class ReadModel:
         parts = agg.parse_key(key)
         kind = parts[0]
         if kind == "r" and len(parts) == 8:
-            day = parts[2]
-            cell: Cell = (parts[3], parts[4], parts[5], parts[6], parts[7])
-            new = agg.decode_rollup(value) if value is not None else None
-            old_value = self._raw.pop(key, None)
-            if old_value == value:
-                if value is not None:
-                    self._raw[key] = value
+            dkey: DayPart = (parts[2], int(parts[1]), parts[3])
+            if dkey in self._closed:
+                return  # its ClosedDay record holds the final value
+            held = self._held(dkey)
+            if value is None:
+                # closing the day, never a subtraction: kept aside for the d| record
+                old_value = held.pop(key, None) if held is not None else None
+                if old_value is not None:
+                    self._pending.setdefault(dkey, {})[key] = old_value
+                    if not held:
+                        del self._raw[dkey]
                 return
+            old_value = held.get(key) if held is not None else None
+            if old_value is None:
+                pend = self._pending.get(dkey)
+                if pend is not None:
+                    old_value = pend.pop(key, None)
+                    if not pend:
+                        del self._pending[dkey]
+            if held is None:
+                held = self._raw[dkey] = {}
+                self._raw_touched[dkey] = time.monotonic()
+            held[key] = value
+            if old_value == value:
+                return
+            new = agg.decode_rollup(value)
             old = agg.decode_rollup(old_value) if old_value is not None else None
-            if value is not None:
-                self._raw[key] = value
-            group: Group = (parts[3], parts[4], parts[7], parts[6])
             delta = difference(new, old)
             if delta is not None:
-                # totals first: they copy; the day's sum may then keep ``delta`` itself
-                # (difference() always returns a fresh object, referenced nowhere else)
-                _accumulate(self._totals, cell, delta)
-                _accumulate(self._day_groups.setdefault(day, {}), group, delta, owned=True)
-                if self._exposition is not None:
-                    self._exposition.add_rollup(cell, delta)
+                self._add(parts[2], (parts[3], parts[4], parts[5], parts[6], parts[7]), delta)
         elif kind == "g" and len(parts) == 6:
-            gkey: GaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
+            gkey: PartitionGaugeCell = (int(parts[1]), parts[2], parts[3], parts[4], parts[5])
             if value is None:
                 gold = self._gauges.pop(gkey, None)
                 gnew = None
@@ -248,9 +358,8 @@ class ReadModel:
                 self._exposition.gauges_changed(gkey[1:], gold, gnew)
         elif kind == "s" and len(parts) == 4:
             skey = (int(parts[1]), parts[2], parts[3])
-            if value is None:
-                self._restatements.pop(skey, None)
-            else:
+            # a tombstone closes the day: the log stays until the d| record replaces it
+            if value is not None and (parts[2], skey[0], parts[3]) not in self._closed:
                 self._restatements[skey] = agg.decode_restatement(value)
         elif kind == "w" and len(parts) == 2:
             if value is None:
@@ -259,6 +368,112 @@ class ReadModel:
                 self._watermarks[int(parts[1])] = agg.decode_watermark(value)
         else:
             raise ValueError(f"unknown aggregates key {key[:80]!r}")
+
+    def _add(self, day: str, cell: Cell, delta: Rollup) -> None:
+        """Add ``delta`` (a fresh object, referenced nowhere else) to the sums."""
+        # totals first: they copy; the day's sum may then keep ``delta`` itself
+        _accumulate(self._totals, cell, delta)
+        group: Group = (cell[0], cell[1], cell[4], cell[3])
+        _accumulate(self._months.setdefault(day[:7], {}), group, delta)
+        _accumulate(self._day(day), group, delta, owned=True)
+        if self._exposition is not None:
+            self._exposition.add_rollup(cell, delta)
+
+    def _day(self, day: str) -> dict[Group, Rollup]:
+        """The decoded summary of ``day`` to change (decoded again if it was frozen)."""
+        self._touched[day] = time.monotonic()
+        groups = self._day_groups.get(day)
+        if groups is None:
+            cold = self._cold_days.pop(day, None)
+            groups = self._day_groups[day] = _thaw(cold) if cold is not None else {}
+        return groups
+
+    def _held(self, dkey: DayPart) -> dict[bytes, bytes] | None:
+        """The live values of (day, partition, agency) to change, decompressed if frozen."""
+        held = self._raw.get(dkey)
+        if held is None:
+            cold = self._raw_cold.pop(dkey, None)
+            if cold is None:
+                return None
+            held = self._raw[dkey] = dict(_raw_dec.decode(zlib.decompress(cold)))
+        self._raw_touched[dkey] = time.monotonic()
+        return held
+
+    def freeze(self, older_than: float = _FREEZE_AFTER_S) -> int:
+        """Encode what has not changed for ``older_than`` s (lock held): the live values
+        of a (day, partition, agency) compressed together, a day's summary as msgpack.
+
+        Returns how many day summaries were frozen. The consumer thread calls it every
+        few seconds.
+        """
+        now = time.monotonic()
+        for dkey in list(self._raw):
+            if now - self._raw_touched.get(dkey, 0.0) >= older_than:
+                self._raw_cold[dkey] = _freeze_raw(self._raw.pop(dkey))
+                self._raw_touched.pop(dkey, None)
+        frozen = 0
+        for day in list(self._day_groups):
+            if now - self._touched.get(day, 0.0) >= older_than:
+                self._cold_days[day] = _freeze(self._day_groups.pop(day))
+                self._touched.pop(day, None)
+                frozen += 1
+        self._last_freeze = now
+        return frozen
+
+    def apply_closed_day(self, key: bytes, value: bytes | None) -> None:
+        """Apply one record of the closed-days topic (caller holds the lock)."""
+        if value is None:
+            return  # closed days are kept for ever; a tombstone would be an operator's
+        parts = agg.parse_key(key)
+        if parts[0] != "d" or len(parts) != 4:
+            raise ValueError(f"unknown closed-days key {key[:80]!r}")
+        cd: ClosedDay = agg.decode_closed_day(value)
+        dkey: DayPart = (cd.day, cd.partition, cd.agency)
+        if dkey != (parts[1], int(parts[2]), parts[3]):
+            raise ValueError(f"closed-days key {key[:80]!r} does not match its value")
+        digest = hashlib.blake2b(value, digest_size=8).digest()
+        before = self._closed.get(dkey)
+        if before is not None:
+            if before != digest:
+                # a final day cannot change: keep the first, say so
+                self._conflicting_days += 1
+                logger.warning("ignored a second, different closed-day record %s", key[:80])
+            return
+        held = self._held(dkey) or {}
+        self._raw.pop(dkey, None)
+        self._raw_touched.pop(dkey, None)
+        pend = self._pending.pop(dkey, {})
+        for c in cd.cells:
+            k = agg.RollupKey(
+                cd.partition,
+                cd.day,
+                cd.agency,
+                c.service,
+                c.municipality,
+                c.channel,
+                c.life_situation,
+            ).encode()
+            old_value = held.pop(k, None)
+            if old_value is None:
+                old_value = pend.pop(k, None)
+            old = agg.decode_rollup(old_value) if old_value is not None else None
+            delta = difference(c.rollup, old)
+            if delta is not None:
+                self._add(
+                    cd.day,
+                    (cd.agency, c.service, c.municipality, c.channel, c.life_situation),
+                    delta,
+                )
+        # held for the day but not in its final record: the final says nothing there
+        for k, v in (*held.items(), *pend.items()):
+            p = agg.parse_key(k)
+            self._add(cd.day, (p[3], p[4], p[5], p[6], p[7]), negated(agg.decode_rollup(v)))
+        self._closed[dkey] = digest
+        skey = (cd.partition, cd.day, cd.agency)
+        if cd.restatement is not None and cd.restatement.count:
+            self._restatements[skey] = cd.restatement
+        else:
+            self._restatements.pop(skey, None)
 
     def apply_dead_letter(self, value: bytes | None, timestamp_ms: int) -> None:
         """Count one dead-letter record by receive day, agency and reason (lock held)."""
@@ -288,6 +503,10 @@ class ReadModel:
                 if key is None:
                     raise ValueError("aggregates record without a key")
                 self.apply_aggregate(key, value)
+            elif topic == self._topics.days:
+                if key is None:
+                    raise ValueError("closed-days record without a key")
+                self.apply_closed_day(key, value)
             else:
                 self.apply_dead_letter(value, ts)
         except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -329,6 +548,28 @@ class ReadModel:
     def bad_records(self) -> int:
         """Records that could not be decoded and were skipped."""
         return self._bad_records
+
+    @property
+    def conflicting_days(self) -> int:
+        """Second ClosedDay records of a closed (day, partition, agency) that differed."""
+        return self._conflicting_days
+
+    def memory(self) -> dict[str, int]:
+        """What the model holds, by kind (for the benchmark and tests: it decompresses
+        every frozen group of live values to count them)."""
+        with self.lock:
+            return {
+                "live_keys": sum(len(v) for v in self._raw.values())
+                + sum(len(_raw_dec.decode(zlib.decompress(c))) for c in self._raw_cold.values()),
+                "live_keys_decoded": sum(len(v) for v in self._raw.values()),
+                "live_encoded_bytes": sum(len(c) for c in self._raw_cold.values()),
+                "pending_keys": sum(len(v) for v in self._pending.values()),
+                "closed": len(self._closed),
+                "days_decoded": len(self._day_groups),
+                "days_encoded": len(self._cold_days),
+                "days_encoded_bytes": sum(len(v) for v in self._cold_days.values()),
+                "cells": len(self._totals),
+            }
 
     # -- the consumer thread -----------------------------------------------------------
 
@@ -411,7 +652,7 @@ class ReadModel:
             raise BusError(f"read model cannot connect to Kafka: {exc}") from exc
         try:
             tps: list[TopicPartition] = []
-            for topic in (self._topics.aggregates, self._topics.deadletter):
+            for topic in self._topic_names():
                 parts = consumer.partitions_for(topic, 10.0)
                 while not parts:
                     late = deadline is not None and time.monotonic() > deadline
@@ -445,6 +686,9 @@ class ReadModel:
             consumer.close()
             raise
 
+    def _topic_names(self) -> list[str]:
+        return [self._topics.aggregates, self._topics.days, self._topics.deadletter]
+
     def _poll_once(self, consumer: Consumer) -> None:
         records = consumer.poll(0.2, 5000)
         if records:
@@ -455,6 +699,9 @@ class ReadModel:
                     offsets[(rec.topic, rec.partition)] = rec.offset + 1
                 self.version += 1
             self.status.records += len(records)
+        if time.monotonic() - self._last_freeze > _FREEZE_AFTER_S / 2:
+            with self.lock:
+                self.freeze()
         self._update_lag(consumer)
 
     def _update_lag(self, consumer: Consumer) -> None:
@@ -485,14 +732,24 @@ class ReadModel:
         if path is None:
             return
         with self.lock:
+            days = dict(self._cold_days)
+            days.update((d, _freeze(g)) for d, g in self._day_groups.items())
             snap = _Snapshot(
                 version=_SNAPSHOT_VERSION,
-                topics=[self._topics.aggregates, self._topics.deadletter],
+                topics=self._topic_names(),
                 offsets=[(t, p, o) for (t, p), o in self._offsets.items()],
+                raw=[kv for held in self._raw.values() for kv in held.items()],
+                raw_cold_frames=len(self._raw_cold),
+                pending=[kv for held in self._pending.values() for kv in held.items()],
                 records=self._records(),
+                closed=[(d, p, a, h) for (d, p, a), h in self._closed.items()],
+                totals=_day_enc.encode(list(self._totals.items())),
+                days=sorted(days.items()),
+                months=[(m, _freeze(g)) for m, g in sorted(self._months.items())],
                 dead=[(d, a, r, n) for (d, a, r), n in self._dead.items()],
                 saved_at=time.time(),
             )
+            frozen = list(self._raw_cold.items())  # bytes: written outside the lock
         data = msgspec.msgpack.encode(snap)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -500,15 +757,20 @@ class ReadModel:
             # every agency's numbers: readable by the API's user only
             with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 os.fchmod(f.fileno(), 0o600)
-                f.write(data)
+                # frames (length, msgpack): the header, then each frozen group of live
+                # values, so neither writing nor reading holds the whole file at once
+                size = _write_frame(f, data)
+                del data
+                for (d, p, a), c in frozen:
+                    size += _write_frame(f, _day_enc.encode((d, p, a, c)))
             os.replace(tmp, path)
         except OSError as exc:
             logger.warning("cannot write read-model snapshot %s: %s", path, exc.strerror)
             return
-        logger.debug("read model snapshot saved: %s (%d bytes)", path, len(data))
+        logger.debug("read model snapshot saved: %s (%d bytes)", path, size)
 
     def _records(self) -> list[tuple[bytes, bytes]]:
-        out: list[tuple[bytes, bytes]] = list(self._raw.items())
+        out: list[tuple[bytes, bytes]] = []
         out.extend((agg.GaugeKey(*k).encode(), agg.encode(v)) for k, v in self._gauges.items())
         out.extend((agg.restatement_key(*k), agg.encode(v)) for k, v in self._restatements.items())
         out.extend((agg.watermark_key(k), agg.encode(v)) for k, v in self._watermarks.items())
@@ -520,11 +782,16 @@ class ReadModel:
         if path is None or not path.exists():
             return
         try:
-            snap = msgspec.msgpack.decode(path.read_bytes(), type=_Snapshot)
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            with path.open("rb") as f:
+                snap = msgspec.msgpack.decode(_read_frame(f), type=_Snapshot)
+                raw_cold = {}
+                for _ in range(snap.raw_cold_frames):
+                    d, p, a, c = _frozen_dec.decode(_read_frame(f))
+                    raw_cold[(d, p, a)] = c
+        except (OSError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             logger.warning("ignoring unreadable read-model snapshot %s: %s", path, exc)
             return
-        topics = [self._topics.aggregates, self._topics.deadletter]
+        topics = self._topic_names()
         if snap.version != _SNAPSHOT_VERSION or snap.topics != topics:
             logger.info("ignoring read-model snapshot %s of other topics", path)
             return
@@ -534,16 +801,30 @@ class ReadModel:
                 # the topic was recreated: its offsets start again below ours
                 logger.warning("ignoring read-model snapshot %s: %s[%d] is behind it", path, t, p)
                 return
+        self._closed = {(d, p, a): h for d, p, a, h in snap.closed}
+        for target, items in ((self._raw, snap.raw), (self._pending, snap.pending)):
+            for k, v in items:
+                parts = agg.parse_key(k)
+                target.setdefault((parts[2], int(parts[1]), parts[3]), {})[k] = v
+        self._raw_cold = raw_cold
         for k, v in snap.records:
-            self._apply(self._topics.aggregates, k, v, 0)
+            parts = agg.parse_key(k)
+            if parts[0] == "s":  # closed days' logs too: set, not filtered
+                self._restatements[(int(parts[1]), parts[2], parts[3])] = agg.decode_restatement(v)
+            else:
+                self._apply(self._topics.aggregates, k, v, 0)
+        self._totals = dict(_totals_dec.decode(snap.totals))
+        self._cold_days = dict(snap.days)
+        self._months = {m: _thaw(g) for m, g in snap.months}
         self._dead = {(d, a, r): n for d, a, r, n in snap.dead}
         self._exposition = None  # rebuilt from what was restored
         self._offsets = {(t, p): o for t, p, o in snap.offsets}
         self.status.restored_from_snapshot = True
         logger.info(
-            "read model restored from %s: %d records, saved %.0fs ago",
+            "read model restored from %s: %d live keys, %d days, saved %.0fs ago",
             path,
-            len(snap.records),
+            len(snap.raw),
+            len(snap.days),
             time.time() - snap.saved_at,
         )
 
@@ -561,7 +842,7 @@ class ReadModel:
     def days(self) -> list[str]:
         """The days that have rollups, ascending."""
         with self.lock:
-            return sorted(self._day_groups)
+            return sorted(self._day_groups.keys() | self._cold_days.keys())
 
     def period(
         self, day_from: str, day_to: str, group: Callable[[Group], K | None]
@@ -573,19 +854,60 @@ class ReadModel:
         """
         out: dict[K, Rollup] = {}
         memo: dict[Group, K | None] = {}
+        # one hold of the lock, so the sum is of one moment; a frozen day is decoded
+        # here and summed (``acc.add`` copies: nothing decoded is kept)
         with self.lock:
+            whole = {m for m in self._months if _month_within(m, day_from, day_to)}
+            for m in whole:
+                self._sum_into(out, memo, self._months[m].items(), group)
             for day, groups in self._day_groups.items():
-                if not day_from <= day <= day_to:
-                    continue
-                for g, r in groups.items():
-                    k = memo[g] if g in memo else memo.setdefault(g, group(g))
-                    if k is None:
-                        continue
-                    acc = out.get(k)
-                    if acc is None:
-                        acc = out[k] = Rollup()
-                    acc.add(r)
+                if day_from <= day <= day_to and day[:7] not in whole:
+                    self._sum_into(out, memo, groups.items(), group)
+            cold = sorted(
+                (day, data)
+                for day, data in self._cold_days.items()
+                if day_from <= day <= day_to and day[:7] not in whole
+            )
+            self._sum_into(out, memo, self._cold_sum(cold).items(), group)
         return out
+
+    def _cold_sum(self, cold: list[tuple[str, bytes]]) -> dict[Group, Rollup]:
+        """The frozen days ``cold`` summed by group, remembered for the next query.
+
+        A report asks several groupings of one period: the frozen days (whose bytes do
+        not change while frozen: a change thaws a day, its next freeze makes new bytes)
+        are decoded and summed once for all of them. A hit is the same days with the
+        very same bytes objects.
+        """
+        days = tuple(day for day, _ in cold)
+        hit = self._cold_sums.get(days)
+        if hit is not None and all(a is b for a, (_, b) in zip(hit[0], cold, strict=True)):
+            return hit[1]
+        out: dict[Group, Rollup] = {}
+        for _day, data in cold:
+            for g, r in _day_dec.decode(data):
+                _accumulate(out, g, r, owned=True)
+        self._cold_sums.pop(days, None)
+        if len(self._cold_sums) >= 4:
+            self._cold_sums.pop(next(iter(self._cold_sums)))
+        self._cold_sums[days] = ([data for _, data in cold], out)
+        return out
+
+    @staticmethod
+    def _sum_into(
+        out: dict[K, Rollup],
+        memo: dict[Group, K | None],
+        items: Iterable[tuple[Group, Rollup]],
+        group: Callable[[Group], K | None],
+    ) -> None:
+        for g, r in items:
+            k = memo[g] if g in memo else memo.setdefault(g, group(g))
+            if k is None:
+                continue
+            acc = out.get(k)
+            if acc is None:
+                acc = out[k] = Rollup()
+            acc.add(r)
 
     def gauges(self) -> list[tuple[tuple[str, str, str, str], Gauges]]:
         """Live gauges summed over partitions, by (agency, service, municipality, channel)."""
@@ -632,6 +954,15 @@ class ReadModel:
         return datetime.fromtimestamp(low, UTC)
 
 
+def _month_within(month: str, day_from: str, day_to: str) -> bool:
+    """Whether every day of ``month`` ("YYYY-MM") is in ``day_from..day_to``."""
+    try:
+        last = calendar.monthrange(int(month[:4]), int(month[5:7]))[1]
+    except ValueError:  # a malformed day in a key: summed day by day instead
+        return False
+    return day_from <= f"{month}-01" and f"{month}-{last:02d}" <= day_to
+
+
 def _accumulate(target: dict[K, Rollup], key: K, delta: Rollup, owned: bool = False) -> None:
     """Add ``delta`` into ``target[key]``; with ``owned`` a new entry is ``delta`` itself."""
     acc = target.get(key)
@@ -646,8 +977,3 @@ def _copy(r: Rollup) -> Rollup:
     out = Rollup()
     out.add(r)
     return out
-
-
-def sum_values(items: Iterable[Rollup]) -> Rollup:
-    """The sum of rollups."""
-    return agg.sum_rollups(items)

@@ -77,7 +77,6 @@ REASON_NAMES: Final = {
     "unknown_step": "неизвестный шаг",
     "unknown_office": "неизвестный офис",
     "unknown_life_situation": "неизвестная жизненная ситуация",
-    "unknown_reason_code": "неизвестный код причины",
     "forbidden_agency": "событие чужого ведомства",
     "wrong_key": "ключ записи Kafka не по правилу",
     "other": "прочее",

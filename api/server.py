@@ -4,9 +4,9 @@ uvicorn has a keep-alive timeout (an idle connection between requests) but none 
 headers of a request: a client that opens a connection and sends a header byte now and
 then (slowloris) holds it for ever. :class:`HeaderDeadlineProtocol` adds that deadline to
 uvicorn's h11 protocol: the headers of a request must be complete within
-``SERVICEPULSE_HEADER_TIMEOUT_SECONDS`` of the connection opening or of the previous
+``SERVICEPULSE_HEADER_TIMEOUT`` of the connection opening or of the previous
 answer, else the connection is answered 408 and closed. The body has its own deadline
-in the app (``SERVICEPULSE_BODY_TIMEOUT_SECONDS``).
+in the app (``SERVICEPULSE_BODY_TIMEOUT``).
 
 ``servicepulse serve`` and the tests build their uvicorn server from
 :func:`server_options`, so both run the same protocol and options.
@@ -107,8 +107,8 @@ def server_options(settings: ApiSettings) -> dict[str, Any]:
     ``h11_max_incomplete_event_size`` bounds the request line and headers to 16 KiB.
     """
     return {
-        "http": protocol_class(settings.header_timeout_seconds),
-        "timeout_keep_alive": settings.keep_alive_seconds,
+        "http": protocol_class(settings.header_timeout.total_seconds()),
+        "timeout_keep_alive": int(settings.keep_alive.total_seconds()),
         "h11_max_incomplete_event_size": 16 * 1024,
         "proxy_headers": False,
         "server_header": False,

@@ -11,11 +11,12 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contract.errors import ConfigError
-from contract.settings import CommonSettings
+from contract.settings import CommonSettings, renamed_durations
 
 MIB = 1024 * 1024
 
@@ -37,7 +38,9 @@ class ApiSettings(CommonSettings):
         default_factory=lambda: _data_dir() / "readmodel.snapshot",
         description="file the read model is snapshotted to for cheap restarts; empty: none",
     )
-    snapshot_interval_seconds: float = Field(30.0, gt=0, description="snapshot period")
+    snapshot_interval: timedelta = Field(
+        timedelta(seconds=30), gt=timedelta(0), description="snapshot period (ISO 8601)"
+    )
     max_body_bytes: int = Field(MIB, ge=1024, description="largest ingest request body")
     max_events: int = Field(1000, ge=1, description="most events in one ingest request")
     rate_limit_events_per_second: float = Field(
@@ -49,14 +52,20 @@ class ApiSettings(CommonSettings):
     max_inflight_events: int = Field(
         50_000, ge=1, description="events produced and not yet acknowledged, over all requests"
     )
-    backpressure_wait_seconds: float = Field(
-        1.0, ge=0, description="how long a request waits for in-flight room before a 503"
+    backpressure_wait: timedelta = Field(
+        timedelta(seconds=1),
+        ge=timedelta(0),
+        description="how long a request waits for in-flight room before a 503 (ISO 8601)",
     )
-    request_timeout_seconds: float = Field(
-        10.0, gt=0, description="how long ingest waits for Kafka acknowledgements"
+    request_timeout: timedelta = Field(
+        timedelta(seconds=10),
+        gt=timedelta(0),
+        description="how long ingest waits for Kafka acknowledgements (ISO 8601)",
     )
-    kafka_retry_after_seconds: int = Field(
-        5, ge=1, description="Retry-After sent when Kafka is unavailable"
+    kafka_retry_after: timedelta = Field(
+        timedelta(seconds=5),
+        ge=timedelta(seconds=1),
+        description="Retry-After sent when Kafka is unavailable (ISO 8601, whole seconds sent)",
     )
     dedup_cache_size: int = Field(
         200_000,
@@ -64,8 +73,10 @@ class ApiSettings(CommonSettings):
         description="recent event ids remembered to answer 'duplicate' (24 bytes each, "
         "allocated at start)",
     )
-    body_timeout_seconds: float = Field(
-        30.0, gt=0, description="how long a client may take to send a request body before a 408"
+    body_timeout: timedelta = Field(
+        timedelta(seconds=30),
+        gt=timedelta(0),
+        description="how long a client may take to send a request body before a 408 (ISO 8601)",
     )
     max_concurrent_ingest: int = Field(
         64, ge=1, description="ingest requests handled at once; more are answered 503"
@@ -79,14 +90,16 @@ class ApiSettings(CommonSettings):
     max_inflight_events_per_token: int = Field(
         10_000, ge=1, description="events of one token produced and not yet acknowledged"
     )
-    header_timeout_seconds: float = Field(
-        10.0,
-        gt=0,
+    header_timeout: timedelta = Field(
+        timedelta(seconds=10),
+        gt=timedelta(0),
         description="a request's headers must arrive within this of the connection opening "
-        "or the previous answer, else 408 and the connection is closed",
+        "or the previous answer, else 408 and the connection is closed (ISO 8601)",
     )
-    keep_alive_seconds: int = Field(
-        5, ge=1, description="an idle keep-alive connection is closed after this"
+    keep_alive: timedelta = Field(
+        timedelta(seconds=5),
+        ge=timedelta(seconds=1),
+        description="an idle keep-alive connection is closed after this (ISO 8601)",
     )
     trusted_proxies: str = Field(
         "",
@@ -109,8 +122,10 @@ class ApiSettings(CommonSettings):
     auth_failures_per_minute: float = Field(
         10.0, gt=0, description="failed authentications a client may make per minute after that"
     )
-    token_cache_seconds: float = Field(
-        2.0, ge=0, description="how long a checked token is trusted before SQLite is asked again"
+    token_cache: timedelta = Field(
+        timedelta(seconds=2),
+        ge=timedelta(0),
+        description="how long a checked token is trusted before SQLite is asked again (ISO 8601)",
     )
     key_db: Path | None = Field(
         None,
@@ -187,6 +202,23 @@ class ApiSettings(CommonSettings):
     def proxies(self) -> list[str]:
         """``trusted_proxies`` as a list of addresses and networks."""
         return [v.strip() for v in self.trusted_proxies.split(",") if v.strip()]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_durations(
+            data,
+            {
+                "snapshot_interval": ("SNAPSHOT_INTERVAL_SECONDS", 1.0),
+                "backpressure_wait": ("BACKPRESSURE_WAIT_SECONDS", 1.0),
+                "request_timeout": ("REQUEST_TIMEOUT_SECONDS", 1.0),
+                "kafka_retry_after": ("KAFKA_RETRY_AFTER_SECONDS", 1.0),
+                "body_timeout": ("BODY_TIMEOUT_SECONDS", 1.0),
+                "header_timeout": ("HEADER_TIMEOUT_SECONDS", 1.0),
+                "keep_alive": ("KEEP_ALIVE_SECONDS", 1.0),
+                "token_cache": ("TOKEN_CACHE_SECONDS", 1.0),
+            },
+        )
 
     @model_validator(mode="after")
     def _check(self) -> ApiSettings:

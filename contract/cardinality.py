@@ -10,12 +10,13 @@ over-budget alert.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from contract.catalog import Catalog
 from contract.events import Channel, Reason
-from contract.metrics import BUCKETS, FAMILIES, LATE_REASONS, Family
+from contract.metrics import BUCKETS, FAMILIES, LATE_REASONS, PSEUDO_NAMES, Family
 
 #: Values of each family-own label (beyond the dimensions).
 _OWN: Final[dict[str, int]] = {
@@ -25,6 +26,15 @@ _OWN: Final[dict[str, int]] = {
     "within_standard": 2,
     "within_48h": 2,
     "life_situation": 0,  # dimension: see _size
+}
+#: The catalog's info series (one per code, and one per pseudo-value): family -> the
+#: code label and the number of codes.
+_INFO: Final[dict[str, tuple[str, Callable[[Sizes], int]]]] = {
+    "catalog_agency_info": ("agency", lambda n: n.agencies),
+    "catalog_municipality_info": ("municipality", lambda n: n.municipalities),
+    "catalog_office_info": ("office", lambda n: n.offices),
+    "catalog_service_info": ("service", lambda n: n.services),
+    "catalog_life_situation_info": ("life_situation", lambda n: n.life_situations),
 }
 #: The demo goal for the whole exposition (issue 15; docs/BENCHMARKS.md).
 GOAL: Final = 30_000
@@ -77,11 +87,11 @@ def family_budget(f: Family, n: Sizes) -> int:
     buckets, ``+Inf``, ``_sum`` and ``_count``.
     """
     labels = set(f.labels)
-    if "office_name" in labels:
-        size = n.offices
-    elif "municipality_name" in labels:
-        size = n.municipalities
-    elif "office" in labels:
+    info = _INFO.get(f.name)
+    if info is not None:
+        label, count = info
+        return count(n) + len(PSEUDO_NAMES.get(label, {}))
+    if "office" in labels:
         size = (n.offices + n.agencies) * (n.services + 1)
     elif "agency" not in labels:
         size = 1  # summed over agencies (life-situation cases span them)

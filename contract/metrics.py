@@ -299,6 +299,42 @@ FAMILIES: Final[tuple[Family, ...]] = (
         "Catalog name and municipality of each office (1)",
         ("office", "office_name", "municipality"),
     ),
+    Family(
+        "catalog_service_info",
+        "gauge",
+        "Catalog name of each service (1)",
+        ("service", "service_name"),
+    ),
+    Family(
+        "catalog_life_situation_info",
+        "gauge",
+        "Catalog name of each life situation (1)",
+        ("life_situation", "life_situation_name"),
+    ),
 )
 
+#: Russian names of the label values that are not catalog codes (an agency the catalog
+#: does not know, a visit at a place without an office, feedback without a service, ...):
+#: the info series name them too, so a join with the catalog's names drops no series.
+PSEUDO_NAMES: Final[dict[str, dict[str, str]]] = {
+    "agency": {"unknown": "неизвестное ведомство"},
+    "municipality": {"other": "другие места"},
+    "office": {"other": "другие офисы"},
+    "service": {"": "без услуги"},
+    "life_situation": {"": "вне жизненной ситуации"},
+}
+
 FAMILY_BY_NAME: Final = {f.name: f for f in FAMILIES}
+
+
+def pseudo_info_series() -> list[tuple[str, dict[str, str]]]:
+    """``(family, labels)`` of the info series naming the :data:`PSEUDO_NAMES` (labels
+    the family has beyond the code and its name, such as an office's municipality, are
+    empty)."""
+    out = []
+    for label, names in PSEUDO_NAMES.items():
+        family = FAMILY_BY_NAME[f"catalog_{label}_info"]
+        for code, name in names.items():
+            values = {label: code, f"{label}_name": name}
+            out.append((family.name, {lab: values.get(lab, "") for lab in family.labels}))
+    return out

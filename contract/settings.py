@@ -7,9 +7,12 @@ Every variable is listed in ``.env.example`` and in the README.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +20,43 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contract.errors import ConfigError
 from contract.events import EARLIEST_OCCURRED_AT, EARLIEST_POSSIBLE
 
+logger = logging.getLogger(__name__)
+
 _PLACEHOLDERS = frozenset({"", "changeme", "change-me", "secret", "local-dev-secret"})
+
+
+def millis(duration: timedelta) -> int:
+    """Whole milliseconds of a duration (Kafka client configs count in milliseconds)."""
+    return duration // timedelta(milliseconds=1)
+
+
+def renamed_durations(
+    data: Any, renamed: Mapping[str, tuple[str, float]], prefix: str = "SERVICEPULSE_"
+) -> Any:
+    """Take a duration from its old, unit-suffixed variable, with a warning.
+
+    Durations are ISO 8601 (``PT0.5S``, ``P7D``) under names without a unit; the old
+    names (``..._MS``, ``..._S``, ``..._SECONDS``) counted in their unit. For a
+    ``mode="before"`` model validator: ``renamed`` maps a field to its old variable
+    (without the prefix) and the seconds one unit of it is. Only the process
+    environment and keyword arguments are read for old names; the new name wins when both
+    are set.
+    """
+    if not isinstance(data, dict):
+        return data
+    for field, (old, unit_s) in renamed.items():
+        raw = data.get(old.lower(), os.environ.get(prefix + old))
+        data = {k: v for k, v in data.items() if k != old.lower()}
+        if raw is None or field in data:
+            continue
+        new = prefix + field.upper()
+        try:
+            value = timedelta(seconds=float(raw) * unit_s)
+        except ValueError as exc:
+            raise ConfigError(f"{prefix + old}={raw!r} is not a number (use {new})") from exc
+        logger.warning("%s is deprecated: use %s (an ISO 8601 duration)", prefix + old, new)
+        data = {**data, field: value}
+    return data
 
 
 class CommonSettings(BaseSettings):

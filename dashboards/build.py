@@ -38,6 +38,7 @@ from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DashboardLinkType,
     DataSourceRef,
+    DataTransformerConfig,
     DynamicConfigValue,
     Threshold,
     ThresholdsMode,
@@ -125,10 +126,28 @@ class Filters:
         )
 
 
-def _named(label: str) -> str:
-    """Join the catalog's Russian name of ``label`` (``<label>_name``) onto a vector."""
-    info = f"{PREFIX}catalog_{label}_info"
-    return f"\n* on ({label}) group_left ({label}_name) max by ({label}, {label}_name) ({info})"
+#: Labels holding catalog codes, each with an info series of its Russian names
+#: (``servicepulse_catalog_<label>_info{<label>, <label>_name}``, the pseudo-values such as
+#: ``unknown`` included): dashboards show ``<label>_name``, never the code.
+CODE_LABELS: Final = ("agency", "service", "municipality", "office", "life_situation")
+
+
+def _named(*labels: str) -> str:
+    """Join the catalog's Russian name of each of ``labels`` (``<label>_name``) onto a
+    vector: ``expr + _named("agency")``. Every code the series can carry has a name (the
+    exposition names its pseudo-values too), so the join drops no series."""
+    out = []
+    for label in labels:
+        info = f"{PREFIX}catalog_{label}_info"
+        out.append(
+            f"\n* on ({label}) group_left ({label}_name) max by ({label}, {label}_name) ({info})"
+        )
+    return "".join(out)
+
+
+def named(expr: str, *labels: str) -> str:
+    """``expr`` with the Russian names of ``labels`` joined (see :func:`_named`)."""
+    return f"{expr}{_named(*labels)}"
 
 
 def share(num: str, den: str) -> str:
@@ -260,9 +279,29 @@ def bars_panel(spec: Spec) -> bargauge.Panel:
     )
 
 
+#: Column titles of the name labels a table shows.
+_NAME_COLUMNS: Final = {
+    "agency_name": "Ведомство",
+    "service_name": "Услуга",
+    "municipality_name": "Муниципалитет",
+    "office_name": "Офис",
+    "life_situation_name": "Жизненная ситуация",
+}
+
+
 def table_panel(spec: Spec) -> table.Panel:
-    """A table of instant results."""
+    """A table of instant results: the queries merged into one table, the code columns
+    hidden (kept for links) and the catalog's names shown under Russian titles."""
     panel: table.Panel = _common(table.Panel(), spec)
+    if len(spec.queries) > 1:
+        panel = panel.with_transformation(DataTransformerConfig(id_val="merge", options={}))
+    hidden = [DynamicConfigValue(id_val="custom.hidden", value=True)]
+    for label in ("Time", *CODE_LABELS):
+        panel = panel.override_by_name(label, hidden)
+    for label, title in _NAME_COLUMNS.items():
+        panel = panel.override_by_name(
+            label, [DynamicConfigValue(id_val="displayName", value=title)]
+        )
     return panel
 
 
@@ -435,9 +474,13 @@ def _index_thresholds(m: Methodology) -> list[tuple[float | None, str]]:
     return [(None, colors[0])] + [(b, colors[i + 1]) for i, b in enumerate(bounds)]
 
 
+ALERT_LABELS: Final = "alertname, alertstate, severity, agency, service, job"
+
+
 def overview(m: Methodology) -> Board:
     """Regional overview."""
     w = m.windows[-1]
+    alerts = f'sum by ({ALERT_LABELS}) (ALERTS{{alertstate=~"firing|pending"}})'
     names = _component_names(m)
     agency_link = [
         _link("Карточка ведомства", UIDS["agency"], "var-agency=${__field.labels.agency}")
@@ -535,7 +578,13 @@ def overview(m: Methodology) -> Board:
                     "Лучшие ведомства",
                     "Пять ведомств с наибольшим индексом за окно. Щелчок открывает карточку.",
                     "none",
-                    [Query(f"topk(5, {R.index(R.AGENCY, w)})", "{{agency}}", instant=True)],
+                    [
+                        Query(
+                            named(f"topk(5, {R.index(R.AGENCY, w)})", "agency"),
+                            "{{agency_name}}",
+                            instant=True,
+                        )
+                    ],
                     width=8,
                     min=0,
                     max=100,
@@ -548,7 +597,13 @@ def overview(m: Methodology) -> Board:
                     "Отстающие ведомства",
                     "Пять ведомств с наименьшим индексом за окно. Щелчок открывает карточку.",
                     "none",
-                    [Query(f"bottomk(5, {R.index(R.AGENCY, w)})", "{{agency}}", instant=True)],
+                    [
+                        Query(
+                            named(f"bottomk(5, {R.index(R.AGENCY, w)})", "agency"),
+                            "{{agency_name}}",
+                            instant=True,
+                        )
+                    ],
                     width=8,
                     min=0,
                     max=100,
@@ -563,8 +618,8 @@ def overview(m: Methodology) -> Board:
                     "2 продвинутый).",
                     "none",
                     [
-                        Query(R.index(R.AGENCY, w), table=True),
-                        Query(R.level(R.AGENCY, w), table=True),
+                        Query(named(R.index(R.AGENCY, w), "agency"), table=True),
+                        Query(named(R.level(R.AGENCY, w), "agency"), table=True),
                     ],
                     width=8,
                     decimals=1,
@@ -599,8 +654,9 @@ def overview(m: Methodology) -> Board:
                     "none",
                     [
                         Query(
-                            "sum by (alertname, alertstate, severity, agency, service, job) "
-                            '(ALERTS{alertstate=~"firing|pending"})',
+                            # an alert without an agency (the pipeline's) keeps no name
+                            f"({named(alerts, 'agency', 'service')})\nor on ({ALERT_LABELS}) "
+                            f"{alerts}",
                             table=True,
                         )
                     ],
@@ -639,7 +695,13 @@ def agency(m: Methodology) -> Board:
                     f"Индекс ({ru_window(w)})",
                     "Индекс клиентоцентричности ведомства за окно (0-100).",
                     "none",
-                    [Query(f"{R.index(R.AGENCY, w)}{{{f}}}", "{{agency}}", instant=True)],
+                    [
+                        Query(
+                            named(f"{R.index(R.AGENCY, w)}{{{f}}}", "agency"),
+                            "{{agency_name}}",
+                            instant=True,
+                        )
+                    ],
                     width=8,
                     height=5,
                     decimals=1,
@@ -651,7 +713,13 @@ def agency(m: Methodology) -> Board:
                     "Уровень",
                     "Уровень по методике.",
                     "none",
-                    [Query(f"{R.level(R.AGENCY, w)}{{{f}}}", "{{agency}}", instant=True)],
+                    [
+                        Query(
+                            named(f"{R.level(R.AGENCY, w)}{{{f}}}", "agency"),
+                            "{{agency_name}}",
+                            instant=True,
+                        )
+                    ],
                     width=8,
                     height=5,
                     mappings=_level_mappings(m),
@@ -662,7 +730,13 @@ def agency(m: Methodology) -> Board:
                     "Составляющих с данными",
                     "Сколько составляющих учтено в индексе.",
                     "none",
-                    [Query(f"{R.counted(R.AGENCY, w)}{{{f}}}", "{{agency}}", instant=True)],
+                    [
+                        Query(
+                            named(f"{R.counted(R.AGENCY, w)}{{{f}}}", "agency"),
+                            "{{agency_name}}",
+                            instant=True,
+                        )
+                    ],
                     width=8,
                     height=5,
                 )
@@ -684,10 +758,14 @@ def agency(m: Methodology) -> Board:
                     "Точные счётчики, из которых посчитаны составляющие: можно проверить.",
                     "short",
                     [
-                        Query(f"{R.increase(R.AGENCY, 'numerator', w)}{{{f}}}", table=True),
-                        Query(f"{R.increase(R.AGENCY, 'denominator', w)}{{{f}}}", table=True),
+                        Query(
+                            named(f"{R.increase(R.AGENCY, part, w)}{{{f}}}", "agency"),
+                            table=True,
+                        )
+                        for part in ("numerator", "denominator")
                     ],
                     decimals=0,
+                    mappings=names,
                 )
             ),
             series_panel(
@@ -696,7 +774,10 @@ def agency(m: Methodology) -> Board:
                     "Индекс ведомства за скользящие сутки и неделю.",
                     "none",
                     [
-                        Query(f"{R.index(R.AGENCY, x)}{{{f}}}", f"{{{{agency}}}}, {ru_window(x)}")
+                        Query(
+                            named(f"{R.index(R.AGENCY, x)}{{{f}}}", "agency"),
+                            f"{{{{agency_name}}}}, {ru_window(x)}",
+                        )
                         for x in m.windows[:2]
                     ],
                     width=24,
@@ -736,11 +817,14 @@ def agency(m: Methodology) -> Board:
                     "percentunit",
                     [
                         Query(
-                            share(
-                                q.inc("journeys_submitted_total", by="agency, service"),
-                                q.inc("journeys_resolved_total", by="agency, service"),
+                            named(
+                                share(
+                                    q.inc("journeys_submitted_total", by="agency, service"),
+                                    q.inc("journeys_resolved_total", by="agency, service"),
+                                ),
+                                "service",
                             ),
-                            "{{service}}",
+                            "{{service_name}}",
                             instant=True,
                         )
                     ],
@@ -939,9 +1023,12 @@ def life(m: Methodology) -> Board:
                 "short",
                 [
                     Query(
-                        f"sum by (life_situation) (increase({PREFIX}cases_started_total{{{f}}}"
-                        "[$__range]))",
-                        "{{life_situation}}",
+                        named(
+                            f"sum by (life_situation) (increase({PREFIX}cases_started_total"
+                            f"{{{f}}}[$__range]))",
+                            "life_situation",
+                        ),
+                        "{{life_situation_name}}",
                         instant=True,
                     )
                 ],
@@ -955,13 +1042,16 @@ def life(m: Methodology) -> Board:
                 "percentunit",
                 [
                     Query(
-                        share(
-                            f"sum by (life_situation) (increase("
-                            f"{PREFIX}cases_completed_total{{{f}}}[$__range]))",
-                            f"sum by (life_situation) (increase("
-                            f"{PREFIX}cases_started_total{{{f}}}[$__range]))",
+                        named(
+                            share(
+                                f"sum by (life_situation) (increase("
+                                f"{PREFIX}cases_completed_total{{{f}}}[$__range]))",
+                                f"sum by (life_situation) (increase("
+                                f"{PREFIX}cases_started_total{{{f}}}[$__range]))",
+                            ),
+                            "life_situation",
                         ),
-                        "{{life_situation}}",
+                        "{{life_situation_name}}",
                         instant=True,
                     )
                 ],
@@ -1249,12 +1339,15 @@ def quality(m: Methodology) -> Board:
                     "percentunit",
                     [
                         Query(
-                            share(
-                                f"sum by (agency) (increase({rej}[$__range]))",
-                                f'sum by (agency) (increase({{__name__=~"{PREFIX}events_'
-                                f'(processed|rejected)_total", {f}}}[$__range]))',
+                            named(
+                                share(
+                                    f"sum by (agency) (increase({rej}[$__range]))",
+                                    f'sum by (agency) (increase({{__name__=~"{PREFIX}events_'
+                                    f'(processed|rejected)_total", {f}}}[$__range]))',
+                                ),
+                                "agency",
                             ),
-                            "{{agency}}",
+                            "{{agency_name}}",
                             instant=True,
                         )
                     ],
@@ -1269,7 +1362,12 @@ def quality(m: Methodology) -> Board:
                     "Отклонено по причинам",
                     "Число отклонённых событий за период по ведомству и причине.",
                     "short",
-                    [Query(f"sum by (agency, reason) (increase({rej}[$__range]))", table=True)],
+                    [
+                        Query(
+                            named(f"sum by (agency, reason) (increase({rej}[$__range]))", "agency"),
+                            table=True,
+                        )
+                    ],
                     decimals=0,
                 )
             ),
@@ -1278,7 +1376,12 @@ def quality(m: Methodology) -> Board:
                     "Поток событий по ведомствам",
                     "Обработанные события в секунду: замолчавший источник виден как ноль.",
                     "cps",
-                    [Query(f"sum by (agency) (rate({ok}[$__rate_interval]))", "{{agency}}")],
+                    [
+                        Query(
+                            named(f"sum by (agency) (rate({ok}[$__rate_interval]))", "agency"),
+                            "{{agency_name}}",
+                        )
+                    ],
                     width=24,
                 )
             ),
@@ -1292,9 +1395,12 @@ def quality(m: Methodology) -> Board:
                     "short",
                     [
                         Query(
-                            f"sum by (agency, reason) (increase({PREFIX}late_events_total"
-                            f"{{{f}}}[$__range]))",
-                            "{{agency}}: {{reason}}",
+                            named(
+                                f"sum by (agency, reason) (increase({PREFIX}late_events_total"
+                                f"{{{f}}}[$__range]))",
+                                "agency",
+                            ),
+                            "{{agency_name}}: {{reason}}",
                             instant=True,
                         )
                     ],
@@ -1309,9 +1415,12 @@ def quality(m: Methodology) -> Board:
                     "short",
                     [
                         Query(
-                            f"sum by (agency) (increase({PREFIX}duplicate_events_total"
-                            f"{{{f}}}[$__range]))",
-                            "{{agency}}",
+                            named(
+                                f"sum by (agency) (increase({PREFIX}duplicate_events_total"
+                                f"{{{f}}}[$__range]))",
+                                "agency",
+                            ),
+                            "{{agency_name}}",
                             instant=True,
                         )
                     ],
@@ -1326,13 +1435,16 @@ def quality(m: Methodology) -> Board:
                     "percentunit",
                     [
                         Query(
-                            share(
-                                f"sum by (agency) (increase({PREFIX}journeys_skipped_steps_total"
-                                f"{{{f}}}[$__range]))",
-                                f"sum by (agency) (increase({PREFIX}journeys_submitted_total"
-                                f"{{{f}}}[$__range]))",
+                            named(
+                                share(
+                                    f"sum by (agency) (increase("
+                                    f"{PREFIX}journeys_skipped_steps_total{{{f}}}[$__range]))",
+                                    f"sum by (agency) (increase("
+                                    f"{PREFIX}journeys_submitted_total{{{f}}}[$__range]))",
+                                ),
+                                "agency",
                             ),
-                            "{{agency}}",
+                            "{{agency_name}}",
                             instant=True,
                         )
                     ],
@@ -1349,9 +1461,12 @@ def quality(m: Methodology) -> Board:
                         "s",
                         [
                             Query(
-                                "histogram_quantile(0.9, sum by (le, agency) (rate("
-                                f"{PREFIX}{family}_bucket{{{f}}}[$__rate_interval])))",
-                                "{{agency}}",
+                                named(
+                                    "histogram_quantile(0.9, sum by (le, agency) (rate("
+                                    f"{PREFIX}{family}_bucket{{{f}}}[$__rate_interval])))",
+                                    "agency",
+                                ),
+                                "{{agency_name}}",
                             )
                         ],
                         width=12,

@@ -8,7 +8,8 @@ transactions and cooperative rebalancing run on :mod:`kafkaport.confluent`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -31,6 +32,51 @@ from kafkaport.types import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one warning or error through once per ``every_s``, then says how many repeats
+    it held back.
+
+    A kafka-python client whose topic is missing (not created yet, or deleted under it)
+    refreshes its metadata every ``retry_backoff_ms`` and logs ``Topic ... not found in
+    cluster metadata`` each time: ten lines a second for as long as it lives. The first
+    line of each kind still shows at once, and the count of the held-back ones comes with
+    the next, so no error is hidden, only its repeats.
+    """
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.every_s = every_s
+        self._clock = clock
+        #: (message, arguments) -> (when it was last let through, repeats held back since)
+        self._seen: dict[tuple[object, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a repeat within ``every_s``; adds the held-back count otherwise."""
+        if record.levelno < logging.WARNING or not isinstance(record.args, tuple):
+            return True
+        key = (record.msg, record.args)
+        now = self._clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.every_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if len(self._seen) >= _MAX_KINDS:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        if last is not None and last[1]:
+            record.msg = f"{record.msg} (%d more like it in the last %g s)"
+            record.args = (*record.args, last[1], self.every_s)
+        return True
+
+
+#: distinct messages a :class:`RepeatFilter` remembers (a topic name is part of each)
+_MAX_KINDS = 10_000
+#: kafka-python's loggers that repeat themselves while a topic or a broker is missing
+_REPEATING_LOGGERS = ("kafka.cluster", "kafka.client", "kafka.conn", "kafka.producer.sender")
+for _name in _REPEATING_LOGGERS:
+    logging.getLogger(_name).addFilter(RepeatFilter())
 
 
 def error(exc: BaseException, doing: str) -> KafkaError:

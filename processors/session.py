@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from contract.settings import millis
 from contract.topics import DAYS_MAX_BYTES
 from kafkaport.ports import Consumer, Kafka, TransactionalProducer
 from kafkaport.types import KafkaError, Record, TopicPartition
@@ -99,7 +100,7 @@ class Session:
             self.producer = self.kafka.transactional_producer(
                 client_id=f"servicepulse-processor-{s.instance_id}",
                 transactional_id=s.transactional_id,
-                transaction_timeout_ms=s.transaction_timeout_ms,
+                transaction_timeout_ms=millis(s.transaction_timeout),
                 linger_ms=20,
                 batch_bytes=256 * 1024,
                 # a closed day (one record of <prefix>.days) may be that large
@@ -108,12 +109,12 @@ class Session:
             # fences an earlier incarnation with this id and aborts its open transaction
             self.producer.init_transactions(REQUEST_S)
             self.checkpoint = Checkpoint(
-                self.producer, self.topics, self.p.metrics, s.transaction_timeout_ms / 1000
+                self.producer, self.topics, self.p.metrics, s.transaction_timeout.total_seconds()
             )
             self.consumer = self.kafka.consumer(
                 client_id=f"servicepulse-processor-{s.instance_id}",
                 group_id=s.group_id,
-                session_timeout_ms=s.session_timeout_ms,
+                session_timeout_ms=millis(s.session_timeout),
             )
             self._to(State.RUNNING)
             self.consumer.subscribe([self.topics.events], self)
@@ -171,7 +172,7 @@ class Session:
                 self.topics,
                 new,
                 self.p.ctx,
-                self.p.settings.restore_timeout_s,
+                self.p.settings.restore_timeout.total_seconds(),
             )
         finally:
             self.restoring = []
@@ -219,7 +220,7 @@ class Session:
         if self.state is not State.RUNNING or consumer is None or checkpoint is None:
             raise SessionError(f"cannot process in state {self.state.value}")
         s = self.p.settings
-        deadline = time.monotonic() + s.commit_interval_ms / 1000
+        deadline = time.monotonic() + s.commit_interval.total_seconds()
         n = 0
         touched: set[int] = set()
         busy = 0.0
@@ -280,7 +281,7 @@ class Session:
             if now_m >= deadline and (len(recs) < want or now_m >= deadline + CATCH_UP_EXTRA_S):
                 break
         now = self.p.clock()
-        if now - self.last_tick >= s.idle_tick_ms / 1000:
+        if now - self.last_tick >= s.idle_tick.total_seconds():
             self.last_tick = now
             now_ms = int(now * 1000)
             for p, eng in self.engines.items():
@@ -339,7 +340,7 @@ class Session:
             self.topics,
             owned,
             self.p.ctx,
-            self.p.settings.restore_timeout_s,
+            self.p.settings.restore_timeout.total_seconds(),
         )
         self.engines.update(got.engines)
         for tp, off in got.starts.items():

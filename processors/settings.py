@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from contract.settings import CommonSettings
+from contract.settings import CommonSettings, renamed_durations
 
 
 def _default_instance() -> str:
@@ -43,20 +44,48 @@ class ProcessorSettings(CommonSettings):
         "until then late events restate it, after it they are counted too_late and the "
         "day's rollups move to <prefix>.days",
     )
-    commit_interval_ms: int = Field(500, ge=10, description="at most this long per transaction")
+    commit_interval: timedelta = Field(
+        timedelta(milliseconds=500),
+        ge=timedelta(milliseconds=10),
+        description="at most this long per transaction (ISO 8601)",
+    )
     max_batch: int = Field(100_000, ge=1, description="at most this many events per transaction")
     poll_records: int = Field(2_000, ge=1, description="records per consumer poll")
     metrics_port: int = Field(9400, description="port of the processor's /metrics")
-    session_timeout_ms: int = Field(10_000, ge=6_000, description="consumer group session timeout")
-    transaction_timeout_ms: int = Field(
-        60_000, ge=1_000, description="broker aborts a transaction left open this long"
+    session_timeout: timedelta = Field(
+        timedelta(seconds=10),
+        ge=timedelta(seconds=6),
+        description="consumer group session timeout (ISO 8601)",
     )
-    restore_timeout_s: float = Field(
-        120.0, gt=0, description="give up a restore that has read no record for this long"
+    transaction_timeout: timedelta = Field(
+        timedelta(minutes=1),
+        ge=timedelta(seconds=1),
+        description="broker aborts a transaction left open this long (ISO 8601)",
     )
-    idle_tick_ms: int = Field(
-        1_000, ge=100, description="how often live idle partitions advance with the wall clock"
+    restore_timeout: timedelta = Field(
+        timedelta(minutes=2),
+        gt=timedelta(0),
+        description="give up a restore that has read no record for this long (ISO 8601)",
     )
+    idle_tick: timedelta = Field(
+        timedelta(seconds=1),
+        ge=timedelta(milliseconds=100),
+        description="how often live idle partitions advance with the wall clock (ISO 8601)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_durations(
+            data,
+            {
+                "commit_interval": ("COMMIT_INTERVAL_MS", 0.001),
+                "session_timeout": ("SESSION_TIMEOUT_MS", 0.001),
+                "transaction_timeout": ("TRANSACTION_TIMEOUT_MS", 0.001),
+                "restore_timeout": ("RESTORE_TIMEOUT_S", 1.0),
+                "idle_tick": ("IDLE_TICK_MS", 0.001),
+            },
+        )
 
     @property
     def transactional_id(self) -> str:

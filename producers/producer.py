@@ -146,7 +146,7 @@ class EventProducer:
         )
         if delivery_timeout_s is None:
             delivery_timeout_s = (
-                settings.producer_delivery_timeout_s
+                settings.producer_delivery_timeout.total_seconds()
                 if isinstance(settings, ProducerSettings)
                 else 120.0
             )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import timedelta
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
-from contract.settings import CommonSettings
+from contract.settings import CommonSettings, renamed_durations
 
 
 class ProducerSettings(CommonSettings):
@@ -17,11 +18,20 @@ class ProducerSettings(CommonSettings):
         description="HMAC-SHA256 key for citizen pseudonyms; shared by agencies that must "
         "link one person across them; placeholders are refused outside local mode",
     )
-    producer_delivery_timeout_s: float = Field(
-        120.0, gt=0, description="how long Kafka may take to acknowledge an event"
+    producer_delivery_timeout: timedelta = Field(
+        timedelta(minutes=2),
+        gt=timedelta(0),
+        description="how long Kafka may take to acknowledge an event (ISO 8601)",
     )
     producer_client: Literal["kafka-python", "confluent"] = Field(
         "kafka-python",
         description="Kafka client of the producer library: kafka-python (pure Python) or "
         "confluent (librdkafka)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_durations(
+            data, {"producer_delivery_timeout": ("PRODUCER_DELIVERY_TIMEOUT_S", 1.0)}
+        )

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 out = Console()
@@ -79,18 +80,39 @@ def bench(
     run creates is deleted afterwards. Exit code 0 means the
     benchmarks ran, not that the goals held: read the table.
     """
-    from servicepulse import bench as benchmod
+    try:
+        import bench as benchmod
+    except ImportError as exc:
+        # the benchmarks are tooling, not part of the runtime packages (the image and
+        # a wheel without the source tree do not have them)
+        raise _fail(
+            f"the benchmarks are not installed ({exc}); run `servicepulse bench` from a "
+            "source checkout: pip install -e '.[dev,bench]'"
+        ) from exc
 
     names = list(benchmod.NAMES)
     if only:
         names = [n.strip() for n in only.split(",") if n.strip()]
         unknown = sorted(set(names) - set(benchmod.NAMES))
         if unknown:
-            console.print(
-                f"[bold red]error:[/] unknown benchmark(s) {', '.join(unknown)}; "
+            raise _fail(
+                f"unknown benchmark(s) {', '.join(unknown)}; "
                 f"choose from {', '.join(benchmod.NAMES)}"
             )
-            raise typer.Exit(2)
+    missing = benchmod.missing_extras(names)
+    if missing:
+        needs = ", ".join(f"{name} needs {module}" for name, module in missing.items())
+        if only:
+            raise _fail(f"the bench extra is missing ({needs}): pip install -e '.[bench]'")
+        console.print(
+            "[yellow]warning:[/] "
+            + escape(
+                f"the bench extra is missing ({needs}); those benchmarks report "
+                "'not available' (pip install -e '.[bench]')"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
     if output is None:
         import datetime as dt
 
@@ -109,10 +131,14 @@ def bench(
         command=command,
         console=console,
     )
-    from servicepulse.bench.report import markdown_table
-
-    out.print(markdown_table(figures), markup=False, highlight=False)
+    out.print(benchmod.markdown_table(figures), markup=False, highlight=False)
     out.print(f"\nresults: {json_path}\n         {md_path}", highlight=False)
+
+
+def _fail(message: str) -> typer.Exit:
+    # escape: the install line's '.[bench]' would read as markup; one line, not wrapped
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

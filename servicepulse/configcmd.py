@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import TypeAdapter
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings
 
-from api.settings import ApiSettings
-from api.web.settings import WebSettings
-from contract.settings import CommonSettings
-from processors.settings import ProcessorSettings
-from producers.settings import ProducerSettings
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+    from pydantic_settings import BaseSettings
 
-#: The settings class of each component, in the order the README lists them.
-COMPONENTS: dict[str, type[BaseSettings]] = {
-    "all": CommonSettings,
-    "producer": ProducerSettings,
-    "processor": ProcessorSettings,
-    "api": ApiSettings,
-    "web": WebSettings,
-}
+
+def components() -> dict[str, type[BaseSettings]]:
+    """The settings class of each component, in the order the README lists them.
+
+    Imported when asked for: the settings modules pull in pydantic-settings and every
+    component package, which ``servicepulse --help`` does not need.
+    """
+    from api.settings import ApiSettings
+    from api.web.settings import WebSettings
+    from contract.settings import CommonSettings
+    from processors.settings import ProcessorSettings
+    from producers.settings import ProducerSettings
+
+    return {
+        "all": CommonSettings,
+        "producer": ProducerSettings,
+        "processor": ProcessorSettings,
+        "api": ApiSettings,
+        "web": WebSettings,
+    }
 
 
 def _default(info: FieldInfo) -> str:
+    from pydantic import TypeAdapter
+
     if info.is_required():
         return "(required)"
     if info.default_factory is not None:
@@ -49,7 +58,7 @@ def variables() -> list[tuple[str, str, str, str]]:
     """(component, variable, default, description) of every setting, each once."""
     seen: set[str] = set()
     rows = []
-    for component, cls in COMPONENTS.items():
+    for component, cls in components().items():
         prefix = str(cls.model_config.get("env_prefix", ""))
         for name, info in cls.model_fields.items():
             var = (prefix + name).upper()

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -145,6 +144,8 @@ def keys_rotate(
     db: DbOption = None,
 ) -> None:
     """Register a new key and revoke the agency's other keys after the grace period."""
+    from pydantic import TypeAdapter, ValidationError
+
     from contract.keyfiles import load_public_key
 
     if (output is None) == (public_key is None):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
+import functools
 import os
 import shutil
 import sys
@@ -40,10 +39,6 @@ ALERTMANAGER_PORT = _port("ALERTMANAGER", 9094)  # 9093 is the Kafka controller'
 PROCESSOR_METRICS_PORT = _port("PROCESSOR", 9400)
 
 
-def _has(module: str) -> bool:
-    return importlib.util.find_spec(f"servicepulse.{module}") is not None
-
-
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL
@@ -75,7 +70,7 @@ def plan(
         "PYTHONUNBUFFERED": "1",
     }
     parts = [stack.kafka_process(run_dir, KAFKA_PORT, CONTROLLER_PORT)]
-    if processors and _has("processcmd"):
+    if processors:
         for i in range(processors):
             port = PROCESSOR_METRICS_PORT + i
             parts.append(
@@ -84,11 +79,11 @@ def plan(
                     run_dir=run_dir,
                     env=env,
                     argv=_cli("process", "--metrics-port", str(port), "--instance", str(i + 1)),
-                    ready=lambda port=port: _http_ok(f"http://127.0.0.1:{port}/metrics"),
+                    ready=functools.partial(_http_ok, f"http://127.0.0.1:{port}/metrics"),
                     url=f"http://127.0.0.1:{port}/metrics",
                 )
             )
-    if api and _has("servecmd"):
+    if api:
         parts.append(
             stack.ManagedProcess(
                 name="api",
@@ -100,7 +95,7 @@ def plan(
             )
         )
     alertmanagers: list[str] = []
-    if prometheus and shutil.which("prometheus-alertmanager") and _has("alertmanager"):
+    if prometheus and shutil.which("prometheus-alertmanager"):
         from servicepulse import alertmanager
 
         parts.append(
@@ -111,7 +106,7 @@ def plan(
             )
         )
         alertmanagers.append(f"127.0.0.1:{ALERTMANAGER_PORT}")
-    if prometheus and shutil.which("prometheus") and _has("promconfig"):
+    if prometheus and shutil.which("prometheus"):
         from servicepulse import promconfig
 
         parts.append(
@@ -123,7 +118,7 @@ def plan(
                 alertmanagers=alertmanagers,
             )
         )
-    if demo and _has("simulatecmd"):
+    if demo:
         parts.append(
             stack.ManagedProcess(
                 name="simulator",
@@ -194,35 +189,19 @@ def up(
         if p.name == "kafka":
             _topics()
             console.print("  topics ready", highlight=False)
-    (run_dir / "stack.json").write_text(
-        json.dumps(
-            {
-                "processors": processors,
-                "api": api,
-                "prometheus": prometheus,
-                "demo": demo,
-            }
-        )
-    )
     out.print(_status_table(parts))
     out.print(f"up in {time.monotonic() - started:.1f}s. Stop with: servicepulse down")
-    missing = [n for n, m in (("process", "processcmd"), ("serve", "servecmd")) if not _has(m)]
-    if missing:
-        out.print(f"(not available in this build: {', '.join(missing)})")
 
 
 def _saved_plan(run_dir: Path) -> list[stack.ManagedProcess]:
-    try:
-        saved = json.loads((run_dir / "stack.json").read_text())
-    except (OSError, ValueError):
-        saved = {}
-    return plan(
-        run_dir,
-        processors=max(int(saved.get("processors", 1)), 8),
-        api=True,
-        prometheus=True,
-        demo=True,
-    )
+    """Every part ``up`` may have started, up to the highest processor with a pid file (>= 8).
+
+    What runs is known from the pid files alone; a part that is not running is skipped
+    by ``down`` and ``status``.
+    """
+    numbers = [p.stem.removeprefix("processor-") for p in run_dir.glob("processor-*.pid")]
+    highest = max((int(n) for n in numbers if n.isdigit()), default=0)
+    return plan(run_dir, processors=max(highest, 8), api=True, prometheus=True, demo=True)
 
 
 def down(

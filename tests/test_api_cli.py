@@ -33,6 +33,7 @@ def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.Com
     )
 
 
+@pytest.mark.slow
 def test_tokens_create_list_revoke(tmp_path: Path) -> None:
     env = {"SERVICEPULSE_TOKEN_DB": str(tmp_path / "t.db")}
     made = cli("tokens", "create", "--agency", "minsoc", "--name", "ИС Минсоца", "--init", env=env)
@@ -50,6 +51,7 @@ def test_tokens_create_list_revoke(tmp_path: Path) -> None:
     assert cli("tokens", "revoke", "000000000000", env=env).returncode == 1
 
 
+@pytest.mark.slow
 def test_tokens_create_refuses_to_start_an_empty_database(tmp_path: Path) -> None:
     """Issue 12, item 8: `tokens create` away from the stack's directory used to create
     a new, empty database silently (and the token in it never worked)."""

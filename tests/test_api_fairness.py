@@ -146,8 +146,8 @@ def test_one_agency_trickling_bodies_and_headers_does_not_starve_another(
         "SERVICEPULSE_TOKEN_DB": str(db),
         "SERVICEPULSE_STACK_DIR": str(tmp_path),
         "SERVICEPULSE_READMODEL_SNAPSHOT": "",
-        "SERVICEPULSE_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
-        "SERVICEPULSE_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+        "SERVICEPULSE_BODY_TIMEOUT": f"PT{BODY_TIMEOUT}S",
+        "SERVICEPULSE_HEADER_TIMEOUT": f"PT{HEADER_TIMEOUT}S",
         "SERVICEPULSE_MAX_CONCURRENT_INGEST_PER_TOKEN": str(PER_TOKEN),
     }
     log_path = tmp_path / "serve.log"

@@ -30,10 +30,10 @@ def test_kafka_down_is_503_and_nothing_is_falsely_accepted(
     settings = api_settings(
         common,
         tmp_path,
-        request_timeout_seconds=3.0,
-        kafka_retry_after_seconds=2,
+        request_timeout=3.0,
+        kafka_retry_after=2,
         max_inflight_events=1000,
-        backpressure_wait_seconds=0.2,
+        backpressure_wait=0.2,
     )
     accepted: set[str] = set()
     with running_api(settings) as server:
@@ -65,21 +65,26 @@ def test_kafka_down_is_503_and_nothing_is_falsely_accepted(
             r = other.post("/v1/events", content=json.dumps([event()]).encode())
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert "in flight" in r.json()["error"]["message"]
-        assert time.monotonic() - t0 < 2.0
+        refused_s = time.monotonic() - t0  # compared below with a request that waited
         holder.join(15)
         assert server.registry.get_sample_value("servicepulse_api_saturated_total") == 1
         assert len(accepted) == 10
 
         batch = [event() for _ in range(20)]
+        waited = []
         for _ in range(3):  # the first failure, and the ones after it
             t0 = time.monotonic()
             r = send(batch)
             elapsed = time.monotonic() - t0
+            waited.append(elapsed)
             assert r.status_code == 503, r.text
             assert r.headers["retry-after"] == "2"
             assert r.json()["error"]["code"] == "unavailable"
             assert "accepted" not in r.json()
-            assert elapsed < settings.request_timeout_seconds + 3
+            assert elapsed < settings.request_timeout.total_seconds() + 3
+        # backpressure answers at once: far quicker than a request that waited for Kafka
+        # (a ratio within this run, so a busy machine slows both alike)
+        assert refused_s < max(waited) / 2, (refused_s, waited)
         assert len(accepted) == 10
 
         private_broker.process.start()

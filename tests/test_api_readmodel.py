@@ -218,9 +218,7 @@ def test_read_model_equals_independent_totals(
     want = expected_totals(latest)
 
     snapshot = tmp_path / "rm.snapshot"
-    settings = api_settings(
-        common, tmp_path, readmodel_snapshot=snapshot, snapshot_interval_seconds=0.5
-    )
+    settings = api_settings(common, tmp_path, readmodel_snapshot=snapshot, snapshot_interval=0.5)
     with running_api(settings) as server:
         ready = server.wait_ready()
         assert not ready["readmodel"]["restored_from_snapshot"]

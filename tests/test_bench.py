@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import Figure, Goal
+from bench.report import markdown_table
 from kafkaport import connect
-from servicepulse.bench.harness import Figure, Goal
-from servicepulse.bench.report import markdown_table
 from tests.fixtures.kafka import Broker
 
 
@@ -93,15 +93,28 @@ def test_bench_quick_runs_and_writes_positive_results(kafka_broker: Broker, tmp_
     assert leftovers == []
 
 
-def test_history_children_measure_the_generated_days() -> None:
+@pytest.mark.slow
+def test_history_children_measure_the_generated_days(tmp_path: Path) -> None:
+    from bench import history
     from contract.cardinality import budget
     from contract.catalog import load_catalog
-    from servicepulse.bench import history
 
-    api = history._run_child("api", 2)
-    assert api["records"] == 2 * history.KEYS_PER_DAY
+    # 5 days, a 2-day horizon: 3 live days of r| keys, 2 closed days as ClosedDay records
+    snap = tmp_path / "rm.snapshot"
+    api = history._run_child("api", 5, 1200, 2, snap)
+    assert (api["live_days"], api["closed_days"], api["keys_per_day"]) == (3, 2, 1200)
+    # applied: the newest 2 live days' keys, the newest closed day's values and
+    # tombstones, one ClosedDay record per (closed day, partition, agency of its cells);
+    # the third live day is a copy of the older sampled one
+    mem = api["memory"]
+    assert mem["live_keys"] == 3 * 1200 and mem["pending_keys"] == 0
+    assert api["records"] == 2 * 1200 + 2 * 1200 + mem["closed"]
+    assert mem["days_encoded"] + mem["days_decoded"] == 5
     assert 0 < api["series"] <= sum(budget(load_catalog()).values())
     assert 0 < api["scrape_gzip_bytes"] < api["scrape_bytes"]
-    assert api["report_year_s"] > 0 and api["rss_mib"] > 0
-    proc = history._run_child("processor", 2)
-    assert proc["records"] == api["records"] and proc["restore_cpu_s"] > 0
+    assert api["report_year_cpu_s"] > 0 and api["rss_mib"] > 0 and api["closed_day_apply_cpu_s"] > 0
+    restart = history._run_child("restart", 5, 1200, 2, snap)
+    assert restart["restored"] and restart["tail_records"] == 1200
+    assert restart["start_to_caught_up_s"] > restart["snapshot_load_s"] > 0
+    proc = history._run_child("processor", 5, 1200, 2)
+    assert proc["records"] == 3 * 1200 and proc["restore_cpu_s"] > 0

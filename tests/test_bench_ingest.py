@@ -15,7 +15,7 @@ from typing import Any, ClassVar, cast
 
 import pytest
 
-from servicepulse.bench import ingest
+from bench import ingest
 
 
 class _Ingest(BaseHTTPRequestHandler):

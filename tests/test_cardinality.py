@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from api.exposition import LiveExposition
 from contract.aggregates import Gauges, Hist, Rollup
 from contract.cardinality import GOAL, budget
@@ -50,6 +52,7 @@ def _full(steps: list[str], errors: list[str]) -> Rollup:
     )
 
 
+@pytest.mark.slow
 def test_every_family_stays_within_its_budget_when_every_cell_is_filled() -> None:
     live = LiveExposition(CATALOG)
     municipalities = sorted(CATALOG.municipalities)

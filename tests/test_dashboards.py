@@ -176,3 +176,49 @@ def test_compliance_colours_follow_the_alert_objectives() -> None:
         round(wait - 0.1, 4),
         wait,
     ]
+
+
+def _carried(label: str, expr: str) -> bool:
+    """Whether the result of ``expr`` carries ``label``: it is grouped by it, or the
+    query reads a recording rule of that level (``agency:servicepulse_...``)."""
+    grouped = re.search(rf"\b(?:by|on) \([^)]*\b{label}\b[^)]*\)", expr)
+    return bool(grouped or re.search(rf"(?<![\w:]){label}:servicepulse_", expr))
+
+
+def test_legends_and_tables_show_catalog_names_not_codes() -> None:
+    """Inspectors read names, not ``minsoc`` or ``75738000``: a legend never prints a code
+    label, and a legend showing a name or a table whose rows carry a code joins the
+    catalog's name (``group_left (<label>_name)``)."""
+    bad = []
+    shown = 0
+    for uid, m in MODELS.items():
+        for p in panels(m):
+            for t in p.get("targets", []):
+                legend, expr = t.get("legendFormat", ""), t["expr"]
+                where = f"{uid} / {p['title']} / {t['refId']}"
+                for label in build.CODE_LABELS:
+                    if "{{" + label + "}}" in legend:
+                        bad.append(f"{where}: the legend shows the code {label}")
+                    named = "{{" + label + "_name}}" in legend
+                    table = t.get("format") == "table" and _carried(label, expr)
+                    if not (named or table):
+                        continue
+                    shown += 1
+                    if f"group_left ({label}_name)" not in expr:
+                        bad.append(f"{where}: {label} without its name")
+    assert bad == [], "\n".join(bad)
+    assert shown >= 20  # the overview, agency, life, offices and quality boards
+
+
+def test_tables_hide_codes_and_title_names_in_russian() -> None:
+    for uid, m in MODELS.items():
+        for p in panels(m):
+            if p["type"] != "table":
+                continue
+            overrides = {
+                o["matcher"]["options"]: {c["id"]: c["value"] for c in o["properties"]}
+                for o in p["fieldConfig"]["overrides"]
+            }
+            for label in build.CODE_LABELS:
+                assert overrides[label] == {"custom.hidden": True}, (uid, p["title"])
+                assert re.search("[а-яё]", overrides[f"{label}_name"]["displayName"], re.I)

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from contract.methodology import load_methodology
-from dashboards import pipeline
+from dashboards import build, pipeline
 from dashboards import rules as R
 from servicepulse.stack import free_port
 from tests.fixtures.exposition import api_exporter, processor_exporter
-from tests.fixtures.panels import MODELS, missing_data, panels
+from tests.fixtures.panels import MODELS, missing_data, panels, query_variables, substitute
 from tests.fixtures.prometheus import PromServer
 
 pytestmark = pytest.mark.integration
@@ -67,3 +67,31 @@ def test_index_values_are_in_range(stocked: PromServer) -> None:
         assert levels <= {0.0, 1.0, 2.0}
         counted = stocked.query(R.counted(R.REGION, w))
         assert float(counted[0]["value"][1]) == len(m.components)
+
+
+def test_every_series_a_legend_or_table_shows_carries_its_names(stocked: PromServer) -> None:
+    """What the panels get back from Prometheus: a series with a code label has the
+    catalog's name of it too (the join matched), wherever a legend or a table shows it."""
+    checked = 0
+    bad = []
+    for uid, model in MODELS.items():
+        every = {v["name"]: ".*" for v in query_variables(model)}
+        for p in panels(model):
+            for t in p["targets"]:
+                legend, table = t.get("legendFormat", ""), t.get("format") == "table"
+                shown = [
+                    label
+                    for label in build.CODE_LABELS
+                    if table or "{{" + label + "_name}}" in legend
+                ]
+                if not shown:
+                    continue
+                for series in stocked.query(substitute(t["expr"], every)):
+                    labels = series["metric"]
+                    for label in shown:
+                        if labels.get(label):
+                            checked += 1
+                            if not labels.get(f"{label}_name"):
+                                bad.append(f"{uid} / {p['title']}: {labels}")
+    assert bad == []
+    assert checked >= 50

@@ -6,12 +6,14 @@ import tracemalloc
 import uuid
 from collections import deque
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.ingest import RecentIds
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     st.integers(0, 12),
@@ -43,6 +45,7 @@ def test_a_repeat_within_the_last_size_ids_is_recognised_and_older_ones_forgotte
     assert not any(i in recent for i in ids[:-10_000])
 
 
+@pytest.mark.slow
 def test_memory_is_allocated_at_start_and_never_grows() -> None:
     size = 50_000
     ids = [str(uuid.uuid4()) for _ in range(3 * size)]

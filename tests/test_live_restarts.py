@@ -239,7 +239,7 @@ def _run(
     # API SIGKILL, restarted without a snapshot: catches up over the whole history
     api.kill()
     sender.batch()
-    api = stack.api(readmodel_snapshot=snapshot, snapshot_interval_seconds=1)
+    api = stack.api(readmodel_snapshot=snapshot, snapshot_interval="PT1S")
     observed = _withheld_while_catching_up(stack.url, 180)
     assert observed, f"the read model caught up before a poll ({history} records)"
     _counted(stack, sender)
@@ -250,7 +250,7 @@ def _run(
     # API SIGKILL, restarted from its snapshot (older than what it had served)
     api.kill()
     sender.batch()
-    api = stack.api(readmodel_snapshot=snapshot, snapshot_interval_seconds=1)
+    api = stack.api(readmodel_snapshot=snapshot, snapshot_interval="PT1S")
     _withheld_while_catching_up(stack.url, 180)
     ready = stack.wait_ready(60)
     assert ready["readmodel"]["restored_from_snapshot"]
@@ -322,7 +322,7 @@ def test_a_restore_that_makes_progress_never_times_out(live_stack: Stack) -> Non
     # a limit well below the time the restore takes: a total-time limit would fail
     # every restore (and retry forever), a progress limit never fires while records come
     stall = max(0.2, took / 4)
-    second = stack.processor(1, restore_timeout_s=stall)
+    second = stack.processor(1, restore_timeout=f"PT{stall:.3f}S")
     sender = Sender(stack)
     try:
         sender.batch()

@@ -231,3 +231,20 @@ def test_a_wrong_key_shows_in_the_agencys_data_quality() -> None:
     q = next(q for q in rep.quality if q.agency == "minsoc")
     assert q.rejected_by_reason == {"wrong_key": 1}
     assert "ключ записи Kafka не по правилу" in render_html(rep).decode()
+
+
+def test_the_api_names_every_service_life_situation_and_pseudo_value() -> None:
+    m = _model()
+    for code, idx in CATALOG.services.items():
+        labels = {"service": code, "service_name": idx.service.name}
+        assert _sample(m, "servicepulse_catalog_service_info", labels) == 1
+    for code, ls in CATALOG.life_situations.items():
+        labels = {"life_situation": code, "life_situation_name": ls.name}
+        assert _sample(m, "servicepulse_catalog_life_situation_info", labels) == 1
+    # the label values that are no catalog code are named too, so joins drop no series
+    unknown = {"agency": "unknown", "agency_name": "неизвестное ведомство"}
+    assert _sample(m, "servicepulse_catalog_agency_info", unknown) == 1
+    other = {"municipality": "other", "municipality_name": "другие места"}
+    assert _sample(m, "servicepulse_catalog_municipality_info", other) == 1
+    no_service = {"service": "", "service_name": "без услуги"}
+    assert _sample(m, "servicepulse_catalog_service_info", no_service) == 1

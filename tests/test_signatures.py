@@ -228,6 +228,7 @@ def test_key_files_are_private_and_never_overwritten(tmp_path: Path) -> None:
     assert b"PUBLIC KEY" in public_pem(key)
 
 
+@pytest.mark.slow
 def test_keys_command_creates_rotates_and_revokes(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import threading
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,6 +42,7 @@ def epoch(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["occurred_at"]).timestamp()
 
 
+@pytest.mark.slow
 def test_same_seed_same_stream(catalog: Catalog) -> None:
     end = MONDAY + timedelta(hours=12)
     a = list(generate(catalog, 5, MONDAY, end, rate=0.5))
@@ -54,6 +56,7 @@ def test_same_seed_same_stream(catalog: Catalog) -> None:
     assert a[: len(shorter)] == shorter
 
 
+@pytest.mark.slow
 def test_every_event_is_valid_and_in_time_order(
     catalog: Catalog, week: list[dict[str, Any]]
 ) -> None:
@@ -82,12 +85,14 @@ def test_every_event_is_valid_and_in_time_order(
     assert kinds["complaint"] > 0 and kinds[None] > 0
 
 
+@pytest.mark.slow
 def test_rate_is_close_to_the_requested_mean(week: list[dict[str, Any]]) -> None:
     # the first days lack the decisions of earlier weeks, so the rate ramps up
     per_second = len(week) / (6 * 86_400)
     assert 0.25 <= per_second <= 0.55
 
 
+@pytest.mark.slow
 def test_realism(catalog: Catalog, week: list[dict[str, Any]]) -> None:
     calc = DeadlineCalculator(catalog)
     journeys: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
@@ -148,6 +153,7 @@ def test_realism(catalog: Catalog, week: list[dict[str, Any]]) -> None:
     assert len(reasons) > 5
 
 
+@pytest.mark.slow
 def test_office_waits_depend_on_hour_and_size(catalog: Catalog, week: list[dict[str, Any]]) -> None:
     waits: dict[str, list[int]] = defaultdict(list)
     by_hour: dict[int, list[int]] = defaultdict(list)
@@ -171,6 +177,7 @@ def funnel_drop(events: list[dict[str, Any]], service: str, step: str, nxt: str)
     return 1 - len(reached[nxt] & reached[step]) / len(reached[step])
 
 
+@pytest.mark.slow
 def test_failing_step_scenario_raises_its_drop_off(catalog: Catalog) -> None:
     scenario = load_scenario("failing-step", catalog)
     end = MONDAY + timedelta(days=1)
@@ -189,6 +196,7 @@ def test_failing_step_scenario_raises_its_drop_off(catalog: Catalog) -> None:
     assert errors.most_common(1)[0][0] == "upload_failed"
 
 
+@pytest.mark.slow
 def test_slow_office_scenario_lengthens_its_queue(catalog: Catalog) -> None:
     scenario = load_scenario("slow-office", catalog)
     end = MONDAY + timedelta(days=1)
@@ -216,6 +224,7 @@ def test_bad_scenario_names_the_problem(catalog: Catalog, tmp_path: Path) -> Non
         load_scenario(path, catalog)
 
 
+@pytest.mark.slow
 def test_file_target_writes_the_stream(catalog: Catalog, tmp_path: Path) -> None:
     out = tmp_path / "events.ndjson"
     sim = Simulation(catalog, seed=9, start=MONDAY, rate=0.5)
@@ -227,6 +236,7 @@ def test_file_target_writes_the_stream(catalog: Catalog, tmp_path: Path) -> None
     assert sum(stats.by_type.values()) == len(lines)
 
 
+@pytest.mark.slow
 def test_cli_file_target_is_reproducible(tmp_path: Path) -> None:
     from servicepulse.cli import app
 
@@ -248,14 +258,77 @@ def test_cli_file_target_is_reproducible(tmp_path: Path) -> None:
     assert outputs[0].count(b"\n") > 100
 
 
-def test_live_mode_emits_events_as_the_clock_reaches_them(catalog: Catalog, tmp_path: Path) -> None:
+MS = 0.001
+
+
+class SteppedClock:
+    """A clock the runner drives: waiting moves it on at once (no real sleep)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now.timestamp()
+        self.mono = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        self.now += seconds
+        self.mono += seconds
+        return stop.is_set()
+
+
+class TimedSink(FileSink):
+    """A file sink that notes the clock's time each event was handed over."""
+
+    def __init__(self, path: Path, clock: SteppedClock) -> None:
+        super().__init__(path)
+        self.clock = clock
+        self.sent_at: list[float] = []
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.sent_at.append(self.clock.time())
+        super().send(event)
+
+
+def _live_run(catalog: Catalog, tmp_path: Path, now: datetime, minutes: float) -> None:
+    """Run live from ``now`` (10 minutes of backlog first) for ``minutes`` of the clock:
+    the backlog leaves at once, every later event when the clock reaches it, none early."""
     out = tmp_path / "live.ndjson"
-    now = datetime.now(TZ)
-    sim = Simulation(catalog, seed=1, start=now - timedelta(minutes=10), rate=30)
-    stats = run(sim, FileSink(out), Plan(duration_s=2.0))
+    clock = SteppedClock(now)
+    sink = TimedSink(out, clock)
+    sim = Simulation(catalog, seed=1, start=now - timedelta(minutes=10), rate=3)
+    stats = run(sim, sink, Plan(duration_s=minutes * 60), clock=clock)
     events = [msgspec.json.decode(line) for line in out.read_bytes().splitlines()]
     assert stats.live
     assert stats.stopped_by == "duration"
-    newest = max(epoch(e) for e in events)
-    assert newest <= datetime.now(TZ).timestamp()
-    assert any(epoch(e) >= now.timestamp() for e in events)  # some arrived live
+    assert stats.elapsed_s == pytest.approx(minutes * 60)
+    assert len(events) == len(sink.sent_at) == stats.events
+    live = [(epoch(e), sent) for e, sent in zip(events, sink.sent_at, strict=True)]
+    # nothing leaves early (occurred_at is written to the millisecond)
+    assert all(sent >= occurred - MS for occurred, sent in live)
+    backlog = [sent for occurred, sent in live if occurred < now.timestamp()]
+    assert backlog and set(backlog) == {now.timestamp()}  # the past leaves at once
+    arrived = [(o, sent) for o, sent in live if o >= now.timestamp()]
+    assert len(arrived) >= 5  # some arrived live, each when the clock reached it
+    assert all(sent - o < MS for o, sent in arrived)
+    assert max(o for o, _ in live) <= clock.time() <= now.timestamp() + minutes * 60
+
+
+def test_live_mode_emits_events_as_the_clock_reaches_them(catalog: Catalog, tmp_path: Path) -> None:
+    _live_run(catalog, tmp_path, datetime(2026, 6, 3, 11, 30, tzinfo=TZ), minutes=5)
+
+
+def test_live_mode_at_a_night_hour(catalog: Catalog, tmp_path: Path) -> None:
+    """03:30 region time, the quietest hour: the old test, on the real clock, found no
+    event in its two seconds and no output file then."""
+    _live_run(catalog, tmp_path, datetime(2026, 6, 3, 3, 30, tzinfo=TZ), minutes=60)
+
+
+def test_a_file_sink_that_got_nothing_leaves_an_empty_file(tmp_path: Path) -> None:
+    """A quiet hour may send nothing: the reader finds an empty file, not none."""
+    out = tmp_path / "quiet.ndjson"
+    FileSink(out).close()
+    assert out.read_bytes() == b""

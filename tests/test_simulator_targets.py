@@ -101,6 +101,7 @@ class _Api(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
+@pytest.mark.slow
 def test_http_target_batches_per_agency_with_its_token() -> None:
     catalog = load_catalog()
     port = free_port()

@@ -3,7 +3,7 @@
 Server-rendered Russian HTML (Jinja2 templates in ``templates/``), one stylesheet and one
 small script of ours (``static/``), charts as server-made SVG. No page loads anything from
 another host. A page asked with ``X-Live: 1`` answers only its ``<main>`` so the script can
-swap it in without a reload (every ``live_interval_seconds``).
+swap it in without a reload (every ``live_interval``).
 
 Who sees what: an inspector every page; an agency its own agency, services, offices and
 data quality; another agency's page or data answers 403 with the API's error shape.
@@ -129,7 +129,7 @@ def router(
             "fresh": fresh,
             "fresh_level": fresh_level,
             "updated": ru.local_time(now, catalog.tz),
-            "interval": settings.live_interval_seconds,
+            "interval": int(settings.live_interval.total_seconds()),
             "open_data": settings.open_data_enabled,
             "path": request.url.path,
             "live": request.headers.get("x-live") == "1",

@@ -2,7 +2,7 @@
 
 The cookie holds the token's id, kind and agency and a per-session CSRF token, signed
 with ``SERVICEPULSE_SESSION_SECRET`` by itsdangerous (HMAC-SHA1 over a timestamped
-payload) and refused after ``SERVICEPULSE_SESSION_MAX_AGE_SECONDS``. The token itself is
+payload) and refused after ``SERVICEPULSE_SESSION_MAX_AGE``. The token itself is
 never stored in the cookie. Every request checks that the token is still active, so
 revoking a token ends its sessions within the token store's cache time. Every form POST
 carries the session's CSRF token; the cookie is ``SameSite=Strict`` as a second guard.

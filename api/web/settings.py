@@ -6,11 +6,12 @@ builds one from the environment unless a test passes its own.
 
 from __future__ import annotations
 
-from typing import Self
+from datetime import timedelta
+from typing import Any, Self
 
 from pydantic import Field, SecretStr, model_validator
 
-from contract.settings import CommonSettings, refuse_placeholder
+from contract.settings import CommonSettings, refuse_placeholder, renamed_durations
 
 
 class WebSettings(CommonSettings):
@@ -21,26 +22,45 @@ class WebSettings(CommonSettings):
         SecretStr("local-dev-secret"),
         description="key that signs session cookies; a real secret outside local mode",
     )
-    session_max_age_seconds: int = Field(
-        8 * 3600, ge=60, description="how long a sign-in lasts (seconds)"
+    session_max_age: timedelta = Field(
+        timedelta(hours=8),
+        ge=timedelta(minutes=1),
+        description="how long a sign-in lasts (ISO 8601)",
     )
     cookie_secure: bool = Field(
         False, description="mark the session cookie Secure (set it when served over HTTPS)"
     )
-    live_interval_seconds: int = Field(
-        15, ge=2, le=600, description="how often an open page asks for fresh numbers"
+    live_interval: timedelta = Field(
+        timedelta(seconds=15),
+        ge=timedelta(seconds=2),
+        le=timedelta(minutes=10),
+        description="how often an open page asks for fresh numbers (ISO 8601)",
     )
     open_data_enabled: bool = Field(True, description="serve public open data at /open/")
     open_data_licence: str = Field(
         "CC BY 4.0", description="licence line shown on open data pages and files"
     )
-    open_data_max_age_seconds: int = Field(
-        300, ge=0, description="Cache-Control max-age of open data answers"
+    open_data_max_age: timedelta = Field(
+        timedelta(minutes=5),
+        ge=timedelta(0),
+        description="Cache-Control max-age of open data answers (ISO 8601, whole seconds sent)",
     )
     alerts_webhook_token: SecretStr | None = Field(
         None, description="bearer token Alertmanager must send to /v1/alerts/webhook; unset: none"
     )
     alerts_kept: int = Field(500, ge=1, description="most alerts the API remembers (newest kept)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_durations(
+            data,
+            {
+                "session_max_age": ("SESSION_MAX_AGE_SECONDS", 1.0),
+                "live_interval": ("LIVE_INTERVAL_SECONDS", 1.0),
+                "open_data_max_age": ("OPEN_DATA_MAX_AGE_SECONDS", 1.0),
+            },
+        )
 
     @model_validator(mode="after")
     def _real_session_secret(self) -> Self:

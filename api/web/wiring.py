@@ -72,7 +72,7 @@ def install(
     """Add every route of the web view to ``app`` (created with ``docs_url=None``)."""
     sessions = Sessions(
         settings.session_secret.get_secret_value(),
-        settings.session_max_age_seconds,
+        int(settings.session_max_age.total_seconds()),
         settings.cookie_secure,
         tokens,
     )
@@ -110,7 +110,7 @@ def install(
             opendata.router(
                 scorer,
                 settings.open_data_licence,
-                settings.open_data_max_age_seconds,
+                int(settings.open_data_max_age.total_seconds()),
                 env.get_template("open.html"),
             )
         )

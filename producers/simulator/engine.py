@@ -32,7 +32,8 @@ SIMULATOR_SECRET: Final = "servicepulse-simulator"  # noqa: S105 - not a credent
 PILOT_ARRIVALS: Final = 1500
 _PILOT_SEED: Final = 20_240_601
 
-Event = dict[str, Any]
+#: One generated event as the JSON object it becomes (contract.events.Event is the decoded one)
+EventBody = dict[str, Any]
 
 
 class Simulation:
@@ -96,7 +97,7 @@ class Simulation:
 
     # -- output ------------------------------------------------------------------------
 
-    def timed_events(self, end: datetime | None = None) -> Iterator[tuple[float, Event]]:
+    def timed_events(self, end: datetime | None = None) -> Iterator[tuple[float, EventBody]]:
         """``(epoch seconds, event dict)`` in event-time order, up to ``end`` (exclusive).
 
         With ``end=None`` the stream never ends (live mode). The dicts are valid v1 events
@@ -156,7 +157,7 @@ class _Run:
             if rng.random() * self.max_factor <= model.intensity(model.local(t)):
                 world.arrive(t)
 
-    def loop(self, end: float | None) -> Iterator[tuple[float, Event]]:
+    def loop(self, end: float | None) -> Iterator[tuple[float, EventBody]]:
         heap = self.heap
         pop = heapq.heappop
         push = heapq.heappush
@@ -183,7 +184,7 @@ class _Run:
                 if pilot:
                     yield t, {}
                 else:
-                    event: Event = {
+                    event: EventBody = {
                         "event_id": str(uuid.UUID(int=ids.getrandbits(128), version=4)),
                         "type": etype,
                         "schema_version": 1,
@@ -214,7 +215,7 @@ def generate(
     rate: float = 20.0,
     scenario: Scenario | None = None,
     pseudonymizer: Pseudonymizer | None = None,
-) -> Iterator[Event]:
+) -> Iterator[EventBody]:
     """Simulated events with ``start <= occurred_at < end``, in event-time order.
 
     Events whose turn comes after ``end`` (a decision due next week) are not produced:

@@ -63,7 +63,7 @@ class Rates:
 
 
 @dataclass(slots=True)
-class Journey:
+class SimulatedJourney:
     """What a journey's events share."""
 
     service: Service
@@ -276,7 +276,7 @@ class World:
         else:
             self.spawn(t, self._assisted(t, j, p))
 
-    def journey(self, p: Pending) -> Journey:
+    def journey(self, p: Pending) -> SimulatedJourney:
         """The shared fields of a journey's events, rebuilt from its compact form."""
         service = self.model.services[p.service]
         base: Base = {
@@ -291,7 +291,9 @@ class World:
             base["life_situation"] = p.life_situation
         citizen = self.pseudonym(p.citizen)
         base["citizen"] = citizen
-        return Journey(service, self.rates(service), p.channel, p.municipality, citizen, base)
+        return SimulatedJourney(
+            service, self.rates(service), p.channel, p.municipality, citizen, base
+        )
 
     def after_items(self, p: Pending) -> list[Item]:
         """Everything after the submission of ``p``, in time order.
@@ -305,7 +307,7 @@ class World:
 
     # -- journeys ----------------------------------------------------------------------
 
-    def _digital(self, t: float, j: Journey, p: Pending) -> Iterator[Item]:
+    def _digital(self, t: float, j: SimulatedJourney, p: Pending) -> Iterator[Item]:
         rng = self.rng
         sc = self.sc
         base = j.base
@@ -348,7 +350,7 @@ class World:
         yield t, "journey.submitted", base, None
         self.defer(p._replace(t_sub=t, errors=errors))
 
-    def _assisted(self, t: float, j: Journey, p: Pending) -> Iterator[Item]:
+    def _assisted(self, t: float, j: SimulatedJourney, p: Pending) -> Iterator[Item]:
         rng = self.rng
         office: Office | None = None
         if j.channel == Channel.MFC:
@@ -366,7 +368,7 @@ class World:
         yield t, "journey.submitted", j.base, None
         self.defer(p._replace(t_sub=t, wait=wait))
 
-    def _proactive(self, t: float, j: Journey, p: Pending) -> Iterator[Item]:
+    def _proactive(self, t: float, j: SimulatedJourney, p: Pending) -> Iterator[Item]:
         yield t, "journey.started", j.base, None
         self.defer(p._replace(t_sub=t, proactive=True))
 
@@ -387,7 +389,7 @@ class World:
         attrs = {"office": office.code, "wait_seconds": int(wait)}
         return wait, (t + wait, "visit.served", base, attrs)
 
-    def _after(self, p: Pending, j: Journey, rng: random.Random) -> list[Item]:
+    def _after(self, p: Pending, j: SimulatedJourney, rng: random.Random) -> list[Item]:
         """Visit feedback, interagency requests, the decision, feedback, appeals, pickup."""
         sc = self.sc
         r = j.rates

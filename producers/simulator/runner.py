@@ -20,11 +20,44 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final, Protocol
 
 from producers.simulator.engine import Simulation
 from producers.simulator.sinks import Sink
 
 logger = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    """Where the runner reads the time and waits: the system's, or a test's own."""
+
+    def time(self) -> float:
+        """The wall clock, in seconds since the epoch (when events are due)."""
+
+    def monotonic(self) -> float:
+        """A monotonic clock, in seconds (durations of the run)."""
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        """Wait up to ``seconds``; True if ``stop`` was set."""
+
+
+class SystemClock:
+    """The real clocks and a real wait."""
+
+    def time(self) -> float:
+        """``time.time()``."""
+        return time.time()
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        """``stop.wait(seconds)``."""
+        return stop.wait(seconds)
+
+
+SYSTEM_CLOCK: Final = SystemClock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +108,7 @@ def run(
     stop: threading.Event | None = None,
     progress: Callable[[RunStats], None] | None = None,
     status_every_s: float | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> RunStats:
     """Generate events and hand them to ``sink`` on time; closes the sink at the end.
 
@@ -85,10 +119,11 @@ def run(
         stop: set it (e.g. from a signal handler) to end the run cleanly.
         progress: called with the stats at most every 0.2 s.
         status_every_s: log a status line this often (for runs without a progress bar).
+        clock: the clocks to read and wait on (tests pass one they drive).
     """
     stop = stop or threading.Event()
-    stats = RunStats()
-    wall0 = time.time()
+    stats = RunStats(started_wall=clock.monotonic())
+    wall0 = clock.time()
     t0 = sim.start.timestamp()
     x = plan.accelerate
     mono0 = stats.started_wall
@@ -105,13 +140,13 @@ def run(
                 stats.stopped_by = "events"
                 break
             due = t if x is None else max(wall0 + (t - t0) / x, t)
-            now = time.time()
+            now = clock.time()
             if due > now:
                 stats.live = True
-                if not _sleep_until(due, sink, stop, plan, mono0, stats, progress):
+                if not _sleep_until(due, sink, stop, plan, mono0, stats, progress, clock):
                     break
-                now = time.time()
-            mono = time.monotonic()
+                now = clock.time()
+            mono = clock.monotonic()
             if plan.duration_s is not None and mono - mono0 >= plan.duration_s:
                 stats.stopped_by = "duration"
                 break
@@ -137,7 +172,7 @@ def run(
         try:
             sink.close()
         finally:
-            stats.elapsed_s = time.monotonic() - mono0
+            stats.elapsed_s = clock.monotonic() - mono0
             if progress is not None:
                 progress(stats)
     return stats
@@ -151,23 +186,24 @@ def _sleep_until(
     mono0: float,
     stats: RunStats,
     progress: Callable[[RunStats], None] | None,
+    clock: Clock,
 ) -> bool:
     """Wait for the wall clock to reach ``due``; False if the run must end first."""
     while True:
         sink.idle()
-        left = due - time.time()
+        left = due - clock.time()
         if left <= 0:
             return True
         if plan.duration_s is not None:
-            remaining = plan.duration_s - (time.monotonic() - mono0)
+            remaining = plan.duration_s - (clock.monotonic() - mono0)
             if remaining <= 0:
                 stats.stopped_by = "duration"
                 return False
             left = min(left, remaining)
-        if stop.wait(min(left, 0.5)):
+        if clock.wait(stop, min(left, 0.5)):
             stats.stopped_by = "signal"
             return False
-        stats.elapsed_s = time.monotonic() - mono0
+        stats.elapsed_s = clock.monotonic() - mono0
         if progress is not None:
             progress(stats)
 

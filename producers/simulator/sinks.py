@@ -18,6 +18,14 @@ from typing import IO, Any, Final, Protocol, Self
 
 import httpx
 import msgspec
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from producers.errors import DeliveryError, InvalidEventError, SinkError
 from producers.producer import EventProducer
@@ -103,7 +111,10 @@ class FileSink(_Closing):
             self._stream.flush()
 
     def close(self) -> None:
-        """Flush and close (standard output is only flushed)."""
+        """Flush and close (standard output is only flushed); a run that sent nothing
+        (a quiet night hour) leaves an empty file, not none."""
+        if self._stream is None and self._path != "-":
+            self._open()
         if self._stream is not None:
             self._stream.flush()
             if self._path != "-":
@@ -249,27 +260,29 @@ class HttpSink(_Closing):
         body = b"[" + b",".join(batch) + b"]"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         signer = self._signers.get(agency)
-        deadline = time.monotonic() + self._retry_for_s
-        attempt = 0
-        while True:
-            attempt += 1
-            if signer is not None:
+
+        def post() -> httpx.Response:
+            if signer is not None:  # each attempt signed anew (the signature has a time)
                 headers.update(signer.headers(body, "application/json"))
-            try:
-                resp = self._client.post(self.url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                if time.monotonic() >= deadline:
-                    self.stats.rejected["not_delivered"] += len(batch)
-                    raise SinkError(
-                        f"POST {self.url} failed for {len(batch)} events of agency "
-                        f"{agency!r} after {attempt} attempts: {exc}"
-                    ) from exc
-                time.sleep(min(5.0, 0.2 * 2**attempt))
-                continue
-            if resp.status_code in (429, 503) and time.monotonic() < deadline:
-                time.sleep(_retry_after(resp.headers.get("Retry-After")))
-                continue
-            break
+            return self._client.post(self.url, content=body, headers=headers)
+
+        retrying = Retrying(
+            stop=stop_after_delay(self._retry_for_s),
+            wait=_wait,
+            retry=retry_if_exception_type(httpx.HTTPError) | retry_if_result(_busy),
+            # out of time on 429/503: the last answer is counted like any other
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            reraise=True,
+        )
+        try:
+            resp = retrying(post)
+        except httpx.HTTPError as exc:
+            self.stats.rejected["not_delivered"] += len(batch)
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise SinkError(
+                f"POST {self.url} failed for {len(batch)} events of agency "
+                f"{agency!r} after {attempts} attempts: {exc}"
+            ) from exc
         self._count(resp, len(batch), agency)
 
     def _count(self, resp: httpx.Response, n: int, agency: str) -> None:
@@ -296,6 +309,22 @@ class HttpSink(_Closing):
                 problems = result.get("problems") or [{}]
                 self.stats.rejected[str(problems[0].get("reason", "rejected"))] += 1
         self.stats.delivered += n - rejected
+
+
+def _busy(resp: httpx.Response) -> bool:
+    return resp.status_code in (429, 503)
+
+
+#: after a transport error: 0.4 s, 0.8 s, ... at most 5 s between attempts
+_backoff: Final = wait_exponential(multiplier=0.4, max=5.0)
+
+
+def _wait(state: RetryCallState) -> float:
+    """The server's Retry-After after a 429/503 answer, else the exponential backoff."""
+    outcome = state.outcome
+    if outcome is not None and not outcome.failed:
+        return _retry_after(outcome.result().headers.get("Retry-After"))
+    return float(_backoff(state))
 
 
 def _retry_after(value: str | None) -> float:

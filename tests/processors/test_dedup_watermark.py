@@ -169,7 +169,7 @@ def test_live_idle_partition_advances_with_wall_clock_history_does_not(ctx: Cont
 
 
 def test_open_journey_state_is_under_a_kibibyte(ctx: Context) -> None:
-    from processors.sizing import open_journey_state
+    from bench.sizing import open_journey_state
 
     size = open_journey_state(ctx, 2_000)
     assert 100 < size.memory_bytes_per_journey < 1024

@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 REPO = Path(__file__).resolve().parents[2]
 STREAM = generate(seed=11, journeys=400, invalid=True)
 #: Small transactions, so a run spans many commits and kills land between and inside them.
-SLOW = {"max_batch": 40, "poll_records": 40, "commit_interval_ms": 50}
+SLOW = {"max_batch": 40, "poll_records": 40, "commit_interval": "PT0.05S"}
 
 
 @dataclass
@@ -128,10 +128,10 @@ class Env:
             "SERVICEPULSE_TOPIC_PREFIX": self.settings.topic_prefix,
             "SERVICEPULSE_GROUP_ID": self.settings.group_id,
             "SERVICEPULSE_CATALOG": str(CATALOG_PATH),
-            "SERVICEPULSE_SESSION_TIMEOUT_MS": "6000",
+            "SERVICEPULSE_SESSION_TIMEOUT": "PT6S",
             "SERVICEPULSE_MAX_BATCH": str(SLOW["max_batch"]),
             "SERVICEPULSE_POLL_RECORDS": str(SLOW["poll_records"]),
-            "SERVICEPULSE_COMMIT_INTERVAL_MS": str(SLOW["commit_interval_ms"]),
+            "SERVICEPULSE_COMMIT_INTERVAL": str(SLOW["commit_interval"]),
             "PYTHONUNBUFFERED": "1",
             # offsets processed, committed and restored, for the diagnosis of a failure
             "SERVICEPULSE_LOG_LEVEL": "DEBUG",

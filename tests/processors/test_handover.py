@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -147,7 +148,7 @@ def test_records_the_client_skips_are_caught_before_a_commit(
     rebalances): the processor must notice the gap before committing, move the consumer
     back and still count every event once."""
     slow = settings.model_copy(
-        update={"max_batch": 20, "poll_records": 20, "commit_interval_ms": 50}
+        update={"max_batch": 20, "poll_records": 20, "commit_interval": timedelta(milliseconds=50)}
     )
     proc, registry = new_processor(slow)
     produce(slow, proc.topics, STREAM)
@@ -184,7 +185,9 @@ def test_records_the_client_delivers_again_count_once(settings: ProcessorSetting
     (librdkafka 2.12 restarted a retained partition's fetch from its assigned offset
     after a cooperative rebalance; moved back by hand here): those records are applied
     already and must not be counted again (as duplicates or otherwise)."""
-    slow = settings.model_copy(update={"max_batch": 5, "poll_records": 5, "commit_interval_ms": 50})
+    slow = settings.model_copy(
+        update={"max_batch": 5, "poll_records": 5, "commit_interval": timedelta(milliseconds=50)}
+    )
     proc, registry = new_processor(slow)
     produce(slow, proc.topics, STREAM)
     tp = TopicPartition(proc.topics.events, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,6 +48,7 @@ def test_stream_exercises_the_state_machine() -> None:
     assert reference(CTX).closed
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_any_split_into_batches_with_restarts_gives_the_same_outputs(data: st.DataObject) -> None:
@@ -80,6 +82,7 @@ def _without_duplicates(aggregates: dict[bytes, bytes]) -> dict[bytes, bytes]:
     return out
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_duplicates_never_change_totals(data: st.DataObject) -> None:
@@ -108,6 +111,7 @@ def test_duplicates_never_change_totals(data: st.DataObject) -> None:
     assert total.duplicates == ref_total.duplicates + len(picks)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_out_of_order_streams_split_and_restarted_give_the_same_outputs(

@@ -202,6 +202,7 @@ def test_expired_hours_are_forgotten_and_the_table_shrinks() -> None:
     assert len(a) == 0 and len(a._table._keys) < slots
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [50_000])
 def test_a_closed_journey_costs_under_64_bytes(n: int) -> None:
     keys = [f"minsoc|soak-{i:016x}" for i in range(n)]

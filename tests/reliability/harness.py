@@ -195,7 +195,7 @@ class Stack:
             name=f"processor-{instance}",
             run_dir=self.run_dir,
             argv=_cli("process", "--metrics-port", str(port), "--instance", str(instance)),
-            env=self.env(session_timeout_ms=6000, **settings),
+            env=self.env(session_timeout="PT6S", **settings),
             ready=lambda: _http_ok(f"http://127.0.0.1:{port}/metrics"),
             ready_timeout=60,
             stop_timeout=30,

@@ -84,7 +84,7 @@ CLOSERS = 200
 #: Batches sent again after the API crash, as by a client that lost their answers.
 REPLAYED = 3
 #: Small transactions, so a run spans many commits and kills land between and inside them.
-PROCESSOR = {"max_batch": 50, "poll_records": 50, "commit_interval_ms": 100}
+PROCESSOR = {"max_batch": 50, "poll_records": 50, "commit_interval": "PT0.1S"}
 
 
 def fault_stream(seed: int) -> Stream:
@@ -192,7 +192,7 @@ def test_everything_acknowledged_counts_once_through_every_fault(
     st = Stack(rel_broker, tmp_path / "run", CATALOG_PATH)
     lib_topics, lib_settings = make_topics(rel_broker, 3)
     tokens = {a: st.token(a) for a in ("soc", "reg", "mfc")}
-    api_settings = {"kafka_retry_after_seconds": 1, "request_timeout_seconds": 4}
+    api_settings = {"kafka_retry_after": "PT1S", "request_timeout": "PT4S"}
     st.api(**api_settings)
     st.wait_ready()
     procs = {1: st.processor(1, **PROCESSOR), 2: st.processor(2, **PROCESSOR)}

@@ -147,7 +147,7 @@ def web_stack(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFactory) ->
     small_day = (today - timedelta(days=SMALL_DAY_BACK)).isoformat()
     write_transactionally(common, topics.aggregates, [*demo_records(days), _small_cell(small_day)])
     write_transactionally(common, topics.deadletter, _dead_letters(days))
-    web = WebSettings(live_interval_seconds=2, alerts_kept=50)
+    web = WebSettings(live_interval=2, alerts_kept=50)
     proc = _processor(topics, common, tmp)
     try:
         with running_api(api_settings(common, tmp), web=web) as server:

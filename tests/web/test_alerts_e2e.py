@@ -40,7 +40,7 @@ def test_alerts_reach_the_alerts_page_grouped_and_inhibited(
     kafka_broker: Broker, browser: Any, tmp_path: Path
 ) -> None:
     _topics, common = make_topics(kafka_broker, 1)
-    web = WebSettings(live_interval_seconds=2)
+    web = WebSettings(live_interval=2)
     with running_api(api_settings(common, tmp_path), web=web) as server:
         hook = f"{server.url}{alertmanager.WEBHOOK_PATH}"
         (tmp_path / "am").mkdir()

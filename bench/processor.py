@@ -3,7 +3,7 @@
 For 1 and 2 instances: a fresh set of topics, the data set produced into the events
 topic, then the real ``servicepulse process`` command started as child processes (one
 consumer group, exactly-once) and timed by the group referee
-(:mod:`servicepulse.bench.offsets`) until every input offset is committed. The raw
+(:mod:`bench.offsets`) until every input offset is committed. The raw
 confluent-kafka consume rate of the same topic is measured just before and just after;
 the faster of the two is the baseline. The aggregates it wrote are read back and its
 journeys started/submitted per service and day compared with totals computed directly
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import kafkaport
+from bench import baselines, offsets, workload
+from bench.harness import BenchContext, Figure, Goal, unavailable
 from contract import aggregates
 from contract.settings import CommonSettings
 from contract.topics import Topics
 from servicepulse import stack
-from servicepulse.bench import baselines, offsets, workload
-from servicepulse.bench.harness import BenchContext, Figure, Goal, unavailable
 
 GOAL = Goal("ratio", ">=", 0.60)
 #: The /metrics port of every processor child this process started, by pid.

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from servicepulse.bench import offsets, processor, workload
-from servicepulse.bench.harness import BenchContext, Figure
+from bench import offsets, processor, workload
+from bench.harness import BenchContext, Figure
 
 TOP = 15
 
@@ -68,11 +68,11 @@ def profile_engine(ctx: BenchContext) -> dict[str, Any]:
     """Profile the engine over the run's data set; returns timing and top functions."""
     from pyinstrument import Profiler
 
+    from bench.statebench import _murmur_partition, _Rec
     from contract.catalog import load_catalog
     from contract.methodology import load_methodology
     from processors.context import Context
     from processors.engine import PartitionEngine
-    from servicepulse.bench.statebench import _murmur_partition, _Rec
 
     ds = processor.dataset(ctx)
     ectx = Context(load_catalog(), load_methodology().standards)

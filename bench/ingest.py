@@ -29,9 +29,9 @@ from typing import Any
 
 import msgspec
 
+from bench import baselines, workload
+from bench.harness import BenchContext, Figure, Goal, percentile, unavailable
 from servicepulse import stack
-from servicepulse.bench import baselines, workload
-from servicepulse.bench.harness import BenchContext, Figure, Goal, percentile, unavailable
 
 GOAL_BATCHED = Goal("ratio", ">=", 0.50)
 GOAL_SIGNED = Goal("ratio", ">=", 0.80)
@@ -440,7 +440,7 @@ def signed_phases(ctx: BenchContext, server: Server, agency: str, n: int) -> Sig
 
     key = Ed25519PrivateKey.generate()
     store = KeyStore(ctx.work_dir / "api" / "keys.db", cache_seconds=0)
-    cache_s = 2.5  # the server's SERVICEPULSE_TOKEN_CACHE_SECONDS (2 s) and a margin
+    cache_s = 2.5  # the server's SERVICEPULSE_TOKEN_CACHE (2 s) and a margin
     half = max(BATCH, n // 2 // BATCH * BATCH)
     run = SignedRun()
     seed = 200

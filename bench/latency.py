@@ -23,8 +23,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from servicepulse.bench import processor
-from servicepulse.bench.harness import BenchContext, Figure, Goal, percentile, unavailable
+from bench import processor
+from bench.harness import BenchContext, Figure, Goal, percentile, unavailable
 
 RATE = 2_000.0
 TICK = 0.05
@@ -147,7 +147,7 @@ def bench_latency(ctx: BenchContext) -> list[Figure]:
             [
                 sys.executable,
                 "-m",
-                "servicepulse.bench.latency",
+                "bench.latency",
                 ctx.bootstrap,
                 topics.events,
                 str(ticks),
@@ -232,7 +232,7 @@ def _wait_visible(
 
 
 def main() -> None:
-    """Child entry: ``python -m servicepulse.bench.latency BOOTSTRAP TOPIC TICKS``."""
+    """Child entry: ``python -m bench.latency BOOTSTRAP TOPIC TICKS``."""
     p = argparse.ArgumentParser(description="produce latency marker ticks")
     p.add_argument("bootstrap")
     p.add_argument("topic")

@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from servicepulse.bench import offsets, processor, workload
-from servicepulse.bench.harness import BenchContext, Figure, Goal, unavailable
+from bench import offsets, processor, workload
+from bench.harness import BenchContext, Figure, Goal, unavailable
 
 GOAL_BYTES = Goal("value", "<", 1024.0)
 GOAL_RESTORE = Goal("value", "<=", 60.0)
@@ -139,7 +139,7 @@ def measure_memory(n: int) -> dict[str, Any]:
     sizes = engine.state_sizes()
     cross_check = None
     try:
-        from processors.sizing import open_journey_state
+        from bench.sizing import open_journey_state
     except ImportError:
         pass
     else:
@@ -214,7 +214,7 @@ def bench_state(ctx: BenchContext) -> list[Figure]:
     n_mem = 100_000 if ctx.quick else 1_000_000
     ctx.say(f"state: memory of {n_mem:,} open journeys in a fresh process ...")
     proc = subprocess.run(  # noqa: S603 - our own module
-        [sys.executable, "-m", "servicepulse.bench.statebench", "memory", str(n_mem)],
+        [sys.executable, "-m", "bench.statebench", "memory", str(n_mem)],
         capture_output=True,
         text=True,
         check=False,
@@ -241,7 +241,7 @@ def bench_state(ctx: BenchContext) -> list[Figure]:
                     f"journeys, {mem['state_sizes']['timers']:,} timers, "
                     f"{mem['state_sizes']['event_ids']:,} remembered event ids)"
                     + (
-                        f"; cross-check with processors.sizing (tracemalloc, journeys of two "
+                        f"; cross-check with bench.sizing (tracemalloc, journeys of two "
                         f"events): {xc['tracemalloc_bytes_per_journey']:.0f} bytes in memory, "
                         f"{xc['changelog_bytes_per_journey']:.0f} bytes of changelog per journey"
                         if (xc := mem.get("processors_sizing"))
@@ -348,7 +348,7 @@ def _one_event_per_partition() -> dict[int, tuple[bytes, bytes]]:
 
 
 def main() -> None:
-    """Child entry: ``python -m servicepulse.bench.statebench memory N``."""
+    """Child entry: ``python -m bench.statebench memory N``."""
     p = argparse.ArgumentParser(description="state benchmark child")
     p.add_argument("what", choices=["memory"])
     p.add_argument("n", type=int)

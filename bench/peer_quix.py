@@ -16,7 +16,7 @@ written the way the Quix Streams documentation shows stateful pipelines:
 This module is ours, written for the benchmark against the Quix Streams 3.x API
 (``Application``, ``StreamingDataFrame``, ``State``); Quix Streams is a benchmark-only
 dependency (the ``bench`` extra). It runs in a child process, like our processor does,
-started by :func:`run_peer`: ``python -m servicepulse.bench.peer_quix --bootstrap ...``
+started by :func:`run_peer`: ``python -m bench.peer_quix --bootstrap ...``
 prints one JSON line with its timing.
 """
 
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from servicepulse.bench.offsets import CatchUp
+from bench.offsets import CatchUp
 
 logger = logging.getLogger(__name__)
 
@@ -194,19 +194,19 @@ def run_peer(
 ) -> PeerResult:
     """Run the peer in a child process (as our processor runs) until it has committed all.
 
-    Timed by :func:`servicepulse.bench.offsets.watch` on the peer's consumer group, the
+    Timed by :func:`bench.offsets.watch` on the peer's consumer group, the
     same referee as our processor. Raises ``RuntimeError`` with the tail of the peer's
     log if it fails.
     """
+    from bench import offsets
     from contract.settings import CommonSettings
-    from servicepulse.bench import offsets
 
     settings = CommonSettings(kafka_bootstrap=bootstrap)
     end = offsets.end_offsets(settings, topic)
     argv = [
         sys.executable,
         "-m",
-        "servicepulse.bench.peer_quix",
+        "bench.peer_quix",
         "--bootstrap",
         bootstrap,
         "--topic",

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from servicepulse.bench.harness import Figure, fmt_value
+from bench.harness import Figure, fmt_value
 
 
 def _verdict(f: Figure) -> str:

@@ -1,7 +1,9 @@
 """``servicepulse bench``: the benchmarks of issue 5, each against a baseline of the same run.
 
 The benchmarks wire several components together (processor, API, producer library,
-simulator), so they live here in the composition root. Each is a function
+simulator) and run the real commands, so they sit beside the composition root
+(``servicepulse``), outside the runtime packages: the image and a plain install do not
+ship them, and no runtime package imports them (import-linter). Each is a function
 ``(BenchContext) -> list[Figure]`` registered in :data:`BENCHMARKS`; :func:`run` starts
 (or reuses) a broker, runs the chosen ones in order, deletes every topic and group it
 made, and writes ``results.json`` and ``results.md``.
@@ -19,7 +21,10 @@ from typing import Any
 
 from rich.console import Console
 
-from servicepulse.bench.harness import BenchContext, BenchFn, Figure, broker, loadavg, machine_info
+from bench.harness import BenchContext, BenchFn, Figure, broker, loadavg, machine_info
+from bench.report import markdown_table
+
+__all__ = ["EXTRAS", "NAMES", "describe", "markdown_table", "missing_extras", "run"]
 
 #: Default sizes: events in the throughput data set, full and ``--quick``.
 FULL_EVENTS = 200_000
@@ -27,14 +32,14 @@ QUICK_EVENTS = 20_000
 
 
 def _registry() -> dict[str, tuple[str, BenchFn]]:
-    from servicepulse.bench.history import bench_history
-    from servicepulse.bench.ingest import bench_ingest
-    from servicepulse.bench.latency import bench_latency
-    from servicepulse.bench.peer import bench_peer
-    from servicepulse.bench.processor import bench_processor
-    from servicepulse.bench.profiling import bench_profile
-    from servicepulse.bench.statebench import bench_state
-    from servicepulse.bench.webpages import bench_web
+    from bench.history import bench_history
+    from bench.ingest import bench_ingest
+    from bench.latency import bench_latency
+    from bench.peer import bench_peer
+    from bench.processor import bench_processor
+    from bench.profiling import bench_profile
+    from bench.statebench import bench_state
+    from bench.webpages import bench_web
 
     return {
         "processor": ("processor events/s vs raw consume, 1 and 2 instances", bench_processor),
@@ -67,6 +72,21 @@ NAMES: tuple[str, ...] = (
 )
 
 
+#: Benchmarks that need a module of the ``bench`` extra (``pip install -e '.[bench]'``).
+EXTRAS: dict[str, str] = {"peer": "quixstreams", "profile": "pyinstrument"}
+
+
+def missing_extras(names: Sequence[str]) -> dict[str, str]:
+    """Benchmark name -> the module of the ``bench`` extra it needs and that is missing."""
+    import importlib.util
+
+    return {
+        name: module
+        for name in names
+        if (module := EXTRAS.get(name)) and importlib.util.find_spec(module) is None
+    }
+
+
 def describe() -> str:
     """One line per benchmark, for ``--help``."""
     return "\n".join(f"{name}: {desc}" for name, (desc, _) in _registry().items())
@@ -86,7 +106,7 @@ def run(
 
     Returns the results dict, the figures and the paths of the JSON and Markdown files.
     """
-    from servicepulse.bench import report
+    from bench import report
 
     registry = _registry()
     chosen = [n for n in NAMES if n in names]

@@ -1,6 +1,6 @@
 """Benchmark 5: our processor against the Quix Streams peer, same topic, same broker.
 
-The peer (:mod:`servicepulse.bench.peer_quix`) runs on the events topic our
+The peer (:mod:`bench.peer_quix`) runs on the events topic our
 1-instance processor run just read, timed by the same group referee; both are checked
 against the same directly computed totals. The figure is our events/s over theirs.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 
-from servicepulse.bench import processor, workload
-from servicepulse.bench.harness import BenchContext, Figure, unavailable
+from bench import processor, workload
+from bench.harness import BenchContext, Figure, unavailable
 
 NAME = "processor events/s vs a Quix Streams peer (1 instance each)"
 #: The issue sets no goal for the peer; the ratio is reported as measured.
@@ -28,13 +28,13 @@ def bench_peer(ctx: BenchContext) -> list[Figure]:
     why = processor.missing()
     if why:
         return unavailable("peer", [(NAME, "events/s", GOAL)], why)
+    from bench import peer_quix
     from processors.settings import ProcessorSettings
-    from servicepulse.bench import peer_quix
 
     ours = processor.run_ours(ctx, 1)
     ds = processor.dataset(ctx)
     # The same commit cadence as our processor's default transaction interval.
-    commit_interval = ProcessorSettings().commit_interval_ms / 1000
+    commit_interval = ProcessorSettings().commit_interval.total_seconds()
     ctx.say("peer: Quix Streams, exactly-once, RocksDB state, same topic ...")
     with ctx.progress() as bar:
         task = bar.add_task("quix peer", total=len(ds.records))

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from servicepulse.bench.harness import BenchContext, Figure, Goal, percentile
+from bench.harness import BenchContext, Figure, Goal, percentile
 
 GOAL_P95 = Goal("value", "<=", 0.2)
 PAGES = (
