@@ -12,6 +12,16 @@ EVENTS_PARTITIONS = 12
 #: Largest record of ``<prefix>.days`` (one closed day of one agency and partition); the
 #: processor's producer is configured to match.
 DAYS_MAX_BYTES = 16 * 1024 * 1024
+#: The aggregates topic holds the live window: the processor tombstones the keys of
+#: every day it writes to ``<prefix>.days``. These let compaction drop them: a tombstone
+#: is kept a day for readers that lag (``delete.retention.ms``), every record is
+#: compacted within a day of being written however little of the log is dirty
+#: (``max.compaction.lag.ms``), and the cleaner starts once a tenth is.
+LIVE_WINDOW = {
+    "delete.retention.ms": str(86_400_000),
+    "max.compaction.lag.ms": str(86_400_000),
+    "min.cleanable.dirty.ratio": "0.1",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +98,7 @@ class Topics:
                 {"retention.ms": str(7 * 86_400_000), "message.timestamp.type": "LogAppendTime"},
             ),
             TopicSpec(self.changelog, events_partitions, dict(compacted)),
-            TopicSpec(self.aggregates, 3, dict(compacted)),
+            TopicSpec(self.aggregates, 3, {**compacted, **LIVE_WINDOW}),
             TopicSpec(
                 self.days,
                 3,

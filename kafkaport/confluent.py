@@ -222,6 +222,7 @@ class ConfluentKafka:
         linger_ms: int = 5,
         batch_bytes: int | None = None,
         report_deliveries: bool = False,
+        max_message_bytes: int | None = None,
     ) -> TransactionalProducer:
         cfg = {
             **self._producer_config(client_id, linger_ms, batch_bytes),
@@ -230,6 +231,10 @@ class ConfluentKafka:
             # failures surface in commit_transaction(); no report per record unless asked
             "delivery.report.only.error": not report_deliveries,
         }
+        if max_message_bytes is not None:
+            # librdkafka's limit on one request's records: a record of this size plus
+            # its batch header must fit
+            cfg["message.max.bytes"] = max_message_bytes + 64 * 1024
         try:
             return TransactionalProducer(ck.Producer(cfg), serve=False)
         except ck.KafkaException as exc:

@@ -280,11 +280,14 @@ class Kafka(Protocol):
         linger_ms: int = 5,
         batch_bytes: int | None = None,
         report_deliveries: bool = False,
+        max_message_bytes: int | None = None,
     ) -> TransactionalProducer:
         """A transactional producer (call :meth:`TransactionalProducer.init_transactions`).
 
         ``on_delivery`` of its ``send`` is called for failures only, unless
-        ``report_deliveries`` (then also with the offset of each record written)."""
+        ``report_deliveries`` (then also with the offset of each record written).
+        ``max_message_bytes``: the largest record it may send (the client's default,
+        about 1 MB, otherwise); the topic's ``max.message.bytes`` must allow it too."""
         ...
 
     def admin(self) -> Admin:

@@ -1,6 +1,7 @@
 """Checkpoint: one transaction of the processor.
 
-Dead letters, changelog records, aggregate records and the input offsets (sent with the
+Dead letters, changelog records, aggregate records (with the tombstones of days made
+final), the ClosedDay records of those days and the input offsets (sent with the
 consumer's group metadata, so a member of a stale generation cannot commit, KIP-447)
 commit together or not at all.
 """
@@ -65,25 +66,30 @@ class Checkpoint:
     def commit(self, engines: dict[int, PartitionEngine], group: GroupMetadata) -> int:
         """Write every engine's changes and the offsets; commit. Returns records written.
 
-        Aggregate records are partitioned by the producer (murmur2 of the key, as Java
-        and kafka-python do); changelog records go to the input partition's number.
+        Aggregate and ClosedDay records are partitioned by the producer (murmur2 of the
+        key, as Java and kafka-python do); changelog records go to the input partition's
+        number. Days closed count once committed (a refused commit writes nothing).
         """
         t0 = time.monotonic()
         self.begin()
         prod = self._producer
         send = prod.send
         changelog, aggregates = self._topics.changelog, self._topics.aggregates
+        days = self._topics.days
         records_out = self._metrics.records_out
-        out = 0
+        out = closed = 0
         for p, eng in engines.items():
             o = eng.flush()
             for k, v in o.changelog:
                 send(changelog, v, k, partition=p)
             for k, v in o.aggregates:
                 send(aggregates, v, k)
+            for k, v in o.days:
+                send(days, v, k)
             records_out.labels("changelog").inc(len(o.changelog))
             records_out.labels("aggregates").inc(len(o.aggregates))
-            out += len(o.changelog) + len(o.aggregates)
+            closed += len(o.days)
+            out += len(o.changelog) + len(o.aggregates) + len(o.days)
         if self.offsets:
             prod.send_offsets(self.offsets, group, self._timeout_s)
         prod.commit_transaction(self._timeout_s)
@@ -97,6 +103,9 @@ class Checkpoint:
         self.offsets = {}
         self._metrics.commit_seconds.observe(time.monotonic() - t0)
         self._metrics.transactions.labels("committed").inc()
+        if closed:
+            records_out.labels("days").inc(closed)
+            self._metrics.days_closed.inc(closed)
         return out
 
     def abort(self) -> None:

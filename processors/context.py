@@ -41,6 +41,8 @@ class Context:
         horizon: how long event ids are remembered (receive time) and closed journeys
             (event time).
         earliest: events whose ``occurred_at`` is before this are rejected (too_early).
+        restatement_horizon: a day is final for a partition once its watermark passed
+            the day's end plus this (docs/AGGREGATES.md, "Bounded history").
     """
 
     catalog: Catalog
@@ -48,9 +50,11 @@ class Context:
     lateness: timedelta = timedelta(minutes=5)
     horizon: timedelta = timedelta(days=7)
     earliest: datetime = EARLIEST_OCCURRED_AT
+    restatement_horizon: timedelta = timedelta(days=35)
     calc: DeadlineCalculator = field(init=False)
     lateness_ms: int = field(init=False)
     horizon_ms: int = field(init=False)
+    restatement_ms: int = field(init=False)
     wait_standard_s: int = field(init=False)
     interagency_ms: int = field(init=False)
     services: dict[str, ServiceInfo] = field(init=False)
@@ -61,6 +65,7 @@ class Context:
         self.calc = DeadlineCalculator(self.catalog)
         self.lateness_ms = int(self.lateness.total_seconds() * 1000)
         self.horizon_ms = int(self.horizon.total_seconds() * 1000)
+        self.restatement_ms = int(self.restatement_horizon.total_seconds() * 1000)
         self.wait_standard_s = self.standards.office_wait_seconds
         self.interagency_ms = self.standards.interagency_seconds * 1000
         self.services = {
@@ -91,6 +96,11 @@ class Context:
                 local_day = local.date()
             d = self._days[slot] = local_day.isoformat()
         return d
+
+    def final_before(self, watermark_ms: int) -> str:
+        """Days before this ISO date are final at ``watermark_ms``: their end (24:00 local)
+        plus the restatement horizon is at or before the watermark."""
+        return self.day(watermark_ms - self.restatement_ms)
 
     def deadline_ms(self, term: Deadline, start_ms: int) -> int:
         """The deadline instant (epoch ms) of ``term`` counted from ``start_ms``."""

@@ -114,10 +114,13 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Output:
-    """What one flush writes: changelog records (to this partition) and aggregates."""
+    """What one flush writes: changelog records (to this partition), aggregates and
+    closed days; all in one transaction."""
 
     changelog: Records = field(default_factory=list)
     aggregates: Records = field(default_factory=list)
+    #: ClosedDay records of days made final (to ``<prefix>.days``)
+    days: Records = field(default_factory=list)
 
 
 class PartitionEngine:
@@ -145,6 +148,9 @@ class PartitionEngine:
         self.appeals = AppealBook(ctx, self.rollups, self.gauges, self.timers)
         self._wm_dirty = False
         self._restore_buf: dict[bytes, bytes | None] = {}
+        #: events of final days (counted ``too_late``), and days made final, for metrics
+        self.too_late = 0
+        self.days_closed = 0
         j, a = self.journeys, self.appeals
         self._dispatch: dict[EventType, Callable[[Event, int, Dims], None]] = {
             EventType.JOURNEY_STARTED: j.apply,
@@ -266,8 +272,6 @@ class PartitionEngine:
         if t is None:
             t = round(ev.occurred_at.timestamp() * 1000)
         etype = ev.type
-        if etype in _PREPARED:
-            self._prepare(ev, t)
         if etype in _NO_SERVICE:
             parts = (ev.agency, "", ev.municipality, ev.channel.value, "")
         elif etype == EventType.VISIT_SERVED:
@@ -286,6 +290,15 @@ class PartitionEngine:
             dims = self._intern[parts] = Dims(*parts)
         day = ctx.day(t)
         rollups = self.rollups
+        if day < rollups.final_day:
+            # its day is final (written to <prefix>.days): nothing moves, not even the
+            # dedup state; counted once, on the open day, so a replay of old history shows
+            r = rollups.cell(rollups.open_day, dims, "late")
+            r.late["too_late"] = r.late.get("too_late", 0) + 1
+            self.too_late += 1
+            return
+        if etype in _PREPARED:
+            self._prepare(ev, t)
         agency, uid = dedup_identity(ev)
         if self.dedup.seen(agency, t, received_ms, uid):
             rollups.cell(day, dims, "duplicates").duplicates += 1
@@ -335,6 +348,8 @@ class PartitionEngine:
             rollups.end_event(at_ms, "watermark")
         wm.watermark_ms = new_wm
         rollups.open_day = self.ctx.day(new_wm)
+        # after the timers: what they counted on a day that becomes final now is in it
+        self.days_closed += rollups.finalize(self.ctx.final_before(new_wm), new_wm)
         if self.dedup.has_legacy:
             self.dedup.expire_legacy(new_wm)
         self.closed.expire(new_wm)
@@ -376,13 +391,22 @@ class PartitionEngine:
                 *self.dedup.flush(),
             ],
             aggregates=[*self.rollups.flush(), *self.gauges.flush()],
+            days=self.rollups.flush_days(),
         )
         if self._wm_dirty:
             wm = self.wm
             out.changelog.append(
                 (
                     st.META_KEY,
-                    st.encode(st.Meta(wm.max_event_ms, wm.watermark_ms, wm.live, wm.updated_ms)),
+                    st.encode(
+                        st.Meta(
+                            wm.max_event_ms,
+                            wm.watermark_ms,
+                            wm.live,
+                            wm.updated_ms,
+                            self.rollups.final_day,
+                        )
+                    ),
                 )
             )
             if wm.watermark_ms is not None and wm.max_event_ms is not None:
@@ -406,7 +430,7 @@ class PartitionEngine:
         """Whether a flush would write anything."""
         return bool(
             self._wm_dirty
-            or self.rollups.dirty
+            or self.rollups.pending
             or self.gauges.dirty
             or self.journeys.dirty_journeys
             or self.journeys.dirty_cases
@@ -457,8 +481,9 @@ class PartitionEngine:
         """Load one changelog record (in offset order; later records win)."""
         self._restore_buf[key] = value
 
-    def restore_aggregate(self, key: Key, value: bytes) -> None:
-        """Load one aggregate record of this partition (its decoded key)."""
+    def restore_aggregate(self, key: Key, value: bytes | None) -> None:
+        """Load one aggregate record of this partition (its decoded key, in offset
+        order; ``None``: a tombstone, which deletes the key)."""
         if isinstance(key, RollupKey | RestatementKey):
             self.rollups.restore(key, value, self._intern)
         elif isinstance(key, GaugeKey):
@@ -493,6 +518,7 @@ class PartitionEngine:
                 self.wm.watermark_ms = obj.watermark_ms
                 self.wm.live = obj.live
                 self.wm.updated_ms = obj.updated_ms
+                self.rollups.final_day = obj.final_day
                 continue
             obj.dims = intern.setdefault(obj.dims, obj.dims)
             if kind == "j":
@@ -507,8 +533,15 @@ class PartitionEngine:
         self._restore_buf = {}
         self.dedup.finish_restore(self.wm.watermark_ms)
         self.closed.finish_restore(self.wm.watermark_ms)
-        if self.wm.watermark_ms is not None:
-            self.rollups.open_day = self.ctx.day(self.wm.watermark_ms)
+        wm_ms = self.wm.watermark_ms
+        if wm_ms is not None:
+            self.rollups.open_day = self.ctx.day(wm_ms)
+            # days final by now but still on the topic (written before the horizon
+            # existed, or a horizon lowered since) go to <prefix>.days at the next commit
+            before = self.rollups.final_day
+            self.days_closed += self.rollups.finalize(self.ctx.final_before(wm_ms), wm_ms)
+            if self.rollups.final_day != before:
+                self._wm_dirty = True
         self.gauges.reset_counts()
         self.timers.clear()
         jm.rebuild()
@@ -523,7 +556,8 @@ class PartitionEngine:
             "appeals": len(self.appeals.appeals),
             "requests": len(self.appeals.requests),
             "event_ids": len(self.dedup),
-            "rollup_cells": len(self.rollups.cells),
+            "rollup_cells": len(self.rollups),
+            "rollup_days": len(self.rollups.cells),
             "timers": len(self.timers),
         }
 

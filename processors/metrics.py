@@ -35,6 +35,7 @@ class ProcessorMetrics:
     skips: Counter
     retention_lost: Counter
     processing_errors: Counter
+    days_closed: Counter
 
 
 def build_metrics(registry: CollectorRegistry) -> ProcessorMetrics:
@@ -92,7 +93,7 @@ def build_metrics(registry: CollectorRegistry) -> ProcessorMetrics:
         state_entries=Gauge(
             p + "state_entries",
             "State held in memory, by kind (journeys, cases, appeals, requests, event_ids, "
-            "rollup_cells, timers)",
+            "rollup_cells, rollup_days, timers)",
             ["kind"],
             registry=registry,
         ),
@@ -121,6 +122,12 @@ def build_metrics(registry: CollectorRegistry) -> ProcessorMetrics:
             "Valid events the processor raised on while applying them, by agency: each was "
             "set aside to the dead-letter topic (reason processing_error) and the batch went on",
             ["agency"],
+            registry=registry,
+        ),
+        days_closed=Counter(
+            p + "days_closed",
+            "Closed days written to <prefix>.days in committed transactions (one record per "
+            "day, input partition and agency, once the day is past the restatement horizon)",
             registry=registry,
         ),
     )

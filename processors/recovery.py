@@ -6,7 +6,9 @@ the previous owner that holds offsets of these partitions is open, the broker an
 UNSTABLE_OFFSET_COMMIT and the client keeps asking, so the offsets returned, and the
 outputs of every transaction that moved them, are final. Only then is the state read:
 each partition's changelog partition and its records of the aggregates topic (the
-cumulative rollups, gauges and restatement logs: state too, so not written twice), up to
+cumulative rollups, gauges and restatement logs of the live window: state too, so not
+written twice; days past the restatement horizon are tombstoned there and never read
+back from ``<prefix>.days``), up to
 the high watermark taken at the start, ``read_committed`` (which waits out transactions
 still open). Processing starts at exactly the offsets read first. Reading state first
 lost such a transaction's events (tests/processors/test_handover.py).
@@ -57,7 +59,8 @@ def load(
 ) -> int:
     """Feed changelog records ``(partition, key, value)`` and aggregate records
     ``(key, value)`` (in offset order) to the engines they belong to; returns how many
-    records were read. Aggregate records of partitions not in ``engines`` are skipped.
+    records were read. Aggregate records of partitions not in ``engines`` are skipped;
+    a tombstone deletes its key (the rollups of a day made final).
     Call :func:`finish` once everything is loaded."""
     n = 0
     for p, key, value in changelog:
@@ -66,7 +69,7 @@ def load(
             engines[p].restore_changelog(key, value)
     for key, value in aggregates:
         n += 1
-        if key is None or value is None:
+        if key is None:
             continue
         try:
             k = agg.decode_key(key)

@@ -4,6 +4,9 @@ Every counter lands in the cell of one event-time day (catalog time zone) and on
 of dimensions. Cells touched since the last flush are written once per transaction,
 whole and cumulative (the format is :mod:`contract.aggregates`). A change to a day the
 watermark had closed before it (day end <= watermark) is also logged as a restatement.
+Once the watermark passed a day's end plus the restatement horizon, the day is final:
+its cells leave memory and go to ``<prefix>.days`` as one record per agency
+(docs/AGGREGATES.md, "Bounded history").
 """
 
 from __future__ import annotations
@@ -40,17 +43,24 @@ Records = list[tuple[bytes, bytes | None]]
 
 
 class RollupBook:
-    """The cumulative rollups of one partition, by (day, dims).
+    """The cumulative rollups of one partition, by day and dims.
+
+    Only the live window is held: once a day is final (:meth:`finalize`), its cells
+    leave memory and the next flush writes them as :class:`contract.aggregates.ClosedDay`
+    records and tombstones their ``r|`` and ``s|`` keys.
 
     Args:
         partition: the input partition (part of every record key).
     """
 
     __slots__ = (
+        "_closed",
         "_noted",
         "_restate_dirty",
+        "_retired",
         "cells",
         "dirty",
+        "final_day",
         "open_day",
         "partition",
         "restatements",
@@ -58,27 +68,38 @@ class RollupBook:
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
-        #: a restored cell stays the record's bytes (a few hundred bytes, where a decoded
-        #: Rollup costs ~1.7 KB) until an event changes it: most restored days never are
-        self.cells: dict[CellKey, Rollup | bytes] = {}
+        #: per day, per dims; a restored cell stays the record's bytes (a few hundred
+        #: bytes, where a decoded Rollup costs ~1.7 KB) until an event changes it
+        self.cells: dict[str, dict[Dims, Rollup | bytes]] = {}
         self.dirty: set[CellKey] = set()
         #: Days before this ISO date are closed (their end is at or before the watermark).
         self.open_day = ""
+        #: Days before this ISO date are final: written to ``<prefix>.days``, not held.
+        self.final_day = ""
         self.restatements: dict[tuple[str, str], Restatement] = {}
         self._restate_dirty: set[tuple[str, str]] = set()
         self._noted: dict[tuple[str, str], set[str]] = {}
+        #: ClosedDay records and aggregate tombstones of days made final since last flush
+        self._closed: Records = []
+        self._retired: Records = []
 
     def cell(self, day: str, dims: Dims, field: str) -> Rollup:
-        """The rollup of ``day`` and ``dims``, marked changed in ``field``."""
-        key = (day, dims)
-        got = self.cells.get(key)
+        """The rollup of ``day`` and ``dims``, marked changed in ``field``.
+
+        ``day`` must not be final (callers count an event of a final day as
+        ``too_late`` on the open day instead).
+        """
+        row = self.cells.get(day)
+        if row is None:
+            row = self.cells[day] = {}
+        got = row.get(dims)
         if got is None:
-            r = self.cells[key] = Rollup()
+            r = row[dims] = Rollup()
         elif isinstance(got, bytes):
-            r = self.cells[key] = agg.decode_rollup(got)
+            r = row[dims] = agg.decode_rollup(got)
         else:
             r = got
-        self.dirty.add(key)
+        self.dirty.add((day, dims))
         if day < self.open_day:
             self._noted.setdefault((day, dims.agency), set()).add(field)
         return r
@@ -100,13 +121,64 @@ class RollupBook:
             self._restate_dirty.add(key)
         self._noted = {}
 
+    def finalize(self, before: str, watermark_ms: int) -> int:
+        """Make every day before ``before`` final; returns how many days left memory.
+
+        Their cells, merged per agency with the day's restatement log, become the
+        ClosedDay records of the next flush, and their ``r|`` and ``s|`` keys its
+        tombstones. Deterministic: records and cells in sorted order. ``final_day``
+        never moves back (a horizon raised later does not reopen a day already written).
+        """
+        if before <= self.final_day:
+            return 0
+        self.final_day = before
+        days = sorted(d for d in self.cells if d < before)
+        days += sorted({d for d, _ in self.restatements if d < before and d not in self.cells})
+        p = self.partition
+        for day in days:
+            row = self.cells.pop(day, {})
+            by_agency: dict[str, list[Dims]] = {}
+            for dims in row:
+                by_agency.setdefault(dims.agency, []).append(dims)
+                self.dirty.discard((day, dims))
+            for agency in {a for d, a in self.restatements if d == day}:
+                by_agency.setdefault(agency, [])
+            for agency in sorted(by_agency):
+                cells = []
+                for dims in sorted(by_agency[agency]):
+                    v = row[dims]
+                    rollup = agg.decode_rollup(v) if isinstance(v, bytes) else v
+                    cells.append(
+                        agg.ClosedCell(
+                            dims.service,
+                            dims.municipality,
+                            dims.channel,
+                            dims.life_situation,
+                            rollup,
+                        )
+                    )
+                    self._retired.append((RollupKey(p, day, dims).encode(), None))
+                rs = self.restatements.pop((day, agency), None)
+                self._restate_dirty.discard((day, agency))
+                if rs is not None:
+                    self._retired.append((RestatementKey(p, day, agency).encode(), None))
+                closed = agg.ClosedDay(day, p, agency, cells, rs, watermark_ms / 1000)
+                self._closed.append((agg.closed_day_key(day, p, agency), agg.encode(closed)))
+        return len(days)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a flush would write anything."""
+        return bool(self.dirty or self._restate_dirty or self._closed)
+
     def flush(self) -> Records:
-        """Aggregate records of the cells and restatement logs changed since last flush."""
+        """Aggregate records of the cells and restatement logs changed since last flush,
+        and tombstones of the keys of days made final."""
         p = self.partition
         enc = agg.encode
+        cells = self.cells
         out: Records = [
-            (RollupKey(p, day, dims).encode(), enc(self.cells[(day, dims)]))
-            for day, dims in self.dirty
+            (RollupKey(p, day, dims).encode(), enc(cells[day][dims])) for day, dims in self.dirty
         ]
         self.dirty = set()
         out.extend(
@@ -117,15 +189,36 @@ class RollupBook:
             for day, agency in self._restate_dirty
         )
         self._restate_dirty = set()
+        out.extend(self._retired)
+        self._retired = []
         return out
 
-    def restore(self, key: RollupKey | RestatementKey, value: bytes, intern: Intern) -> None:
-        """Load one aggregate record of this partition."""
+    def flush_days(self) -> Records:
+        """The ClosedDay records (``<prefix>.days``) of days made final since last flush."""
+        out, self._closed = self._closed, []
+        return out
+
+    def restore(self, key: RollupKey | RestatementKey, value: bytes | None, intern: Intern) -> None:
+        """Load one aggregate record of this partition (in offset order); a tombstone
+        (``None``) deletes what an earlier record of the key loaded."""
         if isinstance(key, RollupKey):
+            if value is None:
+                row = self.cells.get(key.day)
+                if row is not None:
+                    row.pop(key.dims, None)
+                    if not row:
+                        del self.cells[key.day]
+                return
             dims = intern.setdefault(key.dims, key.dims)
-            self.cells[(key.day, dims)] = bytes(value)
+            self.cells.setdefault(key.day, {})[dims] = bytes(value)
+        elif value is None:
+            self.restatements.pop((key.day, key.agency), None)
         else:
             self.restatements[(key.day, key.agency)] = agg.decode_restatement(value)
+
+    def __len__(self) -> int:
+        """Cells held (live window)."""
+        return sum(map(len, self.cells.values()))
 
 
 class GaugeBook:
@@ -167,10 +260,15 @@ class GaugeBook:
         self.dirty = set()
         return out
 
-    def restore(self, key: GaugeKey, value: bytes) -> None:
+    def restore(self, key: GaugeKey, value: bytes | None) -> None:
         """Remember a gauge record last written for this partition."""
-        self.last[key.dims] = value
-        self.dirty.add(key.dims)
+        cell = key.dims
+        if value is None:  # never written by the processor; a reader drops the key
+            self.last.pop(cell, None)
+            self.dirty.discard(cell)
+            return
+        self.last[cell] = value
+        self.dirty.add(cell)
 
     def reset_counts(self) -> None:
         """Zero every count (before recounting from restored state); keeps ``last``."""

@@ -98,6 +98,7 @@ class Processor:
             settings.allowed_lateness,
             settings.dedup_horizon,
             settings.earliest_occurred_at,
+            settings.restatement_horizon,
         )
         self.metrics = metrics
         self.clock = clock

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from contract.settings import millis
+from contract.topics import DAYS_MAX_BYTES
 from kafkaport.ports import Consumer, Kafka, TransactionalProducer
 from kafkaport.types import KafkaError, Record, TopicPartition
 from processors import recovery
@@ -102,6 +103,8 @@ class Session:
                 transaction_timeout_ms=millis(s.transaction_timeout),
                 linger_ms=20,
                 batch_bytes=256 * 1024,
+                # a closed day (one record of <prefix>.days) may be that large
+                max_message_bytes=DAYS_MAX_BYTES,
             )
             # fences an earlier incarnation with this id and aborts its open transaction
             self.producer.init_transactions(REQUEST_S)

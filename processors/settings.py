@@ -37,6 +37,13 @@ class ProcessorSettings(CommonSettings):
         description="event ids are remembered this long in receive time (the Kafka record "
         "timestamp); closed journeys this long in event time",
     )
+    restatement_horizon: timedelta = Field(
+        timedelta(days=35),
+        gt=timedelta(0),
+        description="a day is final once the watermark passed its end plus this (ISO 8601): "
+        "until then late events restate it, after it they are counted too_late and the "
+        "day's rollups move to <prefix>.days",
+    )
     commit_interval: timedelta = Field(
         timedelta(milliseconds=500),
         ge=timedelta(milliseconds=10),

@@ -105,6 +105,8 @@ class Meta(msgspec.Struct, array_like=True):
     watermark_ms: int | None = None
     live: bool = False
     updated_ms: int = 0
+    #: days before this ISO date are final (never moves back; "" before any)
+    final_day: str = ""
 
 
 _enc: Final = msgspec.msgpack.Encoder()

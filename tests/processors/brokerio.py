@@ -18,6 +18,7 @@ from kafkaport.topics import delete_topics
 from processors.metrics import build_metrics
 from processors.runner import Processor
 from processors.settings import ProcessorSettings
+from tests.fixtures.aggregates import materialise_all
 from tests.fixtures.kafka import read_topic
 from tests.fixtures.streams import CATALOG_PATH, Stream, canonical_key, encode
 
@@ -48,7 +49,7 @@ def new_processor(settings: ProcessorSettings) -> tuple[Processor, CollectorRegi
 
 def drop_topics(settings: CommonSettings, topics: Topics) -> None:
     """Delete a test's topics."""
-    names = [topics.events, topics.changelog, topics.aggregates, topics.deadletter]
+    names = [s.name for s in topics.specs()]
     delete_topics(connect(settings), names)
 
 
@@ -88,8 +89,9 @@ def read_all(settings: CommonSettings, topic: str) -> list[tuple[bytes | None, b
 
 
 def materialise(settings: CommonSettings, topics: Topics) -> dict[bytes, bytes]:
-    """The aggregates topic as a reader sees it: latest value per key."""
-    return {k: v for k, v in read_all(settings, topics.aggregates) if k is not None and v}
+    """The aggregates topic as a reader sees it (latest value per key), with the days
+    closed to ``<prefix>.days`` as the records they replaced."""
+    return materialise_all(settings, topics)
 
 
 def summed(aggregates: dict[bytes, bytes]) -> tuple[dict[Any, agg.Rollup], dict[str, int]]:

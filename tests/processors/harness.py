@@ -13,6 +13,7 @@ from processors import recovery
 from processors.context import Context
 from processors.engine import DeadLetter, PartitionEngine
 from processors.state import Journey
+from tests.fixtures.aggregates import merged
 from tests.fixtures.streams import records
 
 
@@ -24,6 +25,8 @@ class Harness:
         self.partition = partition
         self.engine = PartitionEngine(partition, ctx)
         self.aggregates: dict[bytes, bytes] = {}
+        #: the ClosedDay records written to ``<prefix>.days``
+        self.closed: dict[bytes, bytes] = {}
         self.changelog: dict[bytes, bytes | None] = {}
         self.dead: list[DeadLetter] = []
         self.writes: list[tuple[bytes, bytes]] = []
@@ -42,9 +45,15 @@ class Harness:
         for k, v in out.changelog:
             self.changelog[k] = v
         for k, v in out.aggregates:
-            assert v is not None
+            if v is None:  # the keys of a day made final
+                assert k.startswith((b"r|", b"s|")), k
+                self.aggregates.pop(k, None)
+                continue
             self.aggregates[k] = v
             self.writes.append((k, v))
+        for k, v in out.days:
+            assert v is not None and k not in self.closed, f"day closed twice: {k!r}"
+            self.closed[k] = v
 
     def restart(self) -> None:
         """Replace the engine by one restored from the changelog and aggregates."""
@@ -64,7 +73,7 @@ class Harness:
     def rollup(self, day: str | None = None, **dims: str) -> agg.Rollup:
         """Sum of the rollups of ``day`` (all days if None) matching ``dims``."""
         out = []
-        for k, v in self.aggregates.items():
+        for k, v in self.everything().items():
             key = agg.decode_key(k)
             if not isinstance(key, agg.RollupKey) or (day is not None and key.day != day):
                 continue
@@ -87,9 +96,13 @@ class Harness:
                     setattr(total, f, getattr(total, f) + getattr(g, f))
         return total
 
+    def everything(self) -> dict[bytes, bytes]:
+        """The live aggregates with the closed days as the records they replaced."""
+        return merged(self.aggregates, self.closed)
+
     def days(self) -> dict[str, agg.Rollup]:
-        """Rollups summed per day."""
-        keys = (agg.decode_key(k) for k in self.aggregates)
+        """Rollups summed per day (closed days included)."""
+        keys = (agg.decode_key(k) for k in self.everything())
         days = sorted({k.day for k in keys if isinstance(k, agg.RollupKey)})
         return {d: self.rollup(d) for d in days}
 
@@ -114,6 +127,7 @@ def fingerprint(e: PartitionEngine) -> dict[str, Any]:
         "closed": e.closed.items(),
         "dedup": e.dedup.items(),
         "watermark": (e.wm.max_event_ms, e.wm.watermark_ms, e.wm.live),
+        "final_day": e.rollups.final_day,
         "gauges": {k: v for k, v in e.gauges.counts.items() if any(v)},
         "timers": sorted({_effective(e, t) for t in e.timers._heap if _live_timer(e, t)}),
     }

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from contract.topics import Topics
-from kafkaport import TopicPartition, connect
+from kafkaport import KafkaError, TopicPartition, connect
 from processors.settings import ProcessorSettings
 from servicepulse import stack
 from tests.fixtures.kafka import TopicFactory
@@ -59,6 +59,8 @@ class Env:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ports: dict[int, int] = field(default_factory=dict)
     monitor: Any = None
+    #: more environment of the spawned processors
+    extra: dict[str, str] = field(default_factory=dict)
 
     def produce(self, seconds: float = 0) -> threading.Thread:
         """Produce the stream in the background, spread over ``seconds``."""
@@ -76,7 +78,15 @@ class Env:
                 isolation="read_uncommitted",
             )
         tps = [TopicPartition(self.topics.events, q) for q in range(12)]
-        return sum(off or 0 for off in self.monitor.committed(tps, 30).values())
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return sum(off or 0 for off in self.monitor.committed(tps, 30).values())
+            except KafkaError as exc:
+                # a fresh broker's group coordinator takes a moment (NOT_COORDINATOR)
+                if exc.fatal or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def close(self) -> None:
         if self.monitor is not None:
@@ -125,6 +135,7 @@ class Env:
             "PYTHONUNBUFFERED": "1",
             # offsets processed, committed and restored, for the diagnosis of a failure
             "SERVICEPULSE_LOG_LEVEL": "DEBUG",
+            **self.extra,
         }
         log = (self.log_dir / f"processor-{instance}.log").open("ab")
         self.ports[instance] = stack.free_port()

@@ -123,6 +123,8 @@ def test_new_owner_waits_for_the_old_owners_open_transaction(
             producer.send(topics.changelog, v, k, partition=p)
         for k, v in out.aggregates:
             producer.send(topics.aggregates, v, k)
+        for k, v in out.days:
+            producer.send(topics.days, v, k)
     producer.commit_transaction(30)
     producer.close(5)
 

@@ -18,9 +18,13 @@ from tests.processors.harness import Harness, fingerprint
 
 STREAM = generate(seed=3, journeys=80, partitions=1).events[0]
 CTX = Context(Catalog.from_file(CATALOG_PATH), load_methodology().standards)
-#: A horizon longer than the stream, so every resend is within it.
+#: Horizons longer than the stream, so every resend is within them (a resend of a day
+#: already final would count too_late, not as a duplicate).
 CTX_LONG = Context(
-    Catalog.from_file(CATALOG_PATH), load_methodology().standards, horizon=timedelta(days=365)
+    Catalog.from_file(CATALOG_PATH),
+    load_methodology().standards,
+    horizon=timedelta(days=365),
+    restatement_horizon=timedelta(days=365),
 )
 _REF: dict[int, Harness] = {}
 
@@ -35,11 +39,13 @@ def reference(ctx: Context) -> Harness:
 
 def test_stream_exercises_the_state_machine() -> None:
     r = agg.sum_rollups(
-        agg.decode_rollup(v) for k, v in reference(CTX).aggregates.items() if k.startswith(b"r|")
+        agg.decode_rollup(v) for k, v in reference(CTX).everything().items() if k.startswith(b"r|")
     )
     assert r.abandoned_timeout and r.submitted and r.decisions and r.duplicates
     assert r.cases_completed and r.appeals_answered and r.interagency_responded
     assert r.late.get("after_decided")
+    # the closing event is past the restatement horizon of the first days: they closed
+    assert reference(CTX).closed
 
 
 @pytest.mark.slow
@@ -60,6 +66,7 @@ def test_any_split_into_batches_with_restarts_gives_the_same_outputs(data: st.Da
             h.restart()
     ref = reference(CTX)
     assert h.aggregates == ref.aggregates
+    assert h.closed == ref.closed
     assert fingerprint(h.engine) == fingerprint(ref.engine)
 
 
@@ -94,12 +101,12 @@ def test_duplicates_never_change_totals(data: st.DataObject) -> None:
         h.feed(stream[prev:c])
         prev = c
     ref = reference(CTX_LONG)
-    assert _without_duplicates(h.aggregates) == _without_duplicates(ref.aggregates)
+    assert _without_duplicates(h.everything()) == _without_duplicates(ref.everything())
     total = agg.sum_rollups(
-        agg.decode_rollup(v) for k, v in h.aggregates.items() if k.startswith(b"r|")
+        agg.decode_rollup(v) for k, v in h.everything().items() if k.startswith(b"r|")
     )
     ref_total = agg.sum_rollups(
-        agg.decode_rollup(v) for k, v in ref.aggregates.items() if k.startswith(b"r|")
+        agg.decode_rollup(v) for k, v in ref.everything().items() if k.startswith(b"r|")
     )
     assert total.duplicates == ref_total.duplicates + len(picks)
 
@@ -132,4 +139,5 @@ def test_out_of_order_streams_split_and_restarted_give_the_same_outputs(
         if c in restarts:
             h.restart()
     assert h.aggregates == ref.aggregates
+    assert h.closed == ref.closed
     assert fingerprint(h.engine) == fingerprint(ref.engine)

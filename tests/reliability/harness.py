@@ -42,6 +42,7 @@ from contract.topics import Topics
 from kafkaport import TopicPartition, connect
 from kafkaport.topics import ensure_topics
 from servicepulse import stack
+from tests.fixtures.aggregates import materialise_all
 from tests.fixtures.kafka import Broker, end_total, read_topic
 from tests.fixtures.streams import Stream
 from tests.processors.brokerio import summed as summed_cells  # noqa: F401 (re-exported)
@@ -280,12 +281,9 @@ def read_records(settings: CommonSettings, topic: str, timeout: float = 60) -> l
 
 
 def materialise(settings: CommonSettings, topics: Topics) -> dict[bytes, bytes]:
-    """The aggregates topic as a reader sees it: the latest value per key."""
-    return {
-        r.key: r.value
-        for r in read_records(settings, topics.aggregates)
-        if r.key is not None and r.value is not None
-    }
+    """The aggregates topic as a reader sees it (the latest value per key), with the days
+    closed to ``<prefix>.days`` as the records they replaced."""
+    return materialise_all(settings, topics)
 
 
 def without_duplicates(aggregates: dict[bytes, bytes]) -> dict[bytes, Any]:
