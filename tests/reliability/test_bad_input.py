@@ -753,7 +753,8 @@ def _allowed(catalog: Catalog) -> dict[str, set[str]]:
         "agency": set(catalog.agencies) | {"unknown"},
         "service": set(catalog.services) | {""},
         # "other": a visit at a place where the agency has no catalog office (METRICS.md)
-        "municipality": set(catalog.municipalities) | {"other"},
+        # "": the office info series of the pseudo office "other", which has no municipality
+        "municipality": set(catalog.municipalities) | {"other", ""},
         "office": set(catalog.offices) | {"other"},
         # catalog names, as info series for dashboards (servicepulse_catalog_*_info)
         "agency_name": {a.short_name or a.name for a in catalog.agencies.values()},
