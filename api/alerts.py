@@ -8,20 +8,11 @@ and the inspectors' alerts page shows it. The store is a view, not a log: after 
 Alertmanager's next notification (``repeat_interval``) fills it again.
 """
 
-# No ``from __future__ import annotations``: FastAPI reads the annotations of the route
-# functions defined inside router(), which refer to local names.
-
-import hmac
 import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
-from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, SecretStr
-
-from api.errors import Unauthorized, error_responses
+from pydantic import BaseModel, Field
 
 
 class AlertIn(BaseModel):
@@ -115,29 +106,3 @@ class AlertStore:
             items = list(reversed(self._alerts.values()))
         rank = {"critical": 0, "warning": 1}
         return sorted(items, key=lambda a: (a.status != "firing", rank.get(a.severity, 2)))
-
-
-def router(store: AlertStore, token: SecretStr | None) -> APIRouter:
-    """``POST /v1/alerts/webhook``: Alertmanager's receiver (bearer token if configured)."""
-    r = APIRouter(tags=["alerts"])
-    bearer = HTTPBearer(auto_error=False, description="the alerts webhook token, if set")
-
-    @r.post(
-        "/v1/alerts/webhook",
-        summary="Alertmanager webhook receiver",
-        responses=error_responses(400, 401),
-    )
-    def webhook(
-        note: Notification,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> dict[str, Any]:
-        """Takes Alertmanager's notifications (webhook payload version 4) for the alerts
-        page. With `SERVICEPULSE_ALERTS_WEBHOOK_TOKEN` set, Alertmanager must send it as a
-        bearer token (`http_config.authorization.credentials`)."""
-        if token is not None:
-            sent = credentials.credentials if credentials else ""
-            if not hmac.compare_digest(sent.encode(), token.get_secret_value().encode()):
-                raise Unauthorized("send the alerts webhook token as Authorization: Bearer")
-        return {"alerts": store.add(note)}
-
-    return r

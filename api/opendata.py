@@ -13,25 +13,19 @@ journeys started than the threshold shows no count and no index at all. Answers 
 ``SERVICEPULSE_OPEN_DATA_ENABLED=false`` removes the routes.
 """
 
-# No ``from __future__ import annotations``: FastAPI reads the annotations of the route
-# functions defined inside router(), which refer to local names.
+from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 from collections.abc import Callable
 from datetime import date, timedelta
-from typing import Annotated, Any, Final, Literal
+from typing import Any, Final, Literal
 
-import jinja2
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from api.errors import BadRequest, error_responses
+from api.errors import BadRequest
 from api.readmodel import Group
-from api.scorecard import LEVEL_NAMES, MAX_DAYS, Scorer, scored
+from api.scorecard import MAX_DAYS, Scorer, scored
 from contract.aggregates import Rollup
 
 SCHEMA_VERSION: Final = "1"
@@ -200,20 +194,9 @@ def to_csv(f: OpenFile) -> bytes:
     return ("\ufeff" + buf.getvalue()).encode()
 
 
-def _cached(request: Request, body: bytes, media: str, max_age: int) -> Response:
-    tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {
-        "ETag": tag,
-        "Cache-Control": f"public, max-age={max_age}",
-        "Access-Control-Allow-Origin": "*",
-    }
-    sent = request.headers.get("if-none-match", "")
-    if tag in [t.strip() for t in sent.split(",")] or sent.strip() == "*":
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=media, headers=headers)
-
-
-def _bounds(scorer: Scorer, grain: Grain, d0: date | None, d1: date | None) -> tuple[date, date]:
+def bounds(scorer: Scorer, grain: Grain, d0: date | None, d1: date | None) -> tuple[date, date]:
+    """The first and last day of a file: the asked ones, else the last 30 days or 12
+    months up to the newest day held; 400 past the limits."""
     today = scorer.model.watermark()
     last = (today.astimezone(scorer.catalog.tz).date() if today else None) or d1 or date.today()
     end = d1 or last
@@ -228,89 +211,3 @@ def _bounds(scorer: Scorer, grain: Grain, d0: date | None, d1: date | None) -> t
     if start > end:
         raise BadRequest(f"from {start.isoformat()} is after to {end.isoformat()}")
     return start, end
-
-
-def router(scorer: Scorer, licence: str, max_age: int, page: jinja2.Template) -> APIRouter:
-    """``/open/`` and ``/open/v1/...`` (see the module docstring)."""
-    r = APIRouter(tags=["open data"])
-
-    FromQ = Annotated[date | None, Query(alias="from", description="first day (YYYY-MM-DD)")]
-    ToQ = Annotated[date | None, Query(alias="to", description="last day, inclusive")]
-
-    def file(level: Level, grain: Grain, d0: date | None, d1: date | None) -> OpenFile:
-        start, end = _bounds(scorer, grain, d0, d1)
-        result: OpenFile = scorer.cached(
-            ("open", level, grain, start, end),
-            lambda: build(scorer, level, grain, start, end, licence),
-        )
-        return result
-
-    @r.get(
-        "/open/v1/{level}/{grain}.json",
-        summary="Open data as JSON",
-        response_model=OpenFile,
-        response_model_by_alias=True,
-        responses=error_responses(400),
-    )
-    def open_json(
-        request: Request,
-        level: Level,
-        grain: Grain,
-        date_from: FromQ = None,
-        date_to: ToQ = None,
-    ) -> Response:
-        """Index and components per agency or service, per day (default: the last 30 days)
-        or month (default: the last 12 months); small cells suppressed. No token."""
-        f = file(level, grain, date_from, date_to)
-        body = f.model_dump_json(by_alias=True).encode()
-        return _cached(request, body, "application/json", max_age)
-
-    @r.get(
-        "/open/v1/{level}/{grain}.csv",
-        summary="Open data as CSV",
-        response_class=Response,
-        responses={200: {"content": {"text/csv": {}}}, **error_responses(400)},
-    )
-    def open_csv(
-        request: Request,
-        level: Level,
-        grain: Grain,
-        date_from: FromQ = None,
-        date_to: ToQ = None,
-    ) -> Response:
-        """The same rows as the JSON file, one line per cell and metric, UTF-8 with BOM."""
-        f = file(level, grain, date_from, date_to)
-        return _cached(request, to_csv(f), "text/csv; charset=utf-8", max_age)
-
-    @r.get("/open/v1/schema.json", summary="JSON Schema of the open data files")
-    def open_schema(request: Request) -> Response:
-        """The JSON Schema of schema version 1 (see docs/OPENDATA.md)."""
-        body = json.dumps(OpenFile.model_json_schema(by_alias=True), ensure_ascii=False)
-        return _cached(request, body.encode(), "application/json", max_age)
-
-    @r.get("/open/", response_class=HTMLResponse, include_in_schema=False)
-    def open_page(
-        request: Request,
-        month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
-    ) -> Response:
-        # only the month shown is computed; the list of months comes from the days held
-        months = sorted({d[:7] for d in scorer.model.days()})
-        shown = month if month in months else (months[-1] if months else None)
-        if shown is None:
-            f = file("agencies", "month", None, None)
-        else:
-            first = date.fromisoformat(shown + "-01")
-            last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-            f = file("agencies", "month", first, last)
-        html = page.render(
-            f=f,
-            rows=f.rows,
-            month=shown,
-            months=months,
-            region=scorer.catalog.file.region.name,
-            LEVEL_NAMES=LEVEL_NAMES,
-            names={c.code: c.name for c in scorer.methodology.components},
-        )
-        return _cached(request, html.encode(), "text/html; charset=utf-8", max_age)
-
-    return r

@@ -130,7 +130,7 @@ def bench_web(ctx: BenchContext) -> list[Figure]:
         kafka_bootstrap=ctx.bootstrap, token_db=tmp / "tokens.db", readmodel_snapshot=None
     )
     app = create_app(settings, registry=CollectorRegistry())
-    model = app.state.model
+    model = app.state.services.model
     t0 = time.monotonic()
     records = history(days)
     for key, value in records:
@@ -140,7 +140,7 @@ def bench_web(ctx: BenchContext) -> list[Figure]:
     model.status.lag = 0
     load_s = time.monotonic() - t0
     ctx.console.print(f"  {len(records):,} rollups of {days} days loaded in {load_s:.1f} s")
-    token = app.state.tokens.create(Kind.INSPECTOR, None, "bench")[0]
+    token = app.state.services.tokens.create(Kind.INSPECTOR, None, "bench")[0]
     server, thread, url = _serve(app)
     changed: list[float] = []
     cached: list[float] = []

@@ -46,7 +46,8 @@ def report(
     before it is written; `servicepulse reports verify FILE` checks it later.
     """
     from api.readmodel import ReadModel
-    from api.reports import Format, build_report, render
+    from api.report_render import Format, render
+    from api.reports import build_report
     from api.scorecard import Scope, Scorer, period_bounds
     from api.settings import ApiSettings
     from contract.catalog import load_catalog

@@ -98,7 +98,7 @@ def started_by_agency(latest: dict[bytes, Rollup]) -> dict[tuple[str, ...], floa
 
 def wait_records(server: ApiServer, n: int) -> None:
     """Until the read model has read ``n`` records in all (each side of a close in turn)."""
-    model = server.app.state.model
+    model = server.app.state.services.model
     deadline = time.monotonic() + 30
     while model.status.records < n:
         assert time.monotonic() < deadline, (model.status.records, n)
@@ -191,7 +191,7 @@ def test_closing_days_in_either_order_moves_nothing_and_stays_exact(
         written += len(tombs)
         wait_records(server, written)
         assert business(server.url) == before
-        mem = server.app.state.model.memory()
+        mem = server.app.state.services.model.memory()
         assert mem["pending_keys"] == len(PARTS) * len(CELLS)
         assert mem["closed"] == 2 * len(PARTS) * len(AGENCIES)
         assert scorecard(server, DAYS[0], DAYS[3]) == expected_card(latest, *DAYS[::3], 2)
@@ -203,9 +203,9 @@ def test_closing_days_in_either_order_moves_nothing_and_stays_exact(
     with running_api(settings) as server:
         ready = server.wait_ready()
         assert ready["readmodel"]["restored_from_snapshot"]
-        assert server.app.state.model.status.records == len(closed_2)
+        assert server.app.state.services.model.status.records == len(closed_2)
         assert business(server.url) == before
-        mem = server.app.state.model.memory()
+        mem = server.app.state.services.model.memory()
         assert (mem["pending_keys"], mem["closed"]) == (0, 3 * len(PARTS) * len(AGENCIES))
         assert mem["live_keys"] == len(PARTS) * len(CELLS)  # the live day's keys only
         assert scorecard(server, DAYS[0], DAYS[3]) == want_card

@@ -57,7 +57,7 @@ def test_kafka_down_is_503_and_nothing_is_falsely_accepted(
         holder = threading.Thread(target=send, args=([event() for _ in range(1000)],))
         holder.start()
         deadline = time.monotonic() + 5
-        while server.app.state.ingestor.inflight < 1000:
+        while server.app.state.services.ingestor.inflight < 1000:
             assert time.monotonic() < deadline, "the first batch never went in flight"
             time.sleep(0.02)
         t0 = time.monotonic()

@@ -370,7 +370,7 @@ def test_ready_only_once_everything_written_before_start_is_read(
         writer.transaction([(k, agg.encode(r)) for k, r in txn])
     n_records = sum(len(t) for t in txns)
     with running_api(api_settings(common, tmp_path)) as server:
-        model = server.app.state.model
+        model = server.app.state.services.model
         deadline = time.monotonic() + 30
         while True:
             r = httpx.get(f"{server.url}/readyz", timeout=5)

@@ -19,10 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.admission import TokenSlots
 from api.errors import BadRequest, NotFound, TooManyRequests
-from api.ingest import RateLimiter, RecentIds, TokenSlots, recent_key
+from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel, difference, negated
-from api.reports import build_report, quantile, render_csv, render_html, render_json
+from api.recent import RecentIds, recent_key
+from api.report_render import render_csv, render_html, render_json
+from api.reports import build_report, quantile
 from api.scorecard import Scorer, period_bounds, scored
 from api.tokens import Kind, TokenError, TokenStore
 from contract import aggregates as agg
@@ -83,13 +86,23 @@ def test_token_kinds_are_checked(tmp_path: Path) -> None:
 
 
 def test_rate_limiter_burst_then_rate() -> None:
-    rl = RateLimiter(rate=100.0, burst=1000)
+    rl = TokenBuckets(burst=1000, rate=100.0)
     assert rl.take("t", 1000, now=0.0) == 0.0
     wait = rl.take("t", 500, now=0.0)
     assert wait == pytest.approx(5.0)
     assert rl.take("other", 1000, now=0.0) == 0.0  # per token
     assert rl.take("t", 500, now=5.0) == 0.0  # refilled 500 in 5 s
-    assert RateLimiter(rate=0, burst=1).take("t", 10**6) == 0.0  # disabled
+    assert rl.wait("t", 1, now=5.0) == pytest.approx(0.01)  # waiting spends nothing
+    assert TokenBuckets(burst=1, rate=0).take("t", 10**6) == 0.0  # disabled
+
+
+def test_rate_limiter_reads_its_injected_clock() -> None:
+    now = [0.0]
+    rl = TokenBuckets(burst=2, rate=1.0, clock=lambda: now[0])
+    assert rl.take("t", 2) == 0.0
+    assert rl.take("t", 1) == pytest.approx(1.0)
+    now[0] = 1.0
+    assert rl.take("t", 1) == 0.0
 
 
 def test_recent_ids_forget_the_oldest() -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.ingest import RecentIds
+from api.recent import RecentIds
 
 
 @pytest.mark.slow

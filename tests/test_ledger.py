@@ -27,7 +27,8 @@ from api.ledger import (
     verify_report,
 )
 from api.readmodel import ReadModel
-from api.reports import build_report, render
+from api.report_render import render
+from api.reports import build_report
 from api.scorecard import Scorer
 from api.settings import ApiSettings
 from contract import aggregates as agg

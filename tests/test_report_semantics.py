@@ -13,7 +13,8 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.readmodel import ReadModel
-from api.reports import Report, build_report, render_html
+from api.report_render import render_html
+from api.reports import Report, build_report
 from api.scorecard import Scorer
 from contract import aggregates as agg
 from contract.aggregates import Hist, Restatement, RestatementEntry, Rollup, RollupKey

@@ -12,7 +12,7 @@ from datetime import date
 from types import SimpleNamespace as N
 from typing import Any, cast
 
-from api.reports import CSV_COLUMNS, render_csv
+from api.report_render import CSV_COLUMNS, render_csv
 
 
 def _report() -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -53,11 +55,20 @@ def drop_topics(settings: CommonSettings, topics: Topics) -> None:
     delete_topics(connect(settings), names)
 
 
-def produce(settings: CommonSettings, topics: Topics, stream: Stream, seconds: float = 0) -> None:
+def produce(
+    settings: CommonSettings,
+    topics: Topics,
+    stream: Stream,
+    seconds: float = 0,
+    gates: Sequence[tuple[float, threading.Event]] = (),
+) -> None:
     """Write the stream, each event to its partition in order, spread over ``seconds``.
 
     Record times are fixed by the content (1 s after ``occurred_at``), so every
-    scenario sees the same receive times (clock skew, restatement times).
+    scenario sees the same receive times (clock skew, restatement times). ``gates``
+    holds the feed back: ``(fraction, event)`` stops before that fraction of the stream
+    until the test sets ``event``, so a scenario's steps happen mid-stream however slow
+    the machine is (the time spent waiting does not count against ``seconds``).
     """
     items: list[tuple[int, int, bytes]] = []
     width = max(len(v) for v in stream.events.values())
@@ -72,7 +83,15 @@ def produce(settings: CommonSettings, topics: Topics, stream: Stream, seconds: f
                     items.append((part, items[-1][1] if items else 0, ev))
     p = connect(settings).producer(client_id="test-produce")
     started = time.monotonic()
+    pending = sorted(gates, key=lambda g: g[0])
     for n, (part, ts, raw) in enumerate(items):
+        while pending and n >= pending[0][0] * len(items):
+            _, gate = pending.pop(0)
+            p.flush(30)
+            held = time.monotonic()
+            if not gate.wait(600):
+                raise AssertionError("the test never released its feed")
+            started += time.monotonic() - held
         p.send(topics.events, raw, canonical_key(raw), partition=part, timestamp_ms=ts)
         if seconds and n % 50 == 0:
             p.flush(30)

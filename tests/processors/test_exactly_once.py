@@ -62,9 +62,14 @@ class Env:
     #: more environment of the spawned processors
     extra: dict[str, str] = field(default_factory=dict)
 
-    def produce(self, seconds: float = 0) -> threading.Thread:
-        """Produce the stream in the background, spread over ``seconds``."""
-        t = threading.Thread(target=produce, args=(self.settings, self.topics, STREAM, seconds))
+    def produce(
+        self, seconds: float = 0, gates: tuple[tuple[float, threading.Event], ...] = ()
+    ) -> threading.Thread:
+        """Produce the stream in the background, spread over ``seconds``, held back at
+        ``gates`` (see :func:`tests.processors.brokerio.produce`)."""
+        t = threading.Thread(
+            target=produce, args=(self.settings, self.topics, STREAM, seconds, gates)
+        )
         t.start()
         return t
 
@@ -251,7 +256,11 @@ def test_b_sigkill_at_random_points(env: Env) -> None:
 
 
 def test_c_instances_join_and_leave(env: Env) -> None:
-    feeder = env.produce(seconds=20)
+    # the feed waits for each step, so every join and leave happens mid-stream however
+    # slowly the instances start on a busy machine
+    three, left, both_left = threading.Event(), threading.Event(), threading.Event()
+    gates = ((0.4, three), (0.65, left), (0.9, both_left))
+    feeder = env.produce(seconds=20, gates=gates)
     first = env.spawn(1)
     try:
         env.wait(lambda n: n >= 0.1 * env.total, "10% committed")
@@ -260,14 +269,19 @@ def test_c_instances_join_and_leave(env: Env) -> None:
         third = env.spawn(3)
         env.wait_assigned(3)
         at = env.committed()
+        three.set()
         env.wait(lambda n: n > at + 100, "progress with three instances")
         _stop([second])
         at = env.committed()
+        left.set()
         env.wait(lambda n: n > at + 100, "progress after the second left")
         _stop([third])
-        assert env.committed() < env.total, "the stream ended before the instances left"
+        assert env.committed() < env.total, "the last part of the stream was not held back"
+        both_left.set()
         env.wait(lambda n: n >= env.total, "everything committed")
     finally:
+        for gate in (three, left, both_left):
+            gate.set()
         _stop(env.procs)
         feeder.join()
     assert [p.returncode for p in (first, second, third)] == [0, 0, 0]

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from api.ratelimit import TokenBuckets
 from api.readmodel import ReadModel
 from api.settings import ApiSettings
-from api.tokens import FailureLimiter, Kind, TokenStore
+from api.tokens import Kind, TokenStore
 from contract.catalog import load_catalog
 from contract.errors import ConfigError
 from contract.settings import CommonSettings
@@ -82,10 +83,10 @@ def _check_private_files(tmp_path: Path) -> None:
 
 
 def test_failure_limiter_blocks_a_client_and_forgives_slowly() -> None:
-    lim = FailureLimiter(burst=3, rate=0.5)
+    lim = TokenBuckets(burst=3, rate=0.5)
     for i in range(3):
         assert lim.wait("a", now=100.0 + i * 0.01) == 0
-        lim.failed("a", now=100.0 + i * 0.01)
+        lim.spend("a", now=100.0 + i * 0.01)
     wait = lim.wait("a", now=100.05)
     assert 1.5 < wait <= 2.0  # one failure refills in 2 s
     assert lim.wait("b", now=100.05) == 0  # other clients are not affected
@@ -93,10 +94,10 @@ def test_failure_limiter_blocks_a_client_and_forgives_slowly() -> None:
 
 
 def test_failure_limiter_memory_is_bounded() -> None:
-    lim = FailureLimiter(burst=5, rate=1.0, max_clients=100)
+    lim = TokenBuckets(burst=5, rate=1.0, max_keys=100)
     for i in range(10_000):
-        lim.failed(f"10.0.{i // 256}.{i % 256}", now=1.0)
-    assert len(lim._buckets) <= 100
+        lim.spend(f"10.0.{i // 256}.{i % 256}", now=1.0)
+    assert 0 < len(lim) <= 100
 
 
 @pytest.mark.parametrize("settings_class", [CommonSettings, ApiSettings, ProcessorSettings])

@@ -51,7 +51,7 @@ def test_alerts_reach_the_alerts_page_grouped_and_inhibited(
             alertmanager_for(tmp_path / "am", hook) as am,
             prometheus_alerting(tmp_path / "prom", critical, am) as prom,
         ):
-            store = server.app.state.web.alerts
+            store = server.app.state.services.web.alerts
             # The warnings come once Alertmanager holds the critical alert, as a slow
             # window's warning follows the fast window's critical: Alertmanager inhibits
             # only against alerts it already holds, and which of two alerts of one
