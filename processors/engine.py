@@ -134,12 +134,12 @@ class PartitionEngine:
     def __init__(self, partition: int, ctx: Context) -> None:
         self.partition = partition
         self.ctx = ctx
-        self.rollups = RollupBook(partition)
+        self._intern: st.Intern = {}
+        self.rollups = RollupBook(partition, self._intern)
         self.gauges = GaugeBook(partition)
         self.timers = Timers()
         self.wm = Watermark()
         self.dedup = DedupStore(ctx.horizon_ms)
-        self._intern: st.Intern = {}
         self._gcells: dict[Dims, GaugeDims] = {}
         self.closed = ClosedJourneys(ctx.horizon_ms)
         self.journeys = JourneyMachine(
@@ -542,6 +542,7 @@ class PartitionEngine:
             self.days_closed += self.rollups.finalize(self.ctx.final_before(wm_ms), wm_ms)
             if self.rollups.final_day != before:
                 self._wm_dirty = True
+            self.rollups.pack()
         self.gauges.reset_counts()
         self.timers.clear()
         jm.rebuild()

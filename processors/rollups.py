@@ -6,12 +6,17 @@ whole and cumulative (the format is :mod:`contract.aggregates`). A change to a d
 watermark had closed before it (day end <= watermark) is also logged as a restatement.
 Once the watermark passed a day's end plus the restatement horizon, the day is final:
 its cells leave memory and go to ``<prefix>.days`` as one record per agency
-(docs/AGGREGATES.md, "Bounded history").
+(docs/AGGREGATES.md, "Bounded history"). Until then the cells of a closed day (only a
+late event changes them) are held packed: per (day, agency) one zlib-compressed
+MessagePack list of their record bytes, unpacked when an event touches that group.
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Final
+
+import msgspec
 
 from contract import aggregates as agg
 from contract.aggregates import (
@@ -29,6 +34,13 @@ from processors.context import iso
 from processors.state import Intern
 
 CellKey = tuple[str, Dims]
+#: the cells of one closed (day, agency): (service, municipality, channel, life
+#: situation, record bytes) each
+_Group = list[tuple[str, str, str, str, bytes]]
+_pack_encode: Final = msgspec.msgpack.Encoder().encode
+_unpack: Final = msgspec.msgpack.Decoder(_Group).decode
+#: zlib level of packed groups: level 1 is ~7x smaller than the records and fast
+_PACK_LEVEL: Final = 1
 
 #: Indexes into a gauge cell's counts, in the order of :class:`contract.aggregates.Gauges`.
 OPEN_JOURNEYS: Final = 0
@@ -61,16 +73,24 @@ class RollupBook:
         "cells",
         "dirty",
         "final_day",
+        "intern",
         "open_day",
+        "packed",
         "partition",
         "restatements",
     )
 
-    def __init__(self, partition: int) -> None:
+    def __init__(self, partition: int, intern: Intern | None = None) -> None:
         self.partition = partition
         #: per day, per dims; a restored cell stays the record's bytes (a few hundred
-        #: bytes, where a decoded Rollup costs ~1.7 KB) until an event changes it
+        #: bytes, where a decoded Rollup costs ~1.7 KB) until an event changes it. A day
+        #: held packed keeps its (then empty) row.
         self.cells: dict[str, dict[Dims, Rollup | bytes]] = {}
+        #: closed days' cells by (day, agency): (how many, compressed group); a group is
+        #: either packed here or loose in ``cells``, never both
+        self.packed: dict[tuple[str, str], tuple[int, bytes]] = {}
+        #: shared dimension tuples (the engine's), for the cells of unpacked groups
+        self.intern: Intern = {} if intern is None else intern
         self.dirty: set[CellKey] = set()
         #: Days before this ISO date are closed (their end is at or before the watermark).
         self.open_day = ""
@@ -93,6 +113,9 @@ class RollupBook:
         if row is None:
             row = self.cells[day] = {}
         got = row.get(dims)
+        if got is None and self.packed:
+            self._unpack(day, dims.agency, row)
+            got = row.get(dims)
         if got is None:
             r = row[dims] = Rollup()
         elif isinstance(got, bytes):
@@ -103,6 +126,54 @@ class RollupBook:
         if day < self.open_day:
             self._noted.setdefault((day, dims.agency), set()).add(field)
         return r
+
+    def _unpack(self, day: str, agency: str, row: dict[Dims, Rollup | bytes]) -> None:
+        """Put the packed cells of ``day`` and ``agency`` (if any) back into ``row``."""
+        got = self.packed.pop((day, agency), None)
+        if got is None:
+            return
+        intern = self.intern
+        for service, municipality, channel, situation, value in _unpack(zlib.decompress(got[1])):
+            parts = (agency, service, municipality, channel, situation)
+            dims = intern.get(parts)
+            if dims is None:
+                dims = intern[parts] = Dims(*parts)
+            row[dims] = value
+
+    def pack(self) -> int:
+        """Pack the loose cells of closed days (before ``open_day``) per (day, agency),
+        except groups with a cell changed since the last flush; returns cells packed.
+
+        A cell keeps its record bytes (a decoded one is encoded as :meth:`flush` wrote
+        it), so what is unpacked later is what was written.
+        """
+        n = 0
+        dirty = self.dirty
+        for day, row in self.cells.items():
+            if day >= self.open_day or not row:
+                continue
+            groups: dict[str, list[Dims]] = {}
+            busy: set[str] = set()
+            for dims in row:
+                groups.setdefault(dims.agency, []).append(dims)
+                if dirty and (day, dims) in dirty:
+                    busy.add(dims.agency)
+            for agency, members in groups.items():
+                if agency in busy:
+                    continue
+                cells: _Group = []
+                for dims in members:
+                    v = row.pop(dims)
+                    b = v if isinstance(v, bytes) else agg.encode(v)
+                    cells.append(
+                        (dims.service, dims.municipality, dims.channel, dims.life_situation, b)
+                    )
+                blob = zlib.compress(_pack_encode(cells), _PACK_LEVEL)
+                self.packed[(day, agency)] = (len(cells), blob)
+                n += len(cells)
+            if len(busy) < len(groups):  # a smaller table for what stays loose
+                self.cells[day] = dict(row)
+        return n
 
     def end_event(self, at_ms: int, event_type: str) -> None:
         """Close the changes of one event (or timer): log those to closed days."""
@@ -132,6 +203,8 @@ class RollupBook:
         if before <= self.final_day:
             return 0
         self.final_day = before
+        for day, agency in sorted(k for k in self.packed if k[0] < before):
+            self._unpack(day, agency, self.cells.setdefault(day, {}))
         days = sorted(d for d in self.cells if d < before)
         days += sorted({d for d, _ in self.restatements if d < before and d not in self.cells})
         p = self.partition
@@ -191,6 +264,7 @@ class RollupBook:
         self._restate_dirty = set()
         out.extend(self._retired)
         self._retired = []
+        self.pack()
         return out
 
     def flush_days(self) -> Records:
@@ -217,8 +291,8 @@ class RollupBook:
             self.restatements[(key.day, key.agency)] = agg.decode_restatement(value)
 
     def __len__(self) -> int:
-        """Cells held (live window)."""
-        return sum(map(len, self.cells.values()))
+        """Cells held (live window), packed or not."""
+        return sum(map(len, self.cells.values())) + sum(n for n, _ in self.packed.values())
 
 
 class GaugeBook:
