@@ -339,21 +339,44 @@ def share_stat(
 _VAR_RU: Final = {
     "agency": "Ведомство",
     "service": "Услуга",
-    "municipality": "Муниципалитет (ОКТМО)",
+    "municipality": "Муниципалитет",
     "channel": "Канал",
     "life_situation": "Жизненная ситуация",
 }
 
 
 def variable_query(name: str, source: str = "journeys_started_total") -> str:
-    """The ``label_values`` query behind a variable, chained on the agency.
+    """The query behind a variable, chained on the agency.
 
     ``source`` is the family whose label values are offered: the one the dashboard is
-    about (office visits for the MFC dashboard, cases for life situations, ...).
+    about (office visits for the MFC dashboard, cases for life situations, ...). A
+    catalog code (:data:`CODE_LABELS`) is offered with its Russian name: the catalog's
+    info series of the codes the source carried over the dashboard's time range, each
+    read by :func:`variable_regex` into the name as text and the code as value.
     """
-    if name == "agency":
-        return f"label_values({PREFIX}{source}, agency)"
-    return f'label_values({PREFIX}{source}{{agency=~"$agency"}}, {name})'
+    selector = f"{PREFIX}{source}"
+    if name != "agency":
+        selector += '{agency=~"$agency"}'
+    if name not in CODE_LABELS:
+        return f"label_values({selector}, {name})"
+    info = f"{PREFIX}catalog_{name}_info"
+    return (
+        f"query_result(max by ({name}, {name}_name) ({info})"
+        f" and on ({name}) group by ({name}) (last_over_time({selector}[$__range])))"
+    )
+
+
+def variable_regex(name: str) -> str:
+    """The regex Grafana applies to each ``query_result`` line of a catalog variable.
+
+    Grafana writes a line as ``{<label>="<code>",<label>_name="<name>"} <value> <ms>``
+    (labels in Prometheus' order, values unescaped); the named groups make the code the
+    value and the name the text. A line without the code (a pseudo-value such as the
+    empty service) does not match and is left out, as ``label_values`` leaves it out.
+    """
+    if name not in CODE_LABELS:
+        return ""
+    return f'/^\\{{{name}="(?<value>[^"]+)",{name}_name="(?<text>.*)"\\}} /'
 
 
 def _variables(names: Sequence[str], source: str) -> list[Any]:
@@ -370,6 +393,7 @@ def _variables(names: Sequence[str], source: str) -> list[Any]:
             .label(_VAR_RU[name])
             .datasource(DS)
             .query(variable_query(name, source))
+            .regex(variable_regex(name))
             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(VariableSort.ALPHABETICAL_ASC)
             .multi(True)

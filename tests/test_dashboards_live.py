@@ -10,6 +10,7 @@ listen stands for a component that is down, so the alerts panel has an alert to 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +20,14 @@ from dashboards import build, pipeline
 from dashboards import rules as R
 from servicepulse.stack import free_port
 from tests.fixtures.exposition import api_exporter, processor_exporter
-from tests.fixtures.panels import MODELS, missing_data, panels, query_variables, substitute
+from tests.fixtures.panels import (
+    MODELS,
+    missing_data,
+    panels,
+    query_variables,
+    substitute,
+    variable_options,
+)
 from tests.fixtures.prometheus import PromServer
 
 pytestmark = pytest.mark.integration
@@ -95,3 +103,39 @@ def test_every_series_a_legend_or_table_shows_carries_its_names(stocked: PromSer
                                 bad.append(f"{uid} / {p['title']}: {labels}")
     assert bad == []
     assert checked >= 50
+
+
+def test_catalog_variables_show_names_and_filter_by_codes(stocked: PromServer) -> None:
+    """A dropdown over a catalog code offers the catalog's names as text and the codes
+    as values: the same codes the dashboard's family carries (what ``label_values``
+    offered), each with its own name; a chained variable narrows with the agency."""
+    checked = 0
+    for uid, model in MODELS.items():
+        for var in query_variables(model):
+            name = var["name"]
+            if name not in build.CODE_LABELS:
+                continue
+            names = {
+                s["metric"][name]: s["metric"][f"{name}_name"]
+                for s in stocked.query(f"servicepulse_catalog_{name}_info")
+                if s["metric"].get(name)
+            }
+            source = re.search(r"last_over_time\((servicepulse_\w+)", var["query"])
+            assert source, var["query"]
+            agencies = (
+                [""]
+                if name == "agency"
+                else sorted(stocked.label_values("agency", source.group(1)))[:2]
+            )
+            for agency in agencies:
+                chosen = {"agency": agency or ".*"}
+                options = variable_options(stocked, var, chosen)
+                match = source.group(1) + (f'{{agency="{agency}"}}' if agency else "")
+                codes = set(stocked.label_values(name, match)) - {""}
+                where = f"{uid} / {name} (agency {agency or 'All'})"
+                assert options, where
+                assert {v for _, v in options} == codes, where
+                for text, value in options:
+                    assert text == names[value] and text != value, (where, text, value)
+                    checked += 1
+    assert checked >= 20
