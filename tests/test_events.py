@@ -259,6 +259,7 @@ def test_json_schema_agrees_with_the_decoder() -> None:
 _printable = st.text(min_size=0, max_size=40)
 
 
+@pytest.mark.slow  # 300 hypothesis examples: ~2 s of CPU
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(

@@ -86,6 +86,7 @@ def test_compaction_never_drops_a_timer_of_a_live_key(
     assert [t for t in fired if t[2] in live] == want
 
 
+@pytest.mark.slow  # a soak's journeys through the engine
 def test_decided_journeys_leave_no_timers_behind(ctx: Context) -> None:
     """A soak's journeys: started, submitted (a deadline weeks ahead), decided at once."""
     h = Harness(ctx)
@@ -133,6 +134,7 @@ def test_compacting_timers_and_a_tiny_archive_table_change_no_output(
 # -- the archive's table -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 300 hypothesis examples of up to 400 operations
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
