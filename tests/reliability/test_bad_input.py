@@ -699,11 +699,19 @@ def test_tokens_unknown_revoked_guessed_and_cross_kind(env: Env) -> None:
     )
     assert cli.returncode == 0, cli.stderr
     revoked_at = time.monotonic()
-    while post(env, json.dumps([appeal]).encode(), token=zags).status_code != 401:
-        assert time.monotonic() - revoked_at < 10, "a revoked token still works"
+    last_accepted = revoked_at  # when the last request that still got in was sent
+    while True:
+        sent = time.monotonic()
+        if post(env, json.dumps([appeal]).encode(), token=zags).status_code == 401:
+            break
+        last_accepted = sent
+        assert sent - revoked_at < 10, "a revoked token still works"
         time.sleep(0.1)
     FIGURES["revocation_effective_after_s"] = round(time.monotonic() - revoked_at, 2)
-    assert time.monotonic() - revoked_at <= 2.0 + 1.0  # SERVICEPULSE_TOKEN_CACHE
+    # the server's cache entry was made before the CLI returned and lives 2 s
+    # (SERVICEPULSE_TOKEN_CACHE): a request sent later than that is refused, however long
+    # the answers take on a busy machine
+    assert last_accepted - revoked_at <= 2.0 + 0.05, last_accepted - revoked_at
 
     # unknown and odd methods: 405, and they never become metric label values
     for method in ("PATCH", "PUT", "DELETE", "FOOBAR", "X" * 50):
