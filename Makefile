@@ -53,7 +53,7 @@ test-fast: deps-python  ## unit tests only: no broker, nothing marked slow (unde
 	$(VENV)/bin/pytest -m "not integration and not reliability and not slow" $(PYTEST_ARGS)
 
 test-busy: setup  ## make test beside 4 CPU burners, BUSY_ARGS="--runs 3" (stops at the first failure)
-	$(PY) scripts/busy_test.py $(BUSY_ARGS)
+	$(PY) scripts/busy_test.py --pytest-args "$(PYTEST_ARGS)" $(BUSY_ARGS)
 
 reliability: setup  ## reliability suite, short form (~4-6 min): faults, bad input, 2-minute soak, overload
 	$(VENV)/bin/pytest -m reliability tests/reliability $(PYTEST_ARGS)
@@ -74,7 +74,7 @@ format: deps-python
 typecheck: deps-python  ## mypy strict on every package (contract ... api, dashboards, servicepulse, bench)
 	$(VENV)/bin/mypy
 
-ci: setup lint typecheck test  ## what .ci/run does
+ci: setup lint typecheck test-busy  ## what .ci/run does (the tests once beside 4 CPU burners)
 
 bench: setup  ## benchmarks (see docs/BENCHMARKS.md); adds the benchmark-only peer (Quix Streams)
 	$(VENV)/bin/pip install -q -e '.[dev,bench]'
