@@ -395,6 +395,6 @@ def pseudo_info_series() -> list[tuple[str, dict[str, str]]]:
 
 #: Fields of ``contract.aggregates.Rollup`` and ``Gauges`` that no family exposes: the
 #: API's reports and scorecards read them. Every other field is the ``source`` of exactly
-#: one family (tests/test_wire.py checks it), so a new counter is one field, one
+#: one family (tests/contract/test_wire.py checks it), so a new counter is one field, one
 #: family and one increment (docs/METRICS.md, "Adding a counter").
 UNEXPOSED_FIELDS: Final = frozenset({"abandoned_timeout", "withdrawn", "interagency_open"})

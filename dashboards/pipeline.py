@@ -4,7 +4,7 @@ The business families (``contract.metrics.FAMILIES``) are exposed by the API. Th
 processor (``processors/metrics.py``) and the API (``api/exposition.py``) also expose
 their own operational metrics; those names are not in ``contract/``, and ``dashboards``
 may not import the components, so the rules and dashboards refer to them through this
-table. ``tests/test_pipeline_names.py`` fails when it drifts from the components' own
+table. ``tests/dashboards/test_pipeline_names.py`` fails when it drifts from the components' own
 metric definitions.
 """
 

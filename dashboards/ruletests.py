@@ -464,7 +464,7 @@ def alert_cases(m: Methodology) -> list[AlertCase]:
     """A firing and a quiet subject for every alert rule.
 
     The objective alerts (names, burn windows) come from the methodology; an objective on
-    a component without a scenario here gets no case, which ``tests/test_rules.py``
+    a component without a scenario here gets no case, which ``tests/dashboards/test_rules.py``
     reports as an alert without a unit test.
     """
     bad = _dims("minsoc", "housing_subsidy", "75701310", "mfc")

@@ -11,7 +11,7 @@ burner asks the kernel for SIGKILL when its parent dies); the test run is ended 
 
     python scripts/busy_test.py --runs 3
     make test-busy BUSY_ARGS="--runs 3"
-    python scripts/busy_test.py --runs 1 --pytest-args "tests/test_rules.py -x -q"
+    python scripts/busy_test.py --runs 1 --pytest-args "tests/dashboards/test_rules.py -x -q"
 """
 
 from __future__ import annotations

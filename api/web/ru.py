@@ -1,6 +1,6 @@
 """Russian wording for the web view: plural agreement, numbers, local times, freshness.
 
-Pure functions (no I/O), unit-tested in tests/web/test_ru.py.
+Pure functions (no I/O), unit-tested in tests/api/web/test_units.py.
 """
 
 from __future__ import annotations

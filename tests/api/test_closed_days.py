@@ -28,9 +28,9 @@ from contract.metrics import FAMILIES
 from contract.settings import CommonSettings
 from contract.topics import Topics
 from kafkaport import connect
+from tests.api.test_readmodel import random_rollup
 from tests.fixtures.api import ApiServer, api_settings, running_api
 from tests.fixtures.kafka import TopicFactory
-from tests.test_api_readmodel import random_rollup
 
 pytestmark = pytest.mark.integration
 

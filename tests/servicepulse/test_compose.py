@@ -23,7 +23,7 @@ from dashboards import build, pipeline, push
 from servicepulse import stack
 from servicepulse.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 #: The subcommands compose runs (issue 6); each must exist in the CLI.

@@ -21,12 +21,12 @@ import pytest
 
 from api.web import ru
 from contract.catalog import load_catalog
+from tests.api.web.conftest import WebStack, number, open_context, sign_in, wait_until
 from tests.fixtures.api import event
-from tests.web.conftest import WebStack, number, open_context, sign_in, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 SAVE_SHOTS = os.environ.get("SERVICEPULSE_SCREENSHOTS") == "1"
 
 #: (name, path, scope, code) of the signed-in pages; scope None: no scorecard on the page.

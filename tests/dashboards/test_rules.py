@@ -14,7 +14,7 @@ import yaml
 from contract.methodology import Methodology, load_methodology
 from dashboards import artifacts, rules, ruletests
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules"
 TESTS = ROOT / "deploy" / "prometheus" / "tests"
 PROMTOOL = shutil.which("promtool")

@@ -22,7 +22,7 @@ from tests.fixtures.kafka import TopicFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PERIOD = {"from": "2026-11-01", "to": "2026-11-14"}
 

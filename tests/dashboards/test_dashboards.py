@@ -16,7 +16,7 @@ from contract.methodology import load_methodology
 from contract.metrics import FAMILIES
 from dashboards import artifacts, build, pipeline, rules
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "dashboards" / "generated"
 NUMERIC = {"stat", "timeseries", "bargauge", "gauge", "table"}
 BUILTIN_VARS = {"__range", "__rate_interval", "__interval", "__url_time_range"}

@@ -1,7 +1,7 @@
 """Signed batches: the signer (producers/signing.py) against the verifier (api/signatures.py).
 
 Pure logic with a real SQLite key store in memory and an injected clock; the HTTP path
-through the real API and broker is in test_tamper_api.py.
+through the real API and broker is in test_tamper.py.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import pytest
 
 from api.web.settings import WebSettings
 from servicepulse import alertmanager
+from tests.api.web.conftest import open_context, sign_in
 from tests.fixtures.alertmanager import (
     alertmanager_for,
     prometheus_alerting,
@@ -21,10 +22,9 @@ from tests.fixtures.alertmanager import (
 )
 from tests.fixtures.api import api_settings, running_api
 from tests.fixtures.kafka import Broker, make_topics
-from tests.web.conftest import open_context, sign_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _rule(severity: str, agency: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ rules; it scrapes TEST DATA exporters (``tests/fixtures/exposition.py``) that ex
 family of ``contract.metrics`` and the processor's and API's operational metrics, so
 every panel can be checked quickly and deterministically. A third target that does not
 listen stands for a component that is down, so the alerts panel has an alert to show.
-``test_dashboards_pipeline.py`` runs the same queries against the real pipeline.
+``tests/pipeline/test_dashboards_pipeline.py`` runs the same queries against the real pipeline.
 """
 
 from __future__ import annotations

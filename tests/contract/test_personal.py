@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from contract.catalog import load_catalog
 from contract.events import Event, Reason, decode_event
 from contract.personal import inn_valid, personal_data_rule, shown, snils_valid
-from tests.test_events import NOW, make
+from tests.contract.test_events import NOW, make
 
 #: the values of the issue, as clients sent them
 REPORTED = {

@@ -38,7 +38,7 @@ from tests.fixtures.prometheus import PromServer, start_prometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: Event time replayed: more than the 30-day appeal term, so overdue appeals exist.
 DAYS = 35
 ACCELERATE = 30_000.0

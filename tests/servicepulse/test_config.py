@@ -6,7 +6,7 @@ from pathlib import Path
 
 from servicepulse.configcmd import env_example, variables
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_env_example_is_generated_from_the_code() -> None:

@@ -1,7 +1,7 @@
 """The log of issued numbers, pure logic: chain verification, report digests, day closes.
 
 Entries are sealed with a real Ed25519 key and verified as `servicepulse log verify`
-does; the Kafka writer and the commands are exercised in test_tamper_api.py.
+does; the Kafka writer and the commands are exercised in test_tamper.py.
 """
 
 from __future__ import annotations
