@@ -56,7 +56,7 @@ def test_kafka_down_is_503_and_nothing_is_falsely_accepted(
         # backpressure: while 1000 events wait for Kafka, no room for more: 503 at once
         holder = threading.Thread(target=send, args=([event() for _ in range(1000)],))
         holder.start()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # a bound for a busy machine, not a speed
         while server.app.state.services.ingestor.inflight < 1000:
             assert time.monotonic() < deadline, "the first batch never went in flight"
             time.sleep(0.02)
@@ -81,7 +81,8 @@ def test_kafka_down_is_503_and_nothing_is_falsely_accepted(
             assert r.headers["retry-after"] == "2"
             assert r.json()["error"]["code"] == "unavailable"
             assert "accepted" not in r.json()
-            assert elapsed < settings.request_timeout.total_seconds() + 3
+            # the Kafka timeout, and slack: 3 s plus this run's quick round trip (the lag)
+            assert elapsed < settings.request_timeout.total_seconds() + 3 + refused_s
         # backpressure answers at once: far quicker than a request that waited for Kafka
         # (a ratio within this run, so a busy machine slows both alike)
         assert refused_s < max(waited) / 2, (refused_s, waited)
