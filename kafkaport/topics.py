@@ -6,8 +6,11 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
 from contract.topics import TopicSpec
-from kafkaport.ports import Kafka
+from kafkaport.ports import Admin, Kafka
+from kafkaport.types import KafkaError
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +87,35 @@ def align_topic_configs(kafka: Kafka, drift: Iterable[ConfigDrift]) -> None:
     admin = kafka.admin()
     try:
         admin.alter_topic_configs(by_topic, TIMEOUT_S)
+        # The controller accepts the change before every broker applies it (KRaft
+        # spreads it through the metadata log): wait until a describe shows it, so
+        # a check right after --fix does not report the old value.
+        retrying = Retrying(
+            stop=stop_after_delay(TIMEOUT_S),
+            wait=wait_fixed(0.2),
+            retry=retry_if_result(bool),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        left = retrying(_not_yet_applied, admin, by_topic)
     finally:
         admin.close()
+    if left:
+        raise KafkaError(
+            f"the broker took the new topic configs but did not show them within "
+            f"{TIMEOUT_S:.0f} s ({', '.join(left)}); run `servicepulse kafka topics` "
+            "again to see whether they were applied"
+        )
+
+
+def _not_yet_applied(admin: Admin, wanted: dict[str, dict[str, str]]) -> list[str]:
+    """The ``topic key`` pairs whose described value is not yet the wanted one."""
+    found = admin.topic_configs(list(wanted), TIMEOUT_S)
+    return [
+        f"{topic} {key}"
+        for topic, cfg in wanted.items()
+        for key, value in cfg.items()
+        if found.get(topic, {}).get(key) != value
+    ]
 
 
 def delete_topics(kafka: Kafka, names: Iterable[str]) -> None:
