@@ -74,7 +74,7 @@ format: deps-python
 typecheck: deps-python  ## mypy strict on every package (contract ... api, dashboards, servicepulse, bench)
 	$(VENV)/bin/mypy
 
-ci: setup lint typecheck test-busy  ## what .ci/run does (the tests once beside 4 CPU burners)
+ci: setup lint typecheck test  ## what .ci/run does
 
 bench: setup  ## benchmarks (see docs/BENCHMARKS.md); adds the benchmark-only peer (Quix Streams)
 	$(VENV)/bin/pip install -q -e '.[dev,bench]'
