@@ -77,6 +77,11 @@ class ServiceRow(BaseModel):
     )
     index: float | None
     level: str | None
+    beyond_calendar: bool = Field(
+        False,
+        description="some deadlines of this service in the period fall after the production "
+        "calendar's last day (working days guessed as Monday to Friday)",
+    )
 
 
 class FunnelStep(BaseModel):
@@ -435,6 +440,7 @@ def _service_rows(
                 ),
                 index=None if suppressed else sc.index,
                 level=None if suppressed else sc.level,
+                beyond_calendar=r.beyond_calendar > 0,
             )
         )
     rows.sort(key=lambda s: (s.agency_name, s.name))

@@ -108,6 +108,15 @@ class Scorecard(BaseModel):
     cases: CasesOut | None = Field(
         None, description="life-situation cases counted once across agencies (api/lifecases)"
     )
+    calendar_until: date | None = Field(
+        None, description="last day of the catalog's production calendar (null without one)"
+    )
+    deadlines_beyond_calendar: int = Field(
+        0,
+        description="deadlines set in the period that fall after calendar_until: their "
+        "working days were taken as Monday to Friday, so on-time figures for them are "
+        "provisional until the catalog's calendar is extended",
+    )
 
     model_config = {
         "populate_by_name": True,
@@ -377,4 +386,6 @@ class Scorer:
             ready=self.model.status.ready,
             hidden_small_cells=hidden,
             cases=cases_of(rollup, self.methodology.standards.small_cell),
+            calendar_until=self.catalog.calendar_until,
+            deadlines_beyond_calendar=rollup.beyond_calendar,
         )

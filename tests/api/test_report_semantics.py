@@ -136,6 +136,27 @@ def test_report_times_are_in_the_region_time_zone() -> None:
     assert " UTC<" not in html and "водяной знак" not in html
 
 
+def test_deadlines_past_the_calendar_are_marked_in_the_report() -> None:
+    m = _model()
+    _put(m, "2026-11-02", "portal", Rollup(started=10))
+    clean = _report(m)
+    assert clean.summary.deadlines_beyond_calendar == 0
+    assert "data-beyond-calendar" not in render_html(clean).decode()
+    _put(m, "2026-11-03", "portal", Rollup(started=10, beyond_calendar=7))
+    rep = _report(m)
+    assert rep.summary.deadlines_beyond_calendar == 7
+    assert rep.summary.calendar_until == CATALOG.calendar_until
+    assert [s.code for s in rep.services if s.beyond_calendar] == [SERVICE]
+    html = render_html(rep).decode()
+    assert html.count("data-beyond-calendar") == 2  # the warning and the service's mark
+    assert "заканчивается 31.12.2027" in html and "(7)" in html
+    # below the small-cell threshold the count itself is hidden, the warning is not
+    m2 = _model()
+    _put(m2, "2026-11-03", "portal", Rollup(started=10, beyond_calendar=2))
+    html2 = render_html(_report(m2)).decode()
+    assert "data-beyond-calendar" in html2 and "(2)" not in html2
+
+
 def test_case_end_to_end_time_per_life_situation_in_prometheus() -> None:
     m = _model()
     h = Hist.empty("case_seconds")

@@ -110,6 +110,18 @@ def _small_cell(day: str) -> tuple[bytes, bytes]:
     return key.encode(), agg.encode(r)
 
 
+#: the service whose deadlines fall past the production calendar in the web stack's data
+BEYOND_SERVICE = "large_family_status"
+
+
+def _beyond_calendar(day: str) -> tuple[bytes, bytes]:
+    # deadlines set in the period that end after the catalog's calendar (a municipality
+    # the demo records leave out, so no other cell is overwritten)
+    r = Rollup(beyond_calendar=6)
+    key = agg.RollupKey(0, day, agg.Dims("minsoc", BEYOND_SERVICE, "75707000", "portal", ""))
+    return key.encode(), agg.encode(r)
+
+
 def _processor(topics: Topics, common: CommonSettings, tmp: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -145,7 +157,11 @@ def web_stack(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFactory) ->
     today = datetime.now(cat.tz).date()
     days = [(today - timedelta(days=13 - i)).isoformat() for i in range(14)]
     small_day = (today - timedelta(days=SMALL_DAY_BACK)).isoformat()
-    write_transactionally(common, topics.aggregates, [*demo_records(days), _small_cell(small_day)])
+    write_transactionally(
+        common,
+        topics.aggregates,
+        [*demo_records(days), _small_cell(small_day), _beyond_calendar(days[-2])],
+    )
     write_transactionally(common, topics.deadletter, _dead_letters(days))
     web = WebSettings(live_interval=2, alerts_kept=50)
     proc = _processor(topics, common, tmp)

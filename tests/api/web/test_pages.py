@@ -21,7 +21,14 @@ import pytest
 
 from api.web import ru
 from contract.catalog import load_catalog
-from tests.api.web.conftest import WebStack, number, open_context, sign_in, wait_until
+from tests.api.web.conftest import (
+    BEYOND_SERVICE,
+    WebStack,
+    number,
+    open_context,
+    sign_in,
+    wait_until,
+)
 from tests.fixtures.api import event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -170,6 +177,34 @@ def test_report_is_one_click_away_with_the_perceived_section(
         assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     ctx.close()
     assert watch.outside == []
+
+
+def test_deadlines_past_the_calendar_are_marked_on_the_page_and_in_the_report(
+    web_stack: WebStack, browser: Any
+) -> None:
+    until = load_catalog().calendar_until
+    assert until is not None
+    shown_until = until.strftime("%d.%m.%Y")
+    ctx, _ = open_context(browser, web_stack.url)
+    page = ctx.new_page()
+    sign_in(page, web_stack.url, web_stack.inspector, f"/service/{BEYOND_SERVICE}")
+    note = page.locator("p[data-beyond-calendar]")
+    assert note.count() == 1 and note.is_visible()
+    text = note.inner_text()
+    assert shown_until in text and "6" in text and "предварительная" in text
+    card = web_stack.scorecard(scope="service", code=BEYOND_SERVICE)
+    assert card["deadlines_beyond_calendar"] == 6
+    assert card["calendar_until"] == until.isoformat()
+    # the printed report says it once at the top and marks the service
+    with page.expect_navigation():
+        page.click('a[href*="format=html"]')
+    assert page.locator("div.warn[data-beyond-calendar]").count() == 1
+    assert shown_until in page.inner_text("div.warn[data-beyond-calendar]")
+    assert page.locator("td span[data-beyond-calendar]").count() == 1
+    # a scope without such deadlines carries no mark
+    page.goto(web_stack.url + "/agency/zags")
+    assert page.locator("[data-beyond-calendar]").count() == 0
+    ctx.close()
 
 
 def _report_offices(stack: WebStack, **params: str) -> dict[str, tuple[Any, Any]]:
