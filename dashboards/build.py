@@ -367,6 +367,9 @@ def variable_query(name: str, source: str = "journeys_started_total") -> str:
         selector += '{agency=~"$agency"}'
     if name not in CODE_LABELS:
         return f"label_values({selector}, {name})"
+    if info_keys(name) != (name,):
+        # a step or an error code is a code of its service: no dropdown of its own
+        raise ValueError(f"no variable over {name!r}: its names are per {info_keys(name)[0]}")
     info = f"{PREFIX}catalog_{name}_info"
     return (
         f"query_result(max by ({name}, {name}_name) ({info})"
