@@ -751,6 +751,7 @@ _LATE = {
     "repeated_response",
     "repeated_start",
     "repeated_submit",
+    "too_late",
 }
 
 
