@@ -32,7 +32,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from contract.aggregates import INT_FIELDS, Dims, GaugeDims, Gauges, Hist, Rollup
 from contract.catalog import Catalog
 from contract.events import Channel, Outcome, Reason
-from contract.metrics import BUCKETS, FAMILIES, LATE_REASONS, Family, pseudo_info_series
+from contract.metrics import BUCKETS, FAMILIES, LATE_REASONS, Family
+from contract.names import info_series
 
 # -- the API's own metrics -----------------------------------------------------------------
 
@@ -291,33 +292,10 @@ class LiveExposition:
     # -- updates ---------------------------------------------------------------------
 
     def _names(self, cat: Catalog) -> None:
-        """The catalog's names of its codes as info series (value 1): they never change.
-
-        The label values that are no catalog code (:data:`contract.metrics.PSEUDO_NAMES`)
-        are named too, so a dashboard's join with the names drops no series.
-        """
-        for code, ag in cat.agencies.items():
-            self._add(
-                "catalog_agency_info", {"agency": code, "agency_name": ag.short_name or ag.name}, 1
-            )
-        for code, muni in cat.municipalities.items():
-            labels = {"municipality": code, "municipality_name": muni.name}
-            self._add("catalog_municipality_info", labels, 1)
-        for code, office in cat.offices.items():
-            labels = {
-                "office": code,
-                "office_name": office.name,
-                "municipality": office.municipality,
-            }
-            self._add("catalog_office_info", labels, 1)
-        for code, idx in cat.services.items():
-            self._add(
-                "catalog_service_info", {"service": code, "service_name": idx.service.name}, 1
-            )
-        for code, ls in cat.life_situations.items():
-            labels = {"life_situation": code, "life_situation_name": ls.name}
-            self._add("catalog_life_situation_info", labels, 1)
-        for family, labels in pseudo_info_series():
+        """The Russian names of every code a label can carry as info series (value 1):
+        they never change (:func:`contract.names.info_series`, the pseudo-values such as
+        ``other`` included, so a dashboard's join with the names drops no series)."""
+        for family, labels in info_series(cat):
             self._add(family, labels, 1)
 
     @property

@@ -25,34 +25,12 @@ import jinja2
 from api import perceived as perceived_
 from api.reports import Report
 from api.scorecard import LEVEL_NAMES, ComponentOut, Ratio
+from contract.names import reason_names
 
 Format = Literal["json", "csv", "html"]
 
-REASON_NAMES: Final = {
-    "invalid_json": "некорректный JSON",
-    "too_large": "слишком большое событие",
-    "not_an_object": "не JSON-объект",
-    "unknown_field": "неизвестное поле",
-    "missing_field": "нет обязательного поля",
-    "wrong_type": "неверный тип",
-    "bad_format": "неверный формат",
-    "out_of_range": "вне диапазона",
-    "bad_value": "недопустимое значение",
-    "no_offset": "время без часового пояса",
-    "future_timestamp": "время в будущем",
-    "not_pseudonym": "персональные данные вместо псевдонима",
-    "unsupported_version": "неподдерживаемая версия",
-    "unknown_agency": "неизвестное ведомство",
-    "unknown_service": "неизвестная услуга",
-    "service_not_owned": "услуга другого ведомства",
-    "unknown_municipality": "неизвестный ОКТМО",
-    "unknown_step": "неизвестный шаг",
-    "unknown_office": "неизвестный офис",
-    "unknown_life_situation": "неизвестная жизненная ситуация",
-    "forbidden_agency": "событие чужого ведомства",
-    "wrong_key": "ключ записи Kafka не по правилу",
-    "other": "прочее",
-}
+#: Russian names of the rejection reasons (one definition in the contract, with ``other``).
+REASON_NAMES: Final = reason_names()
 
 
 #: Russian names of the rollup counters a restatement can move (the "what changed" column).

@@ -27,14 +27,21 @@ _OWN: Final[dict[str, int]] = {
     "within_48h": 2,
     "life_situation": 0,  # dimension: see _size
 }
-#: The catalog's info series (one per code, and one per pseudo-value): family -> the
-#: code label and the number of codes.
-_INFO: Final[dict[str, tuple[str, Callable[[Sizes], int]]]] = {
-    "catalog_agency_info": ("agency", lambda n: n.agencies),
-    "catalog_municipality_info": ("municipality", lambda n: n.municipalities),
-    "catalog_office_info": ("office", lambda n: n.offices),
-    "catalog_service_info": ("service", lambda n: n.services),
-    "catalog_life_situation_info": ("life_situation", lambda n: n.life_situations),
+CHANNELS: Final = len(Channel)
+#: The info series of the code names (contract.names): family -> their number, one per
+#: code and one per pseudo-value (``other`` error code: one per service and one without).
+_INFO: Final[dict[str, Callable[[Sizes], int]]] = {
+    "catalog_agency_info": lambda n: n.agencies + len(PSEUDO_NAMES["agency"]),
+    "catalog_municipality_info": lambda n: n.municipalities + len(PSEUDO_NAMES["municipality"]),
+    "catalog_office_info": lambda n: n.offices + len(PSEUDO_NAMES["office"]),
+    "catalog_service_info": lambda n: n.services + len(PSEUDO_NAMES["service"]),
+    "catalog_life_situation_info": lambda n: (
+        n.life_situations + len(PSEUDO_NAMES["life_situation"])
+    ),
+    "catalog_step_info": lambda n: n.steps,
+    "catalog_code_info": lambda n: n.error_codes + 1,
+    "catalog_channel_info": lambda n: CHANNELS,
+    "catalog_reason_info": lambda n: len(Reason) + len(LATE_REASONS) + 1,
 }
 #: The demo goal for the whole exposition (issue 15; docs/BENCHMARKS.md).
 GOAL: Final = 30_000
@@ -72,9 +79,6 @@ class Sizes:
         )
 
 
-CHANNELS: Final = len(Channel)
-
-
 def family_budget(f: Family, n: Sizes) -> int:
     """The most series ``f`` can have for a catalog of sizes ``n``.
 
@@ -89,8 +93,7 @@ def family_budget(f: Family, n: Sizes) -> int:
     labels = set(f.labels)
     info = _INFO.get(f.name)
     if info is not None:
-        label, count = info
-        return count(n) + len(PSEUDO_NAMES.get(label, {}))
+        return info(n)
     if "office" in labels:
         size = (n.offices + n.agencies) * (n.services + 1)
     elif "agency" not in labels:

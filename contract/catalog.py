@@ -20,6 +20,7 @@ import msgspec
 import yaml
 
 from contract.errors import CatalogError
+from contract.events import CHANNEL_NAMES as CHANNEL_NAMES  # re-exported: one definition
 from contract.events import Channel, Event, EventType, Problem, Reason
 from contract.personal import shown
 
@@ -33,15 +34,6 @@ OTHER: Final = "other"
 #: Channels whose journeys fill a form with the catalog's steps (self-service): only their
 #: journeys have funnels, skipped steps and a timeout abandonment.
 FORM_CHANNELS: Final = frozenset({"portal", "mobile"})
-#: Russian names of the channels, for reports and dashboards.
-CHANNEL_NAMES: Final = {
-    "portal": "портал",
-    "mobile": "мобильное приложение",
-    "mfc": "МФЦ",
-    "office": "офис ведомства",
-    "phone": "телефон",
-    "proactive": "проактивно",
-}
 
 _code = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
@@ -284,8 +276,48 @@ class Catalog:
             for d in y.working_weekends:
                 if d.weekday() < 5:
                     problems.append(f"calendar[{i}].working_weekends: {d} is not a weekend day")
+        problems.extend(self._blank_names())
         if problems:
             raise CatalogError(f"{self.source}: " + "; ".join(problems))
+
+    def _blank_names(self) -> list[str]:
+        """Entries whose Russian name is empty (or only spaces): dashboards, reports and web
+        pages show every code by its name, so a blank one would show as nothing."""
+        f = self.file
+        named: list[tuple[str, str, str]] = [("region", f"region {f.region.code!r}", f.region.name)]
+        named += [
+            (f"agencies[{i}]", f"agency {a.code!r}", a.name) for i, a in enumerate(f.agencies)
+        ]
+        named += [
+            (f"municipalities[{i}]", f"municipality {m.oktmo!r}", m.name)
+            for i, m in enumerate(f.municipalities)
+        ]
+        named += [(f"offices[{i}]", f"office {o.code!r}", o.name) for i, o in enumerate(f.offices)]
+        for i, s in enumerate(f.services):
+            named.append((f"services[{i}]", f"service {s.code!r}", s.name))
+            for kind, what in (("steps", "step"), ("errors", "error code"), ("reasons", "reason")):
+                items: list[Named] = getattr(s, kind)
+                named += [
+                    (
+                        f"services[{i}].{kind}[{j}]",
+                        f"{what} {x.code!r} of service {s.code!r}",
+                        x.name,
+                    )
+                    for j, x in enumerate(items)
+                ]
+        named += [
+            (f"life_situations[{i}]", f"life situation {ls.code!r}", ls.name)
+            for i, ls in enumerate(f.life_situations)
+        ]
+        named += [
+            (f"counterparts[{i}]", f"counterpart {c.code!r}", c.name)
+            for i, c in enumerate(f.counterparts)
+        ]
+        return [
+            f"{path}.name: empty name of {what} (every code is shown by its Russian name)"
+            for path, what, name in named
+            if not name.strip()
+        ]
 
     # -- lookups ---------------------------------------------------------------------
 

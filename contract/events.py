@@ -79,6 +79,17 @@ class Channel(enum.StrEnum):
     PROACTIVE = "proactive"
 
 
+#: Russian names of the channels: reports, web pages and dashboards
+#: (``servicepulse_catalog_channel_info``) all read them from here.
+CHANNEL_NAMES: Final[dict[str, str]] = {
+    Channel.PORTAL: "портал госуслуг",
+    Channel.MOBILE: "мобильное приложение",
+    Channel.MFC: "МФЦ",
+    Channel.OFFICE: "приёмная ведомства",
+    Channel.PHONE: "телефон",
+    Channel.PROACTIVE: "проактивно",
+}
+
 SELF_SERVICE_CHANNELS: Final = frozenset({Channel.PORTAL, Channel.MOBILE})
 DIGITAL_CHANNELS: Final = frozenset({Channel.PORTAL, Channel.MOBILE, Channel.PROACTIVE})
 
@@ -132,6 +143,37 @@ class Reason(enum.StrEnum):
     WRONG_KEY = "wrong_key"
     #: the processor raised while applying the event (dead-lettered by the processor)
     PROCESSING_ERROR = "processing_error"
+
+
+#: Russian names of the rejection reasons: reports and dashboards
+#: (``servicepulse_catalog_reason_info``) read them from here; every reason has one.
+REASON_NAMES: Final[dict[str, str]] = {
+    Reason.INVALID_JSON: "некорректный JSON",
+    Reason.TOO_LARGE: "слишком большое событие",
+    Reason.NOT_AN_OBJECT: "не JSON-объект",
+    Reason.UNKNOWN_FIELD: "неизвестное поле",
+    Reason.MISSING_FIELD: "нет обязательного поля",
+    Reason.WRONG_TYPE: "неверный тип",
+    Reason.BAD_FORMAT: "неверный формат",
+    Reason.OUT_OF_RANGE: "вне диапазона",
+    Reason.BAD_VALUE: "недопустимое значение",
+    Reason.NO_OFFSET: "время без часового пояса",
+    Reason.FUTURE_TIMESTAMP: "время в будущем",
+    Reason.TOO_EARLY: "время раньше допустимого",
+    Reason.PERSONAL_DATA: "персональные данные в событии",
+    Reason.NOT_PSEUDONYM: "персональные данные вместо псевдонима",
+    Reason.UNSUPPORTED_VERSION: "неподдерживаемая версия",
+    Reason.UNKNOWN_AGENCY: "неизвестное ведомство",
+    Reason.UNKNOWN_SERVICE: "неизвестная услуга",
+    Reason.SERVICE_NOT_OWNED: "услуга другого ведомства",
+    Reason.UNKNOWN_MUNICIPALITY: "неизвестный ОКТМО",
+    Reason.UNKNOWN_STEP: "неизвестный шаг",
+    Reason.UNKNOWN_OFFICE: "неизвестный офис",
+    Reason.UNKNOWN_LIFE_SITUATION: "неизвестная жизненная ситуация",
+    Reason.FORBIDDEN_AGENCY: "событие чужого ведомства",
+    Reason.WRONG_KEY: "ключ записи Kafka не по правилу",
+    Reason.PROCESSING_ERROR: "сбой при обработке",
+}
 
 
 class Attrs(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

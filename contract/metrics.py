@@ -59,19 +59,21 @@ DIMS: Final = ("agency", "service", "municipality", "channel")
 #: (scorecards, reports), not by Prometheus (docs/METRICS.md, "Series budget").
 JOURNEY_DIMS: Final = ("agency", "service", "channel")
 
-#: Reasons of ``late_events_total`` (the processor writes no others).
-LATE_REASONS: Final = (
-    "after_abandoned",
-    "after_decided",
-    "repeated_start",
-    "repeated_submit",
-    "repeated_appeal",
-    "repeated_answer",
-    "repeated_request",
-    "repeated_response",
-    "behind_watermark",
-    "too_late",
-)
+#: Reasons of ``late_events_total`` (the processor writes no others), with their Russian
+#: names (``servicepulse_catalog_reason_info``; a reason not here is exposed as ``other``).
+LATE_REASON_NAMES: Final[dict[str, str]] = {
+    "after_abandoned": "после того как заявление брошено",
+    "after_decided": "после решения по заявлению",
+    "repeated_start": "повторное начало заявления",
+    "repeated_submit": "повторная подача заявления",
+    "repeated_appeal": "повторное поступление жалобы",
+    "repeated_answer": "повторный ответ на жалобу",
+    "repeated_request": "повторный межведомственный запрос",
+    "repeated_response": "повторный межведомственный ответ",
+    "behind_watermark": "позже допустимого опоздания",
+    "too_late": "день уже закрыт для изменений",
+}
+LATE_REASONS: Final = tuple(LATE_REASON_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,8 +337,10 @@ FAMILIES: Final[tuple[Family, ...]] = (
         ("agency",),
         "sender_skew_seconds",
     ),
-    # Russian names of catalog codes as info series (value 1), so dashboards show names:
+    # Russian names of the code labels as info series (value 1), so dashboards show names:
     # ``... * on (office) group_left (office_name) servicepulse_catalog_office_info``.
+    # Each is ``catalog_<label>_info``: the labels before ``<label>_name`` are those it is
+    # joined on (a step is a step of its service); contract.names makes the series.
     Family(
         "catalog_agency_info", "gauge", "Catalog name of each agency (1)", ("agency", "agency_name")
     ),
@@ -364,33 +368,61 @@ FAMILIES: Final[tuple[Family, ...]] = (
         "Catalog name of each life situation (1)",
         ("life_situation", "life_situation_name"),
     ),
+    Family(
+        "catalog_step_info",
+        "gauge",
+        "Catalog name of each form step of each service (1)",
+        ("service", "step", "step_name"),
+    ),
+    Family(
+        "catalog_code_info",
+        "gauge",
+        "Catalog name of each journey error code of each service (1)",
+        ("service", "code", "code_name"),
+    ),
+    Family(
+        "catalog_channel_info",
+        "gauge",
+        "Name of each channel (1)",
+        ("channel", "channel_name"),
+    ),
+    Family(
+        "catalog_reason_info",
+        "gauge",
+        "Name of each reason of rejected and late events (1)",
+        ("reason", "reason_name"),
+    ),
 )
 
 #: Russian names of the label values that are not catalog codes (an agency the catalog
-#: does not know, a visit at a place without an office, feedback without a service, ...):
-#: the info series name them too, so a join with the catalog's names drops no series.
+#: does not know, a visit at a place without an office, feedback without a service, an
+#: error code the service does not list, ...): the info series name them too, so a join
+#: with the names drops no series.
 PSEUDO_NAMES: Final[dict[str, dict[str, str]]] = {
     "agency": {"unknown": "неизвестное ведомство"},
     "municipality": {"other": "другие места"},
     "office": {"other": "другие офисы"},
     "service": {"": "без услуги"},
     "life_situation": {"": "вне жизненной ситуации"},
+    "code": {"other": "прочие ошибки"},
+    "reason": {"other": "прочее"},
 }
+
+#: The label each info family names (``catalog_<label>_info``).
+NAMED_LABELS: Final = tuple(
+    f.name.removeprefix("catalog_").removesuffix("_info")
+    for f in FAMILIES
+    if f.name.startswith("catalog_")
+)
 
 FAMILY_BY_NAME: Final = {f.name: f for f in FAMILIES}
 
 
-def pseudo_info_series() -> list[tuple[str, dict[str, str]]]:
-    """``(family, labels)`` of the info series naming the :data:`PSEUDO_NAMES` (labels
-    the family has beyond the code and its name, such as an office's municipality, are
-    empty)."""
-    out = []
-    for label, names in PSEUDO_NAMES.items():
-        family = FAMILY_BY_NAME[f"catalog_{label}_info"]
-        for code, name in names.items():
-            values = {label: code, f"{label}_name": name}
-            out.append((family.name, {lab: values.get(lab, "") for lab in family.labels}))
-    return out
+def info_keys(label: str) -> tuple[str, ...]:
+    """The labels the name of ``label`` is joined on: the code, and the code that scopes
+    it where codes repeat (a step or an error code is one of its service's)."""
+    labels = FAMILY_BY_NAME[f"catalog_{label}_info"].labels
+    return labels[: labels.index(f"{label}_name")]
 
 
 #: Fields of ``contract.aggregates.Rollup`` and ``Gauges`` that no family exposes: the

@@ -52,7 +52,7 @@ from grafana_foundation_sdk.models.dashboard import (
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from contract.methodology import Methodology
-from contract.metrics import FAMILY_BY_NAME, PREFIX
+from contract.metrics import FAMILY_BY_NAME, NAMED_LABELS, PREFIX, info_keys
 from dashboards import pipeline
 from dashboards import rules as R
 
@@ -126,21 +126,25 @@ class Filters:
         )
 
 
-#: Labels holding catalog codes, each with an info series of its Russian names
-#: (``servicepulse_catalog_<label>_info{<label>, <label>_name}``, the pseudo-values such as
-#: ``unknown`` included): dashboards show ``<label>_name``, never the code.
-CODE_LABELS: Final = ("agency", "service", "municipality", "office", "life_situation")
+#: Labels holding codes, each with an info series of its Russian names
+#: (``servicepulse_catalog_<label>_info{<keys>, <label>_name}``, contract.names; the
+#: pseudo-values such as ``unknown`` included): dashboards show ``<label>_name``, never
+#: the code. The catalog's codes, the channels and the reasons of rejected and late events.
+CODE_LABELS: Final = NAMED_LABELS
 
 
 def _named(*labels: str) -> str:
-    """Join the catalog's Russian name of each of ``labels`` (``<label>_name``) onto a
-    vector: ``expr + _named("agency")``. Every code the series can carry has a name (the
-    exposition names its pseudo-values too), so the join drops no series."""
+    """Join the Russian name of each of ``labels`` (``<label>_name``) onto a vector:
+    ``expr + _named("agency")``. The join is on the label's keys (a step's name on its
+    service and step, so the vector must carry the service too). Every code the series
+    can carry has a name (the exposition names its pseudo-values too), so the join drops
+    no series."""
     out = []
     for label in labels:
         info = f"{PREFIX}catalog_{label}_info"
+        keys = ", ".join(info_keys(label))
         out.append(
-            f"\n* on ({label}) group_left ({label}_name) max by ({label}, {label}_name) ({info})"
+            f"\n* on ({keys}) group_left ({label}_name) max by ({keys}, {label}_name) ({info})"
         )
     return "".join(out)
 
@@ -286,6 +290,10 @@ _NAME_COLUMNS: Final = {
     "municipality_name": "Муниципалитет",
     "office_name": "Офис",
     "life_situation_name": "Жизненная ситуация",
+    "step_name": "Шаг формы",
+    "code_name": "Ошибка",
+    "channel_name": "Канал",
+    "reason_name": "Причина",
 }
 
 
@@ -359,6 +367,9 @@ def variable_query(name: str, source: str = "journeys_started_total") -> str:
         selector += '{agency=~"$agency"}'
     if name not in CODE_LABELS:
         return f"label_values({selector}, {name})"
+    if info_keys(name) != (name,):
+        # a step or an error code is a code of its service: no dropdown of its own
+        raise ValueError(f"no variable over {name!r}: its names are per {info_keys(name)[0]}")
     info = f"{PREFIX}catalog_{name}_info"
     return (
         f"query_result(max by ({name}, {name}_name) ({info})"
@@ -499,6 +510,13 @@ def _index_thresholds(m: Methodology) -> list[tuple[float | None, str]]:
 
 
 ALERT_LABELS: Final = "alertname, alertstate, severity, agency, service, job"
+#: Russian names of the alert states and severities the alerts table shows.
+ALERT_VALUES_RU: Final = {
+    "firing": "сработало",
+    "pending": "ожидает",
+    "critical": "критическое",
+    "warning": "предупреждение",
+}
 
 
 def overview(m: Methodology) -> Board:
@@ -684,6 +702,7 @@ def overview(m: Methodology) -> Board:
                             table=True,
                         )
                     ],
+                    mappings=ALERT_VALUES_RU,
                 )
             ),
         )
@@ -907,16 +926,55 @@ def service(m: Methodology) -> Board:
                     "Шаги формы",
                     "Сколько заявлений дошло до каждого шага (один раз на заявление и шаг).",
                     "short",
-                    [Query(q.inc("journey_steps_total", by="step"), "{{step}}", instant=True)],
+                    [
+                        Query(
+                            named(
+                                q.inc("journey_steps_total", by="service, step"),
+                                "service",
+                                "step",
+                            ),
+                            "{{service_name}}: {{step_name}}",
+                            instant=True,
+                        )
+                    ],
+                    width=8,
                     decimals=0,
                 )
             ),
             bars_panel(
                 Spec(
-                    "Ошибки по кодам",
-                    "События journey.error за период по коду ошибки каталога.",
+                    "Ошибки по видам",
+                    "Ошибки при заполнении формы за период, по видам ошибок услуги в каталоге; "
+                    "ошибки, которых в каталоге нет, — в «прочих».",
                     "short",
-                    [Query(q.inc("journey_errors_total", by="code"), "{{code}}", instant=True)],
+                    [
+                        Query(
+                            named(
+                                q.inc("journey_errors_total", by="service, code"),
+                                "service",
+                                "code",
+                            ),
+                            "{{service_name}}: {{code_name}}",
+                            instant=True,
+                        )
+                    ],
+                    width=8,
+                    decimals=0,
+                )
+            ),
+            bars_panel(
+                Spec(
+                    "Начато по каналам",
+                    "Начатые заявления за период по каналу обращения.",
+                    "short",
+                    [
+                        Query(
+                            named(q.inc("journeys_started_total", by="channel"), "channel"),
+                            "{{channel_name}}",
+                            instant=True,
+                        )
+                    ],
+                    width=8,
                     decimals=0,
                 )
             ),
@@ -1388,7 +1446,11 @@ def quality(m: Methodology) -> Board:
                     "short",
                     [
                         Query(
-                            named(f"sum by (agency, reason) (increase({rej}[$__range]))", "agency"),
+                            named(
+                                f"sum by (agency, reason) (increase({rej}[$__range]))",
+                                "agency",
+                                "reason",
+                            ),
                             table=True,
                         )
                     ],
@@ -1423,8 +1485,9 @@ def quality(m: Methodology) -> Board:
                                 f"sum by (agency, reason) (increase({PREFIX}late_events_total"
                                 f"{{{f}}}[$__range]))",
                                 "agency",
+                                "reason",
                             ),
-                            "{{agency_name}}: {{reason}}",
+                            "{{agency_name}}: {{reason_name}}",
                             instant=True,
                         )
                     ],
@@ -1519,6 +1582,7 @@ def quality(m: Methodology) -> Board:
 def pipeline_health(m: Methodology) -> Board:
     """Pipeline health."""
     jobs = f'job=~"{pipeline.JOB_API}|{pipeline.JOB_PROCESSOR}"'
+    deadletters = f"sum by (reason) (rate({pipeline.PROCESSOR_DEADLETTERS.name}[$__rate_interval]))"
     return (
         Board(
             UIDS["pipeline"],
@@ -1648,12 +1712,13 @@ def pipeline_health(m: Methodology) -> Board:
                         Query(
                             f"sum by (result) (rate({pipeline.PROCESSOR_TRANSACTIONS.name}"
                             "[$__rate_interval]))",
-                            "транзакции: {{result}}",
+                            "{{result}}",
                         ),
                         Query(
-                            f"sum by (reason) (rate({pipeline.PROCESSOR_DEADLETTERS.name}"
-                            "[$__rate_interval]))",
-                            "отбраковано: {{reason}}",
+                            # the names come from the API: while it is down the dead
+                            # letters still show, with no name
+                            f"({named(deadletters, 'reason')})\nor on (reason) {deadletters}",
+                            "отбраковано: {{reason_name}}",
                         ),
                         Query(
                             f"sum(rate({pipeline.PROCESSOR_RETENTION_LOST.name}"
@@ -1661,6 +1726,7 @@ def pipeline_health(m: Methodology) -> Board:
                             "удалены до обработки",
                         ),
                     ],
+                    names=pipeline.TRANSACTION_RESULTS_RU,
                 )
             ),
             series_panel(
@@ -1674,6 +1740,7 @@ def pipeline_health(m: Methodology) -> Board:
                             "{{kind}}",
                         )
                     ],
+                    names=pipeline.STATE_KINDS_RU,
                 )
             ),
             series_panel(

@@ -160,3 +160,22 @@ API_METRICS: Final = (
     API_BUSINESS_SERIES,
     API_BUSINESS_SERIES_BUDGET,
 )
+
+#: Russian names of the values of the processor's own closed-set labels, shown on the
+#: pipeline dashboard in place of the codes (``tests/dashboards/test_pipeline_names.py``
+#: checks they are the values the processor writes).
+TRANSACTION_RESULTS_RU: Final = {
+    "committed": "транзакции зафиксированы",
+    "aborted": "транзакции отменены",
+}
+STATE_KINDS_RU: Final = {
+    "journeys": "заявления",
+    "closed_journeys": "закрытые заявления",
+    "cases": "случаи жизненных ситуаций",
+    "appeals": "жалобы",
+    "requests": "межведомственные запросы",
+    "event_ids": "идентификаторы событий для отсева повторов",
+    "rollup_cells": "ячейки сводок",
+    "rollup_days": "дни сводок",
+    "timers": "таймеры",
+}

@@ -16,7 +16,8 @@ from importlib import resources
 import jinja2
 
 from api.scorecard import LEVEL_NAMES
-from api.web import ru, views
+from api.web import ru
+from contract.events import CHANNEL_NAMES
 
 LOGIN_COOKIE = "sp_login"
 #: Nothing from another host: the policy a browser enforces besides our own discipline.
@@ -54,7 +55,7 @@ def environment() -> jinja2.Environment:
     env.filters["points"] = ru.points
     env.filters["month"] = ru.month
     env.globals["LEVEL_NAMES"] = LEVEL_NAMES
-    env.globals["CHANNEL_RU"] = views.CHANNEL_RU
+    env.globals["CHANNEL_NAMES"] = CHANNEL_NAMES
     env.globals["plural"] = ru.plural
     env.globals["count"] = ru.count
     return env

@@ -104,16 +104,6 @@ class ChannelFunnel:
     submitted: int | None
 
 
-CHANNEL_RU = {
-    "portal": "портал госуслуг",
-    "mobile": "мобильное приложение",
-    "mfc": "МФЦ",
-    "office": "приёмная ведомства",
-    "phone": "телефон",
-    "proactive": "проактивно",
-}
-
-
 def channel_funnels(scorer: Scorer, service: str) -> list[ChannelFunnel]:
     """Per channel: journeys started, reaching each step, submitted (small cells hidden)."""
     idx = scorer.catalog.services[service]

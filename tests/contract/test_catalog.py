@@ -297,6 +297,47 @@ BROKEN: list[tuple[str, Mutation, tuple[str, ...]]] = [
         ("agencies[0]", "inn"),
     ),
     ("bad-code", _set(("services", 0, "code"), "жильё"), ("services[0].code",)),
+    # every code is shown by its name (dashboards, reports): a blank name is refused
+    (
+        "blank-agency-name",
+        _set(("agencies", 0, "name"), ""),
+        ("agencies[0].name", "empty name of agency"),
+    ),
+    (
+        "blank-municipality-name",
+        _set(("municipalities", 4, "name"), " "),
+        ("municipalities[4].name", "empty name of municipality"),
+    ),
+    (
+        "blank-office-name",
+        _set(("offices", 2, "name"), ""),
+        ("offices[2].name", "empty name of office"),
+    ),
+    (
+        "blank-service-name",
+        _set(("services", 3, "name"), ""),
+        ("services[3].name", "empty name of service"),
+    ),
+    (
+        "blank-step-name",
+        _set(("services", 1, "steps", 2, "name"), "  "),
+        ("services[1].steps[2].name", "empty name of step", "of service"),
+    ),
+    (
+        "blank-error-name",
+        _set(("services", 0, "errors", 1, "name"), ""),
+        ("services[0].errors[1].name", "empty name of error code"),
+    ),
+    (
+        "blank-life-situation-name",
+        _set(("life_situations", 0, "name"), "\t"),
+        ("life_situations[0].name", "empty name of life situation"),
+    ),
+    (
+        "blank-counterpart-name",
+        _set(("counterparts", 0, "name"), ""),
+        ("counterparts[0].name", "empty name of counterpart"),
+    ),
 ]
 
 
@@ -313,6 +354,22 @@ def test_broken_file_names_the_field(
     assert message.startswith(f"{SOURCE}: ")
     for part in expected:
         assert part in message
+
+
+def test_catalog_check_refuses_a_blank_step_name(raw: dict[str, Any], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from servicepulse.cli import app
+
+    service = raw["services"][1]
+    service["steps"][0]["name"] = ""
+    path = tmp_path / "blank.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    result = CliRunner().invoke(app, ["catalog", "check", str(path)], terminal_width=300)
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())  # the console wraps long lines
+    step, code = service["steps"][0]["code"], service["code"]
+    assert f"services[1].steps[0].name: empty name of step {step!r} of service {code!r}" in output
 
 
 def test_not_yaml() -> None:

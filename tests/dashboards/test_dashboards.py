@@ -12,6 +12,7 @@ import pytest
 import yaml
 from msgspec import structs
 
+from contract.events import Outcome
 from contract.methodology import load_methodology
 from contract.metrics import FAMILIES
 from dashboards import artifacts, build, pipeline, rules
@@ -225,3 +226,69 @@ def test_tables_hide_codes_and_title_names_in_russian() -> None:
             for label in build.CODE_LABELS:
                 assert overrides[label] == {"custom.hidden": True}, (uid, p["title"])
                 assert re.search("[а-яё]", overrides[f"{label}_name"]["displayName"], re.I)
+
+
+#: Labels a legend may print as they are: not codes with names but the pipeline's own
+#: numbers and addresses (a partition, a scrape target and its job, an HTTP route and
+#: status, a rule group) and the feedback score (1 to 5).
+PLAIN_LABELS = {"partition", "instance", "job", "route", "status", "rule_group", "score"}
+
+
+def _renamed_sets() -> dict[str, set[str]]:
+    """The closed sets whose values a panel renames with display-name overrides."""
+    return {
+        "component": {c.code for c in load_methodology().components},
+        "outcome": {o.value for o in Outcome},
+        "result": set(pipeline.TRANSACTION_RESULTS_RU),
+        "kind": set(pipeline.STATE_KINDS_RU),
+    }
+
+
+def _display_names(panel: dict[str, Any]) -> dict[str, str]:
+    return {
+        o["matcher"]["options"]: c["value"]
+        for o in panel["fieldConfig"]["overrides"]
+        if o["matcher"]["id"] == "byName"
+        for c in o["properties"]
+        if c["id"] == "displayName"
+    }
+
+
+def test_every_code_a_panel_shows_is_joined_to_its_name() -> None:
+    """Every query of every generated panel: a legend prints a code label only as its
+    name (``{{<label>_name}}``, joined onto the query), else plain labels or a closed set
+    the panel renames value by value in Russian; a table, or a legend left to Grafana's
+    default (every label), of a result that carries a code label joins that name."""
+    renamed = _renamed_sets()
+    bad = []
+    checked = 0
+    for uid, m in MODELS.items():
+        for p in panels(m):
+            display = _display_names(p) if p["type"] != "row" else {}
+            for t in p.get("targets", []):
+                legend, expr = t.get("legendFormat", ""), t["expr"]
+                where = f"{uid} / {p['title']} / {t['refId']}"
+                for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", legend):
+                    checked += 1
+                    code = label.removesuffix("_name")
+                    if label in PLAIN_LABELS:
+                        continue
+                    if code in build.CODE_LABELS and label != code:
+                        if f"group_left ({label})" not in expr:
+                            bad.append(f"{where}: {label} is not joined")
+                    elif label in renamed:
+                        for value in renamed[label]:
+                            shown = legend.replace("{{" + label + "}}", value)
+                            if not re.search("[а-яё]", display.get(shown, ""), re.I):
+                                bad.append(f"{where}: {shown!r} has no Russian name")
+                    else:
+                        bad.append(f"{where}: the legend prints the code {label}")
+                if legend and t.get("format") != "table":
+                    continue
+                for code in build.CODE_LABELS:
+                    if _carried(code, expr):
+                        checked += 1
+                        if f"group_left ({code}_name)" not in expr:
+                            bad.append(f"{where}: shows {code} without its name")
+    assert bad == [], "\n".join(bad)
+    assert checked >= 40

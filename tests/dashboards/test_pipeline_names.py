@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -38,3 +40,17 @@ def test_ops_metrics_exist_with_their_labels(
     for om in table:
         assert om.name in defined, f"{om.name} is not defined by the component"
         assert defined[om.name] == (om.kind, om.labels), om.name
+
+
+def test_the_pipeline_board_names_every_value_the_processor_writes() -> None:
+    """The Russian names of transaction results and state kinds are of exactly the
+    values the processor writes (its source: the label values are literals there)."""
+    from processors import checkpoint, engine, runner
+
+    sources = inspect.getsource(checkpoint) + inspect.getsource(runner)
+    results = set(re.findall(r"transactions\.labels\(\"(\w+)\"\)", sources))
+    assert results == set(pipeline.TRANSACTION_RESULTS_RU)
+    kinds = set(
+        re.findall(r"\"(\w+)\": len\(", inspect.getsource(engine.PartitionEngine.state_sizes))
+    )
+    assert kinds == set(pipeline.STATE_KINDS_RU)

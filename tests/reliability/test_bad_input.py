@@ -42,8 +42,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from contract.catalog import Catalog, demo_catalog_path, load_catalog
-from contract.events import Channel, Reason
+from contract.events import CHANNEL_NAMES, Channel, Reason
 from contract.metrics import FAMILIES, PSEUDO_NAMES
+from contract.names import reason_names
 from tests.fixtures.kafka import Broker
 from tests.reliability.harness import (
     LONG,
@@ -750,6 +751,7 @@ _LATE = {
     "repeated_response",
     "repeated_start",
     "repeated_submit",
+    "too_late",
 }
 
 
@@ -770,6 +772,10 @@ def _allowed(catalog: Catalog) -> dict[str, set[str]]:
         "office_name": {o.name for o in catalog.offices.values()},
         "service_name": {idx.service.name for idx in catalog.services.values()},
         "life_situation_name": {ls.name for ls in catalog.life_situations.values()},
+        "step_name": {st.name for idx in catalog.services.values() for st in idx.service.steps},
+        "code_name": {e.name for idx in catalog.services.values() for e in idx.service.errors},
+        "channel_name": set(CHANNEL_NAMES.values()),
+        "reason_name": set(reason_names().values()),
         "family": {f.name for f in FAMILIES},
         "format": {"json", "csv", "html"},  # reports issued (the log of issued numbers)
         "channel": _CHANNELS,
