@@ -334,6 +334,26 @@ def decode_key(key: bytes) -> Key:
     raise ValueError(f"unknown aggregates key {key[:80]!r}")
 
 
+def split_rollup_key(key: bytes) -> tuple[int, str, str, str] | None:
+    """``(partition, day, agency, tail)`` of an ``r|`` key, ``tail`` being its last four
+    parts as they are (``service|municipality|channel|life_situation``); None for any
+    other key. Accepts exactly the ``r|`` keys :func:`decode_key` accepts, without
+    building the key's objects (a restore splits millions)."""
+    if not key.startswith(b"r|"):
+        return None
+    try:
+        text = key.decode()
+    except UnicodeDecodeError:
+        return None
+    p = text.split(SEP, 4)
+    if len(p) != 5 or p[4].count(SEP) != 3:
+        return None
+    part = p[1]
+    if not (part.isascii() and part.isdigit()) or (len(part) > 1 and part[0] == "0"):
+        return None
+    return int(part), p[2], p[3], p[4]
+
+
 def restatement_key(partition: int, day: str, agency: str) -> bytes:
     """Shorthand for ``RestatementKey(partition, day, agency).encode()``."""
     return RestatementKey(partition, day, agency).encode()
