@@ -15,6 +15,7 @@ partitions it restores, and packs them in bulk, so it never holds them loose.
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import msgspec
@@ -32,8 +33,11 @@ from contract.aggregates import (
     Rollup,
     RollupKey,
 )
+from contract.topics import DAYS_MAX_BYTES
 from processors.context import iso
 from processors.state import Intern
+
+logger = logging.getLogger(__name__)
 
 CellKey = tuple[str, Dims]
 #: cells of one closed (day, agency): the ``r|`` key's last four parts
@@ -49,6 +53,9 @@ PACK_LEVEL: Final = 1
 #: Raw bytes (keys' tails plus values) a restore stages before it packs them: bounds
 #: what a restore holds of closed days, whatever their number
 STAGE_LIMIT: Final = 64 * 1024 * 1024
+#: A ClosedDay record larger than this is logged: half the days topic's record limit.
+#: At the demo's rate the largest is about 1.4 MB (docs/PROCESSOR.md, "Limits")
+DAYS_WARN_BYTES: Final = DAYS_MAX_BYTES // 2
 
 
 def _compress(data: bytes, zc: zstandard.ZstdCompressor | None = None) -> bytes:
@@ -295,7 +302,20 @@ class RollupBook:
                 if rs is not None:
                     self._retired.append((RestatementKey(p, day, agency).encode(), None))
                 closed = agg.ClosedDay(day, p, agency, cells, rs, watermark_ms / 1000)
-                self._closed.append((agg.closed_day_key(day, p, agency), agg.encode(closed)))
+                value = agg.encode(closed)
+                if len(value) > DAYS_WARN_BYTES:
+                    # over DAYS_MAX_BYTES the commit fails and the session restarts
+                    logger.warning(
+                        "closed day %s partition=%d agency=%s is %d bytes, %.0f%% of the "
+                        "days topic's record limit (%d bytes)",
+                        day,
+                        p,
+                        agency,
+                        len(value),
+                        100 * len(value) / DAYS_MAX_BYTES,
+                        DAYS_MAX_BYTES,
+                    )
+                self._closed.append((agg.closed_day_key(day, p, agency), value))
         return len(days)
 
     @property

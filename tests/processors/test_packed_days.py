@@ -6,14 +6,17 @@ same changes; the records they write (``r|``, ``s|``, ClosedDay) must be the sam
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+
+import pytest
 
 from contract import aggregates as agg
 from contract.aggregates import Dims, RollupKey
 from contract.catalog import Catalog
 from contract.methodology import load_methodology
-from processors import recovery
+from processors import recovery, rollups
 from processors import state as st
 from processors.context import Context
 from processors.engine import PartitionEngine
@@ -242,3 +245,22 @@ def test_records_of_final_days_are_never_held_even_before_their_tombstones() -> 
     assert {d for d, row in e.rollups.cells.items() if row} == {"2026-03-04"}
     # nothing of 1 and 2 March was staged at all
     assert len(stage.sizes) == 10 * len(AGENCIES)
+
+
+def test_a_closed_day_near_the_record_limit_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    packed, _ = pair()
+    loose = restored(Loose(0))
+    loose.finalize(DAYS[3], 1_772_700_000_000)
+    sizes = sorted(len(v) for _, v in loose.flush_days())
+    cut = sizes[len(sizes) // 2]
+    monkeypatch.setattr(rollups, "DAYS_WARN_BYTES", cut)
+    with caplog.at_level(logging.WARNING, logger="processors.rollups"):
+        packed.finalize(DAYS[3], 1_772_700_000_000)
+    days = packed.flush_days()
+    over = [agg.decode_closed_day(v) for _, v in days if len(v) > cut]
+    assert over and len(over) < len(days)
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == len(over)
+    assert all(f"partition=0 agency={c.agency} " in m for c, m in zip(over, logged, strict=True))
