@@ -27,8 +27,9 @@ those would add the broker's time to every figure):
   (one live transaction) and is caught up: process start to caught up, and its RSS;
 - ``processor``: every record a restore reads from ``<prefix>.aggregates`` (the live
   window) goes into the partition engines, as one instance owning every partition does
-  on assignment. This is the processor code of this repository: until the processor
-  keeps only the live window itself it is also what its memory holds.
+  on assignment: the changelog's ``m`` records first, then the aggregates through
+  :func:`processors.recovery.load` with one :class:`processors.rollups.Stage` (its
+  peak and packs are reported). This is the processor code of this repository.
 
 The child prints one JSON object; :func:`bench_history` turns it into figures.
 """

@@ -381,8 +381,9 @@ class ClosedDay(msgspec.Struct, omit_defaults=True):
     Written once to ``<prefix>.days`` under :class:`ClosedDayKey` in the transaction in
     which the day becomes final for the partition (its watermark passed the day's end plus
     the restatement horizon); the same transaction tombstones the ``r|`` and ``s|`` keys
-    it replaces on ``<prefix>.aggregates``. Per agency so that one record stays far below
-    the broker's record size limit at any traffic.
+    it replaces on ``<prefix>.aggregates``. Per agency so that one record stays under the
+    topic's record size limit: at the demo's rate 12 times under it, but a catalog's
+    every cell of one agency can pass it (docs/PROCESSOR.md, "Limits").
     """
 
     day: str
