@@ -153,6 +153,7 @@ def test_a_restore_staged_in_small_parts_restates_and_closes_days_exactly() -> N
         started("2026-03-05 10:00", "late1", agency="reg", service="reg-cert", channel="phone"),
         started("2026-03-04 11:00", "late2"),
         started("2026-03-10 10:00", "closing"),  # 4 to 6 March become final
+        started("2026-03-05 12:00", "too-late", agency="reg", service="reg-cert"),
     ]
     for x in (ref, h):
         for ev in late:
@@ -161,6 +162,7 @@ def test_a_restore_staged_in_small_parts_restates_and_closes_days_exactly() -> N
     assert h.closed == ref.closed and len(closed_days(h)) >= 4
     r = h.rollup("2026-03-05", agency="reg", channel="phone")
     assert (r.started, r.late) == (5, {"behind_watermark": 1})
+    assert h.rollup("2026-03-10", agency="reg").late == {"too_late": 1}
 
 
 def test_days_final_before_the_horizon_existed_close_after_a_restore() -> None:
