@@ -27,8 +27,9 @@ those would add the broker's time to every figure):
   (one live transaction) and is caught up: process start to caught up, and its RSS;
 - ``processor``: every record a restore reads from ``<prefix>.aggregates`` (the live
   window) goes into the partition engines, as one instance owning every partition does
-  on assignment. This is the processor code of this repository: until the processor
-  keeps only the live window itself it is also what its memory holds.
+  on assignment: the changelog's ``m`` records first, then the aggregates through
+  :func:`processors.recovery.load` with one :class:`processors.rollups.Stage` (its
+  peak and packs are reported). This is the processor code of this repository.
 
 The child prints one JSON object; :func:`bench_history` turns it into figures.
 """
@@ -436,17 +437,18 @@ def _child_restart(
 
 
 def _child_processor(days: int, keys_per_day: int, horizon: int, spawned: float) -> dict[str, Any]:
-    """What a processor owning every partition restores after ``days`` of history: the
-    live window's ``r|`` values (days before the final day were written to
-    ``<prefix>.days`` and tombstoned) and each partition's changelog ``m`` record, whose
-    watermark and final day :meth:`PartitionEngine.finish_restore` applies."""
-    from contract import aggregates as agg
+    """What a processor owning every partition restores after ``days`` of history: each
+    partition's changelog ``m`` record first, as :func:`processors.recovery.restore`
+    reads it (its watermark and final day tell the closed days), then the live window's
+    ``r|`` values (days before the final day were written to ``<prefix>.days`` and
+    tombstoned), through :func:`processors.recovery.load` with one stage."""
     from contract.catalog import load_catalog
     from contract.methodology import load_methodology
     from processors import recovery
     from processors import state as st
     from processors.context import Context
     from processors.engine import PartitionEngine
+    from processors.rollups import Stage
 
     lay = Layout(days, keys_per_day, horizon)
     ctx = Context(
@@ -459,7 +461,9 @@ def _child_processor(days: int, keys_per_day: int, horizon: int, spawned: float)
     engines = {p: PartitionEngine(p, ctx) for p in range(PARTITIONS)}
     t0, w0 = time.process_time(), time.perf_counter()
     gen_cpu = gen_wall = 0.0  # making the records is the bench's, not the restore's
-    n = 0
+    stage = Stage()
+    # as recovery.restore does: the changelog (its m records) first, then the aggregates
+    n = recovery.load(engines, ((p, st.META_KEY, meta) for p in range(PARTITIONS)), (), stage)
     for i in range(days):
         if lay.day(i) < final_day:
             continue  # final: on <prefix>.days, its r| keys tombstoned and compacted away
@@ -467,16 +471,14 @@ def _child_processor(days: int, keys_per_day: int, horizon: int, spawned: float)
         records = list(lay.rollup_records(i))
         gen_cpu += time.process_time() - g
         gen_wall += time.perf_counter() - gw
-        for k, v in records:
-            key = agg.decode_key(k)
-            engines[key.partition].restore_aggregate(key, v)
-        n += len(records)
+        n += recovery.load(engines, (), records, stage)
         del records
-    for e in engines.values():
-        e.restore_changelog(st.META_KEY, meta)
-    recovery.finish(engines)
+    recovery.finish(engines, stage)
     closed = sum(e.days_closed for e in engines.values())
     return {
+        "stage_limit_bytes": stage.limit,
+        "stage_peak_bytes": stage.peak,
+        "stage_packs": stage.packs,
         "records": n,
         "final_day": final_day,
         "days_held": len({d for e in engines.values() for d in e.rollups.cells}),

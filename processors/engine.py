@@ -53,7 +53,7 @@ from processors.context import Context, iso
 from processors.dedup import CLOCK_KEY, DedupStore
 from processors.errors import ProcessorError
 from processors.journeys import JourneyMachine
-from processors.rollups import GaugeBook, Records, RollupBook
+from processors.rollups import GaugeBook, Records, RollupBook, Stage
 from processors.watermark import (
     ABANDON,
     APPEAL_OVERDUE,
@@ -478,8 +478,17 @@ class PartitionEngine:
     # -- restore ---------------------------------------------------------------------
 
     def restore_changelog(self, key: bytes, value: bytes | None) -> None:
-        """Load one changelog record (in offset order; later records win)."""
+        """Load one changelog record (in offset order; later records win).
+
+        The ``m`` record takes effect at once: with the watermark's day and the final
+        day known, :meth:`restore_rollup` stages the closed days' records as they come
+        instead of holding them loose (a restore reads the changelog first)."""
         self._restore_buf[key] = value
+        if key == st.META_KEY:
+            meta = st.decode_meta(value) if value is not None else st.Meta()
+            wm_ms = meta.watermark_ms
+            self.rollups.open_day = self.ctx.day(wm_ms) if wm_ms is not None else ""
+            self.rollups.final_day = meta.final_day
 
     def restore_aggregate(self, key: Key, value: bytes | None) -> None:
         """Load one aggregate record of this partition (its decoded key, in offset
@@ -488,6 +497,25 @@ class PartitionEngine:
             self.rollups.restore(key, value, self._intern)
         elif isinstance(key, GaugeKey):
             self.gauges.restore(key, value)
+
+    def restore_rollup(
+        self, day: str, agency: str, tail: str, value: bytes | None, stage: Stage
+    ) -> None:
+        """Load one ``r|`` record of this partition, its key split
+        (:func:`contract.aggregates.split_rollup_key`), in offset order.
+
+        A final day's record is skipped: the day is on ``<prefix>.days`` and the key's
+        tombstone follows it (or compaction removed both). A closed day's record is
+        staged as its bytes in ``stage``; only the open day's cells are held loose.
+        """
+        book = self.rollups
+        if day < book.final_day:
+            return
+        if day < book.open_day:
+            stage.add(book, day, agency, tail, value)
+            return
+        dims = Dims(agency, *tail.split(agg.SEP))
+        book.restore(RollupKey(self.partition, day, dims), value, self._intern)
 
     def finish_restore(self) -> None:
         """Build state from the loaded records; recount gauges and timers."""
@@ -531,6 +559,7 @@ class PartitionEngine:
             elif kind == "i":
                 ab.requests[rest] = obj
         self._restore_buf = {}
+        self.rollups.drop_final()
         self.dedup.finish_restore(self.wm.watermark_ms)
         self.closed.finish_restore(self.wm.watermark_ms)
         wm_ms = self.wm.watermark_ms

@@ -13,6 +13,13 @@ the high watermark taken at the start, ``read_committed`` (which waits out trans
 still open). Processing starts at exactly the offsets read first. Reading state first
 lost such a transaction's events (tests/processors/test_handover.py).
 
+The changelog partitions are read before the aggregates: their ``m`` record gives each
+partition's watermark and final day, so the aggregates' ``r|`` records of closed days
+are staged as their bytes and packed in bulk (:class:`processors.rollups.Stage`, at
+most :data:`processors.rollups.STAGE_LIMIT` bytes staged at once) and those of final
+days skipped; only the open day's cells are held loose. So a restore's memory is the
+live window packed plus a bounded stage, however many records it reads.
+
 :func:`load` is the one routine that turns changelog and aggregate records into engines;
 the Kafka restore and the test harness both use it.
 """
@@ -22,16 +29,17 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from contract import aggregates as agg
 from contract.topics import Topics
 from kafkaport.ports import Consumer, Kafka
-from kafkaport.types import KafkaTimeoutError, TopicPartition
+from kafkaport.types import KafkaTimeoutError, Record, TopicPartition
 from processors.context import Context
 from processors.engine import PartitionEngine
 from processors.errors import RestoreError
+from processors.rollups import Stage
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +65,21 @@ def load(
     engines: dict[int, PartitionEngine],
     changelog: Iterable[tuple[int, bytes | None, bytes | None]],
     aggregates: Iterable[tuple[bytes | None, bytes | None]],
+    stage: Stage | None = None,
 ) -> int:
     """Feed changelog records ``(partition, key, value)`` and aggregate records
     ``(key, value)`` (in offset order) to the engines they belong to; returns how many
     records were read. Aggregate records of partitions not in ``engines`` are skipped;
     a tombstone deletes its key (the rollups of a day made final).
-    Call :func:`finish` once everything is loaded."""
+
+    The changelog goes first: its ``m`` record tells each engine its open and final
+    day, so the ``r|`` records of closed days are staged in ``stage`` as their bytes
+    (packed whenever it is full) and those of final days skipped. Without a ``stage``
+    one is made for this call and packed at its end. Call :func:`finish` (with the same
+    ``stage``) once everything is loaded."""
+    own = stage is None
+    if stage is None:
+        stage = Stage()
     n = 0
     for p, key, value in changelog:
         n += 1
@@ -72,6 +89,12 @@ def load(
         n += 1
         if key is None:
             continue
+        parts = agg.split_rollup_key(key)
+        if parts is not None:
+            e = engines.get(parts[0])
+            if e is not None:
+                e.restore_rollup(parts[1], parts[2], parts[3], value, stage)
+            continue
         try:
             k = agg.decode_key(key)
         except ValueError:
@@ -79,23 +102,28 @@ def load(
         e = engines.get(k.partition)
         if e is not None:
             e.restore_aggregate(k, value)
+    if own:
+        stage.pack()
     return n
 
 
-def finish(engines: dict[int, PartitionEngine]) -> None:
-    """Build every engine's state from what :func:`load` gave it."""
+def finish(engines: dict[int, PartitionEngine], stage: Stage | None = None) -> None:
+    """Pack what ``stage`` holds, then build every engine's state from what
+    :func:`load` gave it."""
+    if stage is not None:
+        stage.pack()
     for e in engines.values():
         e.finish_restore()
     _release_freed_heap()
 
 
 def _release_freed_heap() -> None:
-    """Return the heap pages freed by packing closed days to the system.
+    """Return the heap pages freed during a restore to the system.
 
-    A restore holds every live-window record loose until the watermark is known, then
-    packs the closed days (:meth:`RollupBook.pack`): glibc's ``malloc`` keeps the freed
-    pages of millions of small records unless told (``malloc_trim``), and the process's
-    RSS would stay at the restore's peak. A no-op where the C library has no
+    A restore stages the records of closed days and frees them as it packs them
+    (:class:`processors.rollups.Stage`): glibc's ``malloc`` keeps the freed pages of
+    millions of small records unless told (``malloc_trim``), and the process's RSS
+    would stay at the restore's peak. A no-op where the C library has no
     ``malloc_trim``.
     """
     try:
@@ -125,6 +153,44 @@ def committed_offsets(
                 "waiting for an open transaction of the previous owner of partitions %s",
                 [tp.partition for tp in inputs],
             )
+
+
+def _read(
+    kafka: Kafka,
+    todo: dict[TopicPartition, int],
+    marks: dict[TopicPartition, tuple[int, int]],
+    parts: list[int],
+    timeout_s: float,
+    feed: Callable[[list[Record]], int],
+) -> int:
+    """Read ``todo`` (partition -> end offset) from their low watermarks to their ends,
+    ``read_committed``, handing each poll's records to ``feed``; returns its sum."""
+    if not todo:
+        return 0
+    todo = dict(todo)
+    n = 0
+    rc = kafka.consumer(client_id="servicepulse-restore")
+    try:
+        rc.assign({tp: marks[tp][0] for tp in todo})
+        # the limit is on a lack of progress, never on the total time: a restore that
+        # keeps reading (a long history) always finishes
+        progressed = time.monotonic()
+        while todo:
+            if time.monotonic() - progressed > timeout_s:
+                behind = {str(tp): (rc.position(tp), e) for tp, e in todo.items()}
+                raise RestoreError(
+                    f"restoring partitions {parts} read no record for {timeout_s:g}s; "
+                    f"still behind (position, end): {behind}"
+                )
+            recs = rc.poll(0.2, RESTORE_POLL)
+            if recs:
+                progressed = time.monotonic()
+                n += feed(recs)
+            for tp in [tp for tp, end in todo.items() if (rc.position(tp) or -1) >= end]:
+                del todo[tp]
+    finally:
+        rc.close()
+    return n
 
 
 def restore(
@@ -159,35 +225,27 @@ def restore(
     finally:
         hw.close()
     todo = {tp: end for tp, (low, end) in marks.items() if end > low}
-    n = 0
-    if todo:
-        rc = kafka.consumer(client_id="servicepulse-restore")
-        try:
-            rc.assign({tp: marks[tp][0] for tp in todo})
-            # the limit is on a lack of progress, never on the total time: a restore that
-            # keeps reading (a long history) always finishes
-            progressed = time.monotonic()
-            while todo:
-                if time.monotonic() - progressed > timeout_s:
-                    behind = {str(tp): (rc.position(tp), e) for tp, e in todo.items()}
-                    raise RestoreError(
-                        f"restoring partitions {parts} read no record for {timeout_s:g}s; "
-                        f"still behind (position, end): {behind}"
-                    )
-                recs = rc.poll(0.2, RESTORE_POLL)
-                if recs:
-                    progressed = time.monotonic()
-                    cl = topics.changelog
-                    n += load(
-                        engines,
-                        ((r.partition, r.key, r.value) for r in recs if r.topic == cl),
-                        ((r.key, r.value) for r in recs if r.topic != cl),
-                    )
-                for tp in [tp for tp, end in todo.items() if (rc.position(tp) or -1) >= end]:
-                    del todo[tp]
-        finally:
-            rc.close()
-    finish(engines)
+    cl = topics.changelog
+    stage = Stage()
+    # the changelog first: its m records give the open and final days, so the
+    # aggregates' records of closed days are staged packed as they come, never loose
+    n = _read(
+        kafka,
+        {tp: end for tp, end in todo.items() if tp.topic == cl},
+        marks,
+        parts,
+        timeout_s,
+        lambda recs: load(engines, ((r.partition, r.key, r.value) for r in recs), (), stage),
+    )
+    n += _read(
+        kafka,
+        {tp: end for tp, end in todo.items() if tp.topic != cl},
+        marks,
+        parts,
+        timeout_s,
+        lambda recs: load(engines, (), ((r.key, r.value) for r in recs), stage),
+    )
+    finish(engines, stage)
     starts = {tp: off for tp, off in committed.items() if off is not None}
     # never committed: from the log start (an explicit offset, not a reset)
     starts.update({tp: lows[tp][0] for tp in fresh})

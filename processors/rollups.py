@@ -7,16 +7,19 @@ watermark had closed before it (day end <= watermark) is also logged as a restat
 Once the watermark passed a day's end plus the restatement horizon, the day is final:
 its cells leave memory and go to ``<prefix>.days`` as one record per agency
 (docs/AGGREGATES.md, "Bounded history"). Until then the cells of a closed day (only a
-late event changes them) are held packed: per (day, agency) one zlib-compressed
-MessagePack list of their record bytes, unpacked when an event touches that group.
+late event changes them) are held packed: per (day, agency) zstd-compressed MessagePack
+maps of their record bytes, unpacked when an event touches that group. A restore stages
+the records of closed days as their bytes in a :class:`Stage`, bounded over all the
+partitions it restores, and packs them in bulk, so it never holds them loose.
 """
 
 from __future__ import annotations
 
-import zlib
+import logging
 from typing import Final
 
 import msgspec
+import zstandard
 
 from contract import aggregates as agg
 from contract.aggregates import (
@@ -30,17 +33,42 @@ from contract.aggregates import (
     Rollup,
     RollupKey,
 )
+from contract.topics import DAYS_MAX_BYTES
 from processors.context import iso
 from processors.state import Intern
 
+logger = logging.getLogger(__name__)
+
 CellKey = tuple[str, Dims]
-#: the cells of one closed (day, agency): (service, municipality, channel, life
-#: situation, record bytes) each
-_Group = list[tuple[str, str, str, str, bytes]]
+#: cells of one closed (day, agency): the ``r|`` key's last four parts
+#: (``service|municipality|channel|life_situation``) -> the record's bytes, ``b""`` for a
+#: tombstone (a value is never empty: JSON is at least ``{}``). A packed group is one or
+#: more of these, each a zstd frame, read in order: a later one's values win.
+_Group = dict[str, bytes]
 _pack_encode: Final = msgspec.msgpack.Encoder().encode
 _unpack: Final = msgspec.msgpack.Decoder(_Group).decode
-#: zlib level of packed groups: level 1 is ~7x smaller than the records and fast
-_PACK_LEVEL: Final = 1
+#: zstd level of packed groups: level 1 is about 7x smaller than the records, and
+#: compresses several times faster than zlib's level 1
+PACK_LEVEL: Final = 1
+#: Raw bytes (keys' tails plus values) a restore stages before it packs them: bounds
+#: what a restore holds of closed days, whatever their number
+STAGE_LIMIT: Final = 64 * 1024 * 1024
+#: A ClosedDay record larger than this is logged: half the days topic's record limit.
+#: At the demo's rate the largest is about 1.4 MB (docs/PROCESSOR.md, "Limits")
+DAYS_WARN_BYTES: Final = DAYS_MAX_BYTES // 2
+
+
+def _compress(data: bytes, zc: zstandard.ZstdCompressor | None = None) -> bytes:
+    """``data`` as one zstd frame (level :data:`PACK_LEVEL`), held in exactly its size.
+
+    python-zstandard returns the frame in a buffer of the worst-case size
+    (``ZSTD_compressBound``, a little over the input's) and never shrinks it: seven to
+    ten times the frame here, kept for as long as the group stays packed. The copy is
+    what makes it small (tests/processors/test_packed_days.py measures it).
+    """
+    frame = zc.compress(data) if zc is not None else zstandard.compress(data, PACK_LEVEL)
+    return bytes(memoryview(frame))
+
 
 #: Indexes into a gauge cell's counts, in the order of :class:`contract.aggregates.Gauges`.
 OPEN_JOURNEYS: Final = 0
@@ -78,6 +106,7 @@ class RollupBook:
         "packed",
         "partition",
         "restatements",
+        "staged",
     )
 
     def __init__(self, partition: int, intern: Intern | None = None) -> None:
@@ -86,9 +115,12 @@ class RollupBook:
         #: bytes, where a decoded Rollup costs ~1.7 KB) until an event changes it. A day
         #: held packed keeps its (then empty) row.
         self.cells: dict[str, dict[Dims, Rollup | bytes]] = {}
-        #: closed days' cells by (day, agency): (how many, compressed group); a group is
-        #: either packed here or loose in ``cells``, never both
-        self.packed: dict[tuple[str, str], tuple[int, bytes]] = {}
+        #: closed days' cells by (day, agency): (how many, compressed parts in order); a
+        #: group is either packed here or loose in ``cells``, never both (after a restore)
+        self.packed: dict[tuple[str, str], tuple[int, tuple[bytes, ...]]] = {}
+        #: a restore's records of closed days by (day, agency), not packed yet (the
+        #: :class:`Stage` of the restore packs them; empty once it finished)
+        self.staged: dict[tuple[str, str], _Group] = {}
         #: shared dimension tuples (the engine's), for the cells of unpacked groups
         self.intern: Intern = {} if intern is None else intern
         self.dirty: set[CellKey] = set()
@@ -133,12 +165,17 @@ class RollupBook:
         if got is None:
             return
         intern = self.intern
-        for service, municipality, channel, situation, value in _unpack(zlib.decompress(got[1])):
-            parts = (agency, service, municipality, channel, situation)
-            dims = intern.get(parts)
-            if dims is None:
-                dims = intern[parts] = Dims(*parts)
-            row[dims] = value
+        for part in got[1]:
+            for tail, value in _unpack(zstandard.decompress(part)).items():
+                service, municipality, channel, situation = tail.split(agg.SEP)
+                parts = (agency, service, municipality, channel, situation)
+                dims = intern.get(parts)
+                if dims is None:
+                    dims = intern[parts] = Dims(*parts)
+                if value:
+                    row[dims] = value
+                else:
+                    row.pop(dims, None)
 
     def pack(self) -> int:
         """Pack the loose cells of closed days (before ``open_day``) per (day, agency),
@@ -161,19 +198,49 @@ class RollupBook:
             for agency, members in groups.items():
                 if agency in busy:
                     continue
-                cells: _Group = []
+                if (day, agency) in self.packed:  # only after a restore: staged are newer
+                    self._unpack(day, agency, row)
+                    members = [d for d in row if d.agency == agency]
+                cells: _Group = {}
                 for dims in members:
                     v = row.pop(dims)
-                    b = v if isinstance(v, bytes) else agg.encode(v)
-                    cells.append(
-                        (dims.service, dims.municipality, dims.channel, dims.life_situation, b)
-                    )
-                blob = zlib.compress(_pack_encode(cells), _PACK_LEVEL)
-                self.packed[(day, agency)] = (len(cells), blob)
+                    cells[agg.SEP.join(dims[1:])] = v if isinstance(v, bytes) else agg.encode(v)
+                blob = _compress(_pack_encode(cells))
+                self.packed[(day, agency)] = (len(cells), (blob,))
                 n += len(cells)
             if len(busy) < len(groups):  # a smaller table for what stays loose
                 self.cells[day] = dict(row)
         return n
+
+    def pack_staged(self, compress: zstandard.ZstdCompressor) -> int:
+        """Pack what a restore staged (:meth:`Stage.add`), each group after the parts it
+        has packed already (later records win); returns the records packed."""
+        n = 0
+        packed = self.packed
+        for key, group in self.staged.items():
+            blob = _compress(_pack_encode(group), compress)
+            cells = len(group) - sum(1 for v in group.values() if not v)
+            old = packed.get(key)
+            packed[key] = (cells, (blob,)) if old is None else (old[0] + cells, (*old[1], blob))
+            self.cells.setdefault(key[0], {})  # a packed day keeps its row
+            n += len(group)
+        self.staged = {}
+        return n
+
+    def drop_final(self) -> int:
+        """Forget the cells of days before ``final_day`` (after a restore): they are on
+        ``<prefix>.days`` and their keys were tombstoned when they became final, so
+        a restore that read their values before the tombstones holds nothing else of
+        them. Returns the days dropped."""
+        final = self.final_day
+        days = [d for d in self.cells if d < final]
+        for d in days:
+            del self.cells[d]
+        for key in [k for k in self.packed if k[0] < final]:
+            del self.packed[key]
+        for key in [k for k in self.restatements if k[0] < final]:
+            del self.restatements[key]
+        return len(days)
 
     def end_event(self, at_ms: int, event_type: str) -> None:
         """Close the changes of one event (or timer): log those to closed days."""
@@ -236,7 +303,20 @@ class RollupBook:
                 if rs is not None:
                     self._retired.append((RestatementKey(p, day, agency).encode(), None))
                 closed = agg.ClosedDay(day, p, agency, cells, rs, watermark_ms / 1000)
-                self._closed.append((agg.closed_day_key(day, p, agency), agg.encode(closed)))
+                value = agg.encode(closed)
+                if len(value) > DAYS_WARN_BYTES:
+                    # over DAYS_MAX_BYTES the commit fails and the session restarts
+                    logger.warning(
+                        "closed day %s partition=%d agency=%s is %d bytes, %.0f%% of the "
+                        "days topic's record limit (%d bytes)",
+                        day,
+                        p,
+                        agency,
+                        len(value),
+                        100 * len(value) / DAYS_MAX_BYTES,
+                        DAYS_MAX_BYTES,
+                    )
+                self._closed.append((agg.closed_day_key(day, p, agency), value))
         return len(days)
 
     @property
@@ -291,8 +371,62 @@ class RollupBook:
             self.restatements[(key.day, key.agency)] = agg.decode_restatement(value)
 
     def __len__(self) -> int:
-        """Cells held (live window), packed or not."""
-        return sum(map(len, self.cells.values())) + sum(n for n, _ in self.packed.values())
+        """Cells held (live window), packed or not. A group packed by a restore counts
+        the records read for it: a value overwritten in an uncompacted tail of the topic
+        counts once more until the group is unpacked."""
+        return (
+            sum(map(len, self.cells.values()))
+            + sum(n for n, _ in self.packed.values())
+            + sum(map(len, self.staged.values()))
+        )
+
+
+class Stage:
+    """The records of closed days read by one restore, held as their bytes, and packed.
+
+    One per restore, shared by the books of every partition it restores: whenever the
+    raw bytes staged would pass ``limit`` every book packs what it staged
+    (:meth:`RollupBook.pack_staged`, zstd level :data:`PACK_LEVEL`), so what a restore
+    holds of closed days besides their packed parts is at most ``limit`` bytes of
+    records, whatever the days kept. Nothing staged is decoded: the values stay the
+    records' bytes until an event touches their group.
+    """
+
+    __slots__ = ("_books", "_zc", "limit", "packs", "peak", "size")
+
+    def __init__(self, limit: int = STAGE_LIMIT) -> None:
+        self.limit = limit
+        #: raw bytes staged now, and the most ever staged at once
+        self.size = 0
+        self.peak = 0
+        #: times the staged bytes were packed
+        self.packs = 0
+        self._books: dict[int, RollupBook] = {}
+        # one restore runs on one thread: the compressor's context is reused
+        self._zc = zstandard.ZstdCompressor(level=PACK_LEVEL)
+
+    def add(self, book: RollupBook, day: str, agency: str, tail: str, value: bytes | None) -> None:
+        """Stage the ``r|`` record of a closed ``day`` (its key's last four parts
+        ``tail``; ``None``: a tombstone) for ``book``; a later record of the key wins."""
+        n = len(tail) + (len(value) if value else 0)
+        if self.size and self.size + n > self.limit:
+            self.pack()
+        group = book.staged.get((day, agency))
+        if group is None:
+            group = book.staged[(day, agency)] = {}
+            self._books[id(book)] = book
+        group[tail] = bytes(value) if value else b""
+        self.size += n
+        if self.size > self.peak:
+            self.peak = self.size
+
+    def pack(self) -> int:
+        """Pack everything staged; returns the records packed."""
+        n = sum(book.pack_staged(self._zc) for book in self._books.values())
+        self._books = {}
+        self.size = 0
+        self.packs += 1
+        return n
 
 
 class GaugeBook:

@@ -120,6 +120,19 @@ _decoders: Final[dict[str, msgspec.msgpack.Decoder[object]]] = {
 }
 
 META_KEY: Final = b"m"
+_meta_dec: Final = msgspec.msgpack.Decoder(Meta)
+
+
+def decode_meta(value: bytes) -> Meta:
+    """Decode the ``m`` record (:data:`META_KEY`).
+
+    Raises:
+        StateError: when the value is not a :class:`Meta`.
+    """
+    try:
+        return _meta_dec.decode(value)
+    except msgspec.DecodeError as exc:
+        raise StateError(f"changelog record {META_KEY!r}: cannot decode: {exc}") from exc
 
 
 def decode(kind: str, key: bytes, value: bytes) -> object:

@@ -117,4 +117,8 @@ def test_history_children_measure_the_generated_days(tmp_path: Path) -> None:
     assert restart["restored"] and restart["tail_records"] == 1200
     assert restart["start_to_caught_up_s"] > restart["snapshot_load_s"] > 0
     proc = history._run_child("processor", 5, 1200, 2)
-    assert proc["records"] == 3 * 1200 and proc["restore_cpu_s"] > 0
+    # the live days' keys and each partition's changelog m record
+    assert proc["records"] == 3 * 1200 + 12 and proc["restore_cpu_s"] > 0
+    # 2 of the 3 live days are closed: staged, packed, never more than the stage's limit
+    assert proc["cells"] == 3 * 1200 and proc["packed_groups"] > 0
+    assert 0 < proc["stage_peak_bytes"] <= proc["stage_limit_bytes"]

@@ -12,6 +12,7 @@ from contract import aggregates as agg
 from processors import recovery
 from processors.context import Context
 from processors.engine import DeadLetter, PartitionEngine
+from processors.rollups import Stage
 from processors.state import Journey
 from tests.fixtures.aggregates import merged
 from tests.fixtures.streams import records
@@ -55,19 +56,22 @@ class Harness:
             assert v is not None and k not in self.closed, f"day closed twice: {k!r}"
             self.closed[k] = v
 
-    def restart(self) -> None:
+    def restart(self, stage: Stage | None = None) -> None:
         """Replace the engine by one restored from the changelog and aggregates."""
-        self.engine = self.restored()
+        self.engine = self.restored(stage)
 
-    def restored(self) -> PartitionEngine:
-        """A new engine restored from the changelog and aggregates written so far."""
+    def restored(self, stage: Stage | None = None) -> PartitionEngine:
+        """A new engine restored from the changelog and aggregates written so far
+        (closed days staged in ``stage``, else in one of the default size)."""
         engines = {self.partition: PartitionEngine(self.partition, self.ctx)}
+        stage = Stage() if stage is None else stage
         recovery.load(
             engines,
             ((self.partition, k, v) for k, v in self.changelog.items()),
             self.aggregates.items(),
+            stage,
         )
-        recovery.finish(engines)
+        recovery.finish(engines, stage)
         return engines[self.partition]
 
     def rollup(self, day: str | None = None, **dims: str) -> agg.Rollup:

@@ -27,6 +27,7 @@ from kafkaport import connect
 from processors import recovery
 from processors.context import Context
 from processors.engine import PartitionEngine
+from processors.rollups import Stage
 from tests.fixtures.aggregates import latest, settle
 from tests.fixtures.kafka import TopicFactory, read_topic
 from tests.fixtures.streams import CATALOG_PATH, event, local
@@ -49,7 +50,7 @@ CTX = Context(
 
 
 def started(at: str, journey: str, **kw: Any) -> dict[str, Any]:
-    return event("journey.started", local(at), journey=journey, channel="mfc", **kw)
+    return event("journey.started", local(at), journey=journey, **{"channel": "mfc", **kw})
 
 
 def closed_days(h: Harness) -> dict[str, agg.ClosedDay]:
@@ -113,6 +114,55 @@ def test_a_restore_holds_only_the_live_window_and_honours_tombstones() -> None:
     assert sorted(e.rollups.cells) == ["2026-03-18", "2026-03-19", "2026-03-20", "2026-03-21"]
     assert not e.rollups.pending, "a restore closed days that were closed already"
     assert len(closed_days(h)) == 16
+
+
+def test_a_restore_staged_in_small_parts_restates_and_closes_days_exactly() -> None:
+    """A restore whose stage packs every few records writes what an engine that never
+    restarted writes: late events restate the packed closed days, then they close."""
+    cells = [
+        ("soc", "soc-benefit", "mfc"),
+        ("soc", "soc-card", "office"),
+        ("reg", "reg-cert", "office"),
+        ("reg", "reg-cert", "phone"),
+    ]
+    evs = [
+        started(
+            f"2026-03-{d:02d} {h:02d}:00",
+            f"j{d}-{h}-{n}-{m}",
+            agency=a,
+            service=s,
+            channel=c,
+            municipality=m,
+        )
+        for d in range(2, 8)
+        for h in (9, 14)
+        for n, (a, s, c) in enumerate(cells)
+        for m in ("75701000", "75738000")
+    ]
+    ref, h = Harness(CTX), Harness(CTX)
+    for x in (ref, h):
+        for day in range(6):  # one transaction a day, as live traffic would
+            x.feed(evs[day * 16 : (day + 1) * 16])
+    stage = Stage(limit=400)  # two or three records
+    h.restart(stage)
+    assert stage.packs > 5 and stage.peak <= 400
+    closed = [d for d, _ in h.engine.rollups.packed]
+    assert set(closed) == {"2026-03-04", "2026-03-05", "2026-03-06"}, closed
+    assert max(len(parts) for _, parts in h.engine.rollups.packed.values()) > 1
+    late = [
+        started("2026-03-05 10:00", "late1", agency="reg", service="reg-cert", channel="phone"),
+        started("2026-03-04 11:00", "late2"),
+        started("2026-03-10 10:00", "closing"),  # 4 to 6 March become final
+        started("2026-03-05 12:00", "too-late", agency="reg", service="reg-cert"),
+    ]
+    for x in (ref, h):
+        for ev in late:
+            x.feed([ev])
+    assert h.aggregates == ref.aggregates
+    assert h.closed == ref.closed and len(closed_days(h)) >= 4
+    r = h.rollup("2026-03-05", agency="reg", channel="phone")
+    assert (r.started, r.late) == (5, {"behind_watermark": 1})
+    assert h.rollup("2026-03-10", agency="reg").late == {"too_late": 1}
 
 
 def test_days_final_before_the_horizon_existed_close_after_a_restore() -> None:
