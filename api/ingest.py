@@ -51,7 +51,7 @@ from kafkaport import KafkaError, Producer
 
 logger = logging.getLogger(__name__)
 
-Status = Literal["accepted", "duplicate", "rejected"]
+EventStatus = Literal["accepted", "duplicate", "rejected"]
 
 
 class ProblemOut(msgspec.Struct):
@@ -66,7 +66,7 @@ class EventResult(msgspec.Struct, omit_defaults=True):
     """The result of one event of the batch (``index`` is 0-based)."""
 
     index: int
-    status: Status
+    status: EventStatus
     event_id: str | None = None
     #: HTTP-like status of this event: 202 accepted, 200 duplicate, 403 another
     #: agency's event, 422 invalid.
