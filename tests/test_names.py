@@ -14,7 +14,16 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("contract", "kafkaport", "producers", "processors", "api", "dashboards", "servicepulse")
+PACKAGES = (
+    "contract",
+    "kafkaport",
+    "producers",
+    "processors",
+    "api",
+    "dashboards",
+    "servicepulse",
+    "bench",
+)
 
 #: the Kafka port's adapters implement the Protocol of the same name: one concept
 ADAPTERS = frozenset({"Admin", "Consumer", "Producer", "TransactionalProducer"})
