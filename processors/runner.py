@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ from contract.errors import BusError
 from contract.methodology import Standards
 from contract.topics import Topics
 from kafkaport.ports import Kafka
-from kafkaport.reconnect import Reconnect
+from kafkaport.reconnect import BACKOFF, Backoff, Reconnect
 from processors.context import Context
 from processors.errors import ProcessorError, RestoreError, SessionError
 from processors.metrics import ProcessorMetrics
@@ -80,6 +81,7 @@ class Processor:
         metrics: operational metrics holder.
         clock: the wall clock (epoch seconds); replaced in tests.
         kafka: the Kafka client factory; default: confluent-kafka on ``settings``.
+        backoff: the pauses between failed sessions; default: the project's policy.
     """
 
     def __init__(
@@ -90,8 +92,10 @@ class Processor:
         metrics: ProcessorMetrics,
         clock: Callable[[], float] = time.time,
         kafka: Kafka | None = None,
+        backoff: Backoff = BACKOFF,
     ) -> None:
         self.settings = settings
+        self.backoff = backoff
         self.topics = Topics(settings.topic_prefix)
         self.ctx = Context(
             catalog,
@@ -132,7 +136,10 @@ class Processor:
         to 30 s, reset by every committed step); state is always rebuilt from Kafka.
         """
         reconnect = Reconnect(
-            "processor session", self._stop, retry_on=(SessionError, RestoreError, BusError)
+            "processor session",
+            self._stop,
+            retry_on=(SessionError, RestoreError, BusError),
+            backoff=self.backoff,
         )
         reconnect.run(lambda: self._one_session(reconnect, until))
         return self.stats
@@ -159,8 +166,12 @@ class Processor:
             raise
         except Exception as exc:
             # a bug must not leave a half-applied batch behind: drop the state and
-            # start over from the last commit, as a crash and restart would
-            logger.exception("unexpected error; restarting from the changelog")
+            # start over from the last commit, as a crash and restart would. The stack
+            # says where; the message is left out, as it may quote a record.
+            stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+            logger.error(
+                "unexpected %s; restarting from the changelog\n%s", type(exc).__name__, stack
+            )
             self._abort(session)
             raise SessionError(f"unexpected {type(exc).__name__} in the session") from exc
         except BaseException:
