@@ -665,7 +665,7 @@ class ReadModel:
                     if self._stop.is_set() or late:
                         raise BusError(f"topic {topic!r} does not exist on the broker")
                     self.status.error = f"waiting for topic {topic!r} to be created"
-                    self._stop.wait(1.0)  # a condition with a deadline, not a retry
+                    self._stop.wait(1.0)  # a condition, until the deadline or a stop
                     parts = consumer.partitions_for(topic, 10.0)
                 tps.extend(TopicPartition(topic, p) for p in sorted(parts))
             ends = {tp: end for tp, (_, end) in consumer.watermarks(tps, 30.0).items()}
