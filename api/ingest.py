@@ -51,7 +51,7 @@ from kafkaport import KafkaError, Producer
 
 logger = logging.getLogger(__name__)
 
-Status = Literal["accepted", "duplicate", "rejected"]
+EventStatus = Literal["accepted", "duplicate", "rejected"]
 
 
 class ProblemOut(msgspec.Struct):
@@ -66,7 +66,7 @@ class EventResult(msgspec.Struct, omit_defaults=True):
     """The result of one event of the batch (``index`` is 0-based)."""
 
     index: int
-    status: Status
+    status: EventStatus
     event_id: str | None = None
     #: HTTP-like status of this event: 202 accepted, 200 duplicate, 403 another
     #: agency's event, 422 invalid.
@@ -112,7 +112,7 @@ def _event_id_of(raw: bytes) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class IngestReply:
     """What one batch gave: the encoded response and its counts."""
 
     body: bytes
@@ -201,7 +201,7 @@ class Ingestor:
         *,
         ndjson: bool = False,
         record_headers: list[tuple[str, bytes]] | None = None,
-    ) -> Outcome:
+    ) -> IngestReply:
         """Validate and write one batch; the answer once Kafka acknowledged it.
 
         ``ndjson``: the client declared ``application/x-ndjson`` (one event per line, even
@@ -292,7 +292,7 @@ class Ingestor:
         if rejected:
             m.ingest_events.labels("rejected").inc(rejected)
         body_out = _response_encoder.encode(IngestResponse(accepted, duplicates, rejected, results))
-        return Outcome(body_out, accepted, duplicates, rejected)
+        return IngestReply(body_out, accepted, duplicates, rejected)
 
     def _reject(
         self,

@@ -31,7 +31,7 @@ HOW_TO_READ: Final = (
 OFFICE_CHANNELS: Final = frozenset({"mfc", "office"})
 
 
-class Share(BaseModel):
+class CountedShare(BaseModel):
     """A share with its counts; all ``None`` below the small-cell threshold."""
 
     numerator: int | None
@@ -46,8 +46,10 @@ class GapRow(BaseModel):
     code: str
     name: str
     agency: str = Field(description="agency code; empty for a municipality")
-    satisfaction: Share = Field(description="good scores (4-5) / all scores")
-    measured: Share = Field(description="on-time decisions, or visits within the wait standard")
+    satisfaction: CountedShare = Field(description="good scores (4-5) / all scores")
+    measured: CountedShare = Field(
+        description="on-time decisions, or visits within the wait standard"
+    )
     measured_name: str
     median: float | None = Field(
         description="median time to decision (days) or office wait (minutes)"
@@ -56,10 +58,10 @@ class GapRow(BaseModel):
     gap: float | None = Field(description="satisfaction - measured, as a share (-1..1)")
 
 
-def _share(num: int, den: int, small: int) -> Share:
+def _share(num: int, den: int, small: int) -> CountedShare:
     if den == 0 or den < small:
-        return Share(numerator=None, denominator=None, value=None)
-    return Share(numerator=num, denominator=den, value=num / den)
+        return CountedShare(numerator=None, denominator=None, value=None)
+    return CountedShare(numerator=num, denominator=den, value=num / den)
 
 
 def _median(h: Hist | None, name: str, scale: float, small: int) -> float | None:
@@ -77,7 +79,7 @@ def _median(h: Hist | None, name: str, scale: float, small: int) -> float | None
     return float(bounds[-1]) / scale
 
 
-def _gap(a: Share, b: Share) -> float | None:
+def _gap(a: CountedShare, b: CountedShare) -> float | None:
     return None if a.value is None or b.value is None else a.value - b.value
 
 

@@ -15,6 +15,7 @@ from contract.errors import BusError
 from contract.settings import millis
 from contract.topics import Topics
 from kafkaport import KafkaError, Producer, connect
+from kafkaport.reconnect import Reconnect
 
 logger = logging.getLogger(__name__)
 
@@ -103,21 +104,17 @@ class ProducerLink:
         return producer
 
     def _connect_loop(self) -> None:
-        delay = 0.5
-        while not self._stop.is_set() and self._producer is None:
-            try:
-                producer = self._open()
-            except BusError as exc:
-                logger.warning("producer not connected yet (retry in %.1fs): %s", delay, exc)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            with self._lock:
-                if self._stop.is_set():
-                    producer.close(1)
-                    return
-                self._producer = producer
-            logger.info("producer connected to %s", self._settings.kafka_bootstrap)
+        # a fresh policy per loop: a producer that was connected is progress
+        reconnect = Reconnect("API producer", self._stop, retry_on=(BusError,))
+        producer = reconnect.run(self._open)
+        if producer is None:
+            return
+        with self._lock:
+            if self._stop.is_set():
+                producer.close(1)
+                return
+            self._producer = producer
+        logger.info("producer connected to %s", self._settings.kafka_bootstrap)
 
     def get(self) -> Producer:
         """The open producer. Raises :class:`Unavailable` while there is none."""

@@ -74,6 +74,7 @@ from contract.events import Reason
 from contract.settings import CommonSettings
 from contract.topics import Topics
 from kafkaport import BEGINNING, Consumer, KafkaError, TopicPartition, connect
+from kafkaport.reconnect import Reconnect
 
 logger = logging.getLogger(__name__)
 
@@ -609,42 +610,43 @@ class ReadModel:
             consumer.close()
 
     def _run(self) -> None:
-        delay = 0.5
-        while not self._stop.is_set():
-            try:
-                consumer = self._open_consumer(None)
-            except BusError as exc:
-                self.status.error = str(exc)
-                logger.warning("read model not connected (retry in %.1fs): %s", delay, exc)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            delay = 0.5
-            last_snapshot = time.monotonic()
-            saved_version = self.version
-            try:
-                while not self._stop.is_set():
-                    self._poll_once(consumer)
-                    if self.status.ready and self._exposition is None:
-                        with self.lock:  # built here rather than by the first scrape
-                            self.exposition  # noqa: B018
-                    if (
-                        self.status.ready
-                        and self.version != saved_version
-                        and time.monotonic() - last_snapshot > self._snapshot_interval
-                    ):
-                        self.save_snapshot()
-                        last_snapshot = time.monotonic()
-                        saved_version = self.version
-            except KafkaError as exc:
-                self.status.error = f"consumer failed: {exc}"
-                logger.warning("read model consumer failed, reconnecting: %s", exc)
-            finally:
-                self.status.connected = False
-                with contextlib.suppress(Exception):
-                    consumer.close()
+        reconnect = Reconnect("read model consumer", self._stop, retry_on=(BusError,))
+        reconnect.run(lambda: self._consume(reconnect))
         if self.status.ready:
             self.save_snapshot()
+
+    def _consume(self, reconnect: Reconnect) -> None:
+        """Connect and read until stopped; raises :class:`BusError` (KafkaError included)
+        when connecting or reading fails, for the caller to retry."""
+        try:
+            consumer = self._open_consumer(None)
+        except BusError as exc:
+            self.status.error = str(exc)
+            raise
+        last_snapshot = time.monotonic()
+        saved_version = self.version
+        try:
+            while not self._stop.is_set():
+                self._poll_once(consumer)
+                reconnect.progressed()
+                if self.status.ready and self._exposition is None:
+                    with self.lock:  # built here rather than by the first scrape
+                        self.exposition  # noqa: B018
+                if (
+                    self.status.ready
+                    and self.version != saved_version
+                    and time.monotonic() - last_snapshot > self._snapshot_interval
+                ):
+                    self.save_snapshot()
+                    last_snapshot = time.monotonic()
+                    saved_version = self.version
+        except KafkaError as exc:
+            self.status.error = f"consumer failed: {exc}"
+            raise
+        finally:
+            self.status.connected = False
+            with contextlib.suppress(Exception):
+                consumer.close()
 
     def _open_consumer(self, deadline: float | None) -> Consumer:
         """Connect, assign every partition of both topics and seek; sets the targets."""
@@ -663,7 +665,7 @@ class ReadModel:
                     if self._stop.is_set() or late:
                         raise BusError(f"topic {topic!r} does not exist on the broker")
                     self.status.error = f"waiting for topic {topic!r} to be created"
-                    time.sleep(1.0)
+                    self._stop.wait(1.0)  # a condition, until the deadline or a stop
                     parts = consumer.partitions_for(topic, 10.0)
                 tps.extend(TopicPartition(topic, p) for p in sorted(parts))
             ends = {tp: end for tp, (_, end) in consumer.watermarks(tps, 30.0).items()}

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contract.errors import ConfigError
-from contract.settings import CommonSettings, renamed_durations
+from contract.settings import CommonSettings
 
 MIB = 1024 * 1024
 
@@ -203,22 +204,16 @@ class ApiSettings(CommonSettings):
         """``trusted_proxies`` as a list of addresses and networks."""
         return [v.strip() for v in self.trusted_proxies.split(",") if v.strip()]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, data: Any) -> Any:
-        return renamed_durations(
-            data,
-            {
-                "snapshot_interval": ("SNAPSHOT_INTERVAL_SECONDS", 1.0),
-                "backpressure_wait": ("BACKPRESSURE_WAIT_SECONDS", 1.0),
-                "request_timeout": ("REQUEST_TIMEOUT_SECONDS", 1.0),
-                "kafka_retry_after": ("KAFKA_RETRY_AFTER_SECONDS", 1.0),
-                "body_timeout": ("BODY_TIMEOUT_SECONDS", 1.0),
-                "header_timeout": ("HEADER_TIMEOUT_SECONDS", 1.0),
-                "keep_alive": ("KEEP_ALIVE_SECONDS", 1.0),
-                "token_cache": ("TOKEN_CACHE_SECONDS", 1.0),
-            },
-        )
+    old_duration_names: ClassVar[Mapping[str, tuple[str, float]]] = {
+        "snapshot_interval": ("SNAPSHOT_INTERVAL_SECONDS", 1.0),
+        "backpressure_wait": ("BACKPRESSURE_WAIT_SECONDS", 1.0),
+        "request_timeout": ("REQUEST_TIMEOUT_SECONDS", 1.0),
+        "kafka_retry_after": ("KAFKA_RETRY_AFTER_SECONDS", 1.0),
+        "body_timeout": ("BODY_TIMEOUT_SECONDS", 1.0),
+        "header_timeout": ("HEADER_TIMEOUT_SECONDS", 1.0),
+        "keep_alive": ("KEEP_ALIVE_SECONDS", 1.0),
+        "token_cache": ("TOKEN_CACHE_SECONDS", 1.0),
+    }
 
     @model_validator(mode="after")
     def _check(self) -> ApiSettings:

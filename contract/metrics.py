@@ -50,7 +50,7 @@ BUCKETS: Final[dict[str, tuple[float, ...]]] = {
     "sender_skew_seconds": (1, 5, 30, 60, 300, 3600, DAY),
 }
 
-Kind = Literal["counter", "gauge", "histogram"]
+MetricKind = Literal["counter", "gauge", "histogram"]
 
 #: The dimension labels of business metrics, in order (a family carries a subset).
 DIMS: Final = ("agency", "service", "municipality", "channel")
@@ -88,7 +88,7 @@ class Family:
     """
 
     name: str
-    kind: Kind
+    kind: MetricKind
     help: str
     labels: tuple[str, ...]
     #: the field the series are summed from: of ``contract.aggregates.Rollup`` for

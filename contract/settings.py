@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,11 +36,12 @@ def renamed_durations(
     """Take a duration from its old, unit-suffixed variable, with a warning.
 
     Durations are ISO 8601 (``PT0.5S``, ``P7D``) under names without a unit; the old
-    names (``..._MS``, ``..._S``, ``..._SECONDS``) counted in their unit. For a
-    ``mode="before"`` model validator: ``renamed`` maps a field to its old variable
-    (without the prefix) and the seconds one unit of it is. Only the process
-    environment and keyword arguments are read for old names; the new name wins when both
-    are set.
+    names (``..._MS``, ``..._S``, ``..._SECONDS``) counted in their unit. The one
+    ``mode="before"`` model validator of :class:`CommonSettings` calls this with the
+    class's :attr:`CommonSettings.old_duration_names`: a field mapped to its old variable
+    (without the prefix) and the seconds one unit of it is. Old names are read from the
+    process environment, the ``.env`` file and keyword arguments (``commit_interval_ms=``);
+    the new name wins when both are set.
     """
     if not isinstance(data, dict):
         return data
@@ -66,6 +67,11 @@ class CommonSettings(BaseSettings):
         env_prefix="SERVICEPULSE_", env_file=".env", extra="ignore", frozen=True
     )
 
+    #: Duration fields whose earlier, unit-suffixed variable is still read, with a
+    #: warning: field -> (old variable without ``SERVICEPULSE_``, seconds per unit).
+    #: Each component sets its own; the validator below is the one that reads them.
+    old_duration_names: ClassVar[Mapping[str, tuple[str, float]]] = {}
+
     mode: Literal["local", "production"] = Field(
         "local", description="`local` (development, demo, tests) or `production`"
     )
@@ -84,6 +90,11 @@ class CommonSettings(BaseSettings):
         description="events with an earlier occurred_at are rejected (too_early); "
         "ISO 8601 date or date-time, UTC if no offset",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_duration_names(cls, data: Any) -> Any:
+        return renamed_durations(data, cls.old_duration_names)
 
     @field_validator("earliest_occurred_at")
     @classmethod

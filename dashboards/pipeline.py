@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from contract.metrics import Kind
+from contract.metrics import MetricKind
 
 #: Prometheus job names, the same locally and in compose.
 JOB_API: Final = "servicepulse-api"
@@ -26,7 +26,7 @@ class OpsMetric:
     """A processor metric the rules and dashboards use (full exposed name)."""
 
     name: str
-    kind: Kind
+    kind: MetricKind
     help: str
     labels: tuple[str, ...] = ()
 

@@ -110,16 +110,16 @@ def rejection_windows(methodology: Methodology) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class Scope:
+class RuleScope:
     """A level of aggregation: the rule-name prefix and the labels kept."""
 
     name: str
     by: tuple[str, ...]
 
 
-AGENCY: Final = Scope("agency", ("agency",))
-SERVICE: Final = Scope("agency_service", ("agency", "service"))
-REGION: Final = Scope("region", ())
+AGENCY: Final = RuleScope("agency", ("agency",))
+SERVICE: Final = RuleScope("agency_service", ("agency", "service"))
+REGION: Final = RuleScope("region", ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +187,7 @@ def component_parts(code: ComponentCode, standards: Standards) -> Parts:
     return table[code]
 
 
-def _sum(term: Term, scope: Scope) -> str:
+def _sum(term: Term, scope: RuleScope) -> str:
     family = FAMILY_BY_NAME[term.family]
     missing = [label for label in scope.by if label not in family.labels]
     if missing:
@@ -196,7 +196,7 @@ def _sum(term: Term, scope: Scope) -> str:
     return f"sum by ({by}) (max without (instance) ({term.selector()}))"
 
 
-def _combine(terms: tuple[Term, ...], scope: Scope) -> str:
+def _combine(terms: tuple[Term, ...], scope: RuleScope) -> str:
     """Sum or difference of per-scope sums that tolerates a missing series on one side."""
     pos = [_sum(t, scope) for t in terms if not t.negative]
     neg = [_sum(t, scope) for t in terms if t.negative]
@@ -234,32 +234,32 @@ def weight_metric() -> str:
     return "servicepulse:methodology_weight"
 
 
-def total(scope: Scope, part: str) -> str:
+def total(scope: RuleScope, part: str) -> str:
     """``<scope>:servicepulse_component_<part>:total`` (part: numerator/denominator)."""
     return f"{scope.name}:servicepulse_component_{part}:total"
 
 
-def increase(scope: Scope, part: str, window: str) -> str:
+def increase(scope: RuleScope, part: str, window: str) -> str:
     """``<scope>:servicepulse_component_<part>:increase<window>``."""
     return f"{scope.name}:servicepulse_component_{part}:increase{window}"
 
 
-def ratio(scope: Scope, window: str) -> str:
+def ratio(scope: RuleScope, window: str) -> str:
     """``<scope>:servicepulse_component:ratio<window>`` (value 0..1)."""
     return f"{scope.name}:servicepulse_component:ratio{window}"
 
 
-def index(scope: Scope, window: str) -> str:
+def index(scope: RuleScope, window: str) -> str:
     """``<scope>:servicepulse_index:<window>`` (value 0..100)."""
     return f"{scope.name}:servicepulse_index:{window}"
 
 
-def level(scope: Scope, window: str) -> str:
+def level(scope: RuleScope, window: str) -> str:
     """``<scope>:servicepulse_index_level:<window>`` (0 basic .. 2 advanced)."""
     return f"{scope.name}:servicepulse_index_level:{window}"
 
 
-def counted(scope: Scope, window: str) -> str:
+def counted(scope: RuleScope, window: str) -> str:
     """``<scope>:servicepulse_index_components:<window>`` (components with data)."""
     return f"{scope.name}:servicepulse_index_components:{window}"
 
@@ -289,7 +289,7 @@ def level_names(methodology: Methodology) -> list[str]:
 
 
 def _window_rules(
-    methodology: Methodology, window: str, scopes: Iterable[Scope], with_index: bool
+    methodology: Methodology, window: str, scopes: Iterable[RuleScope], with_index: bool
 ) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for scope in scopes:

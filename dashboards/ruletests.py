@@ -183,7 +183,7 @@ def _component_samples(
     m: Methodology,
     counters: list[Counter],
     steps: int,
-    scope: R.Scope,
+    scope: R.RuleScope,
     what: str,
     codes: tuple[str, ...] | None = None,
 ) -> list[tuple[dict[str, str], float]]:
@@ -218,7 +218,7 @@ def _component_samples(
 
 
 def _index_samples(
-    m: Methodology, counters: list[Counter], steps: int, scope: R.Scope, what: str
+    m: Methodology, counters: list[Counter], steps: int, scope: R.RuleScope, what: str
 ) -> list[tuple[dict[str, str], float]]:
     keys: list[dict[str, str]] = (
         [{}] if scope is R.REGION else [{"agency": a} for a in _agencies(counters)]

@@ -29,6 +29,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
     ResourceType,
 )
+from tenacity import Retrying, retry_if_exception, wait_fixed
 
 from contract.settings import CommonSettings
 from kafkaport.ports import DeliveryCallback, GroupMetadata, Isolation, RebalanceListener
@@ -65,6 +66,14 @@ _UNKNOWN = frozenset({_E.UNKNOWN_TOPIC_OR_PART, _E._UNKNOWN_TOPIC, _E._UNKNOWN_P
 _SETTLING = frozenset(
     {_E.NOT_LEADER_FOR_PARTITION, _E.LEADER_NOT_AVAILABLE, _E.UNKNOWN_TOPIC_OR_PART}
 )
+
+
+def _settling(exc: BaseException) -> bool:
+    """Whether a failed call may succeed if repeated: retriable, or a leader settling."""
+    if not isinstance(exc, ck.KafkaException):
+        return False
+    code = exc.args[0].code() if exc.args and isinstance(exc.args[0], ck.KafkaError) else None
+    return error(exc, "").retriable or code in _SETTLING
 
 
 def error(exc: BaseException, doing: str) -> KafkaError:
@@ -364,20 +373,23 @@ class Consumer:
     ) -> dict[TopicPartition, tuple[int, int]]:
         out: dict[TopicPartition, tuple[int, int]] = {}
         deadline = time.monotonic() + timeout_s
+        # a new topic's leaders take a moment to settle: its errors are repeated
+        # every 0.1 s while the deadline leaves room for another call
+        retrying = Retrying(
+            retry=retry_if_exception(_settling),
+            stop=lambda _state: time.monotonic() + 0.1 > deadline,
+            wait=wait_fixed(0.1),
+            reraise=True,
+        )
         for tp in partitions:
-            while True:
-                left = max(0.1, deadline - time.monotonic())
-                try:
-                    got = self._c.get_watermark_offsets(_tp(tp), timeout=left, cached=False)
-                    break
-                except ck.KafkaException as exc:
-                    err = error(exc, f"cannot read the offsets of {tp}")
-                    code = exc.args[0].code() if exc.args else None
-                    # a new topic's leaders take a moment to settle
-                    settling = err.retriable or code in _SETTLING
-                    if not settling or time.monotonic() + 0.1 > deadline:
-                        raise err from exc
-                    time.sleep(0.1)
+            try:
+                got = retrying(
+                    lambda tp=tp: self._c.get_watermark_offsets(
+                        _tp(tp), timeout=max(0.1, deadline - time.monotonic()), cached=False
+                    )
+                )
+            except ck.KafkaException as exc:
+                raise error(exc, f"cannot read the offsets of {tp}") from exc
             if got is None:
                 raise KafkaTimeoutError(f"no offsets of {tp} within {timeout_s}s")
             out[tp] = (got[0], got[1])

@@ -40,9 +40,9 @@ BLOCK_ENTRIES: Final = 4096
 _MIN_SLOTS: Final = 1024
 
 #: ``[key hash, dims, status]``; a ``str`` key is a block written before hashes.
-Entry = tuple[int | str, Dims, int]
+SlotEntry = tuple[int | str, Dims, int]
 _enc: Final = msgspec.msgpack.Encoder()
-_dec: Final = msgspec.msgpack.Decoder(list[Entry])
+_dec: Final = msgspec.msgpack.Decoder(list[SlotEntry])
 
 
 def key_hash(key: str) -> int:

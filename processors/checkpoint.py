@@ -14,7 +14,7 @@ import time
 from contract.topics import Topics
 from kafkaport.ports import GroupMetadata, TransactionalProducer
 from kafkaport.types import TopicPartition
-from processors.engine import DeadLetter, PartitionEngine
+from processors.engine import DeadLetterRecord, PartitionEngine
 from processors.metrics import ProcessorMetrics
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Checkpoint:
             self._producer.begin_transaction()
             self.open = True
 
-    def dead_letters(self, dead: list[DeadLetter]) -> None:
+    def dead_letters(self, dead: list[DeadLetterRecord]) -> None:
         """Write dead letters in the open transaction."""
         send = self._producer.send
         topic = self._topics.deadletter

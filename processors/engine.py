@@ -62,7 +62,7 @@ from processors.watermark import (
     EVICT_REQUEST,
     OVERDUE,
     Timers,
-    Watermark,
+    WatermarkState,
 )
 
 #: no service dimension (a visit keeps the service it was for, where it names one)
@@ -102,7 +102,7 @@ class InputRecord(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetterRecord:
     """A record that failed validation or processing: the record to write, its reason
     and its agency (a catalog agency, or ``""`` if unknown)."""
 
@@ -138,7 +138,7 @@ class PartitionEngine:
         self.rollups = RollupBook(partition, self._intern)
         self.gauges = GaugeBook(partition)
         self.timers = Timers()
-        self.wm = Watermark()
+        self.wm = WatermarkState()
         self.dedup = DedupStore(ctx.horizon_ms)
         self._gcells: dict[Dims, GaugeDims] = {}
         self.closed = ClosedJourneys(ctx.horizon_ms)
@@ -177,10 +177,10 @@ class PartitionEngine:
 
     # -- input -----------------------------------------------------------------------
 
-    def process(self, records: Iterable[InputRecord]) -> list[DeadLetter]:
+    def process(self, records: Iterable[InputRecord]) -> list[DeadLetterRecord]:
         """Validate and apply records in offset order; returns the dead letters."""
         catalog = self.ctx.catalog
-        dead: list[DeadLetter] = []
+        dead: list[DeadLetterRecord] = []
         for rec in records:
             raw = rec.value
             ts = rec.timestamp
@@ -212,7 +212,7 @@ class PartitionEngine:
                 dead.append(self._poisoned(rec, result, exc))
         return dead
 
-    def _poisoned(self, rec: InputRecord, ev: Event, exc: Exception) -> DeadLetter:
+    def _poisoned(self, rec: InputRecord, ev: Event, exc: Exception) -> DeadLetterRecord:
         """The dead letter of an event the engine raised on (class name only, no text)."""
         name = type(exc).__name__
         frames = traceback.extract_tb(exc.__traceback__)
@@ -446,7 +446,7 @@ class PartitionEngine:
         ev: Event | None = None,
         error: str | None = None,
         where: str | None = None,
-    ) -> DeadLetter:
+    ) -> DeadLetterRecord:
         first = problems[0]
         agency = event_id = ""
         if ev is not None:
@@ -473,7 +473,9 @@ class PartitionEngine:
             error=error,
             where=where,
         )
-        return DeadLetter(_safe_key(rec.key, agency), dl.encode(value), first.reason.value, agency)
+        return DeadLetterRecord(
+            _safe_key(rec.key, agency), dl.encode(value), first.reason.value, agency
+        )
 
     # -- restore ---------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from contract.errors import BusError
 from contract.methodology import Standards
 from contract.topics import Topics
 from kafkaport.ports import Kafka
+from kafkaport.reconnect import BACKOFF, Backoff, Reconnect
 from processors.context import Context
 from processors.errors import ProcessorError, RestoreError, SessionError
 from processors.metrics import ProcessorMetrics
@@ -79,6 +81,7 @@ class Processor:
         metrics: operational metrics holder.
         clock: the wall clock (epoch seconds); replaced in tests.
         kafka: the Kafka client factory; default: confluent-kafka on ``settings``.
+        backoff: the pauses between failed sessions; default: the project's policy.
     """
 
     def __init__(
@@ -89,8 +92,10 @@ class Processor:
         metrics: ProcessorMetrics,
         clock: Callable[[], float] = time.time,
         kafka: Kafka | None = None,
+        backoff: Backoff = BACKOFF,
     ) -> None:
         self.settings = settings
+        self.backoff = backoff
         self.topics = Topics(settings.topic_prefix)
         self.ctx = Context(
             catalog,
@@ -126,47 +131,56 @@ class Processor:
     def run(self, until: Callable[[Session], bool] | None = None) -> RunStats:
         """Process until :meth:`stop` (or ``until(session)`` is true after a commit).
 
-        Failures of a session (Kafka errors, fencing, a failed commit) are logged and a
-        new session starts after a pause; state is always rebuilt from Kafka.
+        Failures of a session (Kafka errors, fencing, a failed commit, a bug) are logged
+        and a new session starts after a pause of :mod:`kafkaport.reconnect` (1 s doubling
+        to 30 s, reset by every committed step); state is always rebuilt from Kafka.
         """
-        backoff = 1.0
-        while not self.stopping:
-            session = self.session()
-            self._session = session
-            try:
-                session.open()
-            except (BusError, SessionError) as exc:
-                logger.warning("cannot start a Kafka session (%s); retrying in %.0fs", exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            self.metrics.sessions.inc()
-            try:
-                while not self.stopping:
-                    session.step()
-                    backoff = 1.0
-                    if until is not None and until(session):
-                        self._stop.set()
-                session.close()
-            except (SessionError, RestoreError, BusError) as exc:
-                logger.error("session failed (%s); restarting from the changelog", exc)
-                self._restart(session, backoff)
-                backoff = min(backoff * 2, 30.0)
-            except Exception:
-                # a bug must not leave a half-applied batch behind: drop the state and
-                # start over from the last commit, as a crash and restart would
-                logger.exception("unexpected error; restarting from the changelog")
-                self._restart(session, backoff)
-                backoff = min(backoff * 2, 30.0)
-            except BaseException:
-                session.close(error=True)
-                raise
+        reconnect = Reconnect(
+            "processor session",
+            self._stop,
+            retry_on=(SessionError, RestoreError, BusError),
+            backoff=self.backoff,
+        )
+        reconnect.run(lambda: self._one_session(reconnect, until))
         return self.stats
 
-    def _restart(self, session: Session, backoff: float) -> None:
+    def _one_session(self, reconnect: Reconnect, until: Callable[[Session], bool] | None) -> None:
+        """One session from open to close; raises what ended it (the caller retries).
+
+        A failure to open (BusError, SessionError) has nothing to abort; any other error
+        while opening is a configuration or programming error and ends the run.
+        """
+        session = self.session()
+        self._session = session
+        session.open()
+        self.metrics.sessions.inc()
+        try:
+            while not self.stopping:
+                session.step()
+                reconnect.progressed()
+                if until is not None and until(session):
+                    self._stop.set()
+            session.close()
+        except (SessionError, RestoreError, BusError):
+            self._abort(session)
+            raise
+        except Exception as exc:
+            # a bug must not leave a half-applied batch behind: drop the state and
+            # start over from the last commit, as a crash and restart would. The stack
+            # says where; the message is left out, as it may quote a record.
+            stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+            logger.error(
+                "unexpected %s; restarting from the changelog\n%s", type(exc).__name__, stack
+            )
+            self._abort(session)
+            raise SessionError(f"unexpected {type(exc).__name__} in the session") from exc
+        except BaseException:
+            session.close(error=True)
+            raise
+
+    def _abort(self, session: Session) -> None:
         self.metrics.transactions.labels("aborted").inc()
         session.close(error=True)
-        self._stop.wait(backoff)
 
     def run_until_caught_up(self, timeout_s: float = 600.0) -> RunStats:
         """Process until every input partition is consumed to its current end; return stats.

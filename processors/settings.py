@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from contract.settings import CommonSettings, renamed_durations
+from contract.settings import CommonSettings
 
 
 def _default_instance() -> str:
@@ -73,19 +74,13 @@ class ProcessorSettings(CommonSettings):
         description="how often live idle partitions advance with the wall clock (ISO 8601)",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, data: Any) -> Any:
-        return renamed_durations(
-            data,
-            {
-                "commit_interval": ("COMMIT_INTERVAL_MS", 0.001),
-                "session_timeout": ("SESSION_TIMEOUT_MS", 0.001),
-                "transaction_timeout": ("TRANSACTION_TIMEOUT_MS", 0.001),
-                "restore_timeout": ("RESTORE_TIMEOUT_S", 1.0),
-                "idle_tick": ("IDLE_TICK_MS", 0.001),
-            },
-        )
+    old_duration_names: ClassVar[Mapping[str, tuple[str, float]]] = {
+        "commit_interval": ("COMMIT_INTERVAL_MS", 0.001),
+        "session_timeout": ("SESSION_TIMEOUT_MS", 0.001),
+        "transaction_timeout": ("TRANSACTION_TIMEOUT_MS", 0.001),
+        "restore_timeout": ("RESTORE_TIMEOUT_S", 1.0),
+        "idle_tick": ("IDLE_TICK_MS", 0.001),
+    }
 
     @property
     def transactional_id(self) -> str:

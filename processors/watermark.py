@@ -86,7 +86,7 @@ class Timers:
         return len(self._heap)
 
 
-class Watermark:
+class WatermarkState:
     """Newest event time and the watermark of one partition (epoch ms).
 
     Attributes:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
-from contract.settings import CommonSettings, renamed_durations
+from contract.settings import CommonSettings
 
 
 class ProducerSettings(CommonSettings):
@@ -29,9 +30,6 @@ class ProducerSettings(CommonSettings):
         "confluent (librdkafka)",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, data: Any) -> Any:
-        return renamed_durations(
-            data, {"producer_delivery_timeout": ("PRODUCER_DELIVERY_TIMEOUT_S", 1.0)}
-        )
+    old_duration_names: ClassVar[Mapping[str, tuple[str, float]]] = {
+        "producer_delivery_timeout": ("PRODUCER_DELIVERY_TIMEOUT_S", 1.0)
+    }

@@ -27,7 +27,7 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DbOption = Annotated[
+KeyDbOption = Annotated[
     Path | None,
     typer.Option(help="key database (default: SERVICEPULSE_KEY_DB, else next to the tokens)"),
 ]
@@ -82,7 +82,7 @@ def keys_create(
     register: Annotated[
         bool, typer.Option(help="register the public key at once (--no-register: only create)")
     ] = True,
-    db: DbOption = None,
+    db: KeyDbOption = None,
 ) -> None:
     """Create a key pair: the private key in OUT (0600), the public key in OUT.pub.
 
@@ -112,7 +112,7 @@ def keys_register(
     agency: AgencyOption,
     public_key: Annotated[Path, typer.Option(help="public key file (PEM or base64url raw)")],
     name: Annotated[str, typer.Option(help="which system holds it, for `keys list`")] = "",
-    db: DbOption = None,
+    db: KeyDbOption = None,
 ) -> None:
     """Register a public key an agency made itself."""
     from contract.keyfiles import load_public_key
@@ -141,7 +141,7 @@ def keys_rotate(
         str, typer.Option(help="old keys stay valid this long (ISO 8601, e.g. PT1H, PT0S)")
     ] = "PT1H",
     name: Annotated[str, typer.Option(help="which system holds it")] = "",
-    db: DbOption = None,
+    db: KeyDbOption = None,
 ) -> None:
     """Register a new key and revoke the agency's other keys after the grace period."""
     from pydantic import TypeAdapter, ValidationError
@@ -173,7 +173,7 @@ def keys_rotate(
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(metavar="ID", help="key id from `keys list`")],
-    db: DbOption = None,
+    db: KeyDbOption = None,
 ) -> None:
     """Revoke a key now: batches signed with it are refused (within a few seconds)."""
     store = _store(db)
@@ -189,7 +189,7 @@ def keys_revoke(
 @keys_app.command("list")
 def keys_list(
     agency: Annotated[str | None, typer.Option(help="only this agency's keys")] = None,
-    db: DbOption = None,
+    db: KeyDbOption = None,
 ) -> None:
     """List keys (id, agency, state, name, created, rotated, revoked) and the policies."""
     store = _store(db)
@@ -225,7 +225,7 @@ def keys_policy(
     policy: Annotated[
         str | None, typer.Argument(help="optional or required; omitted: show it")
     ] = None,
-    db: DbOption = None,
+    db: KeyDbOption = None,
 ) -> None:
     """Show or set whether the agency's batches must be signed."""
     from api.keys import Policy

@@ -90,7 +90,7 @@ def _store(db: Path | None, *, init: bool = False) -> TokenStore:
     return store
 
 
-DbOption = Annotated[
+TokenDbOption = Annotated[
     Path | None, typer.Option(help="token database (default: SERVICEPULSE_TOKEN_DB)")
 ]
 
@@ -104,7 +104,7 @@ def tokens_create(
         bool, typer.Option("--inspector", help="a read-only token for scorecards and reports")
     ] = False,
     name: Annotated[str, typer.Option(help="who holds it, for `tokens list`")] = "",
-    db: DbOption = None,
+    db: TokenDbOption = None,
     init: Annotated[
         bool, typer.Option("--init", help="start a new token database if there is none")
     ] = False,
@@ -142,7 +142,7 @@ def tokens_create(
 
 
 @tokens_app.command("list")
-def tokens_list(db: DbOption = None) -> None:
+def tokens_list(db: TokenDbOption = None) -> None:
     """List tokens (ids, kind, agency, name, created, revoked); never the secrets."""
     store = _store(db)
     try:
@@ -158,7 +158,7 @@ def tokens_list(db: DbOption = None) -> None:
 @tokens_app.command("revoke")
 def tokens_revoke(
     token_id: Annotated[str, typer.Argument(metavar="ID", help="the token id from `tokens list`")],
-    db: DbOption = None,
+    db: TokenDbOption = None,
 ) -> None:
     """Revoke a token; the API refuses it within a few seconds."""
     from api.tokens import TokenError

@@ -242,7 +242,7 @@ def _on_signals(stop: threading.Event) -> None:
 def _run_with_progress(
     sim: Any, sink: Any, plan: Any, stop: threading.Event, start: datetime, end: datetime | None
 ) -> Any:
-    from producers.simulator.runner import RunStats, run
+    from producers.simulator.runner import SimulationStats, run
 
     t0 = start.timestamp()
     span = (end.timestamp() - t0) if end is not None else None
@@ -256,7 +256,7 @@ def _run_with_progress(
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("simulate", total=span or 1.0, events=0, rate=0.0, when="-", lag="")
 
-        def progress(stats: RunStats) -> None:
+        def progress(stats: SimulationStats) -> None:
             et = stats.event_time or t0
             when = datetime.fromtimestamp(et, sim.model.tz).strftime("%Y-%m-%d %H:%M:%S")
             done = (et - t0) if span else (1.0 if stats.live else 0.5)

@@ -22,8 +22,8 @@ from api.web import pages
 
 router = APIRouter(tags=["open data"])
 
-FromQuery = Annotated[date | None, Query(alias="from", description="first day (YYYY-MM-DD)")]
-ToQuery = Annotated[date | None, Query(alias="to", description="last day, inclusive")]
+OpenFromQuery = Annotated[date | None, Query(alias="from", description="first day (YYYY-MM-DD)")]
+OpenToQuery = Annotated[date | None, Query(alias="to", description="last day, inclusive")]
 
 
 @functools.cache
@@ -66,8 +66,8 @@ def open_json(
     s: ServicesDep,
     level: Level,
     grain: Grain,
-    date_from: FromQuery = None,
-    date_to: ToQuery = None,
+    date_from: OpenFromQuery = None,
+    date_to: OpenToQuery = None,
 ) -> Response:
     """Index and components per agency or service, per day (default: the last 30 days)
     or month (default: the last 12 months); small cells suppressed. No token."""
@@ -87,8 +87,8 @@ def open_csv(
     s: ServicesDep,
     level: Level,
     grain: Grain,
-    date_from: FromQuery = None,
-    date_to: ToQuery = None,
+    date_from: OpenFromQuery = None,
+    date_to: OpenToQuery = None,
 ) -> Response:
     """The same rows as the JSON file, one line per cell and metric, UTF-8 with BOM."""
     f = _file(s, level, grain, date_from, date_to)

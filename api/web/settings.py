@@ -6,12 +6,13 @@ builds one from the environment unless a test passes its own.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Self
+from typing import ClassVar, Self
 
 from pydantic import Field, SecretStr, model_validator
 
-from contract.settings import CommonSettings, refuse_placeholder, renamed_durations
+from contract.settings import CommonSettings, refuse_placeholder
 
 
 class WebSettings(CommonSettings):
@@ -50,17 +51,11 @@ class WebSettings(CommonSettings):
     )
     alerts_kept: int = Field(500, ge=1, description="most alerts the API remembers (newest kept)")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, data: Any) -> Any:
-        return renamed_durations(
-            data,
-            {
-                "session_max_age": ("SESSION_MAX_AGE_SECONDS", 1.0),
-                "live_interval": ("LIVE_INTERVAL_SECONDS", 1.0),
-                "open_data_max_age": ("OPEN_DATA_MAX_AGE_SECONDS", 1.0),
-            },
-        )
+    old_duration_names: ClassVar[Mapping[str, tuple[str, float]]] = {
+        "session_max_age": ("SESSION_MAX_AGE_SECONDS", 1.0),
+        "live_interval": ("LIVE_INTERVAL_SECONDS", 1.0),
+        "open_data_max_age": ("OPEN_DATA_MAX_AGE_SECONDS", 1.0),
+    }
 
     @model_validator(mode="after")
     def _real_session_secret(self) -> Self:

@@ -29,10 +29,10 @@ from producers.pseudonym import Pseudonymizer, snils_checksum
 from producers.simulator.model import ASSISTED, RegionModel
 from producers.simulator.scenario import Scenario
 
-Attrs = dict[str, Any]
+AttrsDict = dict[str, Any]
 Base = dict[str, Any]
 #: One scheduled item: (epoch seconds, event type or None for a wake-up, base, attrs).
-Item = tuple[float, str | None, Base | None, Attrs | None]
+Item = tuple[float, str | None, Base | None, AttrsDict | None]
 Spawn = Callable[[float, Iterator[Item]], None]
 
 HOUR: Final = 3600.0

@@ -79,7 +79,7 @@ class Plan:
 
 
 @dataclass(slots=True)
-class RunStats:
+class SimulationStats:
     """What a run produced so far; the summary at the end."""
 
     events: int = 0
@@ -106,10 +106,10 @@ def run(
     plan: Plan,
     *,
     stop: threading.Event | None = None,
-    progress: Callable[[RunStats], None] | None = None,
+    progress: Callable[[SimulationStats], None] | None = None,
     status_every_s: float | None = None,
     clock: Clock = SYSTEM_CLOCK,
-) -> RunStats:
+) -> SimulationStats:
     """Generate events and hand them to ``sink`` on time; closes the sink at the end.
 
     Args:
@@ -122,7 +122,7 @@ def run(
         clock: the clocks to read and wait on (tests pass one they drive).
     """
     stop = stop or threading.Event()
-    stats = RunStats(started_wall=clock.monotonic())
+    stats = SimulationStats(started_wall=clock.monotonic())
     wall0 = clock.time()
     t0 = sim.start.timestamp()
     x = plan.accelerate
@@ -184,8 +184,8 @@ def _sleep_until(
     stop: threading.Event,
     plan: Plan,
     mono0: float,
-    stats: RunStats,
-    progress: Callable[[RunStats], None] | None,
+    stats: SimulationStats,
+    progress: Callable[[SimulationStats], None] | None,
     clock: Clock,
 ) -> bool:
     """Wait for the wall clock to reach ``due``; False if the run must end first."""
@@ -208,7 +208,7 @@ def _sleep_until(
             progress(stats)
 
 
-def _log_status(stats: RunStats, sim: Simulation) -> None:
+def _log_status(stats: SimulationStats, sim: Simulation) -> None:
     when = (
         datetime.fromtimestamp(stats.event_time, sim.model.tz).isoformat(timespec="seconds")
         if stats.event_time

@@ -28,7 +28,8 @@ from contract.catalog import Catalog
 from contract.events import Channel
 from producers.errors import ScenarioError
 
-Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+#: a probability or share, 0 and 1 included (contract.methodology.Share excludes both)
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Factor = Annotated[float, msgspec.Meta(ge=0.0, le=1000.0)]
 
 _CODE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -38,8 +39,8 @@ _DAY: Final = re.compile(r"^(\d{4}-)?\d{2}-\d{2}$")
 class StepKnobs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One form step of one service."""
 
-    drop_off: Share | None = None
-    error_rate: Share | None = None
+    drop_off: Fraction | None = None
+    error_rate: Fraction | None = None
     #: the error code this step fails with (default: one of the service's codes)
     error_code: str | None = None
     #: multiplier of the time spent on the step
@@ -50,10 +51,10 @@ class ServiceKnobs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One service; ``None`` keeps the agency or global value."""
 
     demand: Factor = 1.0
-    drop_off: Share | None = None
-    error_rate: Share | None = None
-    reject_rate: Share | None = None
-    late_rate: Share | None = None
+    drop_off: Fraction | None = None
+    error_rate: Fraction | None = None
+    reject_rate: Fraction | None = None
+    late_rate: Fraction | None = None
     steps: dict[str, StepKnobs] = msgspec.field(default_factory=dict)
 
 
@@ -61,8 +62,8 @@ class AgencyKnobs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Every service of one agency."""
 
     demand: Factor = 1.0
-    reject_rate: Share | None = None
-    late_rate: Share | None = None
+    reject_rate: Fraction | None = None
+    late_rate: Fraction | None = None
     #: multiplier of interagency response times for requests this agency sends
     interagency_slowness: Factor = 1.0
     #: multiplier of appeal answer times
@@ -90,7 +91,7 @@ class Peak(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: multiplier of office waits during the peak (crowds)
     wait_factor: Factor = 1.0
     #: added to the late-decision share during the peak (backlog)
-    extra_late_rate: Share = 0.0
+    extra_late_rate: Fraction = 0.0
 
     def covers(self, day: date) -> bool:
         """Whether ``day`` is inside the peak."""
@@ -120,48 +121,48 @@ class Scenario(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: relative weight of each channel where the service offers it (proactive apart)
     channel_mix: dict[Channel, Factor] = msgspec.field(default_factory=_default_mix)
     #: share of journeys of a service that offers `proactive` that start proactively
-    proactive_share: Share = 0.25
+    proactive_share: Fraction = 0.25
     #: share of arrivals that are a life situation (several services, one case)
-    life_situation_share: Share = 0.12
+    life_situation_share: Fraction = 0.12
     #: chance to leave the form after each step (first step: plus `bounce`)
-    drop_off: Share = 0.04
-    bounce: Share = 0.05
+    drop_off: Fraction = 0.04
+    bounce: Fraction = 0.05
     #: chance of a portal error on each step
-    error_rate: Share = 0.02
+    error_rate: Fraction = 0.02
     #: share of errors reported with a code the catalog does not know
-    unknown_error_share: Share = 0.05
+    unknown_error_share: Fraction = 0.05
     #: chance to give up right after an error
-    error_drop_off: Share = 0.35
+    error_drop_off: Fraction = 0.35
     #: share of drop-offs with an explicit cancel (the rest go silent)
-    explicit_abandon_share: Share = 0.3
-    reject_rate: Share = 0.1
+    explicit_abandon_share: Fraction = 0.3
+    reject_rate: Fraction = 0.1
     #: share of rejections with a reason code the catalog does not know
-    unknown_reason_share: Share = 0.03
-    late_rate: Share = 0.06
+    unknown_reason_share: Fraction = 0.03
+    late_rate: Fraction = 0.06
     #: share of decided journeys decided by a registry check within hours
-    quick_decision_share: Share = 0.15
+    quick_decision_share: Fraction = 0.15
     #: chance that a submitted journey needs interagency requests
-    interagency_rate: Share = 0.45
+    interagency_rate: Fraction = 0.45
     #: share of interagency responses slower than 48 hours
-    interagency_slow_share: Share = 0.08
+    interagency_slow_share: Fraction = 0.08
     #: chance of feedback after a decision (digital; assisted channels get a third)
-    feedback_rate: Share = 0.3
+    feedback_rate: Fraction = 0.3
     #: chance of feedback right after an MFC visit
-    visit_feedback_rate: Share = 0.4
+    visit_feedback_rate: Fraction = 0.4
     #: chance of an appeal after any decision, after a rejection, after a late one
-    appeal_rate: Share = 0.005
-    appeal_after_reject: Share = 0.12
-    appeal_after_late: Share = 0.1
+    appeal_rate: Fraction = 0.005
+    appeal_after_reject: Fraction = 0.12
+    appeal_after_late: Fraction = 0.1
     #: share of appeals answered after the 30-day term
-    appeal_late_rate: Share = 0.07
+    appeal_late_rate: Fraction = 0.07
     #: chance that an approved MFC applicant comes back for the result
-    result_pickup_rate: Share = 0.6
+    result_pickup_rate: Fraction = 0.6
     #: multiplier of every office wait
     wait_factor: Factor = 1.0
     #: demand on public holidays and Sundays, relative to a weekday
     holiday_factor: Factor = 0.35
     #: strength of the daily cycle: 1 = realistic (quiet nights), 0 = flat all day
-    diurnal: Share = 1.0
+    diurnal: Fraction = 1.0
     agencies: dict[str, AgencyKnobs] = msgspec.field(default_factory=dict)
     services: dict[str, ServiceKnobs] = msgspec.field(default_factory=dict)
     offices: dict[str, OfficeKnobs] = msgspec.field(default_factory=dict)

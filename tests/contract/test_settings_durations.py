@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
 import pytest
 
 from contract.errors import ConfigError
-from contract.settings import millis
+from contract.settings import CommonSettings, millis
 from processors.settings import ProcessorSettings
 from producers.settings import ProducerSettings
 
@@ -76,3 +77,45 @@ def test_api_and_web_durations_old_and_new(monkeypatch: pytest.MonkeyPatch) -> N
     assert api.body_timeout == timedelta(seconds=3)
     monkeypatch.setenv("SERVICEPULSE_LIVE_INTERVAL", "PT30S")
     assert WebSettings().live_interval == timedelta(seconds=30)
+
+
+def _settings_classes() -> list[type[CommonSettings]]:
+    from api.settings import ApiSettings
+    from api.web.settings import WebSettings
+
+    return [CommonSettings, ProcessorSettings, ProducerSettings, ApiSettings, WebSettings]
+
+
+_UNIT_SUFFIX = re.compile(r"_(ms|s|sec|secs|seconds|minutes|hours|days)$")
+_DURATION_WORD = re.compile(r"(timeout|interval|wait|max_age|after|tick|window|horizon|lateness)$")
+
+
+@pytest.mark.parametrize("cls", _settings_classes(), ids=lambda c: c.__name__)
+def test_every_duration_is_a_timedelta_under_a_unit_free_name(cls: type[CommonSettings]) -> None:
+    for name, info in cls.model_fields.items():
+        assert not _UNIT_SUFFIX.search(name), f"{cls.__name__}.{name}: a unit in the name"
+        if _DURATION_WORD.search(name):
+            assert info.annotation is timedelta, f"{cls.__name__}.{name} is not a timedelta"
+    for name, (old, unit_s) in cls.old_duration_names.items():
+        assert cls.model_fields[name].annotation is timedelta, name
+        suffix = {0.001: "_MS", 1.0: ("_S", "_SECONDS")}[unit_s]
+        assert old.startswith(name.upper()) and old.endswith(suffix), (name, old)
+
+
+@pytest.mark.parametrize("cls", _settings_classes(), ids=lambda c: c.__name__)
+def test_one_validator_reads_the_old_names_of_every_component(
+    cls: type[CommonSettings], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    befores = [
+        n
+        for n, d in cls.__pydantic_decorators__.model_validators.items()
+        if d.info.mode == "before"
+    ]
+    assert befores == ["_old_duration_names"], befores  # CommonSettings' own, inherited
+    for old, _unit_s in cls.old_duration_names.values():
+        monkeypatch.setenv(f"SERVICEPULSE_{old}", "70000" if old.endswith("_MS") else "70")
+    with caplog.at_level(logging.WARNING, logger="contract.settings"):
+        s = cls()
+    for name, (old, _unit_s) in cls.old_duration_names.items():
+        assert getattr(s, name) == timedelta(seconds=70), name
+        assert f"SERVICEPULSE_{old} is deprecated: use SERVICEPULSE_{name.upper()}" in caplog.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -32,7 +32,7 @@ def processor_settings(topics: Topics, common: CommonSettings) -> ProcessorSetti
         topic_prefix=topics.prefix,
         group_id=f"{topics.prefix}-group",
         instance_id="1",
-        session_timeout_ms=6000,
+        session_timeout=timedelta(seconds=6),
         catalog=CATALOG_PATH,
     )
 

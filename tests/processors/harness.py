@@ -11,7 +11,7 @@ import msgspec
 from contract import aggregates as agg
 from processors import recovery
 from processors.context import Context
-from processors.engine import DeadLetter, PartitionEngine
+from processors.engine import DeadLetterRecord, PartitionEngine
 from processors.rollups import Stage
 from processors.state import Journey
 from tests.fixtures.aggregates import merged
@@ -29,7 +29,7 @@ class Harness:
         #: the ClosedDay records written to ``<prefix>.days``
         self.closed: dict[bytes, bytes] = {}
         self.changelog: dict[bytes, bytes | None] = {}
-        self.dead: list[DeadLetter] = []
+        self.dead: list[DeadLetterRecord] = []
         self.writes: list[tuple[bytes, bytes]] = []
 
     def feed(
