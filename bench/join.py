@@ -28,16 +28,24 @@ events sent.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import gc
 import itertools
+import json
+import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import msgspec
 
 import kafkaport
 from bench import offsets, workload
@@ -290,61 +298,91 @@ def _scrape_one(port: int | None) -> tuple[dict[str, float], frozenset[int]] | N
 
 
 class Feeder:
-    """Sends records to the events topic at a steady rate from a thread, in ticks of
-    50 ms, until stopped or out of records."""
+    """A child process (``python -m bench.join``) that sends records to the events topic
+    at a steady rate, in ticks of 50 ms, until SIGTERM or out of records.
+
+    A child, not a thread, so that only the main thread of the benchmark process uses
+    librdkafka (see :func:`run_join`); the latency benchmark's producer is a child too.
+    """
 
     TICK_S = 0.05
 
     def __init__(
-        self, settings: CommonSettings, topic: str, records: list[tuple[bytes, bytes]], rate: float
+        self,
+        settings: CommonSettings,
+        topic: str,
+        records: list[tuple[bytes, bytes]],
+        rate: float,
+        work_dir: Path,
     ) -> None:
         self.settings, self.topic, self.records, self.rate = settings, topic, records, rate
+        self.path = work_dir / "join-feed.msgpack"
         self.sent = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="join-feeder", daemon=True)
-        self._producer: kafkaport.Producer | None = None
+        self._child: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        # made on the caller's thread: two runs crashed (SIGSEGV) when the producer was
-        # created on this thread while the main thread created its consumer and admin
-        # clients; never seen since
-        self._producer = kafkaport.connect(self.settings).producer(
-            client_id="servicepulse-bench-feeder", linger_ms=5
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(msgspec.msgpack.encode(self.records))
+        self._child = subprocess.Popen(  # noqa: S603 - our own module
+            [
+                sys.executable,
+                "-m",
+                "bench.join",
+                self.settings.kafka_bootstrap,
+                self.topic,
+                str(self.rate),
+                str(self.path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-        self._thread.start()
 
     def stop(self) -> int:
-        """Stop sending, wait for every record sent to be acknowledged; returns how many."""
-        self._stop.set()
-        self._thread.join(120)
-        if self.error is not None:
-            raise RuntimeError(f"the steady producer failed: {self.error!r}") from self.error
+        """Stop sending, wait until every record sent is acknowledged; returns how many."""
+        child = self._child
+        if child is None:
+            return self.sent
+        self._child = None
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=180)
+        if child.returncode != 0:
+            raise RuntimeError(
+                f"the steady producer exited with {child.returncode}: {err.decode()[-500:]}"
+            )
+        self.sent = int(json.loads(out)["sent"])
         return self.sent
 
     @property
     def ran_out(self) -> bool:
         return self.sent >= len(self.records)
 
-    def _run(self) -> None:
-        producer = self._producer
-        assert producer is not None  # noqa: S101 - start() made it
-        try:
-            per_tick = max(1, round(self.rate * self.TICK_S))
-            t0 = time.perf_counter()
-            tick = 0
-            while not self._stop.is_set() and self.sent < len(self.records):
-                for key, value in self.records[self.sent : self.sent + per_tick]:
-                    producer.send(self.topic, value, key)
-                self.sent = min(len(self.records), self.sent + per_tick)
-                tick += 1
-                self._stop.wait(max(0.0, t0 + tick * self.TICK_S - time.perf_counter()))
-            if producer.flush(120):
-                raise TimeoutError(f"records to {self.topic} not acknowledged")
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            producer.close(10)
+
+def feed(bootstrap: str, topic: str, rate: float, path: Path) -> int:
+    """Child entry of :class:`Feeder`: send the records of ``path`` at ``rate`` per
+    second until SIGTERM or none are left; returns how many were sent and acknowledged."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    records = msgspec.msgpack.decode(path.read_bytes(), type=list[tuple[bytes, bytes]])
+    producer = kafkaport.connect(CommonSettings(kafka_bootstrap=bootstrap)).producer(
+        client_id="servicepulse-bench-feeder", linger_ms=5
+    )
+    sent = 0
+    try:
+        per_tick = max(1, round(rate * Feeder.TICK_S))
+        t0 = time.perf_counter()
+        tick = 0
+        while not stopping.is_set() and sent < len(records):
+            for key, value in records[sent : sent + per_tick]:
+                producer.send(topic, value, key)
+            sent = min(len(records), sent + per_tick)
+            tick += 1
+            stopping.wait(max(0.0, t0 + tick * Feeder.TICK_S - time.perf_counter()))
+        if producer.flush(120):
+            raise TimeoutError(f"records to {topic} not acknowledged")
+    finally:
+        producer.close(10)
+    return sent
 
 
 def read_state(settings: CommonSettings, topics: Topics) -> StateCount:
@@ -432,7 +470,23 @@ def _settle(
 
 
 def run_join(ctx: BenchContext) -> dict[str, Any]:
-    """The measured run (see the module); returns its numbers."""
+    """The measured run (see the module); returns its numbers.
+
+    The cyclic garbage collector is off while the scraper thread runs: a collection
+    runs on whichever thread allocates, and one that finalised a confluent-kafka client
+    of the main thread on the scraper's thread killed the process (SIGSEGV, four runs of
+    six; confluent-kafka-python#1761). It collects on the main thread at the end.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        return _run_join(ctx)
+    finally:
+        gc.enable()
+        gc.collect()
+
+
+def _run_join(ctx: BenchContext) -> dict[str, Any]:
     ds = dataset(ctx)
     records = ds.records
     first = len(records) // 2
@@ -444,7 +498,7 @@ def run_join(ctx: BenchContext) -> dict[str, Any]:
     logs = ctx.work_dir / "logs"
     env = {"SERVICEPULSE_LOG_LEVEL": "INFO"}
     scraper = Scraper()
-    feeder = Feeder(settings, topics.events, records[first:], rate)
+    feeder = Feeder(settings, topics.events, records[first:], rate, ctx.work_dir)
     procs: dict[int, subprocess.Popen[bytes]] = {}
     try:
         for i, p in enumerate(spawn(settings, group, 2, logs, env=env), start=1):
@@ -683,3 +737,18 @@ def _totals_figure(run: dict[str, Any]) -> Figure:
         ),
         details={k: v for k, v in run.items() if k != "phases"},
     )
+
+
+def main() -> None:
+    """Child entry: ``python -m bench.join BOOTSTRAP TOPIC RATE RECORDS_FILE``."""
+    p = argparse.ArgumentParser(description="send records at a steady rate until SIGTERM")
+    p.add_argument("bootstrap")
+    p.add_argument("topic")
+    p.add_argument("rate", type=float)
+    p.add_argument("path", type=Path)
+    a = p.parse_args()
+    print(json.dumps({"sent": feed(a.bootstrap, a.topic, a.rate, a.path)}))
+
+
+if __name__ == "__main__":
+    main()
