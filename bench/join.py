@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import itertools
 import json
 import signal
@@ -41,7 +40,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -206,65 +205,97 @@ def _key_partition(key: bytes | None) -> int | None:
 # -- the run -------------------------------------------------------------------------
 
 
-@dataclass
 class Scraper:
-    """Scrapes each instance's /metrics every :data:`SCRAPE_S` seconds (a thread).
+    """Scrapes each instance's /metrics every :data:`SCRAPE_S` seconds.
 
-    ``series[instance][name]`` holds ``(perf_counter time, value)`` samples.
+    One child process per instance (``python -m bench.join scrape PORT FILE``) appends a
+    JSON line per scrape to a file that this side reads as it is asked. Children, not a
+    thread: with a second thread in the benchmark process it died of SIGSEGV in five
+    runs of seven, inside librdkafka as far as could be told (confluent-kafka-python
+    #1761 reads alike); the processor benchmark, which has no second thread, never
+    did. Times are ``time.monotonic()``, one clock for every process of the machine.
     """
 
-    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
-    #: the input partitions each instance owned at its last scrape (its lag gauge's labels)
-    owned: dict[int, frozenset[int]] = field(default_factory=dict)
-    series: dict[int, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _thread: threading.Thread | None = None
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        #: the input partitions each instance owned at its last scrape (its lag gauge's labels)
+        self.owned: dict[int, frozenset[int]] = {}
+        self.series: dict[int, dict[str, list[tuple[float, float]]]] = {}
+        self._files: dict[int, Any] = {}
+        self._partial: dict[int, str] = {}
 
     def add(self, instance: int, proc: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self.procs[instance] = proc
-            self.series.setdefault(instance, {})
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="join-scraper", daemon=True)
-        self._thread.start()
+        path = self.work_dir / f"join-scrape-{instance}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+        self.procs[instance] = proc
+        self.series.setdefault(instance, {})
+        self.children[instance] = subprocess.Popen(  # noqa: S603 - our own module
+            [sys.executable, "-m", "bench.join", "scrape", str(metrics_port(proc)), str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._files[instance] = path.open("r")
+        self._partial[instance] = ""
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        for c in self.children.values():
+            if c.poll() is None:
+                c.send_signal(signal.SIGTERM)
+        for c in self.children.values():
+            try:
+                c.wait(10)
+            except subprocess.TimeoutExpired:
+                c.kill()
+                c.wait()
+        self.refresh()
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def refresh(self) -> None:
+        """Read the lines the children wrote since the last call."""
+        for i, f in self._files.items():
+            text = self._partial[i] + f.read()
+            lines = text.split("\n")
+            self._partial[i] = lines.pop()  # a line being written: next time
+            for line in lines:
+                if not line:
+                    continue
+                t, values, owned = json.loads(line)
+                self.owned[i] = frozenset(owned)
+                for name, v in values.items():
+                    self.series[i].setdefault(name, []).append((t, v))
 
     def owned_by(self, instance: int) -> frozenset[int]:
-        with self._lock:
-            return self.owned.get(instance, frozenset())
+        self.refresh()
+        return self.owned.get(instance, frozenset())
 
     def last(self, instance: int, name: str) -> float:
-        with self._lock:
-            s = self.series.get(instance, {}).get(name)
-            return s[-1][1] if s else 0.0
+        self.refresh()
+        s = self.series.get(instance, {}).get(name)
+        return s[-1][1] if s else 0.0
 
     def samples(self, instance: int, name: str) -> list[tuple[float, float]]:
-        with self._lock:
-            return list(self.series.get(instance, {}).get(name, []))
+        self.refresh()
+        return list(self.series.get(instance, {}).get(name, []))
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                procs = dict(self.procs)
-            for i, p in procs.items():
-                if p.poll() is not None:
-                    continue
-                got = _scrape_one(metrics_port(p))
-                if got is None:
-                    continue
-                t = time.perf_counter()
+
+def scrape(port: int, path: Path) -> None:
+    """Child entry of :class:`Scraper`: scrape ``port`` every :data:`SCRAPE_S` seconds
+    and append ``[time, values, owned partitions]`` lines to ``path``, until SIGTERM."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with path.open("a") as out:
+        while not stopping.is_set():
+            got = _scrape_one(port)
+            if got is not None:
                 values, owned = got
-                with self._lock:
-                    self.owned[i] = owned
-                    for name, v in values.items():
-                        self.series[i].setdefault(name, []).append((t, v))
-            self._stop.wait(SCRAPE_S)
+                out.write(json.dumps([time.monotonic(), values, sorted(owned)]) + "\n")
+                out.flush()
+            stopping.wait(SCRAPE_S)
 
 
 def _scrape_one(port: int | None) -> tuple[dict[str, float], frozenset[int]] | None:
@@ -370,14 +401,14 @@ def feed(bootstrap: str, topic: str, rate: float, path: Path) -> int:
     sent = 0
     try:
         per_tick = max(1, round(rate * Feeder.TICK_S))
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
         tick = 0
         while not stopping.is_set() and sent < len(records):
             for key, value in records[sent : sent + per_tick]:
                 producer.send(topic, value, key)
             sent = min(len(records), sent + per_tick)
             tick += 1
-            stopping.wait(max(0.0, t0 + tick * Feeder.TICK_S - time.perf_counter()))
+            stopping.wait(max(0.0, t0 + tick * Feeder.TICK_S - time.monotonic()))
         if producer.flush(120):
             raise TimeoutError(f"records to {topic} not acknowledged")
     finally:
@@ -463,30 +494,14 @@ def _settle(
         ),
         procs,
     )
-    owned_at = time.perf_counter()
+    owned_at = time.monotonic()
     _wait(what, lambda: all(_advanced_since(scraper, i, owned_at) for i in live), procs)
     time.sleep(WINDOW_S)
-    return time.perf_counter()
+    return time.monotonic()
 
 
 def run_join(ctx: BenchContext) -> dict[str, Any]:
-    """The measured run (see the module); returns its numbers.
-
-    The cyclic garbage collector is off while the scraper thread runs: a collection
-    runs on whichever thread allocates, and one that finalised a confluent-kafka client
-    of the main thread on the scraper's thread killed the process (SIGSEGV, four runs of
-    six; confluent-kafka-python#1761). It collects on the main thread at the end.
-    """
-    gc.collect()
-    gc.disable()
-    try:
-        return _run_join(ctx)
-    finally:
-        gc.enable()
-        gc.collect()
-
-
-def _run_join(ctx: BenchContext) -> dict[str, Any]:
+    """The measured run (see the module); returns its numbers."""
     ds = dataset(ctx)
     records = ds.records
     first = len(records) // 2
@@ -497,24 +512,23 @@ def _run_join(ctx: BenchContext) -> dict[str, Any]:
     group = ctx.group("join")
     logs = ctx.work_dir / "logs"
     env = {"SERVICEPULSE_LOG_LEVEL": "INFO"}
-    scraper = Scraper()
+    scraper = Scraper(ctx.work_dir / "scrape")
     feeder = Feeder(settings, topics.events, records[first:], rate, ctx.work_dir)
     procs: dict[int, subprocess.Popen[bytes]] = {}
     try:
         for i, p in enumerate(spawn(settings, group, 2, logs, env=env), start=1):
             procs[i] = p
             scraper.add(i, p)
-        scraper.start()
         feeder.start()
         end = offsets.end_offsets(settings, topics.events)
         offsets.watch(settings, topics.events, end, group=group, procs=list(procs.values()))
         ctx.say("  two instances caught up with the events produced before them")
         # a window to let the catch-up's last big transactions pass, then the measured one
         time.sleep(2 * WINDOW_S)
-        before_join = (time.perf_counter() - WINDOW_S, time.perf_counter())
+        before_join = (time.monotonic() - WINDOW_S, time.monotonic())
 
         # the third instance joins
-        start = time.perf_counter()
+        start = time.monotonic()
         (procs[3],) = spawn(settings, group, 1, logs, env=env, first=3)
         scraper.add(3, procs[3])
         ctx.say("  third instance started")
@@ -533,9 +547,9 @@ def _run_join(ctx: BenchContext) -> dict[str, Any]:
         ctx.say(f"  join settled after {settled - start:.1f}s")
 
         time.sleep(WINDOW_S)
-        before_leave = (time.perf_counter() - WINDOW_S, time.perf_counter())
+        before_leave = (time.monotonic() - WINDOW_S, time.monotonic())
         # one of the first two leaves
-        start = time.perf_counter()
+        start = time.monotonic()
         leaving = scraper.owned_by(1)
         stop([procs[1]])
         ctx.say("  instance 1 stopped (SIGTERM)")
@@ -740,7 +754,11 @@ def _totals_figure(run: dict[str, Any]) -> Figure:
 
 
 def main() -> None:
-    """Child entry: ``python -m bench.join BOOTSTRAP TOPIC RATE RECORDS_FILE``."""
+    """Child entries: ``python -m bench.join BOOTSTRAP TOPIC RATE RECORDS_FILE`` (the
+    steady producer) and ``python -m bench.join scrape PORT FILE`` (a scraper)."""
+    if sys.argv[1:2] == ["scrape"]:
+        scrape(int(sys.argv[2]), Path(sys.argv[3]))
+        return
     p = argparse.ArgumentParser(description="send records at a steady rate until SIGTERM")
     p.add_argument("bootstrap")
     p.add_argument("topic")
