@@ -1,15 +1,15 @@
 """Benchmark: a third instance joining two, and one of three leaving (issue 13).
 
 Fresh topics; half the data set is produced first, then two ``servicepulse process``
-children start while a producer thread sends the rest at a steady rate. Once the two
+children start while a producer child process sends the rest at a steady rate. Once the two
 have committed everything produced before them (so what follows is live traffic,
 committed every commit interval), a window of :data:`WINDOW_S` seconds gives each
 instance's normal gap between commits. Then a third instance starts; when the group
 has settled (every partition owned, the joiner restored and committing, then another
 window), the same is done in reverse: one of the first two gets SIGTERM and leaves.
 
-Every instance's own ``/metrics`` is scraped every :data:`SCRAPE_S` seconds from a
-thread of the benchmark: committed transactions, events, and what its restores read
+Every instance's own ``/metrics`` is scraped every :data:`SCRAPE_S` seconds by a child
+process per instance (:class:`Scraper`): committed transactions, events, and what its restores read
 (``servicepulse_processor_restored_records_total{kind}``,
 ``..._restored_partitions_total``). From that, per phase:
 
