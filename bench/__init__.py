@@ -34,6 +34,7 @@ QUICK_EVENTS = 20_000
 def _registry() -> dict[str, tuple[str, BenchFn]]:
     from bench.history import bench_history
     from bench.ingest import bench_ingest
+    from bench.join import bench_join
     from bench.latency import bench_latency
     from bench.peer import bench_peer
     from bench.processor import bench_processor
@@ -44,6 +45,11 @@ def _registry() -> dict[str, tuple[str, BenchFn]]:
     return {
         "processor": ("processor events/s vs raw consume, 1 and 2 instances", bench_processor),
         "peer": ("our processor vs a Quix Streams peer on the same topic", bench_peer),
+        "join": (
+            "a third instance joining two, one of three leaving: records restored, "
+            "commit gaps of the others",
+            bench_join,
+        ),
         "latency": ("produce-to-read-model latency p50/p99 at 2,000 events/s", bench_latency),
         "ingest": (
             "API ingest events/s batched and single vs raw producer; p99; signed vs unsigned",
@@ -63,6 +69,7 @@ def _registry() -> dict[str, tuple[str, BenchFn]]:
 NAMES: tuple[str, ...] = (
     "processor",
     "peer",
+    "join",
     "latency",
     "ingest",
     "state",

@@ -308,7 +308,7 @@ def _git_commit() -> str:
             capture_output=True,
             text=True,
             check=False,
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=Path(__file__).resolve().parents[1],
         )
         if proc.returncode == 0:
             return proc.stdout.strip()

@@ -70,15 +70,18 @@ def spawn(
     *,
     argv: list[str] | None = None,
     env: dict[str, str] | None = None,
+    first: int = 1,
 ) -> list[subprocess.Popen[bytes]]:
     """Start ``instances`` ``servicepulse process`` children in one consumer group.
 
     ``argv`` replaces the command (e.g. to run it under a profiler); ``env`` adds
-    settings. Output goes to ``<log_dir>/<group>-<n>.log``.
+    settings. The instance ids are ``first``, ``first + 1``, ... (a child started later
+    into the same group needs an id of its own). Output goes to
+    ``<log_dir>/<group>-<id>.log``.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
-    for i in range(1, instances + 1):
+    for i in range(first, first + instances):
         port = stack.free_port()
         child_env = {
             **os.environ,
@@ -103,6 +106,11 @@ def spawn(
             )
         _METRICS_PORTS[procs[-1].pid] = port
     return procs
+
+
+def metrics_port(proc: subprocess.Popen[bytes]) -> int | None:
+    """The ``/metrics`` port of a child :func:`spawn` started, else ``None``."""
+    return _METRICS_PORTS.get(proc.pid)
 
 
 def scrape(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:

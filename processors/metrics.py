@@ -27,6 +27,8 @@ class ProcessorMetrics:
     batch_seconds: Histogram
     commit_seconds: Histogram
     restore_seconds: Histogram
+    restored_records: Counter
+    restored_partitions: Counter
     lag: Gauge
     watermark_delay: Gauge
     state_entries: Gauge
@@ -76,6 +78,19 @@ def build_metrics(registry: CollectorRegistry) -> ProcessorMetrics:
             p + "restore_seconds",
             "Time to restore the state of newly assigned partitions",
             buckets=_SLOW,
+            registry=registry,
+        ),
+        restored_records=Counter(
+            p + "restored_records",
+            "Records read by restores (of newly assigned partitions, and of the owned ones "
+            "after a refused commit), by topic kind (changelog, aggregates)",
+            ["kind"],
+            registry=registry,
+        ),
+        restored_partitions=Counter(
+            p + "restored_partitions",
+            "Input partitions whose state was restored from Kafka (a partition restored "
+            "twice counts twice)",
             registry=registry,
         ),
         lag=Gauge(

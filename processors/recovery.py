@@ -57,6 +57,8 @@ class Restored:
     starts: dict[TopicPartition, int]
     records: int = 0
     seconds: float = 0.0
+    #: of ``records``, those read from the changelog (the rest: the aggregates topic)
+    changelog_records: int = 0
     aggregate_partitions: int = 0
     read: dict[str, tuple[int, int]] = field(default_factory=dict)
 
@@ -229,7 +231,7 @@ def restore(
     stage = Stage()
     # the changelog first: its m records give the open and final days, so the
     # aggregates' records of closed days are staged packed as they come, never loose
-    n = _read(
+    n_cl = _read(
         kafka,
         {tp: end for tp, end in todo.items() if tp.topic == cl},
         marks,
@@ -237,7 +239,7 @@ def restore(
         timeout_s,
         lambda recs: load(engines, ((r.partition, r.key, r.value) for r in recs), (), stage),
     )
-    n += _read(
+    n = n_cl + _read(
         kafka,
         {tp: end for tp, end in todo.items() if tp.topic != cl},
         marks,
@@ -250,13 +252,16 @@ def restore(
     # never committed: from the log start (an explicit offset, not a reset)
     starts.update({tp: lows[tp][0] for tp in fresh})
     took = time.monotonic() - started
-    logger.info("restored partitions %s from %d records in %.2fs", parts, n, took)
+    logger.info(
+        "restored partitions %s from %d records (%d changelog) in %.2fs", parts, n, n_cl, took
+    )
     logger.info("partitions %s start at offsets %s", parts, [starts[tp] for tp in inputs])
     return Restored(
         engines,
         starts,
         records=n,
         seconds=took,
+        changelog_records=n_cl,
         aggregate_partitions=n_agg,
         read={str(tp): marks[tp] for tp in state},
     )

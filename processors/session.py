@@ -181,9 +181,7 @@ class Session:
         self.engines.update(got.engines)
         # restored state lives until revocation: keep the cyclic collector off it
         gc.freeze()
-        self.p.stats.restore_seconds += got.seconds
-        self.p.stats.restored_records += got.records
-        self.p.metrics.restore_seconds.observe(got.seconds)
+        self._count_restore(got)
         self.p.metrics.assigned_partitions.set(len(self.engines))
         return got.starts
 
@@ -346,9 +344,16 @@ class Session:
         for tp, off in got.starts.items():
             self.next_offset[tp.partition] = off
             consumer.seek(tp, off)
-        self.p.stats.restore_seconds += got.seconds
-        self.p.stats.restored_records += got.records
-        self.p.metrics.restore_seconds.observe(got.seconds)
+        self._count_restore(got)
+
+    def _count_restore(self, got: recovery.Restored) -> None:
+        stats, metrics = self.p.stats, self.p.metrics
+        stats.restore_seconds += got.seconds
+        stats.restored_records += got.records
+        metrics.restore_seconds.observe(got.seconds)
+        metrics.restored_records.labels("changelog").inc(got.changelog_records)
+        metrics.restored_records.labels("aggregates").inc(got.records - got.changelog_records)
+        metrics.restored_partitions.inc(len(got.engines))
 
     def check_gap(self, tp: TopicPartition, expected: int, first: int) -> bool:
         """Records of ``tp`` came from offset ``first`` although ``expected`` was next.

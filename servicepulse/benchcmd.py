@@ -25,7 +25,7 @@ def bench(
     only: Annotated[
         str | None,
         typer.Option(
-            help="comma-separated benchmarks to run: processor, peer, latency, ingest, "
+            help="comma-separated benchmarks to run: processor, peer, join, latency, ingest, "
             "state, profile, history, web (default: all)",
             metavar="NAME,...",
         ),
@@ -61,6 +61,9 @@ def bench(
                of the same topic, 1 and 2 instances (goal >= 60%)
     peer       the same aggregation in Quix Streams, same topic:
                ours over theirs
+    join       a third instance joining two, then one of three leaving:
+               records restored against a full restore, the longest
+               commit gap of the instances that keep partitions
     latency    produce -> visible in the API read model at
                2,000 events/s (goal p99 <= 2 s)
     ingest     POST /v1/events batched (1000) and single vs the raw
