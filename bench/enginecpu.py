@@ -2,8 +2,10 @@
 
 The data set's records are split over 12 partitions as the producer keys them, each
 given a record timestamp of its ``occurred_at`` plus one second (LogAppendTime a moment
-after the event), and fed to fresh :class:`processors.engine.PartitionEngine` s in
-batches of 2,000, each batch followed by a flush, as the processor does per transaction.
+after the event) and the producer library's ``sent_at`` header half a second before
+that, as the consumer port's records (:class:`kafkaport.types.Record`), and fed to fresh
+engines (:class:`processors.engine.PartitionEngine`) in batches of 2,000, each batch
+followed by a flush, as the processor does per transaction.
 The figure is ``time.process_time()`` around that loop divided by the events: CPU time,
 so another process on the shared machine slows it less than it would wall time. Every
 output record (dead letters, changelog, aggregates, closed days) goes into a SHA-256
@@ -26,6 +28,8 @@ import statistics
 import time
 from typing import Any
 
+from contract.events import SENT_AT_HEADER, decode_event
+
 PARTITIONS = 12
 BATCH = 2_000
 
@@ -36,14 +40,16 @@ def records(n_events: int, cache: str | None = None) -> dict[int, list[Any]]:
     import pickle
     from pathlib import Path
 
-    from bench.statebench import _Rec
+    from kafkaport.types import Record
+
+    def rec(p: int, i: int, k: bytes, v: bytes, ts: int) -> Record:
+        return Record("bench", p, i, ts, k, v, [(SENT_AT_HEADER, str(ts - 500).encode())])
 
     if cache and Path(cache).exists():
         rows = pickle.loads(Path(cache).read_bytes())  # noqa: S301 - our own file
-        return {p: [_Rec(k, v, p, i, ts) for k, v, i, ts in recs] for p, recs in rows.items()}
+        return {p: [rec(p, i, k, v, ts) for k, v, i, ts in recs] for p, recs in rows.items()}
     from bench import workload
-    from bench.statebench import _murmur_partition, _Rec
-    from contract.events import decode_event
+    from bench.statebench import _murmur_partition
 
     ds = workload.dataset(n_events)
     parts: dict[int, list[Any]] = {p: [] for p in range(PARTITIONS)}
@@ -53,7 +59,7 @@ def records(n_events: int, cache: str | None = None) -> dict[int, list[Any]]:
             raise ValueError(f"the data set has an invalid event: {ev[0].message}")
         ts = round(ev.occurred_at.timestamp() * 1000) + 1000
         p = _murmur_partition(k, PARTITIONS)
-        parts[p].append(_Rec(k, v, p, i, ts))
+        parts[p].append(rec(p, i, k, v, ts))
     if cache:
         rows = {
             p: [(r.key, r.value, r.offset, r.timestamp) for r in recs] for p, recs in parts.items()
