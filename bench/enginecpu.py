@@ -10,7 +10,7 @@ The figure is ``time.process_time()`` around that loop divided by the events: CP
 so another process on the shared machine slows it less than it would wall time. Every
 output record (dead letters, changelog, aggregates, closed days) goes into a SHA-256
 digest outside the timed loop, so two versions of the engine can be checked to produce
-the same bytes.
+the same bytes (each flush's records sorted by key: their order is that of a set).
 
 Run ``python -m bench.enginecpu`` (``--events``, ``--passes``); with
 ``PYTHONPATH=<another checkout>`` the same file measures that checkout's engine, which is
@@ -91,7 +91,9 @@ def one_pass(parts: dict[int, list[Any]]) -> tuple[float, str]:
         for d in dead:
             h.update(repr((d.key, d.value, d.reason, d.agency)).encode())
         for kind in (out.changelog, out.aggregates, out.days):
-            for k, v in kind:
+            # one record per key and flush, in the order of a set: sorted, the digest
+            # does not depend on the hash seed
+            for k, v in sorted(kind, key=lambda kv: kv[0]):
                 h.update(k)
                 h.update(b"\x00" if v is None else b"\x01" + v)
             h.update(b"\x02")
