@@ -80,6 +80,13 @@ _PREPARED: Final = frozenset(
         EventType.APPEAL_RECEIVED,
     }
 )
+# Enum members as module constants and their values in a dict: on the hot path, an
+# enum class attribute costs ~100 ns and ``.value`` (a property) ~180 ns, a dict ~15 ns
+_VISIT: Final = EventType.VISIT_SERVED
+_APPEAL_RECEIVED: Final = EventType.APPEAL_RECEIVED
+_JOURNEY_ERROR: Final = EventType.JOURNEY_ERROR
+_DECISION_MADE: Final = EventType.DECISION_MADE
+_TYPE_VALUE: Final = {t: t.value for t in EventType}
 logger = logging.getLogger(__name__)
 _MAX_FUTURE_MS: Final = int(MAX_FUTURE.total_seconds() * 1000)
 
@@ -243,7 +250,7 @@ class PartitionEngine:
         """
         ctx = self.ctx
         etype = ev.type
-        if etype is EventType.APPEAL_RECEIVED:
+        if etype is _APPEAL_RECEIVED:
             kind = ev.attrs.kind.value if ev.attrs.kind is not None else "appeal"
             ctx.appeal_deadline_ms(t, kind)
             return
@@ -253,11 +260,11 @@ class PartitionEngine:
         info = ctx.services.get(service)
         if info is not None:
             ctx.deadline_ms(info.deadline, t)
-            if j is not None and etype is EventType.DECISION_MADE:
+            if j is not None and etype is _DECISION_MADE:
                 base = j.submitted_ms if j.submitted_ms is not None else j.started_ms
                 if base is not None:
                     ctx.deadline_ms(info.deadline, base)
-        if etype is EventType.JOURNEY_ERROR:
+        if etype is _JOURNEY_ERROR:
             ctx.catalog.error_code(service, ev.attrs.code)
 
     def apply(
@@ -272,22 +279,25 @@ class PartitionEngine:
         if t is None:
             t = round(ev.occurred_at.timestamp() * 1000)
         etype = ev.type
+        # the channel as its enum member: a StrEnum hashes and compares as its value, so
+        # the tuple finds the Dims of the plain strings (built only for a new one)
         if etype in _NO_SERVICE:
-            parts = (ev.agency, "", ev.municipality, ev.channel.value, "")
-        elif etype == EventType.VISIT_SERVED:
-            parts = (ev.agency, ev.service or "", ev.municipality, ev.channel.value, "")
+            parts = (ev.agency, "", ev.municipality, ev.channel, "")
+        elif etype is _VISIT:
+            parts = (ev.agency, ev.service or "", ev.municipality, ev.channel, "")
         else:
             parts = (
                 ev.agency,
                 ev.service or "",
                 ev.municipality,
-                ev.channel.value,
+                ev.channel,
                 ev.life_situation or "",
             )
         # a plain tuple finds the shared Dims: no NamedTuple is built per event
         dims = self._intern.get(parts)
         if dims is None:
-            dims = self._intern[parts] = Dims(*parts)
+            dims = Dims(*map(str, parts))
+            self._intern[dims] = dims
         day = ctx.day(t)
         rollups = self.rollups
         if day < rollups.final_day:
@@ -302,7 +312,7 @@ class PartitionEngine:
         agency, uid = dedup_identity(ev)
         if self.dedup.seen(agency, t, received_ms, uid):
             rollups.cell(day, dims, "duplicates").duplicates += 1
-            rollups.end_event(received_ms, etype.value)
+            rollups.end_event(received_ms, _TYPE_VALUE[etype])
             return
         r = rollups.cell(day, dims, "events")
         r.events += 1
@@ -315,7 +325,7 @@ class PartitionEngine:
         if wm.watermark_ms is not None and t < wm.watermark_ms:
             r.late["behind_watermark"] = r.late.get("behind_watermark", 0) + 1
         self._dispatch[etype](ev, t, dims)
-        rollups.end_event(received_ms, etype.value)
+        rollups.end_event(received_ms, _TYPE_VALUE[etype])
         if wm.max_event_ms is None or t > wm.max_event_ms:
             wm.max_event_ms = t
             wm.updated_ms = received_ms
