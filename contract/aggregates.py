@@ -47,10 +47,13 @@ from contract.metrics import BUCKETS
 SEP: Final = "|"
 
 
-class Hist(msgspec.Struct, omit_defaults=True):
+class Hist(msgspec.Struct, omit_defaults=True, gc=False):
     """A histogram: per-bucket (non-cumulative) counts, the last one being +Inf.
 
-    ``sum_ms`` is the sum of observations in integer milliseconds.
+    ``sum_ms`` is the sum of observations in integer milliseconds. Like :class:`Rollup`,
+    not tracked by the cyclic garbage collector (``gc=False``): it holds only numbers,
+    so it can be in no reference cycle, and a processor creates tens of thousands
+    (each one otherwise brings a full collection nearer).
     """
 
     counts: list[int]
@@ -81,7 +84,7 @@ class Hist(msgspec.Struct, omit_defaults=True):
         self.sum_ms += other.sum_ms
 
 
-class Rollup(msgspec.Struct, omit_defaults=True):
+class Rollup(msgspec.Struct, omit_defaults=True, gc=False):
     """Counters of one day and one cell from one partition (all cumulative).
 
     Map keys: ``steps`` step code; ``errors`` catalog error code or ``other``;

@@ -17,7 +17,7 @@ from contract.methodology import Standards
 
 #: Day boundaries are memoised per 15-minute slot: every UTC offset in use is a
 #: multiple of 15 minutes, so all instants of one slot share their local date.
-_SLOT_MS: Final = 900_000
+SLOT_MS: Final = 900_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +85,11 @@ class Context:
         time limits keep out of the processor) gets the first or last date, never an
         exception.
         """
-        slot = ms // _SLOT_MS
+        slot = ms // SLOT_MS
         d = self._days.get(slot)
         if d is None:
             try:
-                local = datetime.fromtimestamp(slot * (_SLOT_MS // 1000), self.catalog.tz)
+                local = datetime.fromtimestamp(slot * (SLOT_MS // 1000), self.catalog.tz)
             except (ValueError, OverflowError, OSError):
                 local_day = date.min if slot < 0 else date.max
             else:

@@ -211,7 +211,9 @@ class DedupStore:
             slot = self._slots[key] = {}
         else:
             for held in slot.values():
-                if uid in held:
+                # the fresh set first, without a call: a bucket's sorted arrays stay empty
+                # until it holds more than _MERGE_AT ids
+                if uid in held.fresh or (held.hi and uid in held):
                     return True
         legacy = self._legacy.hours
         if legacy:

@@ -44,6 +44,7 @@ from processors.watermark import OVERDUE as OVERDUE_TIMER
 SELF_SERVICE: Final = FORM_CHANNELS
 DIGITAL: Final = frozenset({"portal", "mobile", "proactive"})
 
+_STEP: Final = EventType.JOURNEY_STEP
 #: Gauge bits of a journey: open, pending, overdue.
 _B_OPEN: Final = 1
 _B_PENDING: Final = 2
@@ -129,6 +130,15 @@ class JourneyMachine:
                 self._join_case(j, t)
             if dims.channel in SELF_SERVICE and dims.service in self.ctx.services:
                 self.timers.add(t + self.ctx.services[dims.service].abandon_ms, ABANDON, key)
+        elif ev.type is _STEP:
+            # a step of a known journey changes only its steps, none of the gauge bits:
+            # half the events, so no recount (a journey's first event still recounts)
+            self._step(j, key, ev, t)
+            if t > j.last_ms:
+                j.last_ms = t
+            if j.status < DECIDED:
+                self.dirty_journeys.add(key)
+            return
         else:
             before = gauge_bits(j)
         self._handlers[ev.type](j, key, ev, t)

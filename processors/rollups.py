@@ -39,7 +39,6 @@ from processors.state import Intern
 
 logger = logging.getLogger(__name__)
 
-CellKey = tuple[str, Dims]
 #: cells of one closed (day, agency): the ``r|`` key's last four parts
 #: (``service|municipality|channel|life_situation``) -> the record's bytes, ``b""`` for a
 #: tombstone (a value is never empty: JSON is at least ``{}``). A packed group is one or
@@ -123,7 +122,8 @@ class RollupBook:
         self.staged: dict[tuple[str, str], _Group] = {}
         #: shared dimension tuples (the engine's), for the cells of unpacked groups
         self.intern: Intern = {} if intern is None else intern
-        self.dirty: set[CellKey] = set()
+        #: the cells changed since the last flush, by day (no tuple per change)
+        self.dirty: dict[str, set[Dims]] = {}
         #: Days before this ISO date are closed (their end is at or before the watermark).
         self.open_day = ""
         #: Days before this ISO date are final: written to ``<prefix>.days``, not held.
@@ -154,7 +154,10 @@ class RollupBook:
             r = row[dims] = agg.decode_rollup(got)
         else:
             r = got
-        self.dirty.add((day, dims))
+        changed = self.dirty.get(day)
+        if changed is None:
+            changed = self.dirty[day] = set()
+        changed.add(dims)
         if day < self.open_day:
             self._noted.setdefault((day, dims.agency), set()).add(field)
         return r
@@ -191,9 +194,10 @@ class RollupBook:
                 continue
             groups: dict[str, list[Dims]] = {}
             busy: set[str] = set()
+            changed = dirty.get(day)
             for dims in row:
                 groups.setdefault(dims.agency, []).append(dims)
-                if dirty and (day, dims) in dirty:
+                if changed and dims in changed:
                     busy.add(dims.agency)
             for agency, members in groups.items():
                 if agency in busy:
@@ -277,10 +281,10 @@ class RollupBook:
         p = self.partition
         for day in days:
             row = self.cells.pop(day, {})
+            self.dirty.pop(day, None)  # its changed cells are all in the row
             by_agency: dict[str, list[Dims]] = {}
             for dims in row:
                 by_agency.setdefault(dims.agency, []).append(dims)
-                self.dirty.discard((day, dims))
             for agency in {a for d, a in self.restatements if d == day}:
                 by_agency.setdefault(agency, [])
             for agency in sorted(by_agency):
@@ -331,9 +335,11 @@ class RollupBook:
         enc = agg.encode
         cells = self.cells
         out: Records = [
-            (RollupKey(p, day, dims).encode(), enc(cells[day][dims])) for day, dims in self.dirty
+            (RollupKey(p, day, dims).encode(), enc(cells[day][dims]))
+            for day, changed in self.dirty.items()
+            for dims in changed
         ]
-        self.dirty = set()
+        self.dirty = {}
         out.extend(
             (
                 RestatementKey(p, day, agency).encode(),
