@@ -173,7 +173,7 @@ REASON_NAMES: Final[dict[str, str]] = {
     Reason.UNKNOWN_OFFICE: "неизвестный офис",
     Reason.UNKNOWN_LIFE_SITUATION: "неизвестная жизненная ситуация",
     Reason.FORBIDDEN_AGENCY: "событие чужого ведомства",
-    Reason.WRONG_KEY: "ключ записи Kafka не по правилу",
+    Reason.WRONG_KEY: "неверный ключ записи в Kafka",
     Reason.PROCESSING_ERROR: "сбой при обработке",
 }
 

@@ -254,7 +254,7 @@ def test_a_wrong_key_shows_in_the_agencys_data_quality() -> None:
     rep = _report(m)
     q = next(q for q in rep.quality if q.agency == "minsoc")
     assert q.rejected_by_reason == {"wrong_key": 1}
-    assert "ключ записи Kafka не по правилу" in render_html(rep).decode()
+    assert "неверный ключ записи в Kafka" in render_html(rep).decode()
 
 
 def test_the_api_names_every_service_life_situation_and_pseudo_value() -> None:
