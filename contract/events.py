@@ -470,6 +470,34 @@ def _personal_data(event: Event) -> list[Problem]:
         values: tuple[str | None, ...] = (event.journey, event.case)
     else:
         values = (event.journey, event.case, a.request, a.appeal, a.code, a.reason)
+    return _personal_values(values)
+
+
+def _personal_data_of_doc(doc: object) -> list[Problem]:
+    """:func:`_personal_data` of a document that does not match :class:`Event`.
+
+    A rejected event is still checked for personal data in its identifiers, so the
+    agency learns of it at once (not after fixing another field) and the counts of
+    personal-data rejections are complete; only string values are looked at.
+    """
+    if not isinstance(doc, dict):
+        return []
+    attrs = doc.get("attrs")
+    if not isinstance(attrs, dict):
+        attrs = {}
+    values = tuple(
+        v if isinstance(v, str) else None
+        for v in (
+            doc.get("journey"),
+            doc.get("case"),
+            *(attrs.get(name) for name in OPAQUE_ATTRS),
+        )
+    )
+    return _personal_values(values)
+
+
+def _personal_values(values: tuple[str | None, ...]) -> list[Problem]:
+    """The personal-data problems of the values of ``_PD_PATHS`` (in that order)."""
     # one pass in C over all of them: most events have fewer than 10 digits and no "@"
     joined = "\x00".join(filter(None, values)).encode()
     if len(joined) < 10 or (
@@ -486,8 +514,7 @@ def _personal_data(event: Event) -> list[Problem]:
     else:
         return []
     problems: list[Problem] = []
-    paths = ("journey", "case", "attrs.request", "attrs.appeal", "attrs.code", "attrs.reason")
-    for path, value in zip(paths, values, strict=False):  # no attrs: journey, case only
+    for path, value in zip(_PD_PATHS, values, strict=False):  # no attrs: journey, case only
         rule = None if value is None else personal_data_rule(value)
         if rule is not None:
             problems.append(
@@ -502,6 +529,8 @@ def _personal_data(event: Event) -> list[Problem]:
 
 
 _DIGITS: Final = b"0123456789"
+#: the fields :func:`_personal_values` checks, in its order
+_PD_PATHS: Final = (*OPAQUE_FIELDS, *(f"attrs.{name}" for name in OPAQUE_ATTRS))
 
 
 def _attrs_problems(
@@ -612,7 +641,7 @@ def decode_event(
             return [Problem("", Reason.INVALID_JSON, f"malformed JSON: {exc}")]
         except RecursionError:
             return [_TOO_DEEP]
-        return [_first_problem(doc)]
+        return [*_personal_data_of_doc(doc), _first_problem(doc)]
     except msgspec.DecodeError as exc:
         return [Problem("", Reason.INVALID_JSON, f"malformed JSON: {exc}")]
     except RecursionError:
