@@ -48,7 +48,8 @@ LIVE_RATE = 5.0  # a second simulator keeps live traffic flowing for the rate pa
 REPLAY_NOMINAL = DAYS * 86_400 / ACCELERATE
 #: Bound on the replay: the simulator falls behind its schedule when it gets little CPU,
 #: and then sends the overdue events as fast as it can. Ten times the schedule is far
-#: beyond any loaded run seen (2-3x); a simulator that stalls or dies is still caught.
+#: beyond the loaded runs measured (106 s with the tests held to half a CPU beside two
+#: burners); a simulator that stalls is still caught.
 REPLAY_BOUND = 10 * REPLAY_NOMINAL
 #: Bound on the processor committing the whole replay once it is written (60k events: a
 #: few seconds idle; its lag is what a busy CPU stretches).
