@@ -6,8 +6,10 @@ generated rules, scraping the API, the processor and one target that is down. Th
 simulator replays five weeks of event time in about two minutes, so decisions, deadlines,
 appeals and their 30-day term all happen while Prometheus watches. What the simulator
 never sends is injected as a faulty source would: events for a service the agency does
-not have (rejected), repeats of events already sent (duplicates) and second decisions
-for decided journeys (late).
+not have (rejected), repeats of events already sent (duplicates), second decisions
+for decided journeys (late) and portal forms submitted without their steps (skipped
+steps: the simulator always sends every step, so that panel's data otherwise came only
+from processing-order effects that depend on timing - a run without burners had none).
 """
 
 from __future__ import annotations
@@ -132,15 +134,23 @@ def _wait_replayed(
 
 
 def _inject_faults(settings: CommonSettings, topics: Topics) -> dict[str, int]:
-    """Rejected, duplicate and late events, as a faulty agency system would send them."""
+    """Rejected, duplicate and late events, and forms submitted without their steps, as a
+    faulty agency system would send them."""
     _wait_for_decisions(settings, topics, 20)
     producer = connect(settings).producer(client_id="test-faults")
-    counts = {"rejected": 0, "duplicate": 0, "late": 0}
+    counts = {"rejected": 0, "duplicate": 0, "late": 0, "skipped_steps": 0}
     try:
         for _ in range(20):
             bad = event(agency="minsoc", service="no_such_service")
             producer.send(topics.events, json.dumps(bad).encode(), bad["journey"].encode())
             counts["rejected"] += 1
+        now = datetime.now(UTC)
+        for _ in range(5):
+            started = event(occurred_at=now - timedelta(seconds=30))
+            submitted = event("journey.submitted", journey=started["journey"], occurred_at=now)
+            for ev in (started, submitted):
+                producer.send(topics.events, json.dumps(ev).encode(), ev["journey"].encode())
+            counts["skipped_steps"] += 1
         for record in read_topic(settings, topics.events):
             if record.value is None:
                 continue
@@ -266,7 +276,7 @@ def real_pipeline(
             sim.start()
             cleanup.callback(sim.stop)
         counts = _inject_faults(common, topics)
-        assert counts == {"rejected": 20, "duplicate": 200, "late": 20}, counts
+        assert counts == {"rejected": 20, "duplicate": 200, "late": 20, "skipped_steps": 5}, counts
         _wait_replayed(common, topics, simulator, env["SERVICEPULSE_GROUP_ID"])
         yield prometheus
 
