@@ -35,6 +35,10 @@ GOAL = Goal("ratio", ">=", 0.60)
 #: The /metrics port of every processor child this process started, by pid.
 _METRICS_PORTS: dict[int, int] = {}
 BASELINE = "raw confluent-kafka consume, same topic"
+#: Seconds a read of the aggregates may go without progress: more than the processor's
+#: transaction timeout (1 min), after which the broker aborts a transaction a stopped
+#: child left open and ``read_committed`` readers move on.
+READ_STALL_S = 120.0
 
 
 def missing() -> str | None:
@@ -171,19 +175,31 @@ def read_rollup_totals(
 
     Reads ``read_committed`` from the beginning to the end, keeps the latest value of
     every ``r|`` key and sums the partitions, as the API's read model does.
+
+    Raises:
+        TimeoutError: the read made no progress for ``READ_STALL_S`` seconds. It used to
+            stop at a fixed 120 s and compare what it had, so a read slowed by a busy
+            CPU reported the processor's totals as wrong.
     """
     end = offsets.end_offsets(settings, topic)
     consumer = kafkaport.connect(settings).consumer(client_id="servicepulse-bench")
     latest: dict[bytes, aggregates.Rollup] = {}
     try:
         consumer.assign(dict.fromkeys(end, kafkaport.BEGINNING))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and any(
-            (consumer.position(tp) or 0) < off for tp, off in end.items()
-        ):
+        last_progress = time.monotonic()
+        behind = sum(end.values())
+        while behind > 0:
             for rec in consumer.poll(0.5, 5_000):
                 if rec.key and rec.key.startswith(b"r|") and rec.value is not None:
                     latest[rec.key] = aggregates.decode_rollup(rec.value)
+            now_behind = sum(max(0, off - (consumer.position(tp) or 0)) for tp, off in end.items())
+            if now_behind < behind:
+                behind, last_progress = now_behind, time.monotonic()
+            elif time.monotonic() - last_progress > READ_STALL_S:
+                raise TimeoutError(
+                    f"reading {topic}: {now_behind} records short of its end, "
+                    f"no progress for {READ_STALL_S:.0f}s"
+                )
     finally:
         consumer.close()
     totals: dict[tuple[str, str], list[int]] = {}

@@ -6,8 +6,10 @@ generated rules, scraping the API, the processor and one target that is down. Th
 simulator replays five weeks of event time in about two minutes, so decisions, deadlines,
 appeals and their 30-day term all happen while Prometheus watches. What the simulator
 never sends is injected as a faulty source would: events for a service the agency does
-not have (rejected), repeats of events already sent (duplicates) and second decisions
-for decided journeys (late).
+not have (rejected), repeats of events already sent (duplicates), second decisions
+for decided journeys (late) and portal forms submitted without their steps (skipped
+steps: the simulator always sends every step, so that panel's data otherwise came only
+from processing-order effects that depend on timing - a run without burners had none).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from contract.settings import CommonSettings
 from contract.topics import Topics
 from dashboards import pipeline
 from dashboards import rules as R
-from kafkaport import connect
+from kafkaport import TopicPartition, connect
 from kafkaport.topics import delete_topics
 from servicepulse import stack
 from tests.fixtures.api import api_settings, event, running_api
@@ -44,7 +46,23 @@ DAYS = 35
 ACCELERATE = 30_000.0
 RATE = 0.02  # events per second of event time: ~60k events in all
 LIVE_RATE = 5.0  # a second simulator keeps live traffic flowing for the rate panels
-DEADLINE = 420.0  # seconds for every query to have data
+#: Seconds of wall clock the replay takes when the simulator keeps up (about 100).
+REPLAY_NOMINAL = DAYS * 86_400 / ACCELERATE
+#: Bound on the replay: the simulator falls behind its schedule when it gets little CPU,
+#: and then sends the overdue events as fast as it can. Ten times the schedule is far
+#: beyond the loaded runs measured (106 s with the tests held to half a CPU beside two
+#: burners); a simulator that stalls is still caught.
+REPLAY_BOUND = 10 * REPLAY_NOMINAL
+#: Bound on the processor committing the whole replay once it is written (60k events: a
+#: few seconds idle; its lag is what a busy CPU stretches).
+CATCH_UP_BOUND = 300.0
+#: Seconds for every query to have data once the pipeline holds the whole replay: the
+#: API's read model, 5-second scrapes, rules evaluated every second and 1-minute rate
+#: windows, so about a minute idle; the rest is slack for scrapes that a busy CPU slows.
+DEADLINE = 420.0
+#: The live simulator's own stop, in case the fixture's cleanup never runs: past every
+#: bound above, so live traffic flows until the last panel check.
+LIVE_FOR = REPLAY_BOUND + CATCH_UP_BOUND + DEADLINE + 120
 #: A 5-second scrape: rendering the real read model takes longer than a 1-second timeout.
 SCRAPE = "5s"
 #: A short dashboard range as Grafana would set it for a scrape interval of 5 s.
@@ -58,15 +76,81 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _wait_for_decisions(settings: CommonSettings, topics: Topics, want: int) -> None:
+    """Poll until the events topic holds ``want`` decisions (the late events copy them).
+
+    The replay sends its first decisions a few seconds after it starts on an idle
+    machine; how many seconds depends on how soon the simulator gets the CPU.
+    """
+    deadline = time.monotonic() + REPLAY_BOUND
+    while True:
+        decisions = sum(
+            1
+            for r in read_topic(settings, topics.events)
+            if r.value is not None and json.loads(r.value)["type"] == "decision.made"
+        )
+        if decisions >= want:
+            return
+        assert time.monotonic() < deadline, (
+            f"the replay wrote {decisions} decisions within {REPLAY_BOUND:.0f}s, want {want}"
+        )
+        time.sleep(2)
+
+
+def _wait_replayed(
+    settings: CommonSettings, topics: Topics, replay: stack.ManagedProcess, group: str
+) -> None:
+    """Wait until the replay simulator is done and the processor committed all it wrote.
+
+    The replay ends by itself when its event time reaches the moment it started (it is an
+    accelerated backfill); the live simulator goes on, so the processor is checked
+    against the end offsets as they were when the replay ended, not a moving end.
+    """
+    deadline = time.monotonic() + REPLAY_BOUND
+    while replay.running():
+        assert time.monotonic() < deadline, f"the replay did not end within {REPLAY_BOUND:.0f}s"
+        time.sleep(1)
+    consumer = connect(settings).consumer(
+        client_id="test-lag", group_id=group, isolation="read_uncommitted"
+    )
+    try:
+        tps = [
+            TopicPartition(topics.events, q)
+            for q in sorted(consumer.partitions_for(topics.events, 30))
+        ]
+        ends = {tp: end for tp, (_, end) in consumer.watermarks(tps, 30).items()}
+        deadline = time.monotonic() + CATCH_UP_BOUND
+        while True:
+            committed = consumer.committed(tps, 30)
+            behind = sum(max(0, end - (committed[tp] or 0)) for tp, end in ends.items())
+            if behind == 0:
+                return
+            assert time.monotonic() < deadline, (
+                f"the processor is {behind} events behind the replay after {CATCH_UP_BOUND:.0f}s"
+            )
+            time.sleep(1)
+    finally:
+        consumer.close()
+
+
 def _inject_faults(settings: CommonSettings, topics: Topics) -> dict[str, int]:
-    """Rejected, duplicate and late events, as a faulty agency system would send them."""
+    """Rejected, duplicate and late events, and forms submitted without their steps, as a
+    faulty agency system would send them."""
+    _wait_for_decisions(settings, topics, 20)
     producer = connect(settings).producer(client_id="test-faults")
-    counts = {"rejected": 0, "duplicate": 0, "late": 0}
+    counts = {"rejected": 0, "duplicate": 0, "late": 0, "skipped_steps": 0}
     try:
         for _ in range(20):
             bad = event(agency="minsoc", service="no_such_service")
             producer.send(topics.events, json.dumps(bad).encode(), bad["journey"].encode())
             counts["rejected"] += 1
+        now = datetime.now(UTC)
+        for _ in range(5):
+            started = event(occurred_at=now - timedelta(seconds=30))
+            submitted = event("journey.submitted", journey=started["journey"], occurred_at=now)
+            for ev in (started, submitted):
+                producer.send(topics.events, json.dumps(ev).encode(), ev["journey"].encode())
+            counts["skipped_steps"] += 1
         for record in read_topic(settings, topics.events):
             if record.value is None:
                 continue
@@ -138,7 +222,7 @@ def real_pipeline(
             "20260601",
             "--quiet",
             "--duration",
-            str(DEADLINE + 60),
+            str(REPLAY_BOUND + 60),
         ],
         env=env,
         ready_timeout=5,
@@ -161,7 +245,7 @@ def real_pipeline(
             "7",
             "--quiet",
             "--duration",
-            str(DEADLINE + 60),
+            str(LIVE_FOR),
         ],
         env=env,
         ready_timeout=5,
@@ -191,9 +275,9 @@ def real_pipeline(
         for sim in (simulator, live):
             sim.start()
             cleanup.callback(sim.stop)
-        time.sleep(10)  # let real traffic reach the topic before the faults
         counts = _inject_faults(common, topics)
-        assert counts == {"rejected": 20, "duplicate": 200, "late": 20}, counts
+        assert counts == {"rejected": 20, "duplicate": 200, "late": 20, "skipped_steps": 5}, counts
+        _wait_replayed(common, topics, simulator, env["SERVICEPULSE_GROUP_ID"])
         yield prometheus
 
 
