@@ -183,3 +183,45 @@ def flatten(rollups: dict[Cell, agg.Rollup]) -> dict[Cell, Counter[str]]:
         if c:
             out[cell] = c
     return out
+
+
+def assert_matches(
+    stream: Stream,
+    cells: dict[Cell, agg.Rollup],
+    gauges: Counter[str],
+    *,
+    context: str = "",
+    extra_gauges: Counter[str] | None = None,
+    ignore: tuple[str, ...] = (),
+) -> dict[Cell, Counter[str]]:
+    """Assert that materialised ``cells`` and ``gauges`` equal the oracle's count of
+    ``stream``, every cell and every gauge; return the flattened cells.
+
+    ``extra_gauges`` adds what the oracle cannot know (a response that retention deleted
+    leaves its request open); ``ignore`` drops counters the caller checks another way
+    (duplicates, whose count depends on the retries a fault caused).
+    """
+    want, want_gauges = expected(stream)
+    want_gauges.update(extra_gauges or Counter())
+    got = flatten(cells)
+    if ignore:
+        want = _without(want, ignore)
+        got = _without(got, ignore)
+    diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
+    where = f"{context}: " if context else ""
+    assert not diff, f"{where}cells differ from the oracle (want, got): {list(diff.items())[:5]}"
+    got_gauges = {k: v for k, v in gauges.items() if v}
+    assert got_gauges == {k: v for k, v in want_gauges.items() if v}, (
+        f"{where}gauges differ from the oracle: {got_gauges} != {dict(want_gauges)}"
+    )
+    return got
+
+
+def _without(cells: dict[Cell, Counter[str]], names: tuple[str, ...]) -> dict[Cell, Counter[str]]:
+    """``cells`` without the counters ``names``, and without cells left empty."""
+    out = {}
+    for cell, c in cells.items():
+        kept = Counter({k: v for k, v in c.items() if k not in names})
+        if kept:
+            out[cell] = kept
+    return out

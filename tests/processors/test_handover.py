@@ -133,11 +133,7 @@ def test_new_owner_waits_for_the_old_owners_open_transaction(
     assert stats[0].events == sum(len(v) for v in STREAM.events.values()) - sum(half.values())
 
     cells, gauges = summed(materialise(settings, topics))
-    want, want_gauges = oracle.expected(STREAM)
-    got = oracle.flatten(cells)
-    diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
-    assert not diff, f"cells differ from the oracle (want, got): {list(diff.items())[:5]}"
-    assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
+    oracle.assert_matches(STREAM, cells, gauges)
 
 
 def test_records_the_client_skips_are_caught_before_a_commit(
@@ -173,11 +169,7 @@ def test_records_the_client_skips_are_caught_before_a_commit(
     assert _total(registry, "sessions") == 1, "a skip needs no new session"
 
     cells, gauges = summed(materialise(slow, proc.topics))
-    want, want_gauges = oracle.expected(STREAM)
-    got = oracle.flatten(cells)
-    diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
-    assert not diff, f"cells differ from the oracle (want, got): {list(diff.items())[:5]}"
-    assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
+    oracle.assert_matches(STREAM, cells, gauges)
 
 
 def test_records_the_client_delivers_again_count_once(settings: ProcessorSettings) -> None:
@@ -216,8 +208,4 @@ def test_records_the_client_delivers_again_count_once(settings: ProcessorSetting
     assert _total(registry, "sessions") == 1
 
     cells, gauges = summed(materialise(slow, proc.topics))
-    want, want_gauges = oracle.expected(STREAM)
-    got = oracle.flatten(cells)
-    diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
-    assert not diff, f"cells differ from the oracle (want, got): {list(diff.items())[:5]}"
-    assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
+    oracle.assert_matches(STREAM, cells, gauges)

@@ -207,11 +207,7 @@ def env(topic_factory: TopicFactory, tmp_path: Path) -> Iterator[Env]:
 def _check_exact(env: Env) -> dict[bytes, bytes]:
     aggregates = materialise(env.settings, env.topics)
     cells, gauges = summed(aggregates)
-    want, want_gauges = oracle.expected(STREAM)
-    got = oracle.flatten(cells)
-    diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
-    assert not diff, f"cells differ from the oracle (logs in {env.log_dir}): {list(diff)[:5]}"
-    assert {k: v for k, v in gauges.items() if v} == dict(want_gauges)
+    oracle.assert_matches(STREAM, cells, gauges, context=f"logs in {env.log_dir}")
     return aggregates
 
 
