@@ -283,6 +283,18 @@ def bars_panel(spec: Spec) -> bargauge.Panel:
     )
 
 
+def count_bars(
+    title: str, description: str, expr: str, *labels: str, width: int = 8
+) -> bargauge.Panel:
+    """Bars of whole counts over the period, one per value of ``labels``, each named.
+
+    ``expr`` sums by ``labels``; the legend joins their Russian names with ": ".
+    """
+    legend = ": ".join(f"{{{{{label}_name}}}}" for label in labels)
+    query = Query(named(expr, *labels), legend, instant=True)
+    return bars_panel(Spec(title, description, "short", [query], width=width, decimals=0))
+
+
 #: Column titles of the name labels a table shows.
 _NAME_COLUMNS: Final = {
     "agency_name": "Ведомство",
@@ -921,62 +933,26 @@ def service(m: Methodology) -> Board:
                 width=6,
                 height=5,
             ),
-            bars_panel(
-                Spec(
-                    "Шаги формы",
-                    "Сколько заявлений дошло до каждого шага (один раз на заявление и шаг).",
-                    "short",
-                    [
-                        Query(
-                            named(
-                                q.inc("journey_steps_total", by="service, step"),
-                                "service",
-                                "step",
-                            ),
-                            "{{service_name}}: {{step_name}}",
-                            instant=True,
-                        )
-                    ],
-                    width=8,
-                    decimals=0,
-                )
+            count_bars(
+                "Шаги формы",
+                "Сколько заявлений дошло до каждого шага (один раз на заявление и шаг).",
+                q.inc("journey_steps_total", by="service, step"),
+                "service",
+                "step",
             ),
-            bars_panel(
-                Spec(
-                    "Ошибки по видам",
-                    "Ошибки при заполнении формы за период, по видам ошибок услуги в каталоге; "
-                    "ошибки, которых в каталоге нет, — в «прочих».",
-                    "short",
-                    [
-                        Query(
-                            named(
-                                q.inc("journey_errors_total", by="service, code"),
-                                "service",
-                                "code",
-                            ),
-                            "{{service_name}}: {{code_name}}",
-                            instant=True,
-                        )
-                    ],
-                    width=8,
-                    decimals=0,
-                )
+            count_bars(
+                "Ошибки по видам",
+                "Ошибки при заполнении формы за период, по видам ошибок услуги в каталоге; "
+                "ошибки, которых в каталоге нет, — в «прочих».",
+                q.inc("journey_errors_total", by="service, code"),
+                "service",
+                "code",
             ),
-            bars_panel(
-                Spec(
-                    "Начато по каналам",
-                    "Начатые заявления за период по каналу обращения.",
-                    "short",
-                    [
-                        Query(
-                            named(q.inc("journeys_started_total", by="channel"), "channel"),
-                            "{{channel_name}}",
-                            instant=True,
-                        )
-                    ],
-                    width=8,
-                    decimals=0,
-                )
+            count_bars(
+                "Начато по каналам",
+                "Начатые заявления за период по каналу обращения.",
+                q.inc("journeys_started_total", by="channel"),
+                "channel",
             ),
             series_panel(
                 Spec(
@@ -1098,24 +1074,12 @@ def life(m: Methodology) -> Board:
             width=8,
             height=5,
         ),
-        bars_panel(
-            Spec(
-                "Начато случаев по ситуациям",
-                "Случаи жизненных ситуаций, начатые за период.",
-                "short",
-                [
-                    Query(
-                        named(
-                            f"sum by (life_situation) (increase({PREFIX}cases_started_total"
-                            f"{{{f}}}[$__range]))",
-                            "life_situation",
-                        ),
-                        "{{life_situation_name}}",
-                        instant=True,
-                    )
-                ],
-                decimals=0,
-            )
+        count_bars(
+            "Начато случаев по ситуациям",
+            "Случаи жизненных ситуаций, начатые за период.",
+            f"sum by (life_situation) (increase({PREFIX}cases_started_total{{{f}}}[$__range]))",
+            "life_situation",
+            width=12,
         ),
         bars_panel(
             Spec(
@@ -1474,46 +1438,18 @@ def quality(m: Methodology) -> Board:
         )
         .row(
             "Опоздания, повторы, часы",
-            bars_panel(
-                Spec(
-                    "Опоздавшие события",
-                    "События жизненного цикла, пришедшие после закрытия заявления, по причине.",
-                    "short",
-                    [
-                        Query(
-                            named(
-                                f"sum by (agency, reason) (increase({PREFIX}late_events_total"
-                                f"{{{f}}}[$__range]))",
-                                "agency",
-                                "reason",
-                            ),
-                            "{{agency_name}}: {{reason_name}}",
-                            instant=True,
-                        )
-                    ],
-                    width=8,
-                    decimals=0,
-                )
+            count_bars(
+                "Опоздавшие события",
+                "События жизненного цикла, пришедшие после закрытия заявления, по причине.",
+                f"sum by (agency, reason) (increase({PREFIX}late_events_total{{{f}}}[$__range]))",
+                "agency",
+                "reason",
             ),
-            bars_panel(
-                Spec(
-                    "Повторные события",
-                    "События с уже виденным event_id (учтены один раз).",
-                    "short",
-                    [
-                        Query(
-                            named(
-                                f"sum by (agency) (increase({PREFIX}duplicate_events_total"
-                                f"{{{f}}}[$__range]))",
-                                "agency",
-                            ),
-                            "{{agency_name}}",
-                            instant=True,
-                        )
-                    ],
-                    width=8,
-                    decimals=0,
-                )
+            count_bars(
+                "Повторные события",
+                "События с уже виденным event_id (учтены один раз).",
+                f"sum by (agency) (increase({PREFIX}duplicate_events_total{{{f}}}[$__range]))",
+                "agency",
             ),
             bars_panel(
                 Spec(
