@@ -318,4 +318,5 @@ def alerts_page(request: Request, v: Inspector, s: ServicesDep) -> HTMLResponse:
         items=items,
         firing=sum(1 for a in items if a.status == "firing"),
         local=lambda t: ru.local_time(t, tz),
+        view=lambda a: views.alert_view(a, s.catalog),
     )

@@ -16,10 +16,13 @@ from typing import Any
 from markupsafe import Markup
 
 from api import perceived
+from api.alerts import AlertState
 from api.reports import OfficeRow, Report, build_report, office_section, quantile
 from api.scorecard import Scope, Scorer, scope_filter, scored
 from api.web import charts, ru
 from contract.aggregates import Rollup
+from contract.catalog import Catalog
+from contract.events import CHANNEL_NAMES
 from contract.metrics import BUCKETS
 
 TREND_DAYS = 30
@@ -255,3 +258,48 @@ def gaps(rep: Report) -> dict[str, Any]:
         "office_rows": rep.offices,
         "how_to_read": perceived.HOW_TO_READ,
     }
+
+
+#: How the alerts page names the labels an alert rule sets (DESIGN §8); others as they are.
+ALERT_LABELS = {"agency": "ведомство", "service": "услуга", "channel": "канал"}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    """One alert as an inspector reads it: names from the catalog, not codes."""
+
+    title: str
+    labels: list[str]
+
+
+def alert_view(alert: AlertState, catalog: Catalog) -> AlertView:
+    """The heading and the label line of one alert on the alerts page.
+
+    Rule summaries start with the agency's or the service's code (``{{ $labels.agency }}:``,
+    all Alertmanager knows); here that code becomes the catalog's name, and each label
+    reads as ``ведомство: Министерство ...`` rather than ``agency=minsoc``. A code the
+    catalog does not know is shown as it came.
+    """
+
+    def name(label: str, code: str) -> str:
+        if label == "agency" and code in catalog.agencies:
+            a = catalog.agencies[code]
+            return a.short_name or a.name
+        if label == "service" and code in catalog.services:
+            return catalog.services[code].service.name
+        if label == "channel":
+            return CHANNEL_NAMES.get(code, code)
+        return code
+
+    title = alert.summary or alert.name
+    for label in ("agency", "service"):
+        code = alert.labels.get(label)
+        if code and title.startswith(f"{code}:"):
+            title = name(label, code) + title[len(code) :]
+            break
+    labels = [
+        f"{ALERT_LABELS[k]}: {name(k, v)}" if k in ALERT_LABELS else f"{k}={v}"
+        for k, v in alert.labels.items()
+        if k not in ("alertname", "severity")
+    ]
+    return AlertView(title, labels)

@@ -92,8 +92,11 @@ def test_alerts_reach_the_alerts_page_grouped_and_inhibited(
             items = page.locator("li.alert")
             assert items.count() == 2
             assert "критическое" in items.nth(0).inner_text()
-            assert "minsoc: тестовое оповещение (critical)" in items.nth(0).inner_text()
-            assert "zags: тестовое оповещение (warning)" in page.inner_text("main")
+            # the agency's code in the rule's summary reads as the catalog's short name
+            first = items.nth(0).inner_text()
+            assert "Минсоц: тестовое оповещение (critical)" in first
+            assert "ведомство: Минсоц" in first and "agency=" not in first
+            assert "Госкомитет ЗАГС: тестовое оповещение (warning)" in page.inner_text("main")
             ctx.close()
             assert watch.outside == []
         # an agency may not see the alerts page

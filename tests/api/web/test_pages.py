@@ -84,7 +84,7 @@ def _notify(base: str) -> None:
             },
             "annotations": {
                 "summary": summary,
-                "description": "За 1h и 5m доля нарушений 41% при цели 90%.",
+                "description": "За 1\u00a0ч и за 5\u00a0мин доля нарушений 41% при цели 90%.",
             },
             "startsAt": now,
             "endsAt": now if status == "resolved" else "0001-01-01T00:00:00Z",

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from api.alerts import AlertIn, AlertStore, Notification
 from api.tokens import Kind, TokenStore
-from api.web import charts, ru
+from api.web import charts, ru, views
 from api.web.session import COOKIE, Sessions
 from api.web.settings import WebSettings
 from contract.catalog import load_catalog
@@ -165,6 +165,41 @@ def test_alert_store_keeps_the_latest_state_and_is_bounded() -> None:
     assert items[1].notifications == 2
     store.add(_note(("C", "warning", "firing"), ("D", "warning", "firing")))
     assert {a.name for a in store.list()} == {"A", "C", "D"}  # B, the oldest, dropped
+
+
+def _alert(summary: str, **labels: str) -> Any:
+    store = AlertStore(limit=1)
+    note = Notification(
+        alerts=[
+            AlertIn(
+                status="firing",
+                labels={"alertname": "ServicePulseX", "severity": "warning", **labels},
+                annotations={"summary": summary},
+                fingerprint="f",
+            )
+        ]
+    )
+    store.add(note)
+    return store.list()[0]
+
+
+def test_an_alert_names_the_agency_and_the_service_as_the_catalog_does() -> None:
+    catalog = load_catalog()
+    v = views.alert_view(_alert("minsoc: растёт число", agency="minsoc"), catalog)
+    assert (v.title, v.labels) == ("Минсоц: растёт число", ["ведомство: Минсоц"])
+    service = catalog.services["large_family_status"].service.name
+    v = views.alert_view(
+        _alert("large_family_status: падает", service="large_family_status", channel="mfc"),
+        catalog,
+    )
+    assert v.title == f"{service}: падает"
+    assert v.labels == [f"услуга: {service}", "канал: МФЦ"]
+    # a code the catalog does not know, and a label without a Russian name, as they came
+    v = views.alert_view(_alert("nobody: x", agency="nobody", component="wait"), catalog)
+    assert (v.title, v.labels) == ("nobody: x", ["ведомство: nobody", "component=wait"])
+    # a summary that does not start with the code is left alone
+    v = views.alert_view(_alert("Обработчик отстаёт", agency="minsoc"), catalog)
+    assert v.title == "Обработчик отстаёт"
 
 
 def _status(app: Any, path: str) -> int:
