@@ -4,7 +4,7 @@ Pages render without console errors; their numbers equal ``/v1/scorecard``; a li
 changes when the processor processes new events; an agency cannot open another agency's
 page or data; public pages show no suppressed cell; no page asks anything of another
 host. With ``SERVICEPULSE_SCREENSHOTS=1`` each page is saved at desktop and phone width
-into docs/screenshots/.
+into docs/screenshots/, and three sections of the region's printable report beside them.
 """
 
 from __future__ import annotations
@@ -109,6 +109,31 @@ def shot(page: Any, name: str, phone: bool) -> None:
         page.screenshot(path=str(SHOTS / f"{name}-{'phone' if phone else 'desktop'}.png"))
 
 
+#: (screenshot, heading) of the report sections docs/API.md shows.
+REPORT_SECTIONS = [
+    ("report-funnels", "4. Воронки заполнения: где заявители бросают"),
+    ("report-life-situations", "4а. Жизненные ситуации: случаи целиком, по всем ведомствам"),
+    ("report-offices", "4б. Офисы: ожидание в очереди"),
+]
+
+
+def shot_section(page: Any, name: str, heading: str) -> None:
+    """One section of the report page, from its heading to the next, at most 1,100 px."""
+    h2 = page.locator("h2")
+    texts = h2.all_inner_texts()
+    i = texts.index(heading)
+    top = h2.nth(i).bounding_box()
+    bottom = h2.nth(i + 1).bounding_box()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    clip = {
+        "x": 0,
+        "y": top["y"] - 16,
+        "width": width,
+        "height": min(1100, bottom["y"] - top["y"]),
+    }
+    page.screenshot(path=str(SHOTS / f"{name}.png"), clip=clip, full_page=True)
+
+
 @pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
 def test_every_page_renders_with_the_scorecards_numbers(
     web_stack: WebStack, browser: Any, phone: bool
@@ -143,6 +168,15 @@ def test_every_page_renders_with_the_scorecards_numbers(
         card = web_stack.scorecard(scope="agency", code=code)
         shown = row.get_attribute("data-index")
         assert (float(shown) if shown else None) == pytest.approx(card["index"])
+    # the region's printable report, one click from the overview, with the sections the
+    # web pages have no table for
+    page.click('a[href*="format=html"]')
+    page.wait_for_load_state()
+    headings = page.locator("h2").all_inner_texts()
+    for name, heading in REPORT_SECTIONS:
+        assert heading in headings, (heading, headings)
+        if SAVE_SHOTS and not phone:
+            shot_section(page, name, heading)
     # public pages and the API docs, signed out
     ctx.clear_cookies()
     for name, path in (("open-data", "/open/"), ("docs", "/docs")):
