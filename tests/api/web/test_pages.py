@@ -124,11 +124,11 @@ def shot_section(page: Any, name: str, heading: str) -> None:
     i = texts.index(heading)
     top = h2.nth(i).bounding_box()
     bottom = h2.nth(i + 1).bounding_box()
-    width = page.evaluate("document.documentElement.scrollWidth")
+    # a heading is as wide as the page's content: the clip is that column and a margin
     clip = {
-        "x": 0,
+        "x": max(0, top["x"] - 16),
         "y": top["y"] - 16,
-        "width": width,
+        "width": top["width"] + 32,
         "height": min(1100, bottom["y"] - top["y"]),
     }
     page.screenshot(path=str(SHOTS / f"{name}.png"), clip=clip, full_page=True)
