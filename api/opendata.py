@@ -15,6 +15,7 @@ journeys started than the threshold shows no count and no index at all. Answers 
 
 from __future__ import annotations
 
+import calendar
 import csv
 import io
 from collections.abc import Callable
@@ -73,13 +74,19 @@ class OpenFile(BaseModel):
 
 
 def _months(start: date, end: date) -> list[tuple[str, date, date]]:
+    """(YYYY-MM, first day, last day) of each month of the period, cut to the period;
+    to the end of the calendar (December 9999) without stepping past it."""
     out = []
-    d = start.replace(day=1)
-    while d <= end:
-        nxt = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
-        out.append((d.strftime("%Y-%m"), max(d, start), min(nxt - timedelta(days=1), end)))
-        d = nxt
+    y, m = start.year, start.month
+    while (y, m) <= (end.year, end.month):
+        first, last = date(y, m, 1), date(y, m, calendar.monthrange(y, m)[1])
+        out.append((f"{y:04d}-{m:02d}", max(first, start), min(last, end)))
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
     return out
+
+
+def _month_count(start: date, end: date) -> int:
+    return (end.year - start.year) * 12 + end.month - start.month + 1
 
 
 def build(
@@ -200,14 +207,22 @@ def bounds(scorer: Scorer, grain: Grain, d0: date | None, d1: date | None) -> tu
     today = scorer.model.watermark()
     last = (today.astimezone(scorer.catalog.tz).date() if today else None) or d1 or date.today()
     end = d1 or last
-    if grain == "day":
-        start = d0 or end - timedelta(days=29)
-        if (end - start).days + 1 > MAX_DAYS:
-            raise BadRequest(f"at most {MAX_DAYS} days per file")
-    else:
-        start = d0 or (end.replace(day=1) - timedelta(days=335)).replace(day=1)
-        if len(_months(start, end)) > MAX_MONTHS:
-            raise BadRequest(f"at most {MAX_MONTHS} months per file")
+    try:
+        if grain == "day":
+            start = d0 or end - timedelta(days=29)
+        else:
+            start = d0 or (end.replace(day=1) - timedelta(days=335)).replace(day=1)
+    except OverflowError:
+        # e.g. to=0001-01-01: the default start would be before year 1 (a 500 before)
+        default = "30 days" if grain == "day" else "12 months"
+        raise BadRequest(
+            f"give both from and to: the default {default} up to {end.isoformat()} are "
+            "out of the calendar"
+        ) from None
     if start > end:
         raise BadRequest(f"from {start.isoformat()} is after to {end.isoformat()}")
+    if grain == "day" and (end - start).days + 1 > MAX_DAYS:
+        raise BadRequest(f"at most {MAX_DAYS} days per file")
+    if grain != "day" and _month_count(start, end) > MAX_MONTHS:
+        raise BadRequest(f"at most {MAX_MONTHS} months per file")
     return start, end

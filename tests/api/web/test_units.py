@@ -225,3 +225,18 @@ def test_settings_turn_the_open_data_and_the_web_view_off(tmp_path: Path) -> Non
     assert _status(off, "/open/") == 404
     assert _status(off, "/login") == 404
     assert _status(off, "/docs") == 200
+
+
+def test_open_data_periods_at_the_ends_of_the_calendar(tmp_path: Path) -> None:
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    app = create_app(ApiSettings(token_db=tmp_path / "t.db", readmodel_snapshot=None))
+    for grain in ("day", "month"):
+        # the default start would be before year 1: a clear 400, not a 500
+        assert _status(app, f"/open/v1/agencies/{grain}.csv?to=0001-01-01") == 400
+        assert _status(app, f"/open/v1/agencies/{grain}.csv?from=0001-01-01&to=9999-12-31") == 400
+    assert _status(app, "/open/v1/agencies/day.csv?from=0001-01-01&to=0001-01-30") == 200
+    # December 9999 is a month like any other
+    assert _status(app, "/open/v1/services/month.csv?from=9999-12-01&to=9999-12-31") == 200
+    assert _status(app, "/open/v1/agencies/month.json?from=0001-01-01&to=0001-12-31") == 200
