@@ -73,7 +73,8 @@ def daily_index(
 
 def trend(scorer: Scorer, scope: Scope, code: str | None, p: Period) -> Markup:
     """SVG of the index per day over the last 30 days of the period."""
-    first = max(p.start, p.end - timedelta(days=TREND_DAYS - 1))
+    # counted back from the end within the period: no date before year 1 is ever made
+    first = p.end - timedelta(days=min((p.end - p.start).days, TREND_DAYS - 1))
     days = [first + timedelta(days=i) for i in range((p.end - first).days + 1)]
     values = daily_index(scorer, scope, code, days)
     m = scorer.methodology
