@@ -345,7 +345,7 @@ def build_report(
             complaint_term_working_days=m.standards.complaint_term_working_days,
             timezone=catalog.timezone,
         ),
-        agency_names={c: a.short_name or a.name for c, a in catalog.agencies.items()},
+        agency_names={c: a.display_name for c, a in catalog.agencies.items()},
         perceived=[
             *perceived_.by_service(per_service, catalog, methodology),
             *perceived_.by_office(perceived_.office_rollups(model, agencies), catalog, methodology),
@@ -379,7 +379,7 @@ def _agency_rows(
             AgencyRow(
                 rank=None,
                 code=code,
-                name=agency.short_name or agency.name,
+                name=agency.display_name,
                 journeys_started=_count(r.started, small),
                 index=sc.index,
                 level=sc.level,
@@ -424,7 +424,7 @@ def _service_rows(
                 code=code,
                 name=svc.name,
                 agency=svc.agency,
-                agency_name=(agency.short_name or agency.name) if agency else svc.agency,
+                agency_name=(agency.display_name) if agency else svc.agency,
                 deadline=svc.deadline.describe(),
                 suppressed=suppressed,
                 started=None if suppressed else r.started,
@@ -492,7 +492,7 @@ def _life_rows(catalog: Catalog, per_life: dict[str, Rollup], small: int) -> lis
         cases = cases_of(r, small)
         median = quantile(r.case_seconds, BUCKETS["case_seconds"], 0.5)
         names = {
-            catalog.agencies[a].short_name or catalog.agencies[a].name
+            catalog.agencies[a].display_name
             for s in ls.services
             if s in catalog.services
             and (a := catalog.services[s].service.agency) in catalog.agencies
@@ -623,7 +623,7 @@ def _quality(
         rows.append(
             QualityRow(
                 agency=code,
-                name=agency.short_name or agency.name,
+                name=agency.display_name,
                 events=r.events,
                 rejected=rejected,
                 rejected_share=rejected / total if total else None,

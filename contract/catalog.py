@@ -85,6 +85,11 @@ class Agency(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     short_name: str = ""
 
+    @property
+    def display_name(self) -> str:
+        """The name pages, reports and label values show: the short one when there is one."""
+        return self.short_name or self.name
+
 
 class Municipality(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A municipal district, okrug, urban okrug or city district, by OKTMO code."""

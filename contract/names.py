@@ -54,7 +54,7 @@ def info_series(catalog: Catalog) -> list[InfoSeries]:
             add(label, **scope, **{label: code, f"{label}_name": name})
 
     for code, ag in catalog.agencies.items():
-        add("agency", agency=code, agency_name=ag.short_name or ag.name)
+        add("agency", agency=code, agency_name=ag.display_name)
     pseudo("agency")
     for code, muni in catalog.municipalities.items():
         add("municipality", municipality=code, municipality_name=muni.name)

@@ -284,8 +284,7 @@ def alert_view(alert: AlertState, catalog: Catalog) -> AlertView:
 
     def name(label: str, code: str) -> str:
         if label == "agency" and code in catalog.agencies:
-            a = catalog.agencies[code]
-            return a.short_name or a.name
+            return catalog.agencies[code].display_name
         if label == "service" and code in catalog.services:
             return catalog.services[code].service.name
         if label == "channel":
