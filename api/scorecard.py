@@ -20,11 +20,11 @@ hidden cell would otherwise still move the region's figure.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
 
+from cachetools import LRUCache
 from pydantic import BaseModel, Field
 
 from api.errors import BadRequest, NotFound
@@ -37,6 +37,9 @@ from contract.methodology import Methodology, Score, fractions, score, score_fra
 Scope = Literal["region", "agency", "service", "life_situation"]
 MAX_DAYS: Final = 366
 DEFAULT_DAYS: Final = 30
+#: results of scorecards and reports kept per read-model version (:meth:`Scorer.cached`)
+_CACHED_RESULTS: Final = 64
+_MISS: Final = object()
 
 LEVEL_NAMES: Final = {
     "advanced": "продвинутый",
@@ -328,21 +331,21 @@ class Scorer:
         self.model = model
         self.catalog = catalog
         self.methodology = methodology
-        self._cache: OrderedDict[Hashable, Any] = OrderedDict()
+        #: the 64 results asked for last (least recently used dropped), keyed by the read
+        #: model's version so a change makes every earlier entry unreachable
+        self._cache: LRUCache[Hashable, Any] = LRUCache(maxsize=_CACHED_RESULTS)
         self._lock = threading.Lock()
 
     def cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """``compute()``, remembered for this key until the read model changes."""
         full = (self.model.version, key)
         with self._lock:
-            if full in self._cache:
-                self._cache.move_to_end(full)
-                return self._cache[full]
+            hit = self._cache.get(full, _MISS)
+        if hit is not _MISS:
+            return hit
         value = compute()
         with self._lock:
             self._cache[full] = value
-            while len(self._cache) > 64:
-                self._cache.popitem(last=False)
         return value
 
     def scorecard(self, scope: Scope, code: str | None, start: date, end: date) -> Scorecard:

@@ -561,3 +561,27 @@ def test_report_scope_errors() -> None:
         scorer.scorecard("agency", "zzz", date(2026, 11, 1), date(2026, 11, 2))
     with pytest.raises(BadRequest, match="needs a code"):
         scorer.scorecard("service", None, date(2026, 11, 1), date(2026, 11, 2))
+
+
+def test_scorer_remembers_results_until_the_model_changes_and_only_the_last_64() -> None:
+    model = _model()
+    scorer = Scorer(model, CATALOG, METHODOLOGY)
+    calls: list[int] = []
+
+    def compute(n: int) -> int:
+        calls.append(n)
+        return n * 10
+
+    assert scorer.cached(("q", 1), lambda: compute(1)) == 10
+    assert scorer.cached(("q", 1), lambda: compute(1)) == 10
+    assert calls == [1]  # the second ask was served from the cache
+    model.version += 1  # a batch applied: every earlier result is stale
+    assert scorer.cached(("q", 1), lambda: compute(1)) == 10
+    assert calls == [1, 1]
+    for n in range(2, 66):  # 64 more results push the first out
+        scorer.cached(("q", n), lambda n=n: compute(n))
+    calls.clear()
+    scorer.cached(("q", 65), lambda: compute(65))
+    assert calls == []
+    scorer.cached(("q", 1), lambda: compute(1))
+    assert calls == [1]
