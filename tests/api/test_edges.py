@@ -69,7 +69,7 @@ def appeal(event_id: str | None = None) -> dict[str, Any]:
 
 def assert_error_shape(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
-    body = r.json()
+    body: dict[str, Any] = r.json()
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
     assert body["error"]["code"] == code and body["error"]["message"], body
     return body

@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeAlias
 
 import httpx
 import pytest
@@ -35,6 +36,9 @@ CELLS = [
     ("minobr", "", "75742000", "office"),
 ]
 FORM_BUCKETS = len(BUCKETS["form_seconds"]) + 1
+#: a sample's cell: its label values in a fixed order, or (for the gauges and dead
+#: letters) its sorted (name, value) label pairs
+Cell: TypeAlias = tuple[str, ...] | tuple[tuple[str, str], ...]
 
 
 def random_rollup(rng: random.Random, scale: int) -> Rollup:
@@ -84,9 +88,9 @@ class Writer:
         self.producer.close(5)
 
 
-def expected_totals(latest: dict[bytes, Rollup]) -> dict[str, dict[tuple[str, ...], float]]:
+def expected_totals(latest: dict[bytes, Rollup]) -> dict[str, dict[Cell, float]]:
     """Sums over days and partitions, computed without the API's code."""
-    out: dict[str, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
+    out: dict[str, dict[Cell, float]] = defaultdict(lambda: defaultdict(float))
     for key, r in latest.items():
         k = agg.decode_key(key)
         assert isinstance(k, RollupKey)
@@ -94,8 +98,8 @@ def expected_totals(latest: dict[bytes, Rollup]) -> dict[str, dict[tuple[str, ..
         a, s, c = dims = (k.dims.agency, k.dims.service, k.dims.channel)
         out["started"][dims] += r.started
         out["submitted"][dims] += r.submitted
-        for k, v in r.decisions.items():
-            o, t = k.split(":")
+        for decision, v in r.decisions.items():
+            o, t = decision.split(":")
             out["decisions"][(*dims, o, t)] += v
         for score, v in r.feedback.items():
             out["feedback"][(*dims, score)] += v
@@ -109,9 +113,9 @@ def expected_totals(latest: dict[bytes, Rollup]) -> dict[str, dict[tuple[str, ..
     return out
 
 
-def scrape(url: str) -> dict[str, dict[tuple[str, ...], float]]:
+def scrape(url: str) -> dict[str, dict[Cell, float]]:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    got: dict[str, dict[tuple[str, ...], float]] = defaultdict(dict)
+    got: dict[str, dict[Cell, float]] = defaultdict(dict)
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
             lb = s.labels
@@ -140,9 +144,7 @@ def scrape(url: str) -> dict[str, dict[tuple[str, ...], float]]:
     return got
 
 
-def assert_equal(
-    got: dict[str, dict[tuple[str, ...], float]], want: dict[str, dict[tuple[str, ...], float]]
-) -> None:
+def assert_equal(got: dict[str, dict[Cell, float]], want: dict[str, dict[Cell, float]]) -> None:
     for name in ("started", "submitted", "decisions", "feedback", "form_bucket", "form_sum"):
         w = {k: v for k, v in want[name].items() if v}
         g = {k: v for k, v in got[name].items() if v}
@@ -337,10 +339,10 @@ def test_read_model_equals_independent_totals(
         more = generate(rng, versions=1)
         for txn in more:
             grown = []
-            for k, r in txn:
-                r.add(latest.get(k, Rollup()))  # cumulative: the new value includes the old
-                grown.append((k, r))
-            writer.transaction([(k, agg.encode(r)) for k, r in grown])
+            for k, roll in txn:
+                roll.add(latest.get(k, Rollup()))  # cumulative: the new value includes the old
+                grown.append((k, roll))
+            writer.transaction([(k, agg.encode(roll)) for k, roll in grown])
             latest.update(grown)
         want = expected_totals(latest)
         deadline = time.monotonic() + 20

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -119,7 +119,7 @@ class Scenario:
         return dict(by_cell), dict(by_day)
 
 
-def interleave(rng: random.Random, a: list[Rec], b: list[Rec]) -> Iterator[Rec]:
+def interleave(rng: random.Random, a: Sequence[Rec], b: Sequence[Rec]) -> Iterator[Rec]:
     """A random merge of two streams keeping the order within each."""
     i = j = 0
     while i < len(a) or j < len(b):
@@ -138,7 +138,7 @@ def feed(m: ReadModel, records: Iterator[Rec]) -> None:
 
 
 def observed(m: ReadModel) -> tuple[dict[tuple[str, ...], int], dict[tuple[str, str], int]]:
-    by_cell = {c: r.started for c, r in m.totals() if r.started}
+    by_cell: dict[tuple[str, ...], int] = {c: r.started for c, r in m.totals() if r.started}
     by_day = {}
     for day in m.days():
         for a, r in m.period(day, day, lambda g: g[0]).items():
@@ -155,7 +155,7 @@ def _model() -> ReadModel:
 @pytest.mark.parametrize("order", ["days_first", "days_last", "interleaved"])
 def test_closed_days_are_exact_in_every_order(compacted: str, order: str) -> None:
     sc = Scenario(15)
-    days = [(TOPICS.days, k, v) for k, v in sc.days]
+    days: list[Rec] = [(TOPICS.days, k, v) for k, v in sc.days]
     aggregates = sc.aggregates(compacted)
     for seed in range(8 if order == "interleaved" else 1):
         m = _model()
@@ -319,8 +319,7 @@ def test_the_snapshot_keeps_closed_days_frozen_values_and_refuses_a_truncated_fi
     ends = {TopicPartition(TOPICS.aggregates, 0): 5}
 
     back = ReadModel(CommonSettings(), TOPICS, CATALOG, snapshot=snap)
-    with back.lock:
-        back._restore(ends)
+    back._start_from_saved(ends)
     assert back.status.restored_from_snapshot
     assert observed(back) == observed(m) and back.memory() == m.memory()
     # the rest of the close after the restart: exact
@@ -330,6 +329,5 @@ def test_the_snapshot_keeps_closed_days_frozen_values_and_refuses_a_truncated_fi
 
     snap.write_bytes(snap.read_bytes()[:-10])
     cut = ReadModel(CommonSettings(), TOPICS, CATALOG, snapshot=snap)
-    with cut.lock:
-        cut._restore(ends)
+    cut._start_from_saved(ends)
     assert not cut.status.restored_from_snapshot and cut.days() == []

@@ -54,8 +54,11 @@ class Clock:
         return self.now
 
 
+Setup = tuple[Verifier, KeyStore, Clock, CollectorRegistry]
+
+
 @pytest.fixture
-def setup() -> tuple[Verifier, KeyStore, Clock, CollectorRegistry]:
+def setup() -> Setup:
     store = KeyStore(":memory:", cache_seconds=0)
     registry = CollectorRegistry()
     clock = Clock()
@@ -63,8 +66,8 @@ def setup() -> tuple[Verifier, KeyStore, Clock, CollectorRegistry]:
     return verifier, store, clock, registry
 
 
-def _headers(body: bytes, key: Ed25519PrivateKey, **kw: object) -> dict[str, str]:
-    h = sign_batch(body, key, timestamp=int(NOW), **kw)  # type: ignore[arg-type]
+def _headers(body: bytes, key: Ed25519PrivateKey) -> dict[str, str]:
+    h = sign_batch(body, key, timestamp=int(NOW))
     return {k.lower(): v for k, v in {**h, "Content-Type": "application/json"}.items()}
 
 
@@ -85,7 +88,7 @@ def test_the_signed_message_is_exactly_as_documented() -> None:
     )
 
 
-def test_a_signed_batch_verifies_and_names_its_key(setup) -> None:  # type: ignore[no-untyped-def]
+def test_a_signed_batch_verifies_and_names_its_key(setup: Setup) -> None:
     verifier, store, _clock, registry = setup
     key = Ed25519PrivateKey.generate()
     store.register("minsoc", key.public_key())
@@ -95,7 +98,7 @@ def test_a_signed_batch_verifies_and_names_its_key(setup) -> None:  # type: igno
     assert _count(registry, "verified") == 1
 
 
-def test_a_changed_body_a_changed_header_or_content_type_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
+def test_a_changed_body_a_changed_header_or_content_type_is_refused(setup: Setup) -> None:
     verifier, store, _clock, registry = setup
     key = Ed25519PrivateKey.generate()
     store.register("minsoc", key.public_key())
@@ -115,7 +118,7 @@ def test_a_changed_body_a_changed_header_or_content_type_is_refused(setup) -> No
     assert verifier.check(headers, BODY, "minsoc") is not None
 
 
-def test_a_replayed_batch_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
+def test_a_replayed_batch_is_refused(setup: Setup) -> None:
     verifier, store, clock, _ = setup
     key = Ed25519PrivateKey.generate()
     store.register("minsoc", key.public_key())
@@ -129,7 +132,7 @@ def test_a_replayed_batch_is_refused(setup) -> None:  # type: ignore[no-untyped-
         verifier.check(headers, BODY, "minsoc")
 
 
-def test_a_batch_answered_503_may_be_resent_as_is(setup) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_answered_503_may_be_resent_as_is(setup: Setup) -> None:
     verifier, store, _clock, _ = setup
     key = Ed25519PrivateKey.generate()
     store.register("minsoc", key.public_key())
@@ -142,7 +145,7 @@ def test_a_batch_answered_503_may_be_resent_as_is(setup) -> None:  # type: ignor
         pass
 
 
-def test_revoked_unknown_and_another_agencys_keys_are_refused(setup) -> None:  # type: ignore[no-untyped-def]
+def test_revoked_unknown_and_another_agencys_keys_are_refused(setup: Setup) -> None:
     verifier, store, _clock, registry = setup
     ours, theirs, stranger = (Ed25519PrivateKey.generate() for _ in range(3))
     store.register("minsoc", ours.public_key())
@@ -158,7 +161,7 @@ def test_revoked_unknown_and_another_agencys_keys_are_refused(setup) -> None:  #
     assert [_count(registry, r) for r in ("revoked_key", "foreign_key", "unknown_key")] == [1, 1, 1]
 
 
-def test_rotation_keeps_the_old_key_for_the_grace_period(setup) -> None:  # type: ignore[no-untyped-def]
+def test_rotation_keeps_the_old_key_for_the_grace_period(setup: Setup) -> None:
     _verifier, store, _clock, _ = setup
     old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     store.register("minsoc", old.public_key())
@@ -172,7 +175,7 @@ def test_rotation_keeps_the_old_key_for_the_grace_period(setup) -> None:  # type
         store.register("minzdrav", new.public_key())  # one key, one agency
 
 
-def test_policy_required_refuses_unsigned_and_optional_allows_it(setup) -> None:  # type: ignore[no-untyped-def]
+def test_policy_required_refuses_unsigned_and_optional_allows_it(setup: Setup) -> None:
     verifier, store, _clock, registry = setup
     assert verifier.check({"content-type": "application/json"}, BODY, "minsoc") is None
     store.set_policy("minsoc", Policy.REQUIRED)
@@ -182,7 +185,7 @@ def test_policy_required_refuses_unsigned_and_optional_allows_it(setup) -> None:
     assert _count(registry, "unsigned") == 2 and _count(registry, "signature_required") == 1
 
 
-def test_partial_or_malformed_headers_are_refused(setup) -> None:  # type: ignore[no-untyped-def]
+def test_partial_or_malformed_headers_are_refused(setup: Setup) -> None:
     verifier, store, _clock, _ = setup
     key = Ed25519PrivateKey.generate()
     store.register("minsoc", key.public_key())

@@ -406,7 +406,7 @@ def test_without_kafka_a_report_is_not_issued(tmp_path: Path) -> None:
     from api.ledger import LedgerError, issue
     from servicepulse.stack import free_port
 
-    nowhere = CommonSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}")  # type: ignore[call-arg]
+    nowhere = CommonSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}")
     timeout = 2.0
     ledger = Ledger(nowhere, "x.ledger", Ed25519PrivateKey.generate(), "t", timeout=timeout)
     start = time.monotonic()

@@ -11,6 +11,7 @@ import json
 import sqlite3
 import zlib
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,7 @@ def test_latest_value_per_key_summed_over_partitions() -> None:
         )
         m.apply_aggregate(_key(0, "2026-11-03"), agg.encode(_rollup(started=1)))
     totals = dict(m.totals())
-    cell = ("minsoc", "large_family_status", "75701000", "portal", "")
+    cell = agg.Dims("minsoc", "large_family_status", "75701000", "portal", "")
     assert totals[cell].started == 5 + 4 + 1
     assert totals[cell].steps == {"identity": 3}
     day = m.period("2026-11-02", "2026-11-02", lambda c: c[0])
@@ -235,7 +236,7 @@ def test_totals_equal_sum_of_latest_values(writes: list[tuple[int, str, int]]) -
     totals = dict(m.totals())
     expected = sum(latest.values())
     if latest:
-        r = totals[("minsoc", "large_family_status", "75701000", "portal", "")]
+        r = totals[agg.Dims("minsoc", "large_family_status", "75701000", "portal", "")]
         assert r.started == expected
         assert r.form_seconds is not None and r.form_seconds.counts[0] == expected
         assert r.form_seconds.sum_ms == expected * 1000
@@ -579,7 +580,7 @@ def test_scorer_remembers_results_until_the_model_changes_and_only_the_last_64()
     assert scorer.cached(("q", 1), lambda: compute(1)) == 10
     assert calls == [1, 1]
     for n in range(2, 66):  # 64 more results push the first out
-        scorer.cached(("q", n), lambda n=n: compute(n))
+        scorer.cached(("q", n), partial(compute, n))
     calls.clear()
     scorer.cached(("q", 65), lambda: compute(65))
     assert calls == []

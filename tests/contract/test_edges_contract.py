@@ -26,8 +26,10 @@ YEAR_ZERO = "0001-01-01T00:00:00+05:00"
 
 def _with(path: str, value: str) -> dict[str, Any]:
     """A demo-catalog event with ``value`` in the identifier field ``path``."""
-    if path in ("journey", "case"):
-        return event(**{path: value})
+    if path == "journey":
+        return event(journey=value)
+    if path == "case":
+        return event(case=value)
     name = path.removeprefix("attrs.")
     if name == "request":
         return event("interagency.requested", attrs={"request": value, "counterpart": "fns"})

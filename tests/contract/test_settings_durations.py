@@ -98,7 +98,8 @@ def test_every_duration_is_a_timedelta_under_a_unit_free_name(cls: type[CommonSe
             assert info.annotation is timedelta, f"{cls.__name__}.{name} is not a timedelta"
     for name, (old, unit_s) in cls.old_duration_names.items():
         assert cls.model_fields[name].annotation is timedelta, name
-        suffix = {0.001: "_MS", 1.0: ("_S", "_SECONDS")}[unit_s]
+        suffixes: dict[float, str | tuple[str, ...]] = {0.001: "_MS", 1.0: ("_S", "_SECONDS")}
+        suffix = suffixes[unit_s]
         assert old.startswith(name.upper()) and old.endswith(suffix), (name, old)
 
 

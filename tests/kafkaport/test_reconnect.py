@@ -139,7 +139,12 @@ def test_the_default_sleep_is_the_stop_event_so_a_stop_ends_a_long_pause() -> No
     r = Reconnect("test", stop, retry_on=(BusError,), backoff=Backoff(first=600.0))
     attempt = Flaky(100)
     done = threading.Event()
-    thread = threading.Thread(target=lambda: (r.run(attempt), done.set()), daemon=True)
+
+    def run() -> None:
+        r.run(attempt)
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60  # a bound for a busy machine, far below the pause
     while attempt.calls < 1:

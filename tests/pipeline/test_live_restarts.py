@@ -66,7 +66,7 @@ def _business_counters() -> list[str]:
 def _write_history(stack: Stack) -> int:
     """Rollups of many past days and cells from input partition 999 (no processor's)."""
     producer = KafkaProducer(
-        **stack.settings.kafka_config(),  # type: ignore[arg-type]
+        **stack.settings.kafka_config(),
         linger_ms=50,
         batch_size=512 * 1024,
     )
@@ -98,7 +98,7 @@ class Sender:
 
     def __init__(self, stack: Stack) -> None:
         self.topic = stack.topics.events
-        self.producer = KafkaProducer(**stack.settings.kafka_config())  # type: ignore[arg-type]
+        self.producer = KafkaProducer(**stack.settings.kafka_config())
         self.sent: Counter[tuple[str, str, str]] = Counter()
         self._i = 0
 

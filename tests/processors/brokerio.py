@@ -6,7 +6,6 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -23,6 +22,7 @@ from processors.settings import ProcessorSettings
 from tests.fixtures.aggregates import materialise_all
 from tests.fixtures.kafka import read_topic
 from tests.fixtures.streams import CATALOG_PATH, Stream, canonical_key, encode
+from tests.processors.oracle import Cell
 
 
 def processor_settings(topics: Topics, common: CommonSettings) -> ProcessorSettings:
@@ -113,9 +113,9 @@ def materialise(settings: CommonSettings, topics: Topics) -> dict[bytes, bytes]:
     return materialise_all(settings, topics)
 
 
-def summed(aggregates: dict[bytes, bytes]) -> tuple[dict[Any, agg.Rollup], dict[str, int]]:
+def summed(aggregates: dict[bytes, bytes]) -> tuple[dict[Cell, agg.Rollup], dict[str, int]]:
     """Rollups summed over partitions per (day, cell), and the gauges summed over all."""
-    cells: dict[Any, agg.Rollup] = {}
+    cells: dict[Cell, agg.Rollup] = {}
     gauges = dict.fromkeys(agg.Gauges.__struct_fields__, 0)
     for k, v in aggregates.items():
         key = agg.decode_key(k)

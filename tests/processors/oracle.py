@@ -9,6 +9,7 @@ never time out, a closing event pushes every watermark past every timeout).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -188,7 +189,7 @@ def flatten(rollups: dict[Cell, agg.Rollup]) -> dict[Cell, Counter[str]]:
 def assert_matches(
     stream: Stream,
     cells: dict[Cell, agg.Rollup],
-    gauges: Counter[str],
+    gauges: Mapping[str, int],
     *,
     context: str = "",
     extra_gauges: Counter[str] | None = None,

@@ -98,6 +98,10 @@ class Env:
             m, self.monitor = self.monitor, None
             m.close()
 
+    def reached(self, frac: float) -> Callable[[int], bool]:
+        """A predicate for :meth:`wait`: at least ``frac`` of the stream committed."""
+        return lambda n: n >= frac * self.total
+
     def wait(self, pred: Callable[[int], bool], what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while not pred(self.committed()):
@@ -235,7 +239,7 @@ def test_b_sigkill_at_random_points(env: Env) -> None:
     proc = env.spawn(1)
     try:
         for frac in points:
-            env.wait(lambda n, frac=frac: n >= frac * env.total, f"{frac:.0%} committed")
+            env.wait(env.reached(frac), f"{frac:.0%} committed")
             time.sleep(rnd.uniform(0, 0.2))
             proc.send_signal(signal.SIGKILL)
             proc.wait()

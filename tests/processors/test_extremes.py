@@ -179,7 +179,7 @@ def test_a_poison_event_is_isolated_and_leaves_no_state_behind() -> None:
     (dead,) = faulty.dead
     assert (dead.reason, dead.agency) == ("processing_error", "soc")
     body = msgspec.json.decode(dead.value)
-    assert body["reason"] == Reason.PROCESSING_ERROR == "processing_error"
+    assert body["reason"] == Reason.PROCESSING_ERROR.value == "processing_error"
     assert body["error"] == "ZeroDivisionError"
     assert body["event_id"] == poison["event_id"]
     assert "79123456789" not in dead.value.decode() and "new" not in body["message"]

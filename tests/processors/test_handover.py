@@ -162,6 +162,7 @@ def test_records_the_client_skips_are_caught_before_a_commit(
         session = proc._session
         at = session.next_offset.get(0) if session is not None else None
         if session is not None and at is not None and at + 8 < end:
+            assert session.consumer is not None  # an open session: it has a position
             session.consumer.seek(tp, at + 5)  # what the client did by itself
         time.sleep(0.05)
     runner.join(timeout=150)

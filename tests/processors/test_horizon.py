@@ -220,7 +220,7 @@ def test_days_closed_across_sigkills_still_equal_an_independent_count(env: Env) 
     proc = env.spawn(1)
     try:
         for frac in sorted(rnd.uniform(0.2, 0.8) for _ in range(2)):
-            env.wait(lambda n, frac=frac: n >= frac * env.total, f"{frac:.0%} committed")
+            env.wait(env.reached(frac), f"{frac:.0%} committed")
             time.sleep(rnd.uniform(0, 0.2))
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -10,7 +10,7 @@ import pytest
 
 from contract import aggregates as agg
 from processors.context import Context
-from tests.fixtures.streams import event, local
+from tests.fixtures.streams import Where, event, local
 from tests.processors.harness import Harness
 
 SOC = {"agency": "soc"}
@@ -42,7 +42,7 @@ def journey(
     out = []
     for item in types:
         etype, minutes = item[0], item[1]
-        attrs = item[2] if len(item) > 2 else {}  # type: ignore[misc]
+        attrs = item[2] if len(item) > 2 else {}
         out.append(event(etype, t0 + timedelta(minutes=minutes), **common, **attrs))
     return out
 
@@ -201,14 +201,13 @@ def test_satisfaction_counts_scores(h: Harness) -> None:
 
 def test_office_wait_compliance_against_standard(h: Harness) -> None:
     t = local("2026-03-02 10:00")
-    common = {
-        "journey": None,
-        "service": None,
-        "agency": "mfc",
-        "channel": "mfc",
-        "office": "mfc-1",
-    }
-    h.feed([event("visit.served", t, wait_seconds=w, **common) for w in (0, 900, 901, 3000)])
+    common: Where = {"journey": None, "service": None, "agency": "mfc", "channel": "mfc"}
+    h.feed(
+        [
+            event("visit.served", t, office="mfc-1", wait_seconds=w, **common)
+            for w in (0, 900, 901, 3000)
+        ]
+    )
     r = h.rollup(agency="mfc", service="")
     assert r.visits == {"true": 2, "false": 2}
     assert r.wait_seconds is not None and r.wait_seconds.sum_ms == (900 + 901 + 3000) * 1000
@@ -224,7 +223,7 @@ def test_digital_take_up(h: Harness) -> None:
 
 def test_appeals_on_time_open_and_overdue(h: Harness) -> None:
     t = local("2026-03-02 10:00")
-    common = {"journey": None, "service": None, "channel": "portal"}
+    common: Where = {"journey": None, "service": None, "channel": "portal"}
     h.feed([event("appeal.received", t, appeal=f"a{i}", **common) for i in range(3)])
     assert (h.gauges(**SOC).appeals_open, h.gauges(**SOC).appeals_overdue) == (3, 0)
     # 30 calendar days from 2 March end at 24:00 on 1 April (a Wednesday)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 import pytest
@@ -70,6 +70,19 @@ def touch(book: RollupBook, day: str, d: Dims) -> None:
     book.end_event(1_772_600_000_000, "journey.started")
 
 
+def value(v: bytes | None) -> bytes:
+    """A record's value that is not a tombstone."""
+    assert v is not None
+    return v
+
+
+def day_of(key: bytes) -> str:
+    """The day of a record key of a day (``r|``, ``s|`` or ``d|``)."""
+    k = agg.decode_key(key)
+    assert isinstance(k, RollupKey | agg.RestatementKey | agg.ClosedDayKey), k
+    return k.day
+
+
 def same(a: Records, b: Records) -> None:
     assert sorted(a, key=repr) == sorted(b, key=repr)
 
@@ -95,13 +108,13 @@ def test_a_touch_unpacks_its_group_only_and_writes_the_same_bytes() -> None:
     assert packed.cells[DAYS[1]] == soc and len(soc) == 6  # soc's cells, all six
     out = packed.flush()
     same(out, loose.flush())
-    assert {agg.decode_key(k).day for k, _ in out} == {DAYS[1]}
+    assert {day_of(k) for k, _ in out} == {DAYS[1]}
     # the flush packed the group again, the touched cell as the bytes just written
     assert (DAYS[1], "soc") in packed.packed and not packed.cells[DAYS[1]]
     touch(packed, DAYS[1], d)
     touch(loose, DAYS[1], d)
     same(packed.flush(), loose.flush())
-    assert agg.decode_rollup(dict(out)[RollupKey(0, DAYS[1], d).encode()]).started == 5
+    assert agg.decode_rollup(value(dict(out)[RollupKey(0, DAYS[1], d).encode()])).started == 5
 
 
 def test_a_new_cell_of_a_packed_group_joins_it() -> None:
@@ -132,7 +145,7 @@ def test_finalize_from_packed_groups_writes_the_same_closed_days() -> None:
     days = packed.flush_days()
     assert days == loose.flush_days() and len(days) == 3 * len(AGENCIES)
     same(packed.flush(), loose.flush())
-    closed = [agg.decode_closed_day(v) for _, v in days]
+    closed = [agg.decode_closed_day(value(v)) for _, v in days]
     soc = next(c for c in closed if (c.day, c.agency) == (DAYS[2], "soc"))
     assert soc.restatement is not None and soc.restatement.count == 1
     # 201..206 as restored, the touched cell (k=1) one more
@@ -180,7 +193,7 @@ def every_cell(book: RollupBook) -> dict[tuple[str, Dims], bytes]:
 
 
 def restore_engine(
-    records: list[tuple[bytes, bytes | None]], stage: Stage, open_day: str, final_day: str
+    records: Sequence[tuple[bytes, bytes | None]], stage: Stage, open_day: str, final_day: str
 ) -> PartitionEngine:
     """A partition engine restored from a changelog holding just the watermark (noon of
     ``open_day``) and ``final_day``, and ``records`` of the aggregates topic."""
@@ -194,7 +207,7 @@ def restore_engine(
 
 def test_a_restore_never_stages_more_than_its_limit_and_loses_no_cell() -> None:
     limit = 16 * 1024
-    records: list[tuple[bytes, bytes | None]] = list(history(8, 40))
+    records = list(history(8, 40))
     # an uncompacted tail: newer values of a few keys of closed days, long after the first
     rewritten = records[200][0], records[700][0]
     records += [(k, agg.encode(agg.Rollup(events=999_999))) for k in rewritten]
@@ -254,13 +267,13 @@ def test_a_closed_day_near_the_record_limit_is_logged(
     packed, _ = pair()
     loose = restored(Loose(0))
     loose.finalize(DAYS[3], 1_772_700_000_000)
-    sizes = sorted(len(v) for _, v in loose.flush_days())
+    sizes = sorted(len(value(v)) for _, v in loose.flush_days())
     cut = sizes[len(sizes) // 2]
     monkeypatch.setattr(rollups, "DAYS_WARN_BYTES", cut)
     with caplog.at_level(logging.WARNING, logger="processors.rollups"):
         packed.finalize(DAYS[3], 1_772_700_000_000)
     days = packed.flush_days()
-    over = [agg.decode_closed_day(v) for _, v in days if len(v) > cut]
+    over = [agg.decode_closed_day(value(v)) for _, v in days if len(value(v)) > cut]
     assert over and len(over) < len(days)
     logged = [r.getMessage() for r in caplog.records]
     assert len(logged) == len(over)

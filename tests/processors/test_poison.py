@@ -11,6 +11,7 @@ per agency, and the session must never restart.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -30,7 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 STREAM = generate(seed=41, journeys=150)
 
 
-def _poison(near: dict[str, object], n: int) -> dict[str, object]:
+def _poison(near: dict[str, Any], n: int) -> dict[str, Any]:
     at = datetime.fromisoformat(str(near["occurred_at"])) + timedelta(seconds=1)
     return event("journey.error", at, journey=f"poison-{n}", code="poison")
 
@@ -39,7 +40,7 @@ def test_a_poison_event_is_set_aside_and_every_other_event_counted_once(
     settings: ProcessorSettings,
 ) -> None:
     poisoned = Stream(events={p: list(evs) for p, evs in STREAM.events.items()})
-    planted = []
+    planted: list[str] = []
     for n, p in enumerate(sorted(poisoned.events)[:2]):
         evs = poisoned.events[p]
         mid = len(evs) // 2
@@ -91,13 +92,15 @@ def test_a_year_zero_event_in_the_topic_is_rejected_and_stalls_nothing(
     with a local offset) written by an API of the earlier version; it used to restart
     the session forever."""
     stream = Stream(events={p: list(evs) for p, evs in STREAM.events.items()})
-    planted = []
+    planted: list[str] = []
     for p in sorted(stream.events)[:3]:
         evs = stream.events[p]
         mid = len(evs) // 2
         while not isinstance(evs[mid], dict):
             mid += 1
-        ev = dict(_poison(evs[mid], p))  # type: ignore[arg-type]
+        near = evs[mid]
+        assert isinstance(near, dict)
+        ev = dict(_poison(near, p))
         ev.update(occurred_at="0001-01-01T00:00:00+05:00", attrs={"code": "esia_timeout"})
         evs.insert(mid + 1, msgspec.json.encode(ev))
         planted.append(ev["event_id"])

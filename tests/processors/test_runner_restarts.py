@@ -69,7 +69,7 @@ def _fail(exc: BaseException) -> Callable[[], None]:
 
 
 def _sample(p: Processor, name: str, **labels: str) -> float:
-    for metric in p.metrics.sessions.collect() + p.metrics.transactions.collect():
+    for metric in [*p.metrics.sessions.collect(), *p.metrics.transactions.collect()]:
         for s in metric.samples:
             if s.name == name and s.labels == labels:
                 return s.value

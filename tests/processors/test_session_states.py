@@ -10,7 +10,7 @@ from contract.methodology import load_methodology
 from processors.errors import SessionError
 from processors.metrics import build_metrics
 from processors.runner import Processor
-from processors.session import State
+from processors.session import Session, State
 from processors.settings import ProcessorSettings
 from tests.fixtures.streams import CATALOG_PATH
 
@@ -24,6 +24,11 @@ def _processor() -> Processor:
     )
 
 
+def _state(session: Session) -> State:
+    """The session's state now (read afresh: mypy keeps a narrowed attribute across calls)."""
+    return session.state
+
+
 def test_a_new_session_holds_no_clients_and_cannot_process() -> None:
     session = _processor().session()
     assert session.state is State.NEW
@@ -31,7 +36,7 @@ def test_a_new_session_holds_no_clients_and_cannot_process() -> None:
     with pytest.raises(SessionError, match="cannot process in state new"):
         session.step()
     session.close()
-    assert session.state is State.CLOSED
+    assert _state(session) is State.CLOSED
 
 
 def test_transitions_outside_the_machine_are_refused() -> None:

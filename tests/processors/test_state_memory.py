@@ -19,7 +19,7 @@ from contract.aggregates import Dims
 from processors import archive, watermark
 from processors.archive import HOUR_MS, ClosedJourneys, key_hash
 from processors.context import Context
-from processors.state import ABANDONED, DECIDED
+from processors.state import ABANDONED, DECIDED, Intern
 from processors.watermark import ABANDON, EVICT_JOURNEY, OVERDUE, Timers
 from tests.fixtures.streams import event, generate, local
 from tests.processors.harness import Harness, fingerprint
@@ -178,10 +178,10 @@ def test_archive_round_trip_old_blocks_and_rewrites() -> None:
     old = msgspec.msgpack.encode([["zags|old", list(DIMS), DECIDED]])
     live[f"x|{t // HOUR_MS - 1}|0".encode()] = old
     r = ClosedJourneys(7 * DAY_MS)
-    intern: dict[Dims, Dims] = {}
-    for k, v in live.items():
-        _, hour, block = k.decode().split("|")
-        r.restore(int(hour), int(block), v, intern)
+    intern: Intern = {}
+    for key, value in live.items():
+        _, hour, block = key.decode().split("|")
+        r.restore(int(hour), int(block), value, intern)
     r.finish_restore(t)
     assert r.get("zags|old") == (DIMS, DECIDED)
     assert r.get("minsoc|j0-0") == (DIMS, ABANDONED)

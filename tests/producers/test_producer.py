@@ -71,6 +71,7 @@ def test_round_trip_and_keying(topic_factory: TopicFactory, client: Client) -> N
     assert len(records) == len(sent)
     by_id = {}
     for rec in records:
+        assert rec.value is not None
         decoded = decode_event(rec.value)
         assert isinstance(decoded, Event)
         assert rec.key == event_key(decoded)
@@ -151,6 +152,7 @@ def test_citizen_id_is_pseudonymised(topic_factory: TopicFactory, client: Client
     records = consume_all(settings, topics.events)
     citizens = {}
     for rec in records:
+        assert rec.value is not None
         decoded = decode_event(rec.value)
         assert isinstance(decoded, Event)
         assert b"112233445" not in rec.value

@@ -202,11 +202,12 @@ def test_slow_office_scenario_lengthens_its_queue(catalog: Catalog) -> None:
     end = MONDAY + timedelta(days=1)
 
     def waits(sc: Scenario | None) -> float:
-        return statistics.mean(
+        mean: float = statistics.mean(
             e["attrs"]["wait_seconds"]
             for e in generate(catalog, 4, MONDAY, end, rate=0.5, scenario=sc)
             if e["type"] == "visit.served" and e["attrs"]["office"] == "mfc-chel-kalin"
         )
+        return mean
 
     assert waits(scenario) > 2.5 * waits(None)
 

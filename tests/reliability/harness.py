@@ -45,7 +45,10 @@ from servicepulse import stack
 from tests.fixtures.aggregates import materialise_all
 from tests.fixtures.kafka import Broker, end_total, read_topic
 from tests.fixtures.streams import Stream
-from tests.processors.brokerio import summed as summed_cells  # noqa: F401 (re-exported)
+from tests.processors import brokerio
+
+#: rollups summed over partitions per (day, cell) and the gauges summed (re-exported)
+summed_cells = brokerio.summed
 
 MODE = os.environ.get("SERVICEPULSE_RELIABILITY", "short")
 LONG = MODE == "long"
@@ -270,6 +273,11 @@ class Rec:
     timestamp: int
     key: bytes | None
     value: bytes | None
+
+    def body(self) -> bytes:
+        """The value of a record that is not a tombstone (every record of the events topic)."""
+        assert self.value is not None, f"a tombstone at {self.partition}/{self.offset}"
+        return self.value
 
 
 def read_records(settings: CommonSettings, topic: str, timeout: float = 60) -> list[Rec]:

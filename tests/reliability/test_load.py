@@ -174,7 +174,7 @@ class Env:
         st = self.stack
         st.wait_processed(timeout)
         ids = Counter(
-            json.loads(r.value)["event_id"] for r in read_records(st.settings, st.topics.events)
+            json.loads(r.body())["event_id"] for r in read_records(st.settings, st.topics.events)
         )
         assert self.acknowledged <= set(ids), "an acknowledged event is not in Kafka"
         cells, _ = summed_cells(materialise(st.settings, st.topics))
@@ -324,9 +324,9 @@ def test_soak_steady_rate_flat_memory(env: Env) -> None:
     }
     record("soak", figures)
     assert sent / soak_seconds >= 0.95 * SOAK_RATE, "the stack could not keep the soak rate"
-    for name, r in rss.items():
-        assert r["end_kib"] - r["after_warmup_kib"] < r["allowed_growth_kib"], (
-            f"{name} RSS grew by {r['growth_after_warmup']:.1%} after the warm-up: {r}"
+    for name, mem in rss.items():
+        assert mem["end_kib"] - mem["after_warmup_kib"] < mem["allowed_growth_kib"], (
+            f"{name} RSS grew by {mem['growth_after_warmup']:.1%} after the warm-up: {mem}"
         )
 
 

@@ -111,11 +111,11 @@ def test_production_refuses_a_placeholder_kafka_password(
             kafka_security_protocol="SASL_SSL",
             kafka_sasl_mechanism="SCRAM-SHA-512",
             kafka_sasl_username="servicepulse-api",
-            kafka_sasl_password=password,  # type: ignore[arg-type]
+            kafka_sasl_password=password,
         )
     ok = settings_class(
         mode="production",
         kafka_sasl_mechanism="SCRAM-SHA-512",
-        kafka_sasl_password="a-real-Secret-8f2c",  # type: ignore[arg-type]
+        kafka_sasl_password="a-real-Secret-8f2c",
     )
     assert ok.kafka_config()["sasl_plain_password"] == "a-real-Secret-8f2c"

@@ -7,6 +7,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -89,7 +90,7 @@ def test_the_stack_prometheus_scrapes_a_protected_api(
             secret = tmp_path / "prom" / f"{pipeline.JOB_API}.token"
             assert secret.read_text() == token and secret.stat().st_mode & 0o777 == 0o600
             assert token not in (tmp_path / "prom" / promconfig.CONFIG_NAME).read_text()
-            target: dict[str, object] = {}
+            target: dict[str, Any] = {}
             deadline = time.monotonic() + 60
             while target.get("health") != "up":
                 assert time.monotonic() < deadline, target
@@ -103,6 +104,6 @@ def test_the_stack_prometheus_scrapes_a_protected_api(
                     ),
                     {},
                 )
-            assert target["labels"]["instance"] == f"127.0.0.1:{metrics_port}"  # type: ignore[index]
+            assert target["labels"]["instance"] == f"127.0.0.1:{metrics_port}"
         finally:
             assert p.stop()
