@@ -29,6 +29,11 @@ Dead-letter records (from the API and the processor) are counted by (receive day
 agency, reason); their bodies are never kept.
 
 Readiness: the model is ready once it has read up to the end offsets it saw at start.
+
+Restarts: the model starts from its local snapshot if it has a usable one, else from the
+newest checkpoint on ``<prefix>.readmodel`` (:mod:`api.checkpoint`: the same snapshot,
+published by the API every ``SERVICEPULSE_CHECKPOINT_INTERVAL``), else from the
+beginning of the topics; either way it then reads only what is newer than it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ import hashlib
 import logging
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 import zlib
@@ -50,6 +57,7 @@ from typing import BinaryIO, Final, NamedTuple, TypeVar
 
 import msgspec
 
+from api.checkpoint import Checkpoint
 from api.exposition import LiveExposition
 from contract import aggregates as agg
 from contract import deadletter as dl
@@ -253,6 +261,8 @@ class Status:
     caught_up_at: float | None = None
     started_at: float = field(default_factory=time.time)
     restored_from_snapshot: bool = False
+    #: started from the checkpoint on Kafka (no usable local snapshot)
+    restored_from_checkpoint: bool = False
 
 
 class ReadModel:
@@ -264,6 +274,9 @@ class ReadModel:
         catalog: its time zone gives the receive day of dead letters.
         snapshot: file to restore from and save to; ``None`` for none.
         snapshot_interval: seconds between snapshots while records keep coming.
+        checkpoint: the shared checkpoint: fetched at start when there is no usable
+            snapshot; published (the snapshot file) when there is a snapshot file.
+        checkpoint_interval: seconds between two publishes; 0: never publish.
     """
 
     def __init__(
@@ -273,6 +286,8 @@ class ReadModel:
         catalog: Catalog,
         snapshot: Path | None = None,
         snapshot_interval: float = 30.0,
+        checkpoint: Checkpoint | None = None,
+        checkpoint_interval: float = 600.0,
     ) -> None:
         self._settings = settings
         self._topics = topics
@@ -283,6 +298,9 @@ class ReadModel:
         self._exposition: LiveExposition | None = None
         self._snapshot_path = snapshot
         self._snapshot_interval = snapshot_interval
+        self.checkpoint = checkpoint
+        self._checkpoint_interval = checkpoint_interval
+        self._last_publish = time.monotonic()
         self.lock = threading.RLock()
         self.status = Status()
         #: increases with every applied batch; caches of derived views key on it
@@ -589,6 +607,8 @@ class ReadModel:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.checkpoint is not None:
+            self.checkpoint.close()
 
     def catch_up(self, timeout: float) -> None:
         """Read in the calling thread until caught up (the CLI report uses this).
@@ -637,9 +657,11 @@ class ReadModel:
                     and self.version != saved_version
                     and time.monotonic() - last_snapshot > self._snapshot_interval
                 ):
-                    self.save_snapshot()
+                    saved = self.save_snapshot()
                     last_snapshot = time.monotonic()
                     saved_version = self.version
+                    if saved:
+                        self._maybe_publish()
         except KafkaError as exc:
             self.status.error = f"consumer failed: {exc}"
             raise
@@ -669,9 +691,9 @@ class ReadModel:
                     parts = consumer.partitions_for(topic, 10.0)
                 tps.extend(TopicPartition(topic, p) for p in sorted(parts))
             ends = {tp: end for tp, (_, end) in consumer.watermarks(tps, 30.0).items()}
+            if not self._offsets:
+                self._start_from_saved(ends)
             with self.lock:
-                if not self._offsets:
-                    self._restore(ends)
                 starts = {}
                 for tp in tps:
                     pos = self._offsets.get((tp.topic, tp.partition))
@@ -732,11 +754,27 @@ class ReadModel:
 
     # -- snapshot --------------------------------------------------------------------------
 
-    def save_snapshot(self) -> None:
-        """Write the model to the snapshot file (atomically); no-op without one."""
+    def _maybe_publish(self) -> None:
+        """Publish the snapshot just saved as the checkpoint, once per interval."""
+        cp, path = self.checkpoint, self._snapshot_path
+        if cp is None or path is None or self._checkpoint_interval <= 0:
+            return
+        if time.monotonic() - self._last_publish < self._checkpoint_interval:
+            return
+        try:
+            started = cp.publish_async(path)
+        except OSError as exc:
+            logger.warning("cannot read the snapshot to publish it: %s", exc.strerror)
+            return
+        if started:
+            self._last_publish = time.monotonic()
+
+    def save_snapshot(self) -> bool:
+        """Write the model to the snapshot file (atomically); whether it was written
+        (``False`` without a snapshot file or when writing failed)."""
         path = self._snapshot_path
         if path is None:
-            return
+            return False
         with self.lock:
             days = dict(self._cold_days)
             days.update((d, _freeze(g)) for d, g in self._day_groups.items())
@@ -772,8 +810,9 @@ class ReadModel:
             os.replace(tmp, path)
         except OSError as exc:
             logger.warning("cannot write read-model snapshot %s: %s", path, exc.strerror)
-            return
+            return False
         logger.debug("read model snapshot saved: %s (%d bytes)", path, size)
+        return True
 
     def _records(self) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
@@ -785,11 +824,51 @@ class ReadModel:
         out.extend((WatermarkKey(p).encode(), agg.encode(v)) for p, v in self._watermarks.items())
         return out
 
-    def _restore(self, ends: dict[TopicPartition, int]) -> None:
-        """Load the snapshot if it belongs to these topics and is not ahead of them."""
+    def _start_from_saved(self, ends: dict[TopicPartition, int]) -> None:
+        """Before the first read: load the local snapshot, else the checkpoint."""
         path = self._snapshot_path
-        if path is None or not path.exists():
+        if path is not None and path.exists():
+            with self.lock:
+                if self._restore(path, ends):
+                    self.status.restored_from_snapshot = True
+                    return
+        cp = self.checkpoint
+        if cp is None:
             return
+        if path is not None:
+            target, scratch = path, None
+        else:
+            scratch = Path(tempfile.mkdtemp(prefix="servicepulse-checkpoint-"))
+            target = scratch / "readmodel.snapshot"
+        try:
+            self.status.error = f"reading the checkpoint on {cp.topic}"
+            started = time.monotonic()
+            try:
+                head = cp.fetch(target)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                logger.warning("read-model checkpoint on %s not read: %s", cp.topic, exc)
+                return
+            finally:
+                self.status.error = ""
+            if head is None:
+                logger.info("no read-model checkpoint on %s: reading the topics", cp.topic)
+                return
+            logger.info(
+                "read-model checkpoint fetched from %s: %d bytes in %.1fs",
+                cp.topic,
+                head.size,
+                time.monotonic() - started,
+            )
+            with self.lock:
+                if self._restore(target, ends):
+                    self.status.restored_from_checkpoint = True
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _restore(self, path: Path, ends: dict[TopicPartition, int]) -> bool:
+        """Load the snapshot at ``path`` if it belongs to these topics and is not ahead
+        of them (caller holds the lock); whether it was loaded."""
         try:
             with path.open("rb") as f:
                 snap = msgspec.msgpack.decode(_read_frame(f), type=_Snapshot)
@@ -799,17 +878,17 @@ class ReadModel:
                     raw_cold[(d, p, a)] = c
         except (OSError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             logger.warning("ignoring unreadable read-model snapshot %s: %s", path, exc)
-            return
+            return False
         topics = self._topic_names()
         if snap.version != _SNAPSHOT_VERSION or snap.topics != topics:
             logger.info("ignoring read-model snapshot %s of other topics", path)
-            return
+            return False
         for t, p, o in snap.offsets:
             end = ends.get(TopicPartition(t, p))
             if end is None or o > end:
                 # the topic was recreated: its offsets start again below ours
                 logger.warning("ignoring read-model snapshot %s: %s[%d] is behind it", path, t, p)
-                return
+                return False
         self._closed = {(d, p, a): h for d, p, a, h in snap.closed}
         for target, items in ((self._raw, snap.raw), (self._pending, snap.pending)):
             for k, v in items:
@@ -828,7 +907,6 @@ class ReadModel:
         self._dead = {(d, a, r): n for d, a, r, n in snap.dead}
         self._exposition = None  # rebuilt from what was restored
         self._offsets = {(t, p): o for t, p, o in snap.offsets}
-        self.status.restored_from_snapshot = True
         logger.info(
             "read model restored from %s: %d live keys, %d days, saved %.0fs ago",
             path,
@@ -836,6 +914,7 @@ class ReadModel:
             len(snap.days),
             time.time() - snap.saved_at,
         )
+        return True
 
     # -- queries (each takes the lock) --------------------------------------------------------
 

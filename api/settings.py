@@ -42,6 +42,13 @@ class ApiSettings(CommonSettings):
     snapshot_interval: timedelta = Field(
         timedelta(seconds=30), gt=timedelta(0), description="snapshot period (ISO 8601)"
     )
+    checkpoint_interval: timedelta = Field(
+        timedelta(minutes=10),
+        ge=timedelta(0),
+        description="how often the API publishes its snapshot as the read model's checkpoint "
+        "on <prefix>.readmodel, which a restart without a snapshot starts from (ISO 8601); "
+        "PT0S: never",
+    )
     max_body_bytes: int = Field(MIB, ge=1024, description="largest ingest request body")
     max_events: int = Field(1000, ge=1, description="most events in one ingest request")
     rate_limit_events_per_second: float = Field(

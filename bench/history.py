@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -404,8 +405,7 @@ def _child_restart(
         for p in range(3)
     }
     t0 = time.perf_counter()
-    with model.lock:
-        model._restore(ends)  # what _open_consumer does first
+    model._start_from_saved(ends)  # what _open_consumer does first
     load_s = time.perf_counter() - t0
     gen = time.perf_counter()  # making the newer records is the bench's, not the restart's
     lay = Layout(days, keys_per_day, horizon)
@@ -494,12 +494,38 @@ def _child_processor(days: int, keys_per_day: int, horizon: int, spawned: float)
     }
 
 
+def _child_fetch(into: Path, spawned: float) -> dict[str, Any]:
+    """A reader without a snapshot fetching the checkpoint (the broker and the topic
+    prefix come from ``SERVICEPULSE_KAFKA_BOOTSTRAP`` and ``SERVICEPULSE_TOPIC_PREFIX``)."""
+    from api.checkpoint import Checkpoint
+    from contract.settings import CommonSettings
+    from contract.topics import Topics
+
+    settings = CommonSettings()
+    cpu = time.process_time()
+    t0 = time.perf_counter()
+    head = Checkpoint(settings, Topics(settings.topic_prefix)).fetch(into)
+    wall = time.perf_counter() - t0
+    if head is None:
+        raise SystemExit("no checkpoint on the topic")
+    return {
+        "fetch_s": wall,
+        "fetch_cpu_s": time.process_time() - cpu,
+        "since_spawn_s": time.time() - spawned,
+        "bytes": head.size,
+        "pieces": head.pieces,
+        "sha256": head.sha256.hex(),
+        "peak_rss_mib": _peak_mib(),
+    }
+
+
 def _run_child(
     kind: str,
     days: int,
     keys_per_day: int = KEYS_PER_DAY,
     horizon: int = HORIZON_DAYS,
     snapshot: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     args = [
         kind,
@@ -515,6 +541,7 @@ def _run_child(
         text=True,
         check=False,
         timeout=3600,
+        env={**os.environ, **env} if env else None,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"history child {kind} {days} failed: {proc.stderr[-2000:]}")
@@ -533,6 +560,7 @@ def bench_history(ctx: BenchContext) -> list[Figure]:
             snap = Path(tmp) / "readmodel.snapshot"
             a = _run_child("api", days, keys, snapshot=snap)
             r = _run_child("restart", days, keys, snapshot=snap)
+            c = _checkpoint_restart(ctx, days, keys, snap)
         p = _run_child("processor", days, keys)
         note = (
             f"{days} days at {a['keys_per_day']:,} keys/day: {a['live_days']} live, "
@@ -561,6 +589,31 @@ def bench_history(ctx: BenchContext) -> list[Figure]:
                 r,
             ),
             ("API RSS after restart", round(r["rss_mib"], 1), "MiB", "<=", GOAL_RSS_MIB, {}),
+            (
+                "API restart without snapshot, from the checkpoint on Kafka: fetch, then "
+                "process start to caught up",
+                round(c["fetch"]["fetch_s"] + c["restart"]["start_to_caught_up_s"], 2),
+                "s",
+                "<=",
+                GOAL_RESTART_S,
+                c,
+            ),
+            (
+                "API checkpoint fetch, peak RSS",
+                round(c["fetch"]["peak_rss_mib"], 1),
+                "MiB",
+                "<=",
+                GOAL_RSS_MIB,
+                {},
+            ),
+            (
+                "API checkpoint publish (wall, in a thread of the API)",
+                round(c["publish_s"], 2),
+                "s",
+                "<=",
+                None,
+                {},
+            ),
             (
                 "API catch-up without snapshot, CPU (apply only)",
                 round(a["catch_up_cpu_s"], 1),
@@ -598,17 +651,50 @@ def bench_history(ctx: BenchContext) -> list[Figure]:
     return figures
 
 
+def _checkpoint_restart(ctx: BenchContext, days: int, keys: int, snap: Path) -> dict[str, Any]:
+    """Publish the snapshot as the checkpoint on the benchmark broker; a fresh process
+    fetches it, another restarts from the fetched file (as ``restart`` does)."""
+    from api.checkpoint import Checkpoint
+
+    topics, settings = ctx.topics(f"history{days}")
+    publisher = Checkpoint(settings, topics)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    publisher.publish(snap)
+    publish_s = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    publisher.close()
+    fetched = snap.with_name("fetched.snapshot")
+    env = {
+        "SERVICEPULSE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "SERVICEPULSE_TOPIC_PREFIX": topics.prefix,
+    }
+    f = _run_child("fetch", days, keys, snapshot=fetched, env=env)
+    same = f["sha256"] == hashlib.sha256(snap.read_bytes()).hexdigest()
+    r = _run_child("restart", days, keys, snapshot=fetched)
+    fetched.unlink()
+    return {
+        "publish_s": publish_s,
+        "publish_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "fetch": f,
+        "restart": r,
+        "same_bytes": same,
+    }
+
+
 def main() -> None:
     """Child entry: ``python -m bench.history KIND DAYS KEYS HORIZON SNAP T0``."""
     kind, days, keys, horizon = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     snap = Path(sys.argv[5]) if sys.argv[5] else None
     spawned = float(sys.argv[6])
-    if kind in ("api", "restart") and snap is None:
+    if kind in ("api", "restart", "fetch") and snap is None:
         raise SystemExit(f"history child {kind} needs a snapshot path")
     if kind == "api" and snap is not None:
         result = _child_api(days, keys, horizon, snap)
     elif kind == "restart" and snap is not None:
         result = _child_restart(days, keys, horizon, snap, spawned)
+    elif kind == "fetch" and snap is not None:
+        result = _child_fetch(snap, spawned)
     else:
         result = _child_processor(days, keys, horizon, spawned)
     print(json.dumps(result))

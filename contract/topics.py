@@ -12,6 +12,9 @@ EVENTS_PARTITIONS = 12
 #: Largest record of ``<prefix>.days`` (one closed day of one agency and partition); the
 #: processor's producer is configured to match.
 DAYS_MAX_BYTES = 16 * 1024 * 1024
+#: Largest record of ``<prefix>.readmodel``: one piece of the read model's checkpoint
+#: (``api.checkpoint.PIECE_BYTES``, 4 MiB) and its id.
+CHECKPOINT_MAX_BYTES = 4 * 1024 * 1024 + 64 * 1024
 #: The aggregates topic holds the live window: the processor tombstones the keys of
 #: every day it writes to ``<prefix>.days``. These let compaction drop them: a tombstone
 #: is kept a day for readers that lag (``delete.retention.ms``), every record is
@@ -69,6 +72,11 @@ class Topics:
         """The hash-chained log of issued reports and closed days (append-only, kept for ever)."""
         return f"{self.prefix}.ledger"
 
+    @property
+    def readmodel(self) -> str:
+        """Compacted checkpoint of the API's read model (``api.checkpoint``), one partition."""
+        return f"{self.prefix}.readmodel"
+
     def specs(self, events_partitions: int = EVENTS_PARTITIONS) -> list[TopicSpec]:
         """Every topic with its partition count and configs.
 
@@ -82,6 +90,11 @@ class Topics:
         that stamps records with old ``occurred_at`` times (a backfill) would have them
         deleted by the broker's next retention check, every five minutes, whether
         processed or not.
+
+        The read model's checkpoint is one partition (its pieces in order); small
+        segments and an eager cleaner keep about two checkpoints on disk, each a
+        few hundred MB at a year of regional traffic (docs/AGGREGATES.md, "The read
+        model's checkpoint").
 
         The ledger is one partition (one order), never compacted and never deleted by
         time or size: removing any entry would break the chain that proves the rest.
@@ -105,6 +118,18 @@ class Topics:
                 {**compacted, "compression.type": "zstd", "max.message.bytes": str(DAYS_MAX_BYTES)},
             ),
             TopicSpec(self.deadletter, 3, {"retention.ms": str(30 * 86_400_000)}),
+            TopicSpec(
+                self.readmodel,
+                1,
+                {
+                    **compacted,
+                    "max.message.bytes": str(CHECKPOINT_MAX_BYTES),
+                    "segment.bytes": str(64 * 1024 * 1024),
+                    "min.cleanable.dirty.ratio": "0.3",
+                    "delete.retention.ms": str(3_600_000),
+                    "max.compaction.lag.ms": str(6 * 3_600_000),
+                },
+            ),
             TopicSpec(
                 self.ledger,
                 1,

@@ -19,7 +19,10 @@ class ReadModelReadiness(BaseModel):
     connected: bool
     lag: int = Field(description="records behind the end offsets; -1 before the first poll")
     records: int = Field(description="aggregate records applied")
-    restored_from_snapshot: bool
+    restored_from_snapshot: bool = Field(description="started from its local snapshot")
+    restored_from_checkpoint: bool = Field(
+        description="started from the checkpoint on <prefix>.readmodel (no usable snapshot)"
+    )
     error: str = Field(description="the last Kafka error, empty if none")
     business_metrics: Literal["withheld", "served"] = Field(
         description="whether /metrics serves the business families yet"
@@ -65,6 +68,7 @@ async def readyz(s: ServicesDep) -> JSONResponse:
             lag=st.lag,
             records=st.records,
             restored_from_snapshot=st.restored_from_snapshot,
+            restored_from_checkpoint=st.restored_from_checkpoint,
             error=st.error,
             business_metrics="withheld" if scrape.withheld(s.model) else "served",
         ),
