@@ -615,11 +615,13 @@ def bench_history(ctx: BenchContext) -> list[Figure]:
                 {},
             ),
             (
-                "API catch-up without snapshot, CPU (apply only)",
+                # only the first API of an installation: every later start has the
+                # checkpoint (the restart goal is judged on the row above)
+                "API first start, neither snapshot nor checkpoint: catch-up CPU (apply only)",
                 round(a["catch_up_cpu_s"], 1),
                 "s",
                 "<=",
-                GOAL_RESTART_S,
+                None,
                 {},
             ),
             (
