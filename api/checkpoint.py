@@ -276,7 +276,8 @@ class Checkpoint:
                         raise TimeoutError(
                             f"checkpoint topic {self.topic} not read to its end within {timeout:g}s"
                         )
-                    records = consumer.poll(0.5, 64)
+                    # a few pieces at a time: 64 would hold 256 MiB of them at once
+                    records = consumer.poll(0.5, 4)
                     if not records:
                         pos = consumer.position(tp) or 0
                         idle = idle + 1 if pos <= position else 0
