@@ -24,7 +24,7 @@ from prometheus_client import (
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors, openapi, scrape
-from api.checkpoint import Checkpoint
+from api.checkpoint import ReadModelCheckpoint
 from api.deps import Services
 from api.exposition import build_metrics
 from api.ingest import Ingestor
@@ -94,7 +94,7 @@ def create_app(
         catalog,
         snapshot=settings.readmodel_snapshot,
         snapshot_interval=settings.snapshot_interval.total_seconds(),
-        checkpoint=Checkpoint(settings, topics),
+        checkpoint=ReadModelCheckpoint(settings, topics),
         checkpoint_interval=settings.checkpoint_interval.total_seconds(),
     )
     scorer = Scorer(model, catalog, methodology)

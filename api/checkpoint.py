@@ -87,7 +87,7 @@ def _piece_index(key: bytes | None) -> int | None:
     return None
 
 
-class Checkpoint:
+class ReadModelCheckpoint:
     """Publishes and fetches the read model's checkpoint on ``<prefix>.readmodel``.
 
     Args:

@@ -57,7 +57,7 @@ from typing import BinaryIO, Final, NamedTuple, TypeVar
 
 import msgspec
 
-from api.checkpoint import Checkpoint
+from api.checkpoint import ReadModelCheckpoint
 from api.exposition import LiveExposition
 from contract import aggregates as agg
 from contract import deadletter as dl
@@ -286,7 +286,7 @@ class ReadModel:
         catalog: Catalog,
         snapshot: Path | None = None,
         snapshot_interval: float = 30.0,
-        checkpoint: Checkpoint | None = None,
+        checkpoint: ReadModelCheckpoint | None = None,
         checkpoint_interval: float = 600.0,
     ) -> None:
         self._settings = settings
@@ -301,6 +301,9 @@ class ReadModel:
         self.checkpoint = checkpoint
         self._checkpoint_interval = checkpoint_interval
         self._last_publish = time.monotonic()
+        #: the model version of the last snapshot saved, and of the last one published
+        self._saved_version: int | None = None
+        self._published_version: int | None = None
         self.lock = threading.RLock()
         self.status = Status()
         #: increases with every applied batch; caches of derived views key on it
@@ -657,11 +660,11 @@ class ReadModel:
                     and self.version != saved_version
                     and time.monotonic() - last_snapshot > self._snapshot_interval
                 ):
-                    saved = self.save_snapshot()
+                    self.save_snapshot()
                     last_snapshot = time.monotonic()
                     saved_version = self.version
-                    if saved:
-                        self._maybe_publish()
+                # a snapshot saved before the period ended is published once it has
+                self._maybe_publish()
         except KafkaError as exc:
             self.status.error = f"consumer failed: {exc}"
             raise
@@ -761,6 +764,9 @@ class ReadModel:
             return
         if time.monotonic() - self._last_publish < self._checkpoint_interval:
             return
+        version = self._saved_version
+        if version is None or version == self._published_version:
+            return  # nothing saved since the last publish
         try:
             started = cp.publish_async(path)
         except OSError as exc:
@@ -768,6 +774,7 @@ class ReadModel:
             return
         if started:
             self._last_publish = time.monotonic()
+            self._published_version = version
 
     def save_snapshot(self) -> bool:
         """Write the model to the snapshot file (atomically); whether it was written
@@ -794,6 +801,7 @@ class ReadModel:
                 saved_at=time.time(),
             )
             frozen = list(self._raw_cold.items())  # bytes: written outside the lock
+            version = self.version
         data = msgspec.msgpack.encode(snap)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -812,6 +820,7 @@ class ReadModel:
             logger.warning("cannot write read-model snapshot %s: %s", path, exc.strerror)
             return False
         logger.debug("read model snapshot saved: %s (%d bytes)", path, size)
+        self._saved_version = version
         return True
 
     def _records(self) -> list[tuple[bytes, bytes]]:

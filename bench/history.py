@@ -497,14 +497,14 @@ def _child_processor(days: int, keys_per_day: int, horizon: int, spawned: float)
 def _child_fetch(into: Path, spawned: float) -> dict[str, Any]:
     """A reader without a snapshot fetching the checkpoint (the broker and the topic
     prefix come from ``SERVICEPULSE_KAFKA_BOOTSTRAP`` and ``SERVICEPULSE_TOPIC_PREFIX``)."""
-    from api.checkpoint import Checkpoint
+    from api.checkpoint import ReadModelCheckpoint
     from contract.settings import CommonSettings
     from contract.topics import Topics
 
     settings = CommonSettings()
     cpu = time.process_time()
     t0 = time.perf_counter()
-    head = Checkpoint(settings, Topics(settings.topic_prefix)).fetch(into)
+    head = ReadModelCheckpoint(settings, Topics(settings.topic_prefix)).fetch(into)
     wall = time.perf_counter() - t0
     if head is None:
         raise SystemExit("no checkpoint on the topic")
@@ -656,10 +656,10 @@ def bench_history(ctx: BenchContext) -> list[Figure]:
 def _checkpoint_restart(ctx: BenchContext, days: int, keys: int, snap: Path) -> dict[str, Any]:
     """Publish the snapshot as the checkpoint on the benchmark broker; a fresh process
     fetches it, another restarts from the fetched file (as ``restart`` does)."""
-    from api.checkpoint import Checkpoint
+    from api.checkpoint import ReadModelCheckpoint
 
     topics, settings = ctx.topics(f"history{days}")
-    publisher = Checkpoint(settings, topics)
+    publisher = ReadModelCheckpoint(settings, topics)
     before = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     publisher.publish(snap)

@@ -162,7 +162,7 @@ def log_close_days(
     timeout: Annotated[float, typer.Option(help="seconds to wait for Kafka")] = 120.0,
 ) -> None:
     """Append the day-close entries that are due (the API also does this periodically)."""
-    from api.checkpoint import Checkpoint
+    from api.checkpoint import ReadModelCheckpoint
     from api.ledger import Ledger, close_days, deployment_key, transactional_id
     from api.readmodel import ReadModel
     from api.settings import ApiSettings
@@ -173,7 +173,9 @@ def log_close_days(
     topics = Topics(settings.topic_prefix)
     try:
         catalog = load_catalog(str(settings.catalog) if settings.catalog else None)
-        model = ReadModel(settings, topics, catalog, checkpoint=Checkpoint(settings, topics))
+        model = ReadModel(
+            settings, topics, catalog, checkpoint=ReadModelCheckpoint(settings, topics)
+        )
         model.catch_up(timeout)
         key = deployment_key(settings.ledger_key_path, settings.mode)
         ledger = Ledger(settings, topics.ledger, key, transactional_id(topics.prefix))

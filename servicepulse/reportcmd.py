@@ -45,7 +45,7 @@ def report(
     The report is recorded in the log of issued reports (SERVICEPULSE_LEDGER_ENABLED)
     before it is written; `servicepulse reports verify FILE` checks it later.
     """
-    from api.checkpoint import Checkpoint
+    from api.checkpoint import ReadModelCheckpoint
     from api.readmodel import ReadModel
     from api.report_render import Format, render
     from api.reports import build_report
@@ -72,7 +72,9 @@ def report(
         )
         topics = Topics(settings.topic_prefix)
         # no snapshot of its own: it starts from the API's checkpoint, if there is one
-        model = ReadModel(settings, topics, catalog, checkpoint=Checkpoint(settings, topics))
+        model = ReadModel(
+            settings, topics, catalog, checkpoint=ReadModelCheckpoint(settings, topics)
+        )
         model.catch_up(timeout)
         scorer = Scorer(model, catalog, methodology)
         rep = build_report(scorer, cast(Scope, scope), code, start, end, datetime.now(UTC))

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 from api import checkpoint as ckpt
-from api.checkpoint import Checkpoint, Head
+from api.checkpoint import Head, ReadModelCheckpoint
 from api.readmodel import ReadModel
 from contract import aggregates as agg
 from contract.aggregates import Dims, Rollup
@@ -90,7 +90,7 @@ def test_a_reader_without_a_snapshot_starts_from_the_checkpoint(
         latest.update(t)
 
     snapshot = tmp_path / "a.snapshot"
-    publisher = Checkpoint(common, topics)
+    publisher = ReadModelCheckpoint(common, topics)
     a = caught_up(common, topics, snapshot=snapshot, checkpoint=publisher)
     assert not a.status.restored_from_checkpoint  # nothing published yet
     assert a.save_snapshot()
@@ -103,7 +103,7 @@ def test_a_reader_without_a_snapshot_starts_from_the_checkpoint(
     for t in later:
         latest.update(t)
 
-    b = caught_up(common, topics, checkpoint=Checkpoint(common, topics))
+    b = caught_up(common, topics, checkpoint=ReadModelCheckpoint(common, topics))
     assert b.status.restored_from_checkpoint and not b.status.restored_from_snapshot
     # it read only what was written after the checkpoint
     assert b.status.records == newer
@@ -114,7 +114,7 @@ def test_a_reader_without_a_snapshot_starts_from_the_checkpoint(
 
     # a reader with a snapshot file gets the checkpoint written there (the same bytes)
     c_path = tmp_path / "c.snapshot"
-    c = caught_up(common, topics, snapshot=c_path, checkpoint=Checkpoint(common, topics))
+    c = caught_up(common, topics, snapshot=c_path, checkpoint=ReadModelCheckpoint(common, topics))
     assert c.status.restored_from_checkpoint and c_path.read_bytes() == published
     assert state(c) == state(full)
     assert not list(tmp_path.glob("*.fetching"))
@@ -156,7 +156,7 @@ def test_only_a_whole_checkpoint_is_used(
     rng = random.Random(7)
     write(writer, generate(rng, versions=2))
     snapshot = tmp_path / "a.snapshot"
-    publisher = Checkpoint(common, topics)
+    publisher = ReadModelCheckpoint(common, topics)
     a = caught_up(common, topics, snapshot=snapshot, checkpoint=publisher)
     assert a.save_snapshot()
     publisher.publish(snapshot)
@@ -169,7 +169,7 @@ def test_only_a_whole_checkpoint_is_used(
     small.write_bytes(good[: 3 * 1024 + 10])
     publisher.publish(small)
     fetched = tmp_path / "f1"
-    head = Checkpoint(common, topics).fetch(fetched)
+    head = ReadModelCheckpoint(common, topics).fetch(fetched)
     assert head is not None and head.pieces == 4 and fetched.read_bytes() == small.read_bytes()
     # the newest again: the real one
     publisher.publish(snapshot)
@@ -185,9 +185,9 @@ def test_only_a_whole_checkpoint_is_used(
     p.close(5)
 
     fetched = tmp_path / "f2"
-    head = Checkpoint(common, topics).fetch(fetched)
+    head = ReadModelCheckpoint(common, topics).fetch(fetched)
     assert head is not None and fetched.read_bytes() == good
-    b = caught_up(common, topics, checkpoint=Checkpoint(common, topics))
+    b = caught_up(common, topics, checkpoint=ReadModelCheckpoint(common, topics))
     assert b.status.restored_from_checkpoint and b.status.records == 0
     assert state(b) == state(caught_up(common, topics))
 
@@ -197,7 +197,7 @@ def test_no_checkpoint_means_reading_everything(
 ) -> None:
     topics, common, writer = env
     n = write(writer, generate(random.Random(3), versions=1))
-    m = caught_up(common, topics, checkpoint=Checkpoint(common, topics))
+    m = caught_up(common, topics, checkpoint=ReadModelCheckpoint(common, topics))
     assert not m.status.restored_from_checkpoint and m.status.records == n
 
 
