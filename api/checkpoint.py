@@ -79,6 +79,13 @@ def piece_key(index: int) -> bytes:
     return b"p|%d" % index
 
 
+def _private(path: Path) -> BinaryIO:
+    """``path`` opened for writing, readable by this user only (it holds every agency's
+    numbers, as the snapshot it becomes), its directory made if missing."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+
+
 def _piece_index(key: bytes | None) -> int | None:
     if key is None or not key.startswith(b"p|"):
         return None
@@ -297,7 +304,7 @@ class ReadModelCheckpoint:
                             if index == 0:  # a new checkpoint starts
                                 if out is not None:
                                     out.close()
-                                out = work.open("wb")
+                                out = _private(work)
                                 current, expect, size = cid, 0, 0
                                 digest = hashlib.sha256()
                             if cid != current or index != expect or out is None:

@@ -112,10 +112,12 @@ def test_a_reader_without_a_snapshot_starts_from_the_checkpoint(
     assert state(b) == state(full)
     assert state(b)[0] == expected_totals(latest)
 
-    # a reader with a snapshot file gets the checkpoint written there (the same bytes)
-    c_path = tmp_path / "c.snapshot"
+    # a reader with a snapshot file gets the checkpoint written there (the same bytes),
+    # in a directory made for it, readable by its user only
+    c_path = tmp_path / "new" / "c.snapshot"
     c = caught_up(common, topics, snapshot=c_path, checkpoint=ReadModelCheckpoint(common, topics))
     assert c.status.restored_from_checkpoint and c_path.read_bytes() == published
+    assert c_path.stat().st_mode & 0o777 == 0o600
     assert state(c) == state(full)
     assert not list(tmp_path.glob("*.fetching"))
 
