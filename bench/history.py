@@ -25,7 +25,7 @@ those would add the broker's time to every figure):
   the last 30 and the last 365 days, and saves its snapshot;
 - ``restart``: a fresh process loads that snapshot, applies the records newer than it
   (one live transaction) and is caught up: process start to caught up, and its RSS;
-- ``processor``: every record a restore reads from ``<prefix>.aggregates`` (the live
+- ``processor``: every record a restore reads from ``<prefix>.aggregates.v2`` (the live
   window) goes into the partition engines, as one instance owning every partition does
   on assignment: the changelog's ``m`` records first, then the aggregates through
   :func:`processors.recovery.load` with one :class:`processors.rollups.Stage` (its

@@ -182,24 +182,12 @@ def count_state(
     ag: dict[int, int] = {}
     other = 0
     for key in aggregates:
-        q = _key_partition(key)
+        q = agg.input_partition(key)
         if q is None:
             other += 1
         else:
             ag[q] = ag.get(q, 0) + 1
     return StateCount(cl, ag, other)
-
-
-def _key_partition(key: bytes | None) -> int | None:
-    if key is None:
-        return None
-    parts = agg.split_rollup_key(key)
-    if parts is not None:
-        return parts[0]
-    try:
-        return agg.decode_key(key).partition
-    except (ValueError, AttributeError):
-        return None
 
 
 # -- the run -------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The aggregates topic: the record format between the processor and the API.
 
-Every record on ``<prefix>.aggregates`` (compacted, written in the processor's
+Every record on ``<prefix>.aggregates.v2`` (compacted, written in the processor's
 transactions, read ``read_committed``) has a UTF-8 key of ``|``-separated parts whose
 first part names the kind, and a JSON value (``null`` never occurs; values are
 replaced whole, so compaction keeps exactly the latest state of each key):
@@ -301,7 +301,7 @@ class ClosedDayKey(msgspec.Struct, frozen=True):
         return SEP.join(("d", self.day, str(self.partition), self.agency)).encode()
 
 
-#: Every key of ``<prefix>.aggregates`` and ``<prefix>.days``, told apart by its first part.
+#: Every key of ``<prefix>.aggregates.v2`` and ``<prefix>.days``, told apart by its first part.
 Key = RollupKey | GaugeKey | RestatementKey | WatermarkKey | ClosedDayKey
 
 
@@ -335,6 +335,20 @@ def decode_key(key: bytes) -> Key:
     if kind == "d" and n == 4:
         return ClosedDayKey(p[1], _partition(p[2], key), p[3])
     raise ValueError(f"unknown aggregates key {key[:80]!r}")
+
+
+def input_partition(key: bytes | None) -> int | None:
+    """The input partition a key of the aggregates or days topic belongs to (its
+    ``<partition>`` part); None for no key or a key of no known kind."""
+    if key is None:
+        return None
+    parts = split_rollup_key(key)
+    if parts is not None:
+        return parts[0]
+    try:
+        return decode_key(key).partition
+    except ValueError:
+        return None
 
 
 def split_rollup_key(key: bytes) -> tuple[int, str, str, str] | None:
@@ -384,7 +398,7 @@ class ClosedDay(msgspec.Struct, omit_defaults=True):
     Written once to ``<prefix>.days`` under :class:`ClosedDayKey` in the transaction in
     which the day becomes final for the partition (its watermark passed the day's end plus
     the restatement horizon); the same transaction tombstones the ``r|`` and ``s|`` keys
-    it replaces on ``<prefix>.aggregates``. Per agency so that one record stays under the
+    it replaces on ``<prefix>.aggregates.v2``. Per agency so that one record stays under the
     topic's record size limit: at the demo's rate 12 times under it, but a catalog's
     every cell of one agency can pass it (docs/PROCESSOR.md, "Limits").
     """

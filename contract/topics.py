@@ -54,7 +54,15 @@ class Topics:
 
     @property
     def aggregates(self) -> str:
-        """Compacted daily rollups and live gauges: the interface the API reads."""
+        """Compacted daily rollups and live gauges of the live window: the interface the
+        API reads. Co-partitioned with the events topic (``.v2``: the layout of 2026-12)."""
+        return f"{self.prefix}.aggregates.v2"
+
+    @property
+    def legacy_aggregates(self) -> str:
+        """The aggregates topic of older versions (3 partitions, keys spread by hash);
+        ``servicepulse kafka topics`` moves it to :attr:`aggregates`
+        (``servicepulse.migrate``)."""
         return f"{self.prefix}.aggregates"
 
     @property
@@ -80,8 +88,10 @@ class Topics:
     def specs(self, events_partitions: int = EVENTS_PARTITIONS) -> list[TopicSpec]:
         """Every topic with its partition count and configs.
 
-        The changelog is co-partitioned with the events topic: state of input partition
-        *p* lives in changelog partition *p*, so restoring one partition reads one partition.
+        The changelog and the aggregates are co-partitioned with the events topic: the
+        state of input partition *p* lives in partition *p* of both, so restoring one
+        partition reads one partition of each (a group member that joins or takes over
+        partitions reads only their state).
 
         The events topic stamps each record with the broker's append time
         (``LogAppendTime``): the processor takes the record timestamp as the receive
@@ -111,7 +121,7 @@ class Topics:
                 {"retention.ms": str(7 * 86_400_000), "message.timestamp.type": "LogAppendTime"},
             ),
             TopicSpec(self.changelog, events_partitions, dict(compacted)),
-            TopicSpec(self.aggregates, 3, {**compacted, **LIVE_WINDOW}),
+            TopicSpec(self.aggregates, events_partitions, {**compacted, **LIVE_WINDOW}),
             TopicSpec(
                 self.days,
                 3,

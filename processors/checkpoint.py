@@ -66,9 +66,10 @@ class Checkpoint:
     def commit(self, engines: dict[int, PartitionEngine], group: GroupMetadata) -> int:
         """Write every engine's changes and the offsets; commit. Returns records written.
 
-        Aggregate and ClosedDay records are partitioned by the producer (murmur2 of the
-        key, as Java and kafka-python do); changelog records go to the input partition's
-        number. Days closed count once committed (a refused commit writes nothing).
+        Changelog and aggregate records go to the input partition's number (both topics
+        are co-partitioned with the events topic); ClosedDay records are partitioned by
+        the producer (murmur2 of the key). Days closed count once committed (a refused
+        commit writes nothing).
         """
         t0 = time.monotonic()
         self.begin()
@@ -83,7 +84,7 @@ class Checkpoint:
             for k, v in o.changelog:
                 send(changelog, v, k, partition=p)
             for k, v in o.aggregates:
-                send(aggregates, v, k)
+                send(aggregates, v, k, partition=p)
             for k, v in o.days:
                 send(days, v, k)
             records_out.labels("changelog").inc(len(o.changelog))

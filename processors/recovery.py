@@ -5,10 +5,11 @@ The order matters. First the group's committed input offsets are read with
 the previous owner that holds offsets of these partitions is open, the broker answers
 UNSTABLE_OFFSET_COMMIT and the client keeps asking, so the offsets returned, and the
 outputs of every transaction that moved them, are final. Only then is the state read:
-each partition's changelog partition and its records of the aggregates topic (the
+each partition's changelog partition and its partition of the aggregates topic (the
 cumulative rollups, gauges and restatement logs of the live window: state too, so not
 written twice; days past the restatement horizon are tombstoned there and never read
-back from ``<prefix>.days``), up to
+back from ``<prefix>.days``; both topics are co-partitioned with the events topic, so
+a restore of some partitions reads only their state), up to
 the high watermark taken at the start, ``read_committed`` (which waits out transactions
 still open). Processing starts at exactly the offsets read first. Reading state first
 lost such a transaction's events (tests/processors/test_handover.py).
@@ -59,7 +60,6 @@ class Restored:
     seconds: float = 0.0
     #: of ``records``, those read from the changelog (the rest: the aggregates topic)
     changelog_records: int = 0
-    aggregate_partitions: int = 0
     read: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -219,8 +219,13 @@ def restore(
     hw = kafka.consumer(client_id="servicepulse-restore-hw", isolation="read_uncommitted")
     try:
         n_agg = len(hw.partitions_for(topics.aggregates, timeout_s))
-        state = [TopicPartition(topics.changelog, p) for p in parts]
-        state += [TopicPartition(topics.aggregates, q) for q in range(n_agg)]
+        if parts and parts[-1] >= n_agg:
+            raise RestoreError(
+                f"{topics.aggregates} has {n_agg} partitions, fewer than {topics.events}: "
+                f"the aggregates of input partition p live in its partition p "
+                "(`servicepulse kafka topics` says what to do)"
+            )
+        state = [TopicPartition(t, p) for t in (topics.changelog, topics.aggregates) for p in parts]
         marks = hw.watermarks(state, max(1.0, deadline - time.monotonic()))
         fresh = [tp for tp, off in committed.items() if off is None]
         lows = hw.watermarks(fresh, max(1.0, deadline - time.monotonic())) if fresh else {}
@@ -262,6 +267,5 @@ def restore(
         records=n,
         seconds=took,
         changelog_records=n_cl,
-        aggregate_partitions=n_agg,
         read={str(tp): marks[tp] for tp in state},
     )

@@ -213,11 +213,16 @@ def kafka_topics(
 
     Existing topics are never altered unless --fix is given (a topic created by an older
     version keeps its configs: e.g. the events topic's message.timestamp.type).
+
+    The aggregates topic of versions before 2026-12 (`<prefix>.aggregates`) is moved to
+    `<prefix>.aggregates.v2` and deleted; stop processors of those versions first.
+    Processors refuse to start while it exists.
     """
     import kafkaport
     from contract.settings import CommonSettings
     from contract.topics import Topics
     from kafkaport.topics import align_topic_configs, ensure_topics, topic_config_drift
+    from servicepulse.migrate import migrate_with_progress
 
     overrides = {
         k: v
@@ -225,13 +230,15 @@ def kafka_topics(
         if v is not None
     }
     settings = CommonSettings(**overrides)  # type: ignore[arg-type]
-    specs = Topics(settings.topic_prefix).specs()
+    topics = Topics(settings.topic_prefix)
+    specs = topics.specs()
     try:
         kafka = kafkaport.connect(settings)
         created = ensure_topics(kafka, specs)
         drift = topic_config_drift(kafka, specs)
         if fix:
             align_topic_configs(kafka, drift)
+        migrate_with_progress(kafka, topics, console)
     except ServicePulseError as exc:
         raise fail(str(exc)) from exc
     for s in specs:

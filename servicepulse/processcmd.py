@@ -42,6 +42,7 @@ def process(
     from processors.runner import Processor
     from processors.settings import ProcessorSettings
     from servicepulse.cli import configure_logging
+    from servicepulse.migrate import layout_problem
 
     overrides: dict[str, object] = {}
     if metrics_port is not None:
@@ -75,14 +76,22 @@ def process(
     signal.signal(signal.SIGINT, _stop)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: a hung loop shows where
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    specs = Topics(settings.topic_prefix).specs()
+    topics = Topics(settings.topic_prefix)
+    specs = topics.specs()
+    problem = None
     try:
         kafka = kafkaport.connect(settings)
         ensure_topics(kafka, specs)
         for d in topic_config_drift(kafka, specs):
             logger.warning("%s; `servicepulse kafka topics --fix` sets it", d)
+        problem = layout_problem(kafka, topics)
     except ServicePulseError as exc:
         logger.warning("could not ensure topics (%s); continuing", exc)
+    if problem is not None:
+        # starting would restore from (and write) the new layout beside the state of
+        # the old one: the old state would be lost to the restores
+        logger.error("not starting: %s", problem)
+        raise typer.Exit(2)
     stats = proc.run()
     logger.info(
         "stopped: %d events, %d transactions, %d records written",

@@ -136,9 +136,11 @@ def _topics() -> None:
     from contract.settings import CommonSettings
     from contract.topics import Topics
     from kafkaport.topics import align_topic_configs, ensure_topics, topic_config_drift
+    from servicepulse.migrate import migrate_with_progress
 
     settings = CommonSettings(kafka_bootstrap=f"127.0.0.1:{KAFKA_PORT}")
-    specs = Topics(settings.topic_prefix).specs()
+    topics = Topics(settings.topic_prefix)
+    specs = topics.specs()
     kafka = kafkaport.connect(settings)
     ensure_topics(kafka, specs)
     # topics an older version created in this stack's data keep their configs otherwise
@@ -146,6 +148,8 @@ def _topics() -> None:
     align_topic_configs(kafka, drift)
     for d in drift:
         console.print(f"  set {d.topic} {d.key}={d.wanted} (was {d.actual})", highlight=False)
+    # before any processor starts: they refuse to while the old layout's topic exists
+    migrate_with_progress(kafka, topics, console)
 
 
 def _status_table(parts: list[stack.ManagedProcess]) -> Table:

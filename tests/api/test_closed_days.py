@@ -2,7 +2,7 @@
 
 Rollups are written in transactions as the processor writes them; then days are closed
 as the processor closes them: ClosedDay records on ``<prefix>.days`` and tombstones of
-the day's ``r|``/``s|`` keys on ``<prefix>.aggregates``. The read model reads the two
+the day's ``r|``/``s|`` keys on ``<prefix>.aggregates.v2``. The read model reads the two
 topics independently, so each order is forced here (one side written and read before the
 other is written), and a close is left half-done across a restart with a snapshot. After
 each record, /metrics' business counters equal an independent count and never move; a

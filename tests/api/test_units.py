@@ -290,8 +290,8 @@ def test_negated_cancels() -> None:
 def test_malformed_records_are_skipped_and_counted() -> None:
     m = _model()
     with m.lock:
-        m._apply("unit.aggregates", b"r|0|bad", b"{}", 0)
-        m._apply("unit.aggregates", _key(0, "2026-11-01"), b"not json", 0)
+        m._apply("unit.aggregates.v2", b"r|0|bad", b"{}", 0)
+        m._apply("unit.aggregates.v2", _key(0, "2026-11-01"), b"not json", 0)
         m._apply(
             "unit.deadletter",
             None,

@@ -122,7 +122,7 @@ def test_new_owner_waits_for_the_old_owners_open_transaction(
         for k, v in out.changelog:
             producer.send(topics.changelog, v, k, partition=p)
         for k, v in out.aggregates:
-            producer.send(topics.aggregates, v, k)
+            producer.send(topics.aggregates, v, k, partition=p)
         for k, v in out.days:
             producer.send(topics.days, v, k)
     producer.commit_transaction(30)

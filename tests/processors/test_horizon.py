@@ -3,7 +3,7 @@
 A day is final for a partition once its watermark passed the day's end plus
 ``SERVICEPULSE_RESTATEMENT_HORIZON``: its rollups move to ``<prefix>.days`` (one
 ClosedDay per day, partition and agency) and their keys are tombstoned on
-``<prefix>.aggregates`` in the same transaction, so memory and restores hold only the
+``<prefix>.aggregates.v2`` in the same transaction, so memory and restores hold only the
 live window. Engine tests run on the harness; the broker tests kill a real
 ``servicepulse process`` and restore from real topics.
 """
