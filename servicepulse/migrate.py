@@ -93,8 +93,9 @@ def layout_problem(kafka: Kafka, topics: Topics) -> str | None:
         return (
             f"{topics.aggregates} has {n_agg} partitions and {topics.events} {n_events}: "
             "the processor writes the aggregates of input partition p to partition p. "
-            f"Create {topics.aggregates} with {n_events} partitions (it is rebuilt by "
-            "no processor: move its records, or start from empty topics)"
+            f"It must have {n_events}: with processors stopped, delete it and the "
+            "changelog, reset the processor group's offsets, and start again to rebuild "
+            "them from the events"
         )
     return None
 
@@ -104,8 +105,9 @@ def migrate_aggregates(
 ) -> Migrated | None:
     """Copy ``topics.legacy_aggregates`` into ``topics.aggregates`` (which must exist)
     and delete it; None when there is no old topic. ``progress(copied, total)`` is
-    called after every transaction (``total``: the old topic's records at the start of
-    the current round, an upper bound as compaction may have removed some)."""
+    called once with ``copied`` 0 before the copy starts and after every transaction
+    (``total``: the old topic's records at the start of the current round, an upper
+    bound as compaction may have removed some)."""
     started = time.monotonic()
     old, new = topics.legacy_aggregates, topics.aggregates
     admin = kafka.admin()
@@ -132,6 +134,8 @@ def migrate_aggregates(
         marks = reader.watermarks(olds, TIMEOUT_S)
         done = {tp: low for tp, (low, _) in marks.items()}
         reader.assign(done)
+        if progress is not None:
+            progress(0, sum(end - low for low, end in marks.values()))
         for round_no in range(1, ROUNDS + 2):
             ends = {tp: end for tp, (_, end) in marks.items()}
             if all(done[tp] >= end for tp, end in ends.items()):
@@ -244,19 +248,15 @@ def migrate_with_progress(kafka: Kafka, topics: Topics, console: Console) -> Mig
     old, new = topics.legacy_aggregates, topics.aggregates
 
     def progress(copied: int, total: int) -> None:
-        console.print(f"  {copied:,} of about {total:,} records copied", highlight=False)
+        if copied == 0:
+            console.print(
+                f"moving {old} (the layout of older versions, about {total:,} records) to "
+                f"{new}, one partition per input partition ...",
+                highlight=False,
+            )
+        else:
+            console.print(f"  {copied:,} of about {total:,} records copied", highlight=False)
 
-    admin = kafka.admin()
-    try:
-        if old not in admin.list_topics(TIMEOUT_S):
-            return None
-    finally:
-        admin.close()
-    console.print(
-        f"moving {old} (the layout of older versions) to {new}, one partition per input "
-        "partition ...",
-        highlight=False,
-    )
     done = migrate_aggregates(kafka, topics, progress)
     if done is not None:
         console.print(
