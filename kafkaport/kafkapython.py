@@ -202,6 +202,9 @@ class Consumer:
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         self._c.pause(*[_ktp(tp) for tp in partitions])
 
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._c.resume(*[_ktp(tp) for tp in partitions])
+
     def poll(self, timeout_s: float, max_records: int) -> list[Record]:
         try:
             got = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)

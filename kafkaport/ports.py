@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal, Protocol
 
-from kafkaport.types import KafkaError, Record, TopicPartition
+from kafkaport.types import Held, KafkaError, Record, TopicPartition
 
 Isolation = Literal["read_committed", "read_uncommitted"]
 #: Called once per record sent: ``(None, partition, offset)`` when the broker
@@ -28,9 +28,11 @@ class RebalanceListener(Protocol):
     move). Called from inside :meth:`Consumer.poll` on the polling thread; an exception
     raised here is raised by that ``poll``."""
 
-    def on_assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+    def on_assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int | Held]:
         """Newly assigned partitions; returns the offset each starts at (a partition
-        left out starts at the group's committed offset)."""
+        left out starts at the group's committed offset), or :class:`Held`. A record
+        of a held partition fetched before its pause took hold may still come from
+        :meth:`Consumer.poll`: the listener's seek before the resume reads it again."""
         ...
 
     def on_revoked(self, partitions: list[TopicPartition]) -> None:
@@ -64,6 +66,10 @@ class Consumer(Protocol):
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         """Stop fetching these assigned partitions."""
+        ...
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        """Fetch these paused partitions again, from their positions."""
         ...
 
     def poll(self, timeout_s: float, max_records: int) -> list[Record]:

@@ -16,6 +16,13 @@ BEGINNING = -2
 END = -1
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A start a rebalance listener may give a newly assigned partition: assigned at the
+    group's committed offset and paused before its first fetch, until the listener
+    seeks it and resumes it (e.g. once its state is restored)."""
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class TopicPartition:
     """One partition of one topic (hashable; ordered by topic, then partition)."""
