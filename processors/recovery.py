@@ -23,6 +23,12 @@ live window packed plus a bounded stage, however many records it reads.
 
 :func:`load` is the one routine that turns changelog and aggregate records into engines;
 the Kafka restore and the test harness both use it.
+
+:func:`restore_steps` is the restore as a generator that yields after every request and
+every poll of at most ``poll_records`` records: a session that keeps other partitions
+runs it a slice at a time between its own polls, so those partitions go on committing
+while the moved ones are restored (no thread: the group's consumer is used only on the
+thread that polls it). :func:`restore` runs it to the end at once.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 
 from contract import aggregates as agg
@@ -136,14 +142,19 @@ def _release_freed_heap() -> None:
 
 
 def committed_offsets(
-    consumer: Consumer, inputs: list[TopicPartition], deadline: float, timeout_s: float
-) -> dict[TopicPartition, int | None]:
+    consumer: Consumer,
+    inputs: list[TopicPartition],
+    deadline: float,
+    timeout_s: float,
+    slice_s: float = COMMITTED_SLICE_S,
+) -> Generator[None, None, dict[TopicPartition, int | None]]:
     """The group's stable committed offsets of ``inputs``; waits for an open
-    transaction of their previous owner until ``deadline``."""
+    transaction of their previous owner until ``deadline``, yielding after every
+    request of at most ``slice_s`` seconds that timed out."""
     while True:
         left = deadline - time.monotonic()
         try:
-            return consumer.committed(inputs, max(0.1, min(COMMITTED_SLICE_S, left)))
+            return consumer.committed(inputs, max(0.1, min(slice_s, left)))
         except KafkaTimeoutError as exc:
             if time.monotonic() >= deadline:
                 raise RestoreError(
@@ -155,6 +166,7 @@ def committed_offsets(
                 "waiting for an open transaction of the previous owner of partitions %s",
                 [tp.partition for tp in inputs],
             )
+        yield
 
 
 def _read(
@@ -164,9 +176,12 @@ def _read(
     parts: list[int],
     timeout_s: float,
     feed: Callable[[list[Record]], int],
-) -> int:
+    poll_records: int,
+    poll_wait_s: float,
+) -> Generator[None, None, int]:
     """Read ``todo`` (partition -> end offset) from their low watermarks to their ends,
-    ``read_committed``, handing each poll's records to ``feed``; returns its sum."""
+    ``read_committed``, handing each poll's records to ``feed`` (yielding after each);
+    returns its sum."""
     if not todo:
         return 0
     todo = dict(todo)
@@ -184,12 +199,14 @@ def _read(
                     f"restoring partitions {parts} read no record for {timeout_s:g}s; "
                     f"still behind (position, end): {behind}"
                 )
-            recs = rc.poll(0.2, RESTORE_POLL)
+            recs = rc.poll(poll_wait_s, poll_records)
             if recs:
                 progressed = time.monotonic()
                 n += feed(recs)
             for tp in [tp for tp, end in todo.items() if (rc.position(tp) or -1) >= end]:
                 del todo[tp]
+            if todo:
+                yield
     finally:
         rc.close()
     return n
@@ -203,18 +220,42 @@ def restore(
     ctx: Context,
     timeout_s: float,
 ) -> Restored:
-    """Restore the state of input ``partitions``; see the module's description.
+    """Restore the state of input ``partitions`` at once; see the module's description.
 
     ``group`` is the group member the partitions were assigned to (its committed
     offsets are the group's). Raises :class:`RestoreError` when reading makes no progress
     for ``timeout_s`` (and when committed offsets stay unstable that long).
     """
+    steps = restore_steps(kafka, group, topics, partitions, ctx, timeout_s)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            got: Restored = done.value
+            return got
+
+
+def restore_steps(
+    kafka: Kafka,
+    group: Consumer,
+    topics: Topics,
+    partitions: list[int],
+    ctx: Context,
+    timeout_s: float,
+    poll_records: int = RESTORE_POLL,
+    committed_slice_s: float = COMMITTED_SLICE_S,
+    poll_wait_s: float = 0.2,
+) -> Generator[None, None, Restored]:
+    """:func:`restore` a step at a time: yields after each request and each poll (of at
+    most ``poll_records``, waiting at most ``poll_wait_s`` for the first); the
+    generator's value is the :class:`Restored`. Closing it early closes its consumers.
+    ``group`` is used only inside ``next()``, so on the thread that calls it."""
     started = time.monotonic()
     deadline = started + timeout_s
     parts = sorted(partitions)
     engines = {p: PartitionEngine(p, ctx) for p in parts}
     inputs = [TopicPartition(topics.events, p) for p in parts]
-    committed = committed_offsets(group, inputs, deadline, timeout_s)
+    committed = yield from committed_offsets(group, inputs, deadline, timeout_s, committed_slice_s)
     # ends from a read_uncommitted client: the high watermark, open transactions included
     hw = kafka.consumer(client_id="servicepulse-restore-hw", isolation="read_uncommitted")
     try:
@@ -236,22 +277,29 @@ def restore(
     stage = Stage()
     # the changelog first: its m records give the open and final days, so the
     # aggregates' records of closed days are staged packed as they come, never loose
-    n_cl = _read(
+    yield
+    n_cl = yield from _read(
         kafka,
         {tp: end for tp, end in todo.items() if tp.topic == cl},
         marks,
         parts,
         timeout_s,
         lambda recs: load(engines, ((r.partition, r.key, r.value) for r in recs), (), stage),
+        poll_records,
+        poll_wait_s,
     )
-    n = n_cl + _read(
+    n = n_cl
+    n += yield from _read(
         kafka,
         {tp: end for tp, end in todo.items() if tp.topic != cl},
         marks,
         parts,
         timeout_s,
         lambda recs: load(engines, (), ((r.key, r.value) for r in recs), stage),
+        poll_records,
+        poll_wait_s,
     )
+    yield
     finish(engines, stage)
     starts = {tp: off for tp, off in committed.items() if off is not None}
     # never committed: from the log start (an explicit offset, not a reset)

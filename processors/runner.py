@@ -50,6 +50,8 @@ class RunStats:
     deadletters: int = 0
     #: input offsets deleted by retention before they were processed (events lost)
     retention_lost: int = 0
+    #: transactions whose offsets the group refused in a rebalance (written again)
+    refused: int = 0
     restore_seconds: float = 0.0
     #: changelog and aggregate records read by restores
     restored_records: int = 0

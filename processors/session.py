@@ -5,8 +5,13 @@ callback may do depends on that state, never on flags. Rebalance callbacks run i
 ``poll`` on the loop's thread (librdkafka calls them there), so no state is shared with
 other threads. With cooperative rebalancing a callback carries only the partitions that
 move: an assignment restores just those (:mod:`processors.recovery`) while the others
-keep their state; a revocation first commits the open transaction (the partitions are
-still owned) and then drops just those engines. Partitions *lost* (evicted from the
+keep their state. A member with no partitions (a start, a joiner) restores at once, in
+the callback; one that keeps partitions *holds* the new ones (assigned, paused) and
+runs their restore a slice at a time between its polls (:class:`_Pending`), so the
+partitions it kept go on committing; a finished restore's engines are installed, and
+each partition sought to its start offset and resumed. A revocation first commits the
+open transaction (the partitions are still owned) and then drops just those engines
+(or the restore of those still held). Partitions *lost* (evicted from the
 group) may be owned elsewhere already: the open transaction must not commit, so the
 session fails and a new one restores from Kafka.
 
@@ -19,15 +24,16 @@ import enum
 import gc
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from contract.settings import millis
 from contract.topics import DAYS_MAX_BYTES
 from kafkaport.ports import Consumer, Kafka, TransactionalProducer
-from kafkaport.types import KafkaError, Record, TopicPartition
+from kafkaport.types import Held, KafkaError, Record, TopicPartition
 from processors import recovery
-from processors.checkpoint import Checkpoint
+from processors.checkpoint import Checkpoint, OffsetsRefused
 from processors.engine import PartitionEngine
 from processors.errors import SessionError
 
@@ -40,6 +46,11 @@ logger = logging.getLogger(__name__)
 CATCH_UP_EXTRA_S = 4.5
 #: Timeout of metadata and offset requests.
 REQUEST_S = 30.0
+#: A restore run between polls gets this long per turn of the loop ...
+RESTORE_SLICE_S = 0.05
+#: ... in polls of at most this many records, each waiting at most this long.
+RESTORE_SLICE_RECORDS = 1_000
+RESTORE_SLICE_WAIT_S = 0.02
 
 
 class State(enum.Enum):
@@ -63,6 +74,14 @@ _NEXT: dict[State, frozenset[State]] = {
 }
 
 
+@dataclass
+class _Pending:
+    """A restore run between polls; its partitions are held until it is done."""
+
+    partitions: list[int]
+    steps: Generator[None, None, recovery.Restored]
+
+
 class Session:
     """A Kafka session of :class:`processors.runner.Processor` (see the module)."""
 
@@ -80,6 +99,8 @@ class Session:
         self._gap: Consumer | None = None
         #: the partitions being restored now (for observers; empty between restores)
         self.restoring: list[int] = []
+        #: restores run between polls (their partitions held), oldest first
+        self._pending: list[_Pending] = []
         self.last_tick = 0.0
         self.last_sizes = 0.0
 
@@ -140,6 +161,7 @@ class Session:
                 self.checkpoint.abort()
         elif self.state is State.RUNNING:
             self._to(State.CLOSING)
+        self._forget_restores(None)
         for c in (self.consumer, self._gap):
             if c is not None:
                 try:
@@ -157,13 +179,16 @@ class Session:
 
     # -- rebalance (called inside poll, on this thread) --------------------------------
 
-    def on_assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+    def on_assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int | Held]:
         new = sorted(tp.partition for tp in partitions if tp.topic == self.topics.events)
         if self.state is not State.RUNNING or not new or self.consumer is None:
             return {}
         logger.info("assigned partitions %s (keeping %s)", new, sorted(self.engines))
-        # commit what the kept partitions have before the restore holds the loop up
-        self._commit()
+        if self.engines or self._pending:
+            # partitions to keep processing: restore the new ones between polls
+            self._start_restore(new)
+            return {TopicPartition(self.topics.events, p): Held() for p in new}
+        self._commit()  # an open transaction, if any, before the restore holds the loop
         self.restoring = new
         try:
             got = recovery.restore(
@@ -185,9 +210,78 @@ class Session:
         self.p.metrics.assigned_partitions.set(len(self.engines))
         return got.starts
 
+    def _start_restore(self, partitions: list[int]) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            raise SessionError("no consumer to restore with")
+        steps = recovery.restore_steps(
+            self.kafka,
+            consumer,
+            self.topics,
+            partitions,
+            self.p.ctx,
+            self.p.settings.restore_timeout.total_seconds(),
+            poll_records=RESTORE_SLICE_RECORDS,
+            committed_slice_s=RESTORE_SLICE_S * 4,
+            poll_wait_s=RESTORE_SLICE_WAIT_S,
+        )
+        self._pending.append(_Pending(sorted(partitions), steps))
+        self.restoring = sorted(p for job in self._pending for p in job.partitions)
+
+    def _forget_restores(self, partitions: list[int] | None) -> None:
+        """Stop the restores holding any of ``partitions`` (all with ``None``); the
+        partitions of theirs that stay assigned are restored again from the start."""
+        for job in list(self._pending):
+            if partitions is not None and not set(job.partitions) & set(partitions):
+                continue
+            job.steps.close()  # closes its consumers
+            self._pending.remove(job)
+            if partitions is not None:
+                rest = [p for p in job.partitions if p not in partitions]
+                if rest:
+                    self._start_restore(rest)
+        self.restoring = sorted(p for job in self._pending for p in job.partitions)
+
+    def advance_restores(self, budget_s: float) -> None:
+        """Run the pending restores for about ``budget_s``; install what finishes.
+        Raises what a restore raises (:class:`RestoreError`: the session fails)."""
+        end = time.monotonic() + budget_s
+        while self._pending and time.monotonic() < end:
+            job = self._pending[0]
+            try:
+                next(job.steps)
+            except StopIteration as done:
+                self._pending.pop(0)
+                self._install(job.partitions, done.value)
+
+    def _install(self, partitions: list[int], got: recovery.Restored) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            raise SessionError("no consumer to resume the restored partitions on")
+        tps = []
+        for p in partitions:
+            tp = TopicPartition(self.topics.events, p)
+            self.engines[p] = got.engines[p]
+            self.next_offset[p] = got.starts[tp]
+            # from exactly the offset the restore read; records fetched before the
+            # pause took hold were skipped, so they come again
+            consumer.seek(tp, got.starts[tp])
+            tps.append(tp)
+        consumer.resume(tps)
+        gc.freeze()
+        self._count_restore(got)
+        self.restoring = sorted(p for job in self._pending for p in job.partitions)
+        self.p.metrics.assigned_partitions.set(len(self.engines))
+        logger.info(
+            "partitions %s restored while processing %s",
+            partitions,
+            sorted(set(self.engines) - set(partitions)),
+        )
+
     def on_revoked(self, partitions: list[TopicPartition]) -> None:
         gone = sorted(tp.partition for tp in partitions if tp.topic == self.topics.events)
         logger.info("revoked partitions %s", gone)
+        self._forget_restores(gone)
         try:
             if self.state in (State.RUNNING, State.CLOSING):
                 self._commit(leaving=tuple(gone))
@@ -197,12 +291,15 @@ class Session:
     def on_lost(self, partitions: list[TopicPartition]) -> None:
         lost = sorted(tp.partition for tp in partitions if tp.topic == self.topics.events)
         logger.warning("partitions %s lost (evicted from the group)", lost)
+        self._forget_restores(lost)
         self._drop(lost)
         if self.state in (State.RUNNING, State.CLOSING):
             self._to(State.FAILED)
             raise SessionError("evicted from the consumer group; partitions lost")
 
     def _drop(self, partitions: list[int]) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.forget(partitions)
         for p in partitions:
             self.engines.pop(p, None)
             self.next_offset.pop(p, None)
@@ -227,8 +324,12 @@ class Session:
         events = self.topics.events
         debug = logger.isEnabledFor(logging.DEBUG)
         while True:
+            if self._pending:
+                self.advance_restores(RESTORE_SLICE_S)
+            restoring = bool(self._pending)
             # past the deadline only while catching up: wait briefly for the next fetch
-            remaining = max(0.05, deadline - time.monotonic())
+            # (not at all while a restore waits for its next slice)
+            remaining = 0.0 if restoring else max(0.05, deadline - time.monotonic())
             want = min(s.poll_records, s.max_batch - n)
             recs = consumer.poll(remaining, want)
             if self.state is not State.RUNNING:
@@ -244,6 +345,8 @@ class Session:
                 for p, part in by_part.items():
                     eng = self.engines.get(p)
                     if eng is None:
+                        if p in self.restoring:
+                            continue  # fetched before its pause took: read after the seek
                         raise SessionError(f"records for partition {p} with no state")
                     expected = self.next_offset.get(p)
                     if expected is not None and part[0].offset < expected:
@@ -263,14 +366,14 @@ class Session:
                     dead = eng.process(part)
                     eng.mark_live(int(self.p.clock() * 1000))
                     if dead:
-                        checkpoint.dead_letters(dead)
+                        checkpoint.dead_letters(p, dead)
                         stats.deadletters += len(dead)
                     checkpoint.processed(TopicPartition(events, p), nxt)
                     self.next_offset[p] = nxt
                     touched.add(p)
                     n += len(part)
                 busy += time.monotonic() - t0
-            if n >= s.max_batch or self.p.stopping or not recs:
+            if n >= s.max_batch or self.p.stopping or (not recs and not restoring):
                 break
             now_m = time.monotonic()
             # Catching up (the poll came back full: more is waiting): a bigger transaction
@@ -300,7 +403,17 @@ class Session:
         if checkpoint is None or consumer is None or not checkpoint.pending(self.engines):
             return
         try:
-            out = checkpoint.commit(self.engines, consumer.group_metadata())
+            out = checkpoint.commit(self.engines, consumer.group_metadata)
+        except OffsetsRefused as refused:
+            # a rebalance moved the generation on: the state is right, the records are
+            # written again with the next transaction (processors/checkpoint.py)
+            self.p.stats.refused += 1
+            logger.warning(
+                "offsets refused by the group (%s); the transaction's records are kept "
+                "for the next one",
+                refused.cause,
+            )
+            return
         except KafkaError as exc:
             if not exc.requires_abort or exc.fatal or self.state is not State.RUNNING:
                 raise
@@ -326,6 +439,7 @@ class Session:
         )
         checkpoint.open = False
         checkpoint.offsets = {}
+        checkpoint.forget_all()
         producer.abort_transaction(REQUEST_S)
         self.p.metrics.transactions.labels("aborted").inc()
         self.engines.clear()

@@ -287,4 +287,8 @@ def test_c_instances_join_and_leave(env: Env) -> None:
         _stop(env.procs)
         feeder.join()
     assert [p.returncode for p in (first, second, third)] == [0, 0, 0]
+    # the leaves handed partitions to members that kept theirs: those restored them
+    # between their own polls (held partitions), not in the rebalance callback
+    logs = "".join(f.read_text(errors="replace") for f in env.log_dir.glob("processor-*.log"))
+    assert "restored while processing" in logs, f"no restore between polls; logs in {env.log_dir}"
     check("scaling", env)
