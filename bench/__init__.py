@@ -177,6 +177,8 @@ def run(
             src = work_dir / name
             if src.exists():
                 shutil.copy(src, output / name)
+        if (work_dir / "logs").is_dir():  # the children's logs, to tell what happened
+            shutil.copytree(work_dir / "logs", output / "logs", dirs_exist_ok=True)
         return results, figures, paths
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

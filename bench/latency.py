@@ -28,7 +28,7 @@ from bench.harness import BenchContext, Figure, Goal, percentile, unavailable
 
 RATE = 2_000.0
 TICK = 0.05
-GOAL_P99 = Goal("value", "<=", 2.0)
+GOAL_P99 = Goal("value", "<=", 0.5)  # issue 13 (it was 2 s)
 Cell = tuple[str, str, str, str]
 #: a read-model cell: agency, service, municipality, channel, life situation
 Cell5 = tuple[str, str, str, str, str]
@@ -170,6 +170,8 @@ def bench_latency(ctx: BenchContext) -> list[Figure]:
         if child.returncode != 0:
             raise RuntimeError(f"marker producer failed: {err.decode()[-1500:]}")
         sent: list[float] = json.loads(out)
+        commits = processor.histogram(procs, "servicepulse_processor_commit_seconds")
+        batches = processor.histogram(procs, "servicepulse_processor_batch_seconds")
     finally:
         if child is not None and child.poll() is None:
             child.kill()
@@ -188,6 +190,10 @@ def bench_latency(ctx: BenchContext) -> list[Figure]:
         "p90": round(percentile(lat, 0.9), 4),
         "max": round(max(lat), 4) if lat else None,
         "mean": round(sum(lat) / len(lat), 4) if lat else None,
+        # the processor's own view: transactions by commit time and by batch time (le
+        # -> cumulative count), to tell a slow commit from a slow read
+        "commit_seconds_buckets": commits,
+        "batch_seconds_buckets": batches,
     }
     note = (
         f"{ticks} ticks of {per_tick} journey.started events over {duration:.0f} s "

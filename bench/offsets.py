@@ -114,6 +114,7 @@ def watch(
     timeout: float = 1800.0,
     interval: float = 0.05,
     on_progress: Callable[[int], None] | None = None,
+    on_first: Callable[[int], None] | None = None,
 ) -> CatchUp:
     """Poll until the group (``group``, else the one group committing on ``topic``) is done.
 
@@ -122,6 +123,8 @@ def watch(
         procs: the contestant's processes; if one exits early the watch fails with
             :class:`ProcessDied` (unless ``exited_ok``: a peer that stops itself).
         on_progress: called with the number of records committed so far.
+        on_first: called once, with the records committed, when the first commit is
+            seen (e.g. to sample the contestant's CPU after its start-up).
 
     Raises:
         TimeoutError: not caught up within ``timeout`` seconds.
@@ -140,6 +143,8 @@ def watch(
             committed = _committed(client, gid, topic, end) if gid else 0
             if committed and first is None:
                 first = (now, committed)
+                if on_first is not None:
+                    on_first(committed)
             elif first is not None and committed > last:
                 advances += 1
             last = max(last, committed)
