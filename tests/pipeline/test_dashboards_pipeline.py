@@ -190,6 +190,10 @@ def real_pipeline(
         "SERVICEPULSE_TOPIC_PREFIX": topics.prefix,
         "SERVICEPULSE_GROUP_ID": f"{topics.prefix}-processor",
         "SERVICEPULSE_STACK_DIR": str(tmp),
+        # The replay's first day is DAYS back in UTC: with the default 35-day horizon it
+        # is already final in the region's time zone (UTC+5) from 19:00 UTC on, and its
+        # events (the injected duplicates among them) would count only as too_late.
+        "SERVICEPULSE_RESTATEMENT_HORIZON": f"P{DAYS + 5}D",
         "PYTHONUNBUFFERED": "1",
     }
     metrics_port = stack.free_port()
