@@ -139,7 +139,7 @@ def watch(
         deadline = time.monotonic() + timeout
         while True:
             now = time.perf_counter()
-            gid = group or _find_group(client, topic)
+            gid = group or _find_group(client, topic, end)
             committed = _committed(client, gid, topic, end) if gid else 0
             if committed and first is None:
                 first = (now, committed)
@@ -162,10 +162,12 @@ def watch(
         client.close()
 
 
-def _find_group(client: Admin, topic: str) -> str | None:
+def _find_group(client: Admin, topic: str, end: dict[TopicPartition, int]) -> str | None:
+    """The first group that has committed an offset of ``topic`` (of its ``end``)."""
+    parts = [tp for tp in end if tp.topic == topic]
     with contextlib.suppress(KafkaError):
         for gid in client.list_groups(10):
-            if any(tp.topic == topic for tp in client.group_offsets(gid, None, 10)):
+            if any(off is not None for off in client.group_offsets(gid, parts, 10).values()):
                 return gid
     return None
 

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import confluent_kafka as ck
-from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     AlterConfigOpType,
@@ -252,7 +251,8 @@ class ConfluentKafka:
 
     def admin(self) -> Admin:
         try:
-            return Admin(AdminClient(self._base("servicepulse-admin")))
+            base = self._base("servicepulse-admin")
+            return Admin(AdminClient(base), base)
         except ck.KafkaException as exc:
             raise error(exc, "cannot create an admin client") from exc
 
@@ -453,8 +453,9 @@ class Producer:
     With ``serve``, a daemon thread serves delivery callbacks (they run on it). The
     calls that serve the client's queue (``poll``, ``flush``) never run on two threads
     at once: they take ``_serving`` (confluent-kafka keeps per-thread call state for the
-    callbacks they run, and benchmark processes that flushed on one thread while this one
-    polled died of SIGSEGV now and then). ``produce`` needs no lock.
+    callbacks they run). ``produce`` needs no lock. (The lock was added against benchmark
+    processes that died of SIGSEGV now and then; a core dump later showed that crash to
+    be the admin client's offsets fetch, see :meth:`Admin.group_offsets`.)
     """
 
     def __init__(self, client: ck.Producer, *, serve: bool, block_s: float = 30.0) -> None:
@@ -599,8 +600,11 @@ def _result(future: Any, doing: str, timeout_s: float) -> Any:
 class Admin:
     """:class:`kafkaport.ports.Admin` over ``confluent_kafka.admin.AdminClient``."""
 
-    def __init__(self, client: AdminClient) -> None:
+    def __init__(self, client: AdminClient, base: Mapping[str, Any] | None = None) -> None:
         self._a = client
+        self._base = dict(base or {})
+        #: one offsets reader per group asked about (see :meth:`group_offsets`)
+        self._readers: dict[str, ck.Consumer] = {}
 
     def _metadata(self, timeout_s: float) -> Any:
         try:
@@ -712,18 +716,47 @@ class Admin:
             _result(f, f"cannot delete group {g}", timeout_s)
 
     def group_offsets(
-        self, group: str, partitions: Sequence[TopicPartition] | None, timeout_s: float
+        self, group: str, partitions: Sequence[TopicPartition], timeout_s: float
     ) -> dict[TopicPartition, int | None]:
-        tps = None if partitions is None else [_tp(tp) for tp in partitions]
-        req = ConsumerGroupTopicPartitions(group, tps)
-        futures = self._a.list_consumer_group_offsets(
-            [req], require_stable=True, request_timeout=timeout_s
-        )
-        got = _result(futures[group], f"cannot read the offsets of group {group}", timeout_s)
-        return {_ours(p): (p.offset if p.offset >= 0 else None) for p in got.topic_partitions or []}
+        # Not the admin client's ListConsumerGroupOffsets: librdkafka (2.4 to 2.12 at
+        # least, confluentinc/librdkafka#5040) dereferences the consumer group of the
+        # admin client, which has none, when the broker answers NOT_COORDINATOR (a group
+        # the coordinator has not loaded yet): the process dies of SIGSEGV. A consumer
+        # of the group that never subscribes (it does not join) has that group state and
+        # retries; with read_committed its fetch asks for stable offsets (KIP-447).
+        if not partitions:
+            return {}
+        reader = self._readers.get(group)
+        if reader is None:
+            try:
+                reader = ck.Consumer(
+                    {
+                        **self._base,
+                        "group.id": group,
+                        "enable.auto.commit": False,
+                        "isolation.level": "read_committed",
+                    }
+                )
+            except ck.KafkaException as exc:
+                raise error(exc, f"cannot read the offsets of group {group}") from exc
+            self._readers[group] = reader
+        try:
+            found = reader.committed([_tp(tp) for tp in partitions], timeout=timeout_s)
+        except ck.KafkaException as exc:
+            raise error(exc, f"cannot read the offsets of group {group}") from exc
+        out: dict[TopicPartition, int | None] = {}
+        for p in found:
+            if p.error is not None:
+                raise _from_error(p.error, f"cannot read the offsets of group {group}")
+            out[_ours(p)] = p.offset if p.offset >= 0 else None
+        return out
 
     def close(self) -> None:
-        """Nothing to release (the client closes when collected)."""
+        """Close the offsets readers (the admin client itself closes when collected)."""
+        readers, self._readers = self._readers, {}
+        for reader in readers.values():
+            with contextlib.suppress(ck.KafkaException, RuntimeError):
+                reader.close()
 
 
 __all__ = [

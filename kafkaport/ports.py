@@ -236,10 +236,10 @@ class Admin(Protocol):
         ...
 
     def group_offsets(
-        self, group: str, partitions: Sequence[TopicPartition] | None, timeout_s: float
+        self, group: str, partitions: Sequence[TopicPartition], timeout_s: float
     ) -> dict[TopicPartition, int | None]:
-        """A group's committed offsets (of every partition it committed if
-        ``partitions`` is ``None``); stable: waits out open transactions."""
+        """A group's committed offsets of ``partitions`` (``None``: none committed);
+        stable: waits out open transactions."""
         ...
 
     def close(self) -> None:
