@@ -122,6 +122,24 @@ def _ours(tp: ck.TopicPartition) -> TopicPartition:
     return TopicPartition(tp.topic, tp.partition)
 
 
+def _committed(
+    client: ck.Consumer, partitions: Sequence[TopicPartition], timeout_s: float, doing: str
+) -> dict[TopicPartition, int | None]:
+    """The committed offsets of ``partitions`` in ``client``'s group (``None``: none)."""
+    if not partitions:
+        return {}
+    try:
+        found = client.committed([_tp(tp) for tp in partitions], timeout=timeout_s)
+    except ck.KafkaException as exc:
+        raise error(exc, doing) from exc
+    out: dict[TopicPartition, int | None] = {}
+    for p in found:
+        if p.error is not None:
+            raise _from_error(p.error, f"{doing}: {_ours(p)}")
+        out[_ours(p)] = p.offset if p.offset >= 0 else None
+    return out
+
+
 def connection_config(settings: CommonSettings) -> dict[str, Any]:
     """librdkafka's connection and security settings of ``settings``."""
     cfg: dict[str, Any] = {
@@ -379,18 +397,7 @@ class Consumer:
     def committed(
         self, partitions: Sequence[TopicPartition], timeout_s: float
     ) -> dict[TopicPartition, int | None]:
-        if not partitions:
-            return {}
-        try:
-            found = self._c.committed([_tp(tp) for tp in partitions], timeout=timeout_s)
-        except ck.KafkaException as exc:
-            raise error(exc, "cannot read committed offsets") from exc
-        out: dict[TopicPartition, int | None] = {}
-        for p in found:
-            if p.error is not None:
-                raise _from_error(p.error, f"cannot read the committed offset of {_ours(p)}")
-            out[_ours(p)] = p.offset if p.offset >= 0 else None
-        return out
+        return _committed(self._c, partitions, timeout_s, "cannot read committed offsets")
 
     def watermarks(
         self, partitions: Sequence[TopicPartition], timeout_s: float
@@ -740,16 +747,9 @@ class Admin:
             except ck.KafkaException as exc:
                 raise error(exc, f"cannot read the offsets of group {group}") from exc
             self._readers[group] = reader
-        try:
-            found = reader.committed([_tp(tp) for tp in partitions], timeout=timeout_s)
-        except ck.KafkaException as exc:
-            raise error(exc, f"cannot read the offsets of group {group}") from exc
-        out: dict[TopicPartition, int | None] = {}
-        for p in found:
-            if p.error is not None:
-                raise _from_error(p.error, f"cannot read the offsets of group {group}")
-            out[_ours(p)] = p.offset if p.offset >= 0 else None
-        return out
+        return _committed(
+            reader, partitions, timeout_s, f"cannot read the offsets of group {group}"
+        )
 
     def close(self) -> None:
         """Close the offsets readers (the admin client itself closes when collected)."""
