@@ -33,7 +33,10 @@ from bench import baselines, workload
 from bench.harness import BenchContext, Figure, Goal, percentile, unavailable
 from servicepulse import stack
 
-GOAL_BATCHED = Goal("ratio", ">=", 0.50)
+#: Issue 13: one API process takes 40,000 events/s in batches, acknowledged by Kafka. (The
+#: older goal, half of the raw producer, was set against kafka-python's; librdkafka alone
+#: sends 10x what any HTTP front of it can.)
+GOAL_BATCHED = Goal("value", ">=", 40_000)
 GOAL_SIGNED = Goal("ratio", ">=", 0.80)
 BATCH = 1000
 BASELINE = "raw confluent-kafka producer (acks=all, idempotent)"
