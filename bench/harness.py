@@ -33,6 +33,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from tenacity import Retrying, stop_after_delay, wait_fixed
 
 import kafkaport
 from contract.settings import CommonSettings
@@ -198,20 +199,36 @@ class BenchContext:
         return f"bench-{self.run_id}-{name}"
 
     def cleanup(self) -> None:
-        """Delete every topic and consumer group whose name carries this run's id."""
+        """Delete every topic and consumer group whose name carries this run's id.
+
+        Topics go first and on their own: a group the broker will not delete yet (a
+        killed child is still a member until its session times out, or the coordinator
+        is loading on a busy broker) must not keep a run's topics. Each step is tried
+        for up to a minute; what still fails is logged, never raised over the results.
+        """
         settings = self.settings()
         try:
             client = kafkaport.connect(settings).admin()
-            try:
-                topics = [t for t in client.list_topics(30) if self.run_id in t]
-                groups = [g for g in client.list_groups(30) if self.run_id in g]
-                client.delete_groups(groups, 30)
-                client.delete_topics(topics, 60)
-            finally:
-                client.close()
-            logger.info("deleted %d benchmark topics, %d groups", len(topics), len(groups))
         except Exception as exc:  # clean-up must not hide the results
-            logger.warning("could not delete benchmark topics or groups: %s", exc)
+            logger.warning("could not connect to delete benchmark topics: %s", exc)
+            return
+        try:
+            for what, listing, delete in (
+                ("topics", client.list_topics, client.delete_topics),
+                ("groups", client.list_groups, client.delete_groups),
+            ):
+                try:
+                    for attempt in Retrying(
+                        stop=stop_after_delay(60), wait=wait_fixed(2), reraise=True
+                    ):
+                        with attempt:
+                            names = [n for n in listing(30) if self.run_id in n]
+                            delete(names, 30)
+                    logger.info("deleted %d benchmark %s", len(names), what)
+                except Exception as exc:
+                    logger.warning("could not delete benchmark %s: %s", what, exc)
+        finally:
+            client.close()
 
     def progress(self) -> Progress:
         """A rich progress bar on the run's console."""

@@ -90,7 +90,7 @@ def test_bench_quick_runs_and_writes_positive_results(kafka_broker: Broker, tmp_
             time.sleep(0.5)
     finally:
         client.close()
-    assert leftovers == []
+    assert leftovers == [], proc.stderr[-3000:]
 
 
 @pytest.mark.slow
