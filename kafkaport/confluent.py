@@ -257,6 +257,14 @@ class ConfluentKafka:
             "transaction.timeout.ms": transaction_timeout_ms,
             # failures surface in commit_transaction(); no report per record unless asked
             "delivery.report.only.error": not report_deliveries,
+            # A transaction begun right after a commit has its AddOffsetsToTxn answered
+            # CONCURRENT_TRANSACTIONS while the coordinator still writes the previous
+            # commit's markers. librdkafka's default backoff (100 ms doubling to 1 s) made
+            # such a send_offsets take 0.6-0.8 s, most of a 0.5 s latency goal; the Java
+            # producer retries that answer after 20 ms. Retries are capped at 100 ms, so
+            # a broker that is down is still asked about ten times a second, no more.
+            "retry.backoff.ms": 20,
+            "retry.backoff.max.ms": 100,
         }
         if max_message_bytes is not None:
             # librdkafka's limit on one request's records: a record of this size plus
