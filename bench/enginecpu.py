@@ -15,6 +15,8 @@ the same bytes (each flush's records sorted by key: their order is that of a set
 Run ``python -m bench.enginecpu`` (``--events``, ``--passes``); with
 ``PYTHONPATH=<another checkout>`` the same file measures that checkout's engine, which is
 how before/after are compared within one run (alternating, on the same machine load).
+The cyclic collector runs at the processor's thresholds
+(:data:`processors.runner.GC_THRESHOLDS`); ``--default-gc`` keeps Python's.
 """
 
 from __future__ import annotations
@@ -120,7 +122,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--data", help="pickle file caching the records between runs")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="Python's collector thresholds instead of the processor's",
+    )
     args = parser.parse_args()
+    if not args.default_gc:
+        from processors.runner import tune_collector
+
+        tune_collector()
     parts = records(args.events, args.data)
     n = sum(map(len, parts.values()))
     one_pass(parts)  # warm: catalog caches, imports, allocator pools
@@ -134,6 +145,7 @@ def main() -> None:
                 "us_per_event": round(statistics.median(us), 2),
                 "runs": [round(u, 2) for u in us],
                 "digest": digests.pop() if len(digests) == 1 else sorted(digests),
+                "gc_thresholds": list(gc.get_threshold()),
                 "load": os.getloadavg()[0],
             }
         )

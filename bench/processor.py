@@ -67,6 +67,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds of a live process's threads, summed by kind: ``python`` (the
+    interpreter's threads) and ``librdkafka`` (its ``rdk:`` threads: broker I/O, the
+    main loop, the producer's batching), from ``/proc/<pid>/task``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"python": 0.0, "librdkafka": 0.0}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended between the listing and the read
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        kind = "librdkafka" if name.startswith("rdk:") else "python"
+        out[kind] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def spawn(
     settings: CommonSettings,
     group: str,
@@ -312,6 +330,7 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
         at_first.extend((sum(cpu_seconds(p.pid) for p in procs), committed))
 
     written: dict[str, float] = {}
+    threads: list[dict[str, float]] = []
     try:
         with ctx.progress() as bar:
             task = bar.add_task(f"processor x{instances}", total=len(ds.records))
@@ -325,6 +344,7 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
                 on_first=sample_first,
             )
         cpu = sum(cpu_seconds(p.pid) for p in procs)
+        threads = [cpu_by_thread(p.pid) for p in procs]
         written = scrape(procs)
     finally:
         stop(procs)
@@ -363,6 +383,13 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
             "cpu_seconds": round(cpu, 2),
             "cpu_us_per_event": round(cpu / len(ds.records) * 1e6, 1),
             **_steady_cpu(cpu, len(ds.records), at_first),
+            # from spawn, so the interpreter's start and the imports are in ``python``
+            **{
+                f"cpu_us_per_event_{kind}": round(
+                    sum(t[kind] for t in threads) / len(ds.records) * 1e6, 1
+                )
+                for kind in ("python", "librdkafka")
+            },
             "totals_match": check is None,
             **{k: int(v) for k, v in written.items()},
             "records_out_per_event": round(

@@ -39,7 +39,7 @@ def process(
     from contract.topics import Topics
     from kafkaport.topics import ensure_topics, topic_config_drift
     from processors.metrics import build_metrics
-    from processors.runner import Processor
+    from processors.runner import Processor, tune_collector
     from processors.settings import ProcessorSettings
     from servicepulse.cli import configure_logging
     from servicepulse.migrate import layout_problem
@@ -66,6 +66,7 @@ def process(
         settings.group_id,
         settings.topic_prefix,
     )
+    tune_collector()
     proc = Processor(settings, catalog, methodology.standards, metrics)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
