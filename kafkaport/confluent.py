@@ -4,7 +4,11 @@ librdkafka does the network I/O, batching, compression, murmur2 partitioning and
 transaction protocol in C; a ``read_committed`` consumer asks for committed offsets with
 ``require_stable`` (KIP-447) and its position moves past transaction markers. Group
 consumers use cooperative incremental rebalancing (``cooperative-sticky``): a join or a
-leave revokes and assigns only the partitions that move.
+leave revokes and assigns only the partitions that move. (The next-generation protocol of
+KIP-848, ``group.protocol=consumer``, was measured on 2026-12-07 and not taken: its
+broker-side 5 s heartbeat held the joiner's partitions back about 5 s, the session
+timeout moves into the broker's configuration, and the keepers' pause it was to remove
+was the fetcher wake-up below, which it has too.)
 
 librdkafka's own log goes to the ``kafkaport.librdkafka`` logger at error level and above
 (it never logs record contents).
@@ -285,6 +289,31 @@ class ConfluentKafka:
             raise error(exc, "cannot create an admin client") from exc
 
 
+def _restart_kept_fetches(c: ck.Consumer, moving: set[tuple[str, int]]) -> None:
+    """Seek the partitions a member keeps through a rebalance to where it stands.
+
+    librdkafka pauses every assigned partition's fetcher while a rebalance callback runs
+    and resumes them when the assignment call returns, but the resume does not wake the
+    broker thread: it fetches again only at its next I/O timeout, up to a second later.
+    The members that kept their partitions stood still for 0.5-1.1 s on every join
+    (docs/BENCHMARKS.md, 2026-12-07). A seek changes the fetch state, which wakes the
+    thread. The assign callback is the last step of every rebalance (an empty one
+    follows a revocation), so this runs once per rebalance, after the resume. The
+    position is the next record the application would get: nothing is skipped, and
+    what the pause dropped from the queue is fetched again.
+    """
+    kept = [p for p in c.assignment() if (p.topic, p.partition) not in moving]
+    if not kept:
+        return
+    try:
+        for p in c.position(kept):
+            if p.offset >= 0:  # nothing consumed yet: its first fetch is still to come
+                c.seek(ck.TopicPartition(p.topic, p.partition, p.offset))
+    except ck.KafkaException as exc:
+        # the fetch resumes by itself at the thread's next timeout
+        logger.info("could not restart the kept partitions' fetches: %s", exc)
+
+
 class Consumer:
     """:class:`kafkaport.ports.Consumer` over ``confluent_kafka.Consumer``."""
 
@@ -318,6 +347,7 @@ class Consumer:
         c.incremental_assign(assign)
         if held:
             c.pause(held)  # before the first fetch, as a rule (the port's doc says more)
+        _restart_kept_fetches(c, {(p.topic, p.partition) for p in assign})
 
     def _on_revoke(self, c: ck.Consumer, parts: list[ck.TopicPartition]) -> None:
         try:
