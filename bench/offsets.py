@@ -115,6 +115,7 @@ def watch(
     interval: float = 0.05,
     on_progress: Callable[[int], None] | None = None,
     on_first: Callable[[int], None] | None = None,
+    on_tick: Callable[[float, int], None] | None = None,
 ) -> CatchUp:
     """Poll until the group (``group``, else the one group committing on ``topic``) is done.
 
@@ -125,6 +126,8 @@ def watch(
         on_progress: called with the number of records committed so far.
         on_first: called once, with the records committed, when the first commit is
             seen (e.g. to sample the contestant's CPU after its start-up).
+        on_tick: called at every look, with the time (``time.perf_counter``) and the
+            records committed so far.
 
     Raises:
         TimeoutError: not caught up within ``timeout`` seconds.
@@ -150,6 +153,8 @@ def watch(
             last = max(last, committed)
             if on_progress is not None:
                 on_progress(committed)
+            if on_tick is not None:
+                on_tick(now, committed)
             if gid and first is not None and committed >= total:
                 return CatchUp(gid, started, first[0], first[1], now, total, advances)
             for p in procs:

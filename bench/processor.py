@@ -167,6 +167,33 @@ def histogram(procs: list[subprocess.Popen[bytes]], name: str) -> dict[str, floa
     return out
 
 
+def transactions(proc: subprocess.Popen[bytes]) -> float:
+    """Transactions one child has committed (its own ``/metrics``; 0 if it does not answer)."""
+    return sum(
+        float(s.value)
+        for s in _samples([proc])
+        if s.name == "servicepulse_processor_transactions_total"
+        and s.labels.get("result") == "committed"
+    )
+
+
+def _all_in(catch: offsets.CatchUp, all_in: list[tuple[float, int]]) -> dict[str, float]:
+    """The rate from the moment every instance had committed a transaction to the last
+    commit: what the instances do together once all are in (empty if never seen, or
+    if it was seen only at the end)."""
+    if not all_in:
+        return {}
+    t, committed = all_in[0]
+    seconds = catch.done - t
+    if seconds <= 0 or committed >= catch.records:
+        return {}
+    return {
+        "all_in_after_s": round(t - catch.started, 3),
+        "committed_when_all_in": committed,
+        "all_in_events_per_s": round((catch.records - committed) / seconds, 1),
+    }
+
+
 def scrape(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
     """Output records by kind and committed transactions, summed over the children.
 
@@ -270,6 +297,16 @@ def _cpu_note(details: dict[str, Any]) -> str:
     return f"{steady:.1f} µs CPU per event after the first commit ({whole})"
 
 
+def _all_in_note(details: dict[str, Any]) -> str:
+    rate = details.get("all_in_events_per_s")
+    if rate is None:
+        return ""
+    return (
+        f"; {rate:,.0f} events/s from the moment every instance had committed a "
+        f"transaction ({details['all_in_after_s']:.1f} s after spawn) to the last commit"
+    )
+
+
 def _steady_cpu(cpu: float, events: int, at_first: list[float]) -> dict[str, float]:
     """CPU per event after the first commit (``at_first``: CPU seconds and records
     committed then); empty when the first commit was not seen before the end."""
@@ -329,6 +366,14 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
     def sample_first(committed: int) -> None:
         at_first.extend((sum(cpu_seconds(p.pid) for p in procs), committed))
 
+    # when every instance has committed a transaction of its own (all are processing:
+    # the group join, the second instance's restore and the first rebalance are behind)
+    all_in: list[tuple[float, int]] = []
+
+    def sample_all_in(now: float, committed: int) -> None:
+        if not all_in and committed and all(transactions(p) > 0 for p in procs):
+            all_in.append((now, committed))
+
     written: dict[str, float] = {}
     threads: list[dict[str, float]] = []
     try:
@@ -342,6 +387,7 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
                 procs=procs,
                 on_progress=lambda n: bar.update(task, completed=n),
                 on_first=sample_first,
+                on_tick=sample_all_in,
             )
         cpu = sum(cpu_seconds(p.pid) for p in procs)
         threads = [cpu_by_thread(p.pid) for p in procs]
@@ -380,6 +426,7 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
             "steady_events_per_s": round(catch.steady_rate, 1),
             "rate_kind": catch.rate_kind,
             "committed_at_first_commit": catch.committed_at_first,
+            **_all_in(catch, all_in),
             "cpu_seconds": round(cpu, 2),
             "cpu_us_per_event": round(cpu / len(ds.records) * 1e6, 1),
             **_steady_cpu(cpu, len(ds.records), at_first),
@@ -421,7 +468,11 @@ def bench_processor(ctx: BenchContext) -> list[Figure]:
         note = (
             f"{n} `servicepulse process` process(es), one group, exactly-once; rate "
             f"{run.catch_up.rate_kind} of the input offsets (from spawn: "
-            f"{run.catch_up.wall_rate:,.0f} events/s); " + _cpu_note(run.details) + " (raw consume "
+            f"{run.catch_up.wall_rate:,.0f} events/s"
+            + _all_in_note(run.details)
+            + "); "
+            + _cpu_note(run.details)
+            + " (raw consume "
             f"{run.details['raw_consume_cpu_us_per_record']:.1f} µs per record); "
             f"{run.details['records_out_per_event']:.2f} records written per event in "
             f"{run.details.get('transactions', 0)} transactions; started/submitted totals "
