@@ -69,6 +69,14 @@ def test_topics_command_reports_and_fixes_the_config_of_an_older_events_topic(
         for s in topics.specs(1)
     ]
     ensure_topics(connect(settings), older)
+    # a new admin client's metadata may not list a topic created a moment ago (seen on
+    # a loaded machine), and a topic not listed has no drift: wait until it is listed
+    deadline = time.monotonic() + 30
+    while topics.events not in (admin := connect(settings).admin()).list_topics(10):
+        admin.close()
+        assert time.monotonic() < deadline, f"{topics.events} never listed"
+        time.sleep(0.1)
+    admin.close()
     args = ["kafka", "topics", "--bootstrap", kafka_broker.bootstrap, "--prefix", topics.prefix]
     try:
         drift = topic_config_drift(connect(settings), topics.specs(1))
