@@ -167,16 +167,6 @@ def histogram(procs: list[subprocess.Popen[bytes]], name: str) -> dict[str, floa
     return out
 
 
-def transactions(proc: subprocess.Popen[bytes]) -> float:
-    """Transactions one child has committed (its own ``/metrics``; 0 if it does not answer)."""
-    return sum(
-        float(s.value)
-        for s in _samples([proc])
-        if s.name == "servicepulse_processor_transactions_total"
-        and s.labels.get("result") == "committed"
-    )
-
-
 def _all_in(catch: offsets.CatchUp, all_in: list[tuple[float, int]]) -> dict[str, float]:
     """The rate from the moment every instance had committed a transaction to the last
     commit: what the instances do together once all are in (empty if never seen, or
@@ -371,7 +361,7 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
     all_in: list[tuple[float, int]] = []
 
     def sample_all_in(now: float, committed: int) -> None:
-        if not all_in and committed and all(transactions(p) > 0 for p in procs):
+        if not all_in and committed and all(scrape([p]).get("transactions") for p in procs):
             all_in.append((now, committed))
 
     written: dict[str, float] = {}
