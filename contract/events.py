@@ -381,28 +381,40 @@ _StrictEvent: Final = _strict_twin(Event, "", {Attrs: (_StrictAttrs, _StrictAttr
 _FORM_MEMORY: Final = 16_384
 
 
-class _Form:
+class _Seen:
+    """Values seen to pass one test, at most :data:`_FORM_MEMORY` of them (then it
+    starts again), and ``None`` (an absent optional field passes every test)."""
+
+    __slots__ = ("known",)
+
+    def __init__(self) -> None:
+        #: read directly on the hot path; cleared in place when full
+        self.known: set[str | None] = {None}
+
+    def add(self, values: tuple[str | None, ...]) -> None:
+        known = self.known
+        if len(known) + len(values) > _FORM_MEMORY:
+            known.clear()
+            known.add(None)
+        known.update(values)
+
+
+class _Form(_Seen):
     """One required form of string fields, and the values seen to have it."""
 
-    __slots__ = ("_search", "known")
+    __slots__ = ("_search",)
 
     def __init__(self, pattern: str) -> None:
+        super().__init__()
         self._search = re.compile(pattern).search
-        #: values seen to have the form (and ``None``: an absent optional field); read
-        #: directly on the hot path, cleared in place when full
-        self.known: set[str | None] = {None}
 
     def holds(self, values: tuple[str | None, ...]) -> bool:
         """Whether every value that is not ``None`` has the form."""
         known = self.known
         for v in values:
-            if v not in known:
-                if self._search(v) is None:  # type: ignore[arg-type]
-                    return False
-                if len(known) >= _FORM_MEMORY:
-                    known.clear()
-                    known.add(None)
-                known.add(v)
+            if v not in known and self._search(v) is None:  # type: ignore[arg-type]
+                return False
+        self.add(values)
         return True
 
 
@@ -612,14 +624,34 @@ OPAQUE_FIELDS: Final = ("journey", "case")
 OPAQUE_ATTRS: Final = ("request", "appeal", "code", "reason")
 
 
+#: Values of the free identifier and code fields seen to be opaque (a journey's ids come
+#: back with each of its events).
+_OPAQUE: Final = _Seen()
+
+
 def _personal_data(event: Event) -> list[Problem]:
     """A free identifier or code field that looks like personal data; never quotes it."""
     a = event.attrs
+    seen = _OPAQUE.known
     if a is _NO_ATTRS:
+        if event.journey in seen and event.case in seen:
+            return []
         values: tuple[str | None, ...] = (event.journey, event.case)
     else:
+        if (
+            event.journey in seen
+            and event.case in seen
+            and a.request in seen
+            and a.appeal in seen
+            and a.code in seen
+            and a.reason in seen
+        ):
+            return []
         values = (event.journey, event.case, a.request, a.appeal, a.code, a.reason)
-    return _personal_values(values)
+    problems = _personal_values(values)
+    if not problems:
+        _OPAQUE.add(values)
+    return problems
 
 
 def _personal_data_of_doc(doc: object) -> list[Problem]:
