@@ -67,6 +67,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine so far, over all cores (the
+    ``cpu`` line of ``/proc/stat``; idle and I/O wait are not busy). ``(0, 0)`` where
+    it cannot be read."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    idle = sum(ticks[3:5])
+    total = sum(ticks[:8])
+    return (total - idle) / tick, total / tick
+
+
+def cores_used(
+    ours0: float,
+    ours1: float,
+    machine0: tuple[float, float],
+    machine1: tuple[float, float],
+    cores: int | None = None,
+) -> dict[str, float]:
+    """How many cores the processors and everything else (the benchmark's broker, this
+    process) kept busy between two readings, and the machine's busy fraction
+    (``cores``: the machine's, by default ``os.cpu_count()``)."""
+    busy, total = machine1[0] - machine0[0], machine1[1] - machine0[1]
+    cores = cores or os.cpu_count() or 1
+    if total <= 0:
+        return {}
+    wall = total / cores
+    return {
+        "all_in_machine_busy": round(busy / total, 3),
+        "all_in_cores_processors": round((ours1 - ours0) / wall, 2),
+        "all_in_cores_others": round(max(0.0, busy - (ours1 - ours0)) / wall, 2),
+    }
+
+
 def cpu_by_thread(pid: int) -> dict[str, float]:
     """CPU seconds of a live process's threads, summed by kind: ``python`` (the
     interpreter's threads) and ``librdkafka`` (its ``rdk:`` threads: broker I/O, the
@@ -291,9 +328,17 @@ def _all_in_note(details: dict[str, Any]) -> str:
     rate = details.get("all_in_events_per_s")
     if rate is None:
         return ""
+    cores = ""
+    if "all_in_machine_busy" in details:
+        cores = (
+            f", the machine {details['all_in_machine_busy']:.0%} busy then: processors "
+            f"{details['all_in_cores_processors']:.2f} cores, everything else (the broker) "
+            f"{details['all_in_cores_others']:.2f}"
+        )
     return (
         f"; {rate:,.0f} events/s from the moment every instance had committed a "
         f"transaction ({details['all_in_after_s']:.1f} s after spawn) to the last commit"
+        f"{cores}"
     )
 
 
@@ -359,13 +404,17 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
     # when every instance has committed a transaction of its own (all are processing:
     # the group join, the second instance's restore and the first rebalance are behind)
     all_in: list[tuple[float, int]] = []
+    # the processors' CPU and the machine's from then on: whether the cores were full
+    all_in_cpu: list[Any] = []
 
     def sample_all_in(now: float, committed: int) -> None:
         if not all_in and committed and all(scrape([p]).get("transactions") for p in procs):
             all_in.append((now, committed))
+            all_in_cpu.extend((sum(cpu_seconds(p.pid) for p in procs), machine_cpu()))
 
     written: dict[str, float] = {}
     threads: list[dict[str, float]] = []
+    machine_end = (0.0, 0.0)
     try:
         with ctx.progress() as bar:
             task = bar.add_task(f"processor x{instances}", total=len(ds.records))
@@ -380,6 +429,7 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
                 on_tick=sample_all_in,
             )
         cpu = sum(cpu_seconds(p.pid) for p in procs)
+        machine_end = machine_cpu()
         threads = [cpu_by_thread(p.pid) for p in procs]
         written = scrape(procs)
     finally:
@@ -417,6 +467,7 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
             "rate_kind": catch.rate_kind,
             "committed_at_first_commit": catch.committed_at_first,
             **_all_in(catch, all_in),
+            **(cores_used(all_in_cpu[0], cpu, all_in_cpu[1], machine_end) if all_in_cpu else {}),
             "cpu_seconds": round(cpu, 2),
             "cpu_us_per_event": round(cpu / len(ds.records) * 1e6, 1),
             **_steady_cpu(cpu, len(ds.records), at_first),
