@@ -405,12 +405,12 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
     # the group join, the second instance's restore and the first rebalance are behind)
     all_in: list[tuple[float, int]] = []
     # the processors' CPU and the machine's from then on: whether the cores were full
-    all_in_cpu: list[Any] = []
+    all_in_cpu: list[tuple[float, tuple[float, float]]] = []
 
     def sample_all_in(now: float, committed: int) -> None:
         if not all_in and committed and all(scrape([p]).get("transactions") for p in procs):
             all_in.append((now, committed))
-            all_in_cpu.extend((sum(cpu_seconds(p.pid) for p in procs), machine_cpu()))
+            all_in_cpu.append((sum(cpu_seconds(p.pid) for p in procs), machine_cpu()))
 
     written: dict[str, float] = {}
     threads: list[dict[str, float]] = []
@@ -467,7 +467,11 @@ def run_ours(ctx: BenchContext, instances: int) -> OursRun:
             "rate_kind": catch.rate_kind,
             "committed_at_first_commit": catch.committed_at_first,
             **_all_in(catch, all_in),
-            **(cores_used(all_in_cpu[0], cpu, all_in_cpu[1], machine_end) if all_in_cpu else {}),
+            **(
+                cores_used(all_in_cpu[0][0], cpu, all_in_cpu[0][1], machine_end)
+                if all_in_cpu
+                else {}
+            ),
             "cpu_seconds": round(cpu, 2),
             "cpu_us_per_event": round(cpu / len(ds.records) * 1e6, 1),
             **_steady_cpu(cpu, len(ds.records), at_first),

@@ -376,7 +376,7 @@ def _strict_twin(cls: type[msgspec.Struct], prefix: str, nested: dict[type, Any]
 _StrictAttrs: Final = _strict_twin(Attrs, "attrs.", {})
 _StrictEvent: Final = _strict_twin(Event, "", {Attrs: (_StrictAttrs, _StrictAttrs())})
 
-#: The most values a :class:`_Form` remembers before it starts again (at most 128
+#: The most values a :class:`_Seen` remembers before it starts again (at most 128
 #: characters each: a few MB).
 _FORM_MEMORY: Final = 16_384
 
@@ -423,13 +423,6 @@ _CODE: Final = _Form(_CODE_PATTERN)
 _ID: Final = _Form(_ID_PATTERN)
 _OKTMO: Final = _Form(_OKTMO_PATTERN)
 _PSEUDONYM: Final = _Form(_PSEUDONYM_PATTERN)
-#: Which form checks each field of :data:`FORMS` (the tests hold the two together).
-_FORM_OF_PATTERN: Final = {
-    _CODE_PATTERN: _CODE,
-    _ID_PATTERN: _ID,
-    _OKTMO_PATTERN: _OKTMO,
-    _PSEUDONYM_PATTERN: _PSEUDONYM,
-}
 
 
 def _forms_hold(e: Event) -> bool:
