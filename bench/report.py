@@ -45,6 +45,10 @@ def markdown(results: dict[str, Any], figures: list[Figure]) -> str:
         f"- command: `{results['command']}`",
         f"- when: {results['started_at']} (UTC), {results['duration_s']:.0f} s",
         f"- machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['os']}",
+        f"- host speed: {m.get('cpu_mhz', 0):.0f} MHz, "
+        f"{m.get('python_ns_per_round', 0):.0f} ns per round of the fixed Python workload "
+        "(bench.harness.python_speed; lower is faster: compare CPU-per-event figures of "
+        "two runs only with this)",
         f"- load average (1 min) before/after: {results['load_before'][0]:.2f} / "
         f"{results['load_after'][0]:.2f}",
         f"- Python {m['python']}, kafka-python {m['kafka_python']} (crc32c {m['crc32c']}), "

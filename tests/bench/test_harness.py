@@ -65,6 +65,8 @@ def test_bench_quick_runs_and_writes_positive_results(kafka_broker: Broker, tmp_
     assert (out / "results.md").read_text().startswith("# ServicePulse benchmarks")
     assert results["machine"]["cores"] >= 1
     assert results["machine"]["cpu_model"]
+    assert results["machine"]["python_ns_per_round"] > 0
+    assert "host speed:" in (out / "results.md").read_text()
     figures = {f["name"]: f for f in results["figures"]}
     expected = {"processor events/s, 1 instance", "processor events/s, 2 instances"}
     if "peer" in only:
@@ -122,3 +124,16 @@ def test_history_children_measure_the_generated_days(tmp_path: Path) -> None:
     # 2 of the 3 live days are closed: staged, packed, never more than the stage's limit
     assert proc["cells"] == 3 * 1200 and proc["packed_groups"] > 0
     assert 0 < proc["stage_peak_bytes"] <= proc["stage_limit_bytes"]
+
+
+def test_python_speed_is_per_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the reading is per round: ten times the rounds must not read as ten times slower
+    from bench import harness
+
+    monkeypatch.setattr(harness, "_SPEED_ROUNDS", 1_000)
+    small = harness.python_speed(repeats=3)
+    monkeypatch.setattr(harness, "_SPEED_ROUNDS", 10_000)
+    large = harness.python_speed(repeats=3)
+    assert small > 0 and large > 0
+    # the same work per round: within a factor of 3 even on a busy machine
+    assert 1 / 3 < large / small < 3
